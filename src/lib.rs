@@ -1,0 +1,32 @@
+//! bitmac: a bit-accurate, cycle-level simulator of a quantized
+//! neural-network accelerator datapath.
+//!
+//! One module per hardware block; see `docs/ARCHITECTURE.md` for the code map
+//! and the invariants. The CLI (`cli`) is a thin layer over this library.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod io;
+
+pub mod numerics;
+pub mod lsq;
+
+pub mod hw;
+pub mod array;
+pub mod requant;
+pub mod layers;
+pub mod npy;
+pub mod scalesim;
+
+pub mod cdc;
+
+pub mod model;
+pub mod sim;
+
+pub mod vectors;
+pub mod dse;
+
+pub mod cli;
+
+pub use error::{Error, Result};
