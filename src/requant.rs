@@ -1,1 +1,270 @@
-//! Placeholder: filled in by its issue.
+//! Integer requantization: accumulator -> output code, as gemmlowp/TFLite do
+//! it, with the rounding scheme named (never implied).
+//!
+//! The real multiplier `M = s_w * s_a / s_out` (LSQ step sizes) is turned into
+//! a Q0.31 integer `m0` in `[2^30, 2^31)` and a power-of-two `shift` with
+//! `M ~= m0 * 2^(shift - 31)` ([`quantize_multiplier`], TFLite's
+//! `QuantizeMultiplier`). An accumulator `x` is then scaled by one of two
+//! named schemes ([`RequantRounding`]) and clamped to the output format
+//! (fused ReLU raises the lower clamp to 0). There is no zero point: LSQ
+//! quantizers are symmetric.
+//!
+//! Normative text: `docs/datapath.md`, section "Requantization".
+
+use crate::error::{Error, Result};
+use crate::numerics::IntFormat;
+use std::fmt;
+use std::str::FromStr;
+
+/// The two requantization rounding schemes of TFLite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequantRounding {
+    /// gemmlowp / TFLite default: `SaturatingRoundingDoublingHighMul`
+    /// (ties toward +inf) then `RoundingDivideByPOT` (ties away from zero).
+    Double,
+    /// `TFLITE_SINGLE_ROUNDING`: `(x * m0 + 2^(t-1)) >> t`, `t = 31 - shift`
+    /// (one rounding, ties toward +inf).
+    Single,
+}
+
+impl RequantRounding {
+    /// The JSON/CLI name: `double` or `single`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequantRounding::Double => "double",
+            RequantRounding::Single => "single",
+        }
+    }
+}
+
+impl fmt::Display for RequantRounding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RequantRounding {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<RequantRounding> {
+        match s {
+            "double" => Ok(RequantRounding::Double),
+            "single" => Ok(RequantRounding::Single),
+            _ => Err(Error::input(format!("requant rounding: unknown {s:?} (allowed: double, single)"))),
+        }
+    }
+}
+
+/// A quantized multiplier: `M ~= m0 * 2^(shift - 31)`.
+///
+/// Invariant (after [`quantize_multiplier`]): either `m0 == 0 && shift == 0`
+/// (the multiplier underflowed, TFLite's behaviour for `M < 2^-32`), or
+/// `2^30 <= m0 < 2^31` and `-31 <= shift <= 30`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Multiplier {
+    pub m0: i32,
+    pub shift: i32,
+}
+
+impl Multiplier {
+    /// The exact real value `m0 * 2^(shift-31)` (exact in f64: `m0` has 31
+    /// significant bits).
+    pub fn real(&self) -> f64 {
+        self.m0 as f64 * (2f64).powi(self.shift - 31)
+    }
+}
+
+/// `frexp` for positive finite `v`: `(q, e)` with `v = q * 2^e`, `q` in
+/// `[0.5, 1)`. Exact (bit manipulation), subnormals included.
+fn frexp(v: f64) -> (f64, i32) {
+    debug_assert!(v.is_finite() && v > 0.0);
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    if exp == 0 {
+        // Subnormal: scale into the normal range first (exact).
+        let (q, e) = frexp(v * 2f64.powi(64));
+        return (q, e - 64);
+    }
+    let q = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    (q, exp - 1022)
+}
+
+/// TFLite's `QuantizeMultiplier`: `q, shift = frexp(M)`;
+/// `m0 = round(q * 2^31)` with ties away from zero (C `std::round`, which is
+/// exactly Rust's `f64::round`, used here deliberately); if `m0 == 2^31`
+/// then `m0 /= 2, shift += 1`; if `shift < -31` the multiplier underflows to
+/// `m0 = 0, shift = 0` (all outputs 0, as TFLite does).
+///
+/// `M` must be finite and `> 0`, and `< 2^30` (so `shift <= 30`, which both
+/// schemes support); anything else is an error.
+pub fn quantize_multiplier(real: f64) -> Result<Multiplier> {
+    if !real.is_finite() || real <= 0.0 {
+        return Err(Error::field("requant multiplier", real, "finite and > 0"));
+    }
+    let (q, mut shift) = frexp(real);
+    // q * 2^31 is exact (a power-of-two scaling); the rounding is the only
+    // inexact step.
+    let mut q_fixed = (q * 2147483648.0).round() as i64;
+    if q_fixed == 1i64 << 31 {
+        q_fixed /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return Ok(Multiplier { m0: 0, shift: 0 });
+    }
+    if shift > 30 {
+        return Err(Error::field("requant multiplier", real, "less than 2^30"));
+    }
+    Ok(Multiplier { m0: q_fixed as i32, shift })
+}
+
+/// The real multiplier of a layer from its LSQ step sizes, as TFLite's
+/// `GetQuantizedConvolutionMultipler` computes it: the product
+/// `s_a * s_w` is rounded to f32 (an f32 multiply), widened to f64, and
+/// divided in f64 by `s_out` widened to f64.
+pub fn layer_multiplier(s_w: f32, s_a: f32, s_out: f32) -> Result<f64> {
+    for (name, s) in [("weight step", s_w), ("activation step", s_a), ("output step", s_out)] {
+        if !s.is_finite() || s <= 0.0 {
+            return Err(Error::field(name, s, "finite and > 0"));
+        }
+    }
+    let prod = s_a * s_w;
+    if !prod.is_finite() || prod <= 0.0 {
+        return Err(Error::field("activation step * weight step (f32)", prod, "finite and > 0"));
+    }
+    Ok(prod as f64 / s_out as f64)
+}
+
+/// A validated requantizer: multiplier, scheme, output format and ReLU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requantizer {
+    mult: Multiplier,
+    rounding: RequantRounding,
+    out: IntFormat,
+    relu: bool,
+    lo: i128,
+    hi: i128,
+}
+
+impl Requantizer {
+    /// A requantizer writing `out` codes. Output width must be 2..=32.
+    pub fn new(
+        mult: Multiplier,
+        rounding: RequantRounding,
+        out: IntFormat,
+        relu: bool,
+    ) -> Result<Requantizer> {
+        if !(2..=32).contains(&out.width()) {
+            return Err(Error::field("requant output bits", out.width(), "2..=32"));
+        }
+        let valid = (mult.m0 == 0 && mult.shift == 0)
+            || ((1 << 30..=i32::MAX).contains(&mult.m0) && (-31..=30).contains(&mult.shift));
+        if !valid {
+            return Err(Error::input(format!(
+                "requant multiplier: m0={} shift={} is not normalized (allowed: m0 in 2^30..2^31, shift in -31..=30)",
+                mult.m0, mult.shift
+            )));
+        }
+        let lo = if relu { out.min().max(0) } else { out.min() };
+        Ok(Requantizer { mult, rounding, out, relu, lo, hi: out.max() })
+    }
+
+    /// The quantized multiplier.
+    pub fn multiplier(&self) -> Multiplier {
+        self.mult
+    }
+
+    /// The rounding scheme.
+    pub fn rounding(&self) -> RequantRounding {
+        self.rounding
+    }
+
+    /// The output format.
+    pub fn out_format(&self) -> IntFormat {
+        self.out
+    }
+
+    /// True when ReLU is fused (lower clamp at 0).
+    pub fn relu(&self) -> bool {
+        self.relu
+    }
+
+    /// The exact real multiplier `m0 * 2^(shift-31)` the integer path uses.
+    pub fn real_multiplier(&self) -> f64 {
+        self.mult.real()
+    }
+
+    /// The scaled value before clamping (see [`Requantizer::apply`]).
+    #[inline]
+    pub fn scale(&self, x: i128) -> i128 {
+        let Multiplier { m0, shift } = self.mult;
+        let m0 = m0 as i128;
+        match self.rounding {
+            RequantRounding::Double => {
+                let left = shift.max(0) as u32;
+                let right = (-shift).max(0) as u32;
+                let ab = (x << left) * m0;
+                // gemmlowp SaturatingRoundingDoublingHighMul: the nudge and
+                // truncating division make it round half toward +inf. Its
+                // saturation case (both operands INT32_MIN) cannot occur:
+                // m0 >= 0.
+                let nudge: i128 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+                let high = (ab + nudge) / (1i128 << 31); // `/` truncates toward zero, as in C++.
+                                                         // gemmlowp RoundingDivideByPOT: ties away from zero.
+                let mask = (1i128 << right) - 1;
+                let remainder = high & mask;
+                let threshold = (mask >> 1) + i128::from(high < 0);
+                (high >> right) + i128::from(remainder > threshold)
+            }
+            RequantRounding::Single => {
+                let t = (31 - shift) as u32; // 1..=62
+                (x * m0 + (1i128 << (t - 1))) >> t
+            }
+        }
+    }
+
+    /// Requantize an exact accumulator value `x` (accumulator plus bias;
+    /// `|x| < 2^66`). Returns the output code and whether the clamp changed
+    /// it.
+    ///
+    /// For `|x * 2^max(shift,0)| < 2^31` the result is bit-identical to
+    /// TFLite's `MultiplyByQuantizedMultiplier` (double) or its
+    /// `TFLITE_SINGLE_ROUNDING` variant (single) followed by the activation
+    /// clamp; for wider accumulators the same formulas are evaluated exactly
+    /// in 128-bit arithmetic instead of int32/int64.
+    #[inline]
+    pub fn apply(&self, x: i128) -> (i64, bool) {
+        let y = self.scale(x);
+        let z = y.clamp(self.lo, self.hi);
+        (z as i64, z != y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frexp_matches_definition() {
+        for v in [1.0, 0.5, 0.75, 3.0, 1e-300, 5e-324, 1e300, 0.1] {
+            let (q, e) = frexp(v);
+            assert!((0.5..1.0).contains(&q), "{v}");
+            // Two steps: 2^e alone can underflow or overflow powi.
+            assert_eq!(q * 2f64.powi(e / 2) * 2f64.powi(e - e / 2), v);
+        }
+    }
+
+    #[test]
+    fn multiplier_normalization() {
+        let m = quantize_multiplier(0.5).unwrap();
+        assert_eq!((m.m0, m.shift), (1 << 30, 0));
+        let m = quantize_multiplier(1.0).unwrap();
+        assert_eq!((m.m0, m.shift), (1 << 30, 1));
+        // q*2^31 rounds up to 2^31: halve and bump the shift.
+        let m = quantize_multiplier(1.0 - 2f64.powi(-40)).unwrap();
+        assert_eq!((m.m0, m.shift), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(1e-12).unwrap(), Multiplier { m0: 0, shift: 0 });
+        assert!(quantize_multiplier(0.0).is_err());
+        assert!(quantize_multiplier(f64::NAN).is_err());
+        assert!(quantize_multiplier(2f64.powi(31)).is_err());
+    }
+}
