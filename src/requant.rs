@@ -9,7 +9,7 @@
 //! (fused ReLU raises the lower clamp to 0). There is no zero point: LSQ
 //! quantizers are symmetric.
 //!
-//! Normative text: `docs/datapath.md`, section "Requantization".
+//! Normative text: `docs/requant.md`.
 
 use crate::error::{Error, Result};
 use crate::numerics::IntFormat;
