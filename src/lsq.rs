@@ -156,9 +156,8 @@ impl LsqConfig {
             return Err(Error::field("nbit", nbit, format!("{NBIT_MIN}..={NBIT_MAX}")));
         }
         let (code_min, code_max) = code_range(kind, variant, nbit);
-        let top = code_min.unsigned_abs().max(code_max.unsigned_abs()) as f32;
-        if !(step.is_finite() && step > 0.0 && (top * step).is_finite()) {
-            return Err(Error::field("step", fmt_f64(f64::from(step)), step_allowed(code_min, code_max)));
+        if !step_ok(code_min, code_max, step) {
+            return Err(Error::field("step", fmt_f32(step), step_allowed(code_min, code_max)));
         }
         // `as f32` of an integer 0 is +0.0, which is torch's bound for
         // `clamp(-Qn, ...)` with Qn = 0 (a Python int): -0.3 clamps to +0.0.
@@ -176,8 +175,8 @@ impl LsqConfig {
             _ => return Err(Error::field("nbit", nbit, format!("{NBIT_MIN}..={NBIT_MAX}"))),
         };
         let s32 = step as f32;
-        if !(s32.is_finite() && s32 > 0.0) {
-            let (lo, hi) = code_range(kind, variant, nbit);
+        let (lo, hi) = code_range(kind, variant, nbit);
+        if !step_ok(lo, hi, s32) {
             return Err(Error::field("step", fmt_f64(step), step_allowed(lo, hi)));
         }
         LsqConfig::new(kind, variant, nbit, s32)
@@ -345,7 +344,7 @@ pub fn init_step(kind: LsqKind, variant: LsqVariant, nbit: u32, v: &[f32]) -> Re
         return Err(Error::input("lsq init_step: v is empty (allowed: at least one element)"));
     }
     if let Some(i) = v.iter().position(|a| !a.is_finite()) {
-        return Err(Error::field(format!("v[{i}]"), v[i], "finite f32"));
+        return Err(Error::field(format!("v[{i}]"), fmt_f32(v[i]), "finite f32"));
     }
     let (_, qp) = code_range(kind, variant, nbit);
     let sum: f64 = v.iter().map(|a| f64::from(a.abs())).sum();
@@ -364,6 +363,12 @@ pub fn code_range(kind: LsqKind, variant: LsqVariant, nbit: u32) -> (i32, i32) {
         (LsqVariant::Paper, LsqKind::Act) => (0, (1i32 << nbit) - 1),
         (LsqVariant::Paper, LsqKind::Weight) => (-half, half - 1),
     }
+}
+
+/// The step invariant: finite, `> 0`, and the top level finite in f32.
+fn step_ok(code_min: i32, code_max: i32, step: f32) -> bool {
+    let top = code_min.unsigned_abs().max(code_max.unsigned_abs()) as f32;
+    step.is_finite() && step > 0.0 && (top * step).is_finite()
 }
 
 fn step_allowed(code_min: i32, code_max: i32) -> String {
@@ -396,6 +401,17 @@ pub fn length_mismatch(x_len: usize, grad_y_len: usize) -> Error {
     Error::input(format!(
         "grad_y: length {grad_y_len} does not match the length of x ({x_len}) (allowed: exactly {x_len} elements)"
     ))
+}
+
+/// An f32 for an error message: the shortest round-trip digits, in `1e35`
+/// style for very large or small magnitudes.
+pub fn fmt_f32(v: f32) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-4..1e16).contains(&a) || !a.is_finite() {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 fn check_no_nan(x: &[f32]) -> Result<()> {
