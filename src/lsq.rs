@@ -161,7 +161,16 @@ impl LsqConfig {
         }
         // `as f32` of an integer 0 is +0.0, which is torch's bound for
         // `clamp(-Qn, ...)` with Qn = 0 (a Python int): -0.3 clamps to +0.0.
-        Ok(LsqConfig { kind, variant, nbit, step, code_min, code_max, lo: code_min as f32, hi: code_max as f32 })
+        Ok(LsqConfig {
+            kind,
+            variant,
+            nbit,
+            step,
+            code_min,
+            code_max,
+            lo: code_min as f32,
+            hi: code_max as f32,
+        })
     }
 
     /// Build from boundary values (JSON): `nbit` as any integer and `step`
@@ -230,7 +239,7 @@ impl LsqConfig {
     #[inline(always)]
     pub fn quantize_code(&self, x: f32) -> i32 {
         debug_assert!(!x.is_nan(), "LSQ input is NaN");
-        self.quantize_bin(x) as i32
+        small_to_i32(self.quantize_bin(x))
     }
 
     /// One element's `(y, code)`, bit-exact with the seed's forward:
@@ -240,7 +249,7 @@ impl LsqConfig {
     pub fn quantize(&self, x: f32) -> (f32, i32) {
         debug_assert!(!x.is_nan(), "LSQ input is NaN");
         let b = self.quantize_bin(x);
-        (b * self.step, b as i32)
+        (b * self.step, small_to_i32(b))
     }
 
     /// `code as f32 * s`: one f32 multiply, exact when `code*s` is
@@ -268,11 +277,17 @@ impl LsqConfig {
                 x.len()
             )));
         }
-        check_no_nan(x)?;
+        // One pass; NaN is detected alongside (branch-free, so the loop
+        // vectorises) and reported after.
+        let mut nan = false;
         for ((xi, yi), ci) in x.iter().zip(y.iter_mut()).zip(code.iter_mut()) {
+            nan |= xi.is_nan();
             let b = self.quantize_bin(*xi);
             *yi = b * self.step;
-            *ci = b as i32;
+            *ci = small_to_i32(b);
+        }
+        if nan {
+            check_no_nan(x)?;
         }
         Ok(())
     }
@@ -295,17 +310,26 @@ impl LsqConfig {
         }
         check_no_nan(x)?;
         let mask = !(self.variant == LsqVariant::Seed && self.kind == LsqKind::Weight);
-        let mut grad_x = Vec::with_capacity(x.len());
+        let mut grad_x = vec![0.0f32; x.len()];
         let mut sum = 0.0f64;
-        for (&xi, &gy) in x.iter().zip(grad_y) {
-            let xs = xi / self.step;
-            let inside = self.lo < xs && xs < self.hi;
-            let xbin = round_ties_even_small(clamp_f32(xs, self.lo, self.hi));
-            grad_x.push(if inside || !mask { gy } else { 0.0 });
-            // Inside, |xs| < 65535 so the small-range rounding is exact and
-            // round(xs) - xs is exact in f32 (Sterbenz); outside, xbin is lo or hi.
-            let t = if inside { round_ties_even_small(xs) - xs } else { xbin };
-            sum += f64::from(t * gy);
+        // Chunks: the element-wise part vectorises; the f64 sum stays
+        // sequential in index order (its definition).
+        const CHUNK: usize = 256;
+        let mut terms = [0.0f32; CHUNK];
+        for ((xc, gc), gxc) in x.chunks(CHUNK).zip(grad_y.chunks(CHUNK)).zip(grad_x.chunks_mut(CHUNK)) {
+            for (((&xi, &gy), gx), t) in xc.iter().zip(gc).zip(gxc.iter_mut()).zip(terms.iter_mut()) {
+                let xs = xi / self.step;
+                let inside = self.lo < xs && xs < self.hi;
+                let xbin = round_ties_even_small(clamp_f32(xs, self.lo, self.hi));
+                *gx = if inside || !mask { gy } else { 0.0 };
+                // Inside, |xs| < 65535 so the small-range rounding is exact and
+                // round(xs) - xs is exact in f32 (Sterbenz); outside, xbin is lo or hi.
+                // (Out of range, xs may be huge: its rounding is then unused.)
+                *t = if inside { round_ties_even_small(xs) - xs } else { xbin } * gy;
+            }
+            for t in &terms[..xc.len()] {
+                sum += f64::from(*t);
+            }
         }
         let mut grad_s = sum as f32;
         if self.variant == LsqVariant::Paper {
@@ -350,8 +374,7 @@ pub fn init_step(kind: LsqKind, variant: LsqVariant, nbit: u32, v: &[f32]) -> Re
     let sum: f64 = v.iter().map(|a| f64::from(a.abs())).sum();
     let mean = (sum / v.len() as f64) as f32;
     let s0 = (2.0 * mean) / (f64::from(qp).sqrt() as f32);
-    LsqConfig::new(kind, variant, nbit, s0)
-        .map_err(|e| e.context("lsq init_step (2*mean|v|/sqrt(Qp))"))?;
+    LsqConfig::new(kind, variant, nbit, s0).map_err(|e| e.context("lsq init_step (2*mean|v|/sqrt(Qp))"))?;
     Ok(s0)
 }
 
@@ -434,6 +457,17 @@ fn clamp_f32(v: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
+/// `b as i32` for an integral f32 with `|b| <= 2^22` (the callers' `xbin`,
+/// `|xbin| <= 65535`): `b + 1.5*2^23` is exact and lands where the f32
+/// spacing is 1, so its low mantissa bits are `b` in two's complement. Plain
+/// integer arithmetic, which vectorises (Rust's saturating `as` does not on
+/// baseline x86-64). -0.0 gives 0; NaN gives an unspecified value.
+#[inline(always)]
+fn small_to_i32(b: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23, bits 0x4B40_0000
+    ((b + MAGIC).to_bits() as i32).wrapping_sub(0x4B40_0000)
+}
+
 /// Round half to even for `|v| < 2^23` (and NaN), bit-identical to
 /// [`f32::round_ties_even`] there, including the sign of zero.
 ///
@@ -483,5 +517,13 @@ mod tests {
         // The boundary of the overflow check is exact.
         let msg = LsqConfig::new(LsqKind::Weight, LsqVariant::Seed, 16, 1e36).unwrap_err().to_string();
         assert!(msg.starts_with("step: "), "{msg}");
+    }
+
+    #[test]
+    fn small_to_i32_matches_as() {
+        for k in -70000i32..=70000 {
+            assert_eq!(small_to_i32(k as f32), k);
+        }
+        assert_eq!(small_to_i32(-0.0), 0);
     }
 }

@@ -75,8 +75,15 @@ fn cli_matches_pytorch_reference_bit_for_bit() {
         if full {
             let torch = f(&c.grad_s);
             let diff = (f64::from(got.grad_s) - f64::from(torch)).abs();
-            let bound = f32_sum_error_bound(c.x.len(), f(&c.grad_s_abs_terms)) + 2f64.powi(-23) * f64::from(torch.abs());
-            assert!(diff <= 1e-6 * f64::from(torch.abs()) || diff <= bound, "{} grad_s {} vs {}", c.name, got.grad_s, torch);
+            let bound = f32_sum_error_bound(c.x.len(), f(&c.grad_s_abs_terms))
+                + 2f64.powi(-23) * f64::from(torch.abs());
+            assert!(
+                diff <= 1e-6 * f64::from(torch.abs()) || diff <= bound,
+                "{} grad_s {} vs {}",
+                c.name,
+                got.grad_s,
+                torch
+            );
         }
         checked += 1;
     }
@@ -144,26 +151,58 @@ fn cli_bad_inputs_one_line_exit_2() {
     let dir = tmpdir("err");
     let ok = |body: &str| format!(r#"{{"kind": "weight", {body}}}"#);
     let cases: Vec<(&str, Option<String>, &str)> = vec![
-        ("nbit1", Some(ok(r#""nbit": 1, "step": 0.5, "x": [1]"#)), "nbit: 1 is out of range (allowed: 2..=16)"),
-        ("nbit17", Some(ok(r#""nbit": 17, "step": 0.5, "x": [1]"#)), "nbit: 17 is out of range (allowed: 2..=16)"),
+        (
+            "nbit1",
+            Some(ok(r#""nbit": 1, "step": 0.5, "x": [1]"#)),
+            "nbit: 1 is out of range (allowed: 2..=16)",
+        ),
+        (
+            "nbit17",
+            Some(ok(r#""nbit": 17, "step": 0.5, "x": [1]"#)),
+            "nbit: 17 is out of range (allowed: 2..=16)",
+        ),
         ("nbit_neg", Some(ok(r#""nbit": -3, "step": 0.5, "x": [1]"#)), "nbit: -3"),
         ("step0", Some(ok(r#""nbit": 4, "step": 0, "x": [1]"#)), "step: 0 is out of range"),
         ("step_neg", Some(ok(r#""nbit": 4, "step": -1, "x": [1]"#)), "step: -1 is out of range"),
         ("step_huge", Some(ok(r#""nbit": 4, "step": 1e39, "x": [1]"#)), "step: 1e39 is out of range"),
         ("step_underflow", Some(ok(r#""nbit": 4, "step": 1e-50, "x": [1]"#)), "step: 1e-50 is out of range"),
-        ("step_top_overflow", Some(ok(r#""nbit": 16, "step": 1e35, "x": [1]"#)), "step: 1e35 is out of range"),
-        ("len", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1, 2], "grad_y": [1]"#)), "grad_y: length 1 does not match"),
+        (
+            "step_top_overflow",
+            Some(ok(r#""nbit": 16, "step": 1e35, "x": [1]"#)),
+            "step: 1e35 is out of range",
+        ),
+        (
+            "len",
+            Some(ok(r#""nbit": 4, "step": 0.5, "x": [1, 2], "grad_y": [1]"#)),
+            "grad_y: length 1 does not match",
+        ),
         ("malformed", Some(r#"{"kind": "act", "nbit": 4,, }"#.to_string()), "malformed JSON"),
         ("truncated", Some(r#"{"kind": "act", "nbit": 4"#.to_string()), "truncated JSON"),
         ("unknown_field", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "bias": 3"#)), "unknown field `bias`"),
-        ("unknown_kind", Some(r#"{"kind": "bias", "nbit": 4, "step": 0.5, "x": [1]}"#.to_string()), "kind: \"bias\""),
-        ("unknown_variant", Some(ok(r#""variant": "lsq+", "nbit": 4, "step": 0.5, "x": [1]"#)), "variant: \"lsq+\""),
+        (
+            "unknown_kind",
+            Some(r#"{"kind": "bias", "nbit": 4, "step": 0.5, "x": [1]}"#.to_string()),
+            "kind: \"bias\"",
+        ),
+        (
+            "unknown_variant",
+            Some(ok(r#""variant": "lsq+", "nbit": 4, "step": 0.5, "x": [1]"#)),
+            "variant: \"lsq+\"",
+        ),
         ("missing_step", Some(ok(r#""nbit": 4, "x": [1]"#)), "missing field `step`"),
         ("x_overflow", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1, 1e39]"#)), "x[1]: 1e39 is out of range"),
-        ("gy_overflow", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "grad_y": [-4e38]"#)), "grad_y[0]: -4e38"),
+        (
+            "gy_overflow",
+            Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "grad_y": [-4e38]"#)),
+            "grad_y[0]: -4e38",
+        ),
         ("x_string", Some(ok(r#""nbit": 4, "step": 0.5, "x": ["1"]"#)), "invalid type"),
         ("nbit_float", Some(ok(r#""nbit": 4.5, "step": 0.5, "x": [1]"#)), "invalid type"),
-        ("grad_s_overflow", Some(ok(r#""nbit": 8, "step": 1, "x": [1e3, 1e3], "grad_y": [3e38, 3e38]"#)), "grad_s"),
+        (
+            "grad_s_overflow",
+            Some(ok(r#""nbit": 8, "step": 1, "x": [1e3, 1e3], "grad_y": [3e38, 3e38]"#)),
+            "grad_s",
+        ),
         ("missing_file", None, "missing_file.json"),
     ];
     for (name, json, needle) in &cases {

@@ -1,6 +1,7 @@
 //! Properties of the LSQ quantizers, checked with proptest against an
 //! independent textbook implementation (std `f32::round_ties_even` and
 //! explicit comparisons) and against the definitions in `docs/lsq.md`.
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use bitmac::lsq::{code_range, round_ties_even_small, LsqConfig, LsqKind, LsqVariant};
 use proptest::prelude::*;
@@ -131,7 +132,11 @@ proptest! {
 fn magic_rounding_on_every_tie() {
     for k in -70000i32..70000 {
         for base in [k as f32, k as f32 + 0.5] {
-            for v in [base, f32::from_bits(base.to_bits().wrapping_add(1)), f32::from_bits(base.to_bits().wrapping_sub(1))] {
+            for v in [
+                base,
+                f32::from_bits(base.to_bits().wrapping_add(1)),
+                f32::from_bits(base.to_bits().wrapping_sub(1)),
+            ] {
                 if v.is_nan() || v.abs() > 65536.0 {
                     continue;
                 }
@@ -169,7 +174,9 @@ fn errors_are_one_line_and_name_the_field() {
     assert!(e.to_string().starts_with("x[1]: NaN"), "{e}");
     let e = cfg.backward(&[f32::NAN], &[1.0]).unwrap_err();
     assert!(e.to_string().starts_with("x[0]: NaN"), "{e}");
-    for (nbit, step, field) in [(1, 1.0, "nbit"), (17, 1.0, "nbit"), (4, 0.0, "step"), (4, -1.0, "step"), (4, f32::INFINITY, "step")] {
+    for (nbit, step, field) in
+        [(1, 1.0, "nbit"), (17, 1.0, "nbit"), (4, 0.0, "step"), (4, -1.0, "step"), (4, f32::INFINITY, "step")]
+    {
         let e = LsqConfig::new(LsqKind::Weight, LsqVariant::Paper, nbit, step).unwrap_err();
         let m = e.to_string();
         assert!(m.starts_with(&format!("{field}: ")) && !m.contains('\n') && m.contains("allowed"), "{m}");

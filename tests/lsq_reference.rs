@@ -2,6 +2,7 @@
 //! (`testvectors/lsq/`, produced by `gen_lsq_refs.py` running the seed's
 //! code verbatim). `y`, `code` and `grad_x` must match bit for bit; `grad_s`
 //! is checked against torch and against the exact sum (see `docs/lsq.md`).
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 mod common_lsq;
 
@@ -53,7 +54,11 @@ fn forward_and_grad_x_bit_exact() {
         }
         elems += x.len();
     }
-    assert!(cases.len() >= 200 && elems >= 10_000, "reference set too small: {} cases, {elems} elements", cases.len());
+    assert!(
+        cases.len() >= 200 && elems >= 10_000,
+        "reference set too small: {} cases, {elems} elements",
+        cases.len()
+    );
 }
 
 #[test]
@@ -69,7 +74,9 @@ fn grad_s_matches_torch_and_exact_sum() {
         let torch = f(&c.grad_s);
         let exact = f(&c.grad_s_exact_sum);
         let abs_terms = f(&c.grad_s_abs_terms);
-        let rel = |a: f32, b: f32| (f64::from(a) - f64::from(b)).abs() / f64::from(b.abs()).max(f64::from(f32::MIN_POSITIVE));
+        let rel = |a: f32, b: f32| {
+            (f64::from(a) - f64::from(b)).abs() / f64::from(b.abs()).max(f64::from(f32::MIN_POSITIVE))
+        };
         // bitmac sums in f64 then rounds once: it must agree with the
         // correctly rounded exact sum to 1e-6 relative (in practice it is
         // bit-identical), or be within f64 noise of it when it cancels to ~0.
@@ -126,7 +133,10 @@ fn coverage_of_the_reference_set() {
                         on_hi += usize::from(xs == hi as f32);
                     }
                 }
-                assert!(ties >= 2 && on_lo >= 1 && on_hi >= 1, "{v} {k} nbit {nbit}: ties {ties} lo {on_lo} hi {on_hi}");
+                assert!(
+                    ties >= 2 && on_lo >= 1 && on_hi >= 1,
+                    "{v} {k} nbit {nbit}: ties {ties} lo {on_lo} hi {on_hi}"
+                );
             }
         }
     }

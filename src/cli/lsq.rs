@@ -55,7 +55,8 @@ pub fn run(args: Args) -> Result<i32> {
     let path = args.input.display().to_string();
     let spec: LsqSpec = crate::io::read_json(&args.input)?;
     let out = compute(spec).map_err(|e| e.context(&path))?;
-    let text = serde_json::to_string(&out).map_err(|e| Error::internal(format!("lsq: serialising output: {e}")))?;
+    let text =
+        serde_json::to_string(&out).map_err(|e| Error::internal(format!("lsq: serialising output: {e}")))?;
     println!("{text}");
     Ok(0)
 }
@@ -97,7 +98,11 @@ fn to_f32(field: &str, v: &[f64]) -> Result<Vec<f32>> {
             if b.is_finite() {
                 Ok(b)
             } else {
-                Err(Error::field(format!("{field}[{i}]"), fmt_f64(a), format!("finite in f32, |v| <= {:e}", f32::MAX)))
+                Err(Error::field(
+                    format!("{field}[{i}]"),
+                    fmt_f64(a),
+                    format!("finite in f32, |v| <= {:e}", f32::MAX),
+                ))
             }
         })
         .collect()
