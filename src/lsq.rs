@@ -226,7 +226,8 @@ impl LsqConfig {
     }
 
     /// `xbin = roundTiesToEven(clamp(x / s, lo, hi))` as an f32 (keeps -0.0).
-    /// NaN `x` gives NaN. This is the shared core of every kernel below.
+    /// NaN `x` (outside the contract) gives `lo`, so codes always stay in
+    /// range. This is the shared core of every kernel below.
     #[inline(always)]
     pub fn quantize_bin(&self, x: f32) -> f32 {
         let xs = x / self.step;
@@ -235,8 +236,9 @@ impl LsqConfig {
 
     /// The integer code of one element: `roundTiesToEven(clamp(x / s, lo, hi))`.
     /// Ties (x/s exactly k+0.5 in f32) go to the even integer. Precondition:
-    /// `x` is not NaN (a NaN gives code 0 in release builds; the slice APIs
-    /// reject NaN).
+    /// `x` is not NaN (debug builds assert it; release builds treat NaN as
+    /// below the range and give `code_min`; the slice APIs reject NaN with an
+    /// error).
     #[inline(always)]
     pub fn quantize_code(&self, x: f32) -> i32 {
         debug_assert!(!x.is_nan(), "LSQ input is NaN");
@@ -245,7 +247,8 @@ impl LsqConfig {
 
     /// One element's `(y, code)`, bit-exact with the seed's forward:
     /// `y = xbin * s` is one f32 multiply, so `y` is `-0.0` when `x/s` rounds
-    /// to a negative zero (e.g. `x = -0.3*s`). Precondition: `x` is not NaN.
+    /// to a negative zero (e.g. `x = -0.3*s`). Precondition: `x` is not NaN
+    /// (as for [`LsqConfig::quantize_code`]; NaN gives `(code_min*s, code_min)`).
     #[inline(always)]
     pub fn quantize(&self, x: f32) -> (f32, i32) {
         debug_assert!(!x.is_nan(), "LSQ input is NaN");
@@ -446,10 +449,12 @@ fn check_no_nan(x: &[f32]) -> Result<()> {
 }
 
 /// `lo if v < lo, hi if v > hi, else v` — torch's clamp on non-NaN input
-/// (a -0.0 inside the range stays -0.0; NaN passes through).
+/// (a -0.0 inside the range stays -0.0). NaN (never passed by the checked
+/// APIs) maps to `lo`, so a kernel can never produce an out-of-range code.
 #[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // deliberate: NaN takes the first branch
 fn clamp_f32(v: f32, lo: f32, hi: f32) -> f32 {
-    if v < lo {
+    if !(v >= lo) {
         lo
     } else if v > hi {
         hi
@@ -526,5 +531,13 @@ mod tests {
             assert_eq!(small_to_i32(k as f32), k);
         }
         assert_eq!(small_to_i32(-0.0), 0);
+    }
+
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn nan_code_stays_in_range() {
+        let c = LsqConfig::new(LsqKind::Weight, LsqVariant::Paper, 4, 0.5).unwrap();
+        assert_eq!(c.quantize_code(f32::NAN), c.code_min());
+        assert_eq!(c.quantize(f32::NAN), (c.code_min() as f32 * 0.5, c.code_min()));
     }
 }
