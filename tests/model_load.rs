@@ -478,3 +478,23 @@ fn reference_validation() {
     assert!(msg.contains("model_sha256") && msg.contains("cnn_w4a4.json"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn embedded_defaults_match_the_files() {
+    let model = bitmac::model::default_model().unwrap();
+    let reference = bitmac::model::default_reference().unwrap();
+    let data = bitmac::model::default_test_data().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(model, Model::load(&root.join(bitmac::model::DEFAULT_MODEL_PATH)).unwrap());
+    assert_eq!(data, Dataset::load(&root.join(bitmac::model::DEFAULT_DATA_PATH)).unwrap());
+    reference.check_model(&model).unwrap();
+    // Float logits are about integer logits * acc_scale (same sign of the winner).
+    let last = model.layers().len() - 1;
+    let s = model.acc_scale(last);
+    for i in 0..reference.samples() {
+        let p = reference.integer.predictions[i];
+        let approx = reference.integer.logits[i][p] as f64 * s;
+        let fq = reference.fake_quant.logits[i][p] as f64;
+        assert!((approx - fq).abs() <= 1e-3 * (1.0 + fq.abs()), "sample {i}: {approx} vs {fq}");
+    }
+}

@@ -28,6 +28,40 @@ use crate::error::{json_error, Error, Result};
 use serde::Deserialize;
 use std::path::Path;
 
+/// The shipped default model, relative to the repository root.
+pub const DEFAULT_MODEL_PATH: &str = "models/cnn_w4a4.json";
+/// The shipped test split, relative to the repository root.
+pub const DEFAULT_DATA_PATH: &str = "models/data/digits_test.csv";
+
+// The default model, its reference and the test split are compiled in, so
+// `bitmac run` works from any directory (the files are the committed ones;
+// `Reference::verify_bytes` checks they belong together).
+const EMBEDDED_MODEL: &str = include_str!("../../models/cnn_w4a4.json");
+const EMBEDDED_REFERENCE: &str = include_str!("../../models/cnn_w4a4.ref.json");
+const EMBEDDED_TEST_DATA: &str = include_str!("../../models/data/digits_test.csv");
+
+/// The embedded default model (`models/cnn_w4a4.json` at build time).
+pub fn default_model() -> Result<Model> {
+    Model::from_json_str(EMBEDDED_MODEL, &format!("(embedded) {DEFAULT_MODEL_PATH}"))
+}
+
+/// The embedded test split (`models/data/digits_test.csv` at build time).
+pub fn default_test_data() -> Result<Dataset> {
+    Dataset::parse(EMBEDDED_TEST_DATA, &format!("(embedded) {DEFAULT_DATA_PATH}"))
+}
+
+/// The embedded reference of the default model, checked against the
+/// embedded model and data (SHA-256). Its paths point into `models/`.
+pub fn default_reference() -> Result<Reference> {
+    let r = Reference::from_json_str(
+        EMBEDDED_REFERENCE,
+        "(embedded) models/cnn_w4a4.ref.json",
+        Path::new("models"),
+    )?;
+    r.verify_bytes(EMBEDDED_MODEL.as_bytes(), EMBEDDED_TEST_DATA.as_bytes())?;
+    Ok(r)
+}
+
 /// The `format` value of a model file this build reads.
 pub const MODEL_FORMAT: &str = "bitmac-model/1";
 
@@ -409,6 +443,15 @@ impl Model {
         let sw = layer.weight().quant().step() as f64;
         let sa = layer.input_quant().step() as f64;
         Some((sw * sa) / out.step() as f64)
+    }
+
+    /// The real value of one unit of layer `l`'s accumulator,
+    /// `f64(s_w) * f64(s_a)` (exact): the fake-quant pre-activation is
+    /// about `acc * acc_scale(l)`; for the last layer the float logits are
+    /// about `integer logits * acc_scale`.
+    pub fn acc_scale(&self, l: usize) -> f64 {
+        let layer = &self.layers[l];
+        layer.weight().quant().step() as f64 * layer.input_quant().step() as f64
     }
 
     /// The output code range `(lo, hi)` of hidden layer `l`: the next

@@ -182,13 +182,19 @@ impl Reference {
     /// the logits, accuracies and the agreement count match the
     /// predictions, float logits are exact float32 values.
     pub fn load(path: &Path) -> Result<Reference> {
-        let what = path.display().to_string();
         let text = crate::io::read_to_string(path)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| json_error(&what, &e))?;
-        let spec: RefJson = serde_path_to_error::deserialize(&value)
-            .map_err(|e| Error::input(format!("{}: {}", e.path(), e.inner())).context(&what))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Reference::validate(spec, &dir).map_err(|e| e.context(&what))
+        Reference::from_json_str(&text, &path.display().to_string(), &dir)
+    }
+
+    /// Parse and validate reference JSON text; `what` prefixes every error
+    /// and `dir` is the directory the file's relative paths are resolved
+    /// against.
+    pub fn from_json_str(text: &str, what: &str, dir: &Path) -> Result<Reference> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| json_error(what, &e))?;
+        let spec: RefJson = serde_path_to_error::deserialize(&value)
+            .map_err(|e| Error::input(format!("{}: {}", e.path(), e.inner())).context(what))?;
+        Reference::validate(spec, dir).map_err(|e| e.context(what))
     }
 
     fn validate(s: RefJson, dir: &Path) -> Result<Reference> {
@@ -340,11 +346,19 @@ impl Reference {
     /// Check the SHA-256 of the model and data files named by the reference
     /// against the recorded ones (a stale reference is an input error).
     pub fn verify_files(&self) -> Result<()> {
-        for (path, want, field) in [
-            (&self.model_path, &self.model_sha256, "model_sha256"),
-            (&self.data_path, &self.data_sha256, "data_sha256"),
+        let model = crate::io::read(&self.model_path)?;
+        let data = crate::io::read(&self.data_path)?;
+        self.verify_bytes(&model, &data)
+    }
+
+    /// Like [`Reference::verify_files`] for contents already in memory
+    /// (e.g. the embedded default model and data).
+    pub fn verify_bytes(&self, model: &[u8], data: &[u8]) -> Result<()> {
+        for (path, bytes, want, field) in [
+            (&self.model_path, model, &self.model_sha256, "model_sha256"),
+            (&self.data_path, data, &self.data_sha256, "data_sha256"),
         ] {
-            let got = sha256_hex(&crate::io::read(path)?);
+            let got = sha256_hex(bytes);
             if &got != want {
                 return Err(Error::input(format!(
                     "{field}: {} has SHA-256 {got}, the reference was made from {want} (re-run models/train.py)",
