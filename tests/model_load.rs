@@ -615,3 +615,23 @@ proptest::proptest! {
         proptest::prop_assert!(msg.contains(&needle), "{}", msg);
     }
 }
+
+#[test]
+fn quantizer_rounds_half_to_even_and_clamps() {
+    use bitmac::model::Quant;
+    let q = Quant::new(4, false, 0.5).unwrap();
+    // v / 0.5 = 2.5 -> 2, 3.5 -> 4, 0.5 -> 0, 1.5 -> 2 (torch.round ties to even).
+    assert_eq!([q.quantize(1.25), q.quantize(1.75), q.quantize(0.25), q.quantize(0.75)], [2, 4, 0, 2]);
+    assert_eq!([q.quantize(-3.0), q.quantize(100.0), q.quantize(7.6)], [0, 15, 15]);
+    let s = Quant::new(2, true, 1.0).unwrap();
+    assert_eq!((s.min_code(), s.max_code()), (-2, 1));
+    assert_eq!([s.quantize(-2.5), s.quantize(-1.5), s.quantize(0.5), s.quantize(9.0)], [-2, -2, 0, 1]);
+    assert!(Quant::new(1, true, 1.0).is_err());
+    assert!(Quant::new(4, true, f32::NAN).is_err());
+    assert!(Quant::new(4, true, 0.0).is_err());
+    // Raw input outside raw_min..=raw_max or of the wrong length is an input error.
+    let (model, _, _) = load_all("cnn_w4a4");
+    let err = model.input_codes(&[17u8; 64]).unwrap_err();
+    assert!(err.to_string().contains("input[0]: 17 is out of range (allowed: 0..=16)"), "{err}");
+    assert_eq!(model.input_codes(&[0u8; 63]).unwrap_err().exit_code(), 2);
+}
