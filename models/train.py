@@ -3,6 +3,7 @@
 
     python3 models/train.py            # all three models (a few minutes on 2 cores)
     python3 models/train.py cnn_w4a4   # one model
+    python3 models/train.py --export-only [name ...]   # re-export from models/ckpt/<name>.pt
 
 Quantizers: the LSQ paper's (Esser et al., ICLR 2020), not the seed's variant:
   code = round(clamp(v / s, -Qn, Qp)), vhat = code * s
@@ -206,16 +207,19 @@ def evaluate(model, X):
         return model(X)
 
 
+def load_split(shape):
+    ytr, Xtr = export.load_csv(os.path.join(HERE, "data", "digits_train.csv"))
+    yte, Xte = export.load_csv(os.path.join(HERE, "data", "digits_test.csv"))
+    Xtr = torch.tensor(Xtr, dtype=torch.float32).reshape([-1] + shape)
+    Xte = torch.tensor(Xte, dtype=torch.float32).reshape([-1] + shape)
+    return Xtr, torch.tensor(ytr), Xte, torch.tensor(yte)
+
+
 def train_one(name):
     cfg = MODELS[name]
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
-    ytr, Xtr = export.load_csv(os.path.join(HERE, "data", "digits_train.csv"))
-    yte, Xte = export.load_csv(os.path.join(HERE, "data", "digits_test.csv"))
-    shape = list(cfg["input_shape"])
-    Xtr = torch.tensor(Xtr, dtype=torch.float32).reshape([-1] + shape)
-    Xte = torch.tensor(Xte, dtype=torch.float32).reshape([-1] + shape)
-    ytr, yte_t = torch.tensor(ytr), torch.tensor(yte)
+    Xtr, ytr, Xte, yte_t = load_split(list(cfg["input_shape"]))
     t0 = time.time()
     model = QNet(cfg["spec"], cfg["input_shape"])
     run_epochs(model, Xtr, ytr, FLOAT_EPOCHS, FLOAT_LR, gen)
@@ -228,12 +232,19 @@ def train_one(name):
     dt = time.time() - t0
     print(f"{name}: float test accuracy {float_acc:.4f}, fake-quant test accuracy {fq_acc:.4f} "
           f"({dt:.1f} s training)", flush=True)
+    os.makedirs(os.path.join(HERE, "ckpt"), exist_ok=True)
+    # The QAT state dict plus the float model's test logits (for the float accuracy).
+    torch.save({"state_dict": model.state_dict(), "float_logits": float_logits},
+               os.path.join(HERE, "ckpt", f"{name}.pt"))
+    export_one(name, model, float_logits, fq_logits)
+
+
+def export_one(name, model, float_logits, fq_logits):
+    cfg = MODELS[name]
     training = {"script": "models/train.py", "seed": SEED, "torch": torch.__version__,
                 "float_epochs": FLOAT_EPOCHS, "qat_epochs": QAT_EPOCHS, "batch": BATCH,
                 "optimizer": f"Adam, cosine lr, float lr {FLOAT_LR}, QAT lr {QAT_LR}",
                 "quantizer": "LSQ paper (Esser et al. 2020), round half to even, per-tensor step"}
-    os.makedirs(os.path.join(HERE, "ckpt"), exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(HERE, "ckpt", f"{name}.pt"))
     stats = export.export_all(os.path.join(HERE, f"{name}.json"), name, cfg["desc"], model.qlayers(),
                               cfg["input_shape"], INPUT_SCALE, (0, 16),
                               os.path.join(HERE, "data", "digits_test.csv"), float_logits,
@@ -243,14 +254,29 @@ def train_one(name):
           f"max |fq code - int code| per hidden layer {stats['fq_vs_int_hidden_code_max_diff']}", flush=True)
 
 
+def reexport(name):
+    cfg = MODELS[name]
+    ck = torch.load(os.path.join(HERE, "ckpt", f"{name}.pt"), weights_only=True)
+    model = QNet(cfg["spec"], cfg["input_shape"])
+    model.quant = True
+    model.load_state_dict(ck["state_dict"])
+    _, _, Xte, _ = load_split(list(cfg["input_shape"]))
+    export_one(name, model, ck["float_logits"], evaluate(model, Xte))
+
+
 def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    names = sys.argv[1:] or list(MODELS)
+    args = sys.argv[1:]
+    only_export = "--export-only" in args
+    names = [a for a in args if a != "--export-only"] or list(MODELS)
     for name in names:
         if name not in MODELS:
             sys.exit(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-        train_one(name)
+        if only_export:
+            reexport(name)
+        else:
+            train_one(name)
 
 
 if __name__ == "__main__":
