@@ -121,13 +121,18 @@ fn spec_errors_are_one_line_exit_2() {
     let spec = small_spec();
     let cases: Vec<(&str, String, &str)> = vec![
         ("unknown-field", spec.replacen("\"name\"", "\"nmae\"", 1), "nmae"),
-        ("unknown-param", spec.replace("\"acc.width\": [9", "\"acc.widht\": [9"), "acc.widht"),
+        (
+            "unknown-param",
+            spec.replace("\"accumulator.bits\": [9", "\"accumulator.bist\": [9"),
+            "accumulator.bist",
+        ),
         ("width-range", spec.replace("[9, 12, 20]", "[9, 12, 65]"), "2..=64"),
         ("round-name", spec.replace("\"RND_CONV\"]", "\"RND_HALF\"]"), "RND_CONV_ODD"),
         ("empty-list", spec.replace("[9, 12, 20]", "[]"), "empty"),
         ("bad-kind", spec.replace("\"gemm\"", "\"fft\""), "fft"),
         ("gemm-dim", spec.replace("\"m\": 6", "\"m\": 0"), "workload.m"),
         ("float-on-int", spec.replace("{\"int\": [1, 12]}", "{\"float\": [1, 12]}"), "array.rows"),
+        ("pow2", spec.replace("[2, 4, 8]", "[2, 6, 8]"), "power of two"),
         ("malformed", spec[..spec.len() / 2].to_string(), "JSON"),
         ("base-range", spec.replace("\"rows\": 8", "\"rows\": 0"), "array.rows"),
         ("reject", spec.replacen("\"name\"", "\"invalid\": \"reject\", \"name\"", 1), "reject"),
@@ -174,16 +179,17 @@ fn point_ids_are_stable_and_ordered() {
     let sweep = dse::Sweep::load(&spec).unwrap();
     let p0 = &sweep.points[0];
     let p1 = &sweep.points[1];
-    assert_eq!(p0["acc.width"], 9);
-    assert_eq!(p0["psum.round"], "TRN");
+    assert_eq!(p0["accumulator.bits"], 9);
+    assert_eq!(p0["psum.rounding"], "TRN");
     // psum.round is the last sorted grid path, so it varies fastest.
-    assert_eq!(p1["psum.round"], "RND");
-    assert_eq!(p1["acc.width"], 9);
-    // The first grid path (acc.width) varies slowest.
-    assert_eq!(sweep.points[2 * 4 * 3]["acc.width"], 12);
+    assert_eq!(p1["psum.rounding"], "RND");
+    assert_eq!(p1["accumulator.bits"], 9);
+    // The first grid path (accumulator.bits) varies slowest.
+    assert_eq!(sweep.points[2 * 4 * 3]["accumulator.bits"], 12);
     // Random points keep grid paths at base values and draw their own.
     let r = &sweep.points[72];
-    assert_eq!(r["acc.width"], 16);
+    assert_eq!(r["accumulator.bits"], 16);
+    assert_eq!(r["psum.rounding"], "RND");
     let rows = r["array.rows"].as_i64().unwrap();
     assert!((1..=12).contains(&rows));
     // Loading again gives the same points and hash.
@@ -191,4 +197,34 @@ fn point_ids_are_stable_and_ordered() {
     assert_eq!(sweep.points, again.points);
     assert_eq!(sweep.hash, again.hash);
     let _ = d;
+}
+
+#[test]
+fn wide_exact_gemm_has_no_error() {
+    // d = 0 and a 40-bit accumulator: the datapath equals the exact GEMM, so
+    // SQNR is at its cap and there is no error, rounding or overflow.
+    let d = scratch("exact");
+    let spec = d.join("spec.json");
+    let text = small_spec()
+        .replace("\"psum.drop_bits\": [1, 3]", "\"psum.drop_bits\": [0]")
+        .replace("\"psum.offset\": {\"from\": -2, \"to\": 1}", "\"psum.offset\": [0]")
+        .replace("[9, 12, 20]", "[40]");
+    write(&spec, &text);
+    dse::run(&opts(&spec, &d.join("o"))).unwrap();
+    let csv = std::fs::read_to_string(d.join("o/results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let mut n = 0;
+    // The 3 grid points (the random ones keep the base's d = 2).
+    for l in lines.take(3) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f[col("status")], "ok", "{l}");
+        assert_eq!(f[col("sqnr_db")], "200", "{l}");
+        assert_eq!(f[col("max_abs_err")], "0", "{l}");
+        assert_eq!(f[col("overflows")], "0", "{l}");
+        assert_eq!(f[col("roundings")], "0", "{l}");
+        n += 1;
+    }
+    assert_eq!(n, 3);
 }

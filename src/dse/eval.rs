@@ -1,11 +1,14 @@
 //! Evaluating one point: the [`Evaluator`] interface, the metrics, and the
 //! synthetic GEMM / conv workloads.
 
-use super::engine::{self, Counters};
+use super::engine;
 use super::hw::Hw;
 use super::spec::{Sweep, WorkloadJson};
+use crate::array::{compute_cycles, Engine, Matrix, Stats};
 use crate::error::Result;
+use crate::layers::run_gemm;
 use crate::numerics::IntFormat;
+use crate::requant::{quantize_multiplier, Requantizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -153,6 +156,7 @@ fn draw(rng: &mut ChaCha8Rng, f: IntFormat, n: usize) -> Vec<i32> {
 
 /// im2col of a `c x h x w` input for `kh x kw` filters: `M = oh*ow` rows of
 /// `K = c*kh*kw` (order c, kh, kw), zero padding.
+#[allow(clippy::too_many_arguments)]
 pub fn im2col(
     x: &[i32],
     c: usize,
@@ -189,13 +193,13 @@ pub fn im2col(
 }
 
 /// Error metrics of `out` against `exact`.
-pub fn error_metrics(out: &[i64], exact: &[i64]) -> (f64, f64, f64) {
+pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
     let mut sig = 0f64;
     let mut noise = 0f64;
     let mut maxe = 0i128;
     let mut sum = 0i128;
     for (o, e) in out.iter().zip(exact) {
-        let d = *o as i128 - *e as i128;
+        let d = *o - *e as i128;
         sig += (*e as f64) * (*e as f64);
         noise += (d as f64) * (d as f64);
         maxe = maxe.max(d.abs());
@@ -212,48 +216,68 @@ pub fn error_metrics(out: &[i64], exact: &[i64]) -> (f64, f64, f64) {
     (sqnr, maxe as f64, sum as f64 / n)
 }
 
-/// The psum bias in psum LSBs from the counters.
-pub fn psum_bias(c: &Counters, k: u32) -> Option<f64> {
-    (c.roundings > 0).then(|| c.round_err_sum as f64 / (c.roundings as f64 * (1u64 << k) as f64))
+/// The value-independent metrics of a run: timing (the datapath's
+/// [`compute_cycles`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
+/// the `(m, k, n)` of one inference.
+pub fn hw_metrics(hw: &Hw, gemms: &[(usize, usize, usize)], m: &mut Metrics) {
+    let c = &hw.cfg;
+    m.cycles =
+        gemms.iter().map(|&(mm, k, n)| compute_cycles(c.dataflow(), c.rows(), c.cols(), mm, k, n)).sum();
+    let macs: u64 = gemms.iter().map(|&(mm, k, n)| (mm * k * n) as u64).sum();
+    m.utilization = macs as f64 / (m.cycles.max(1) as f64 * (c.rows() * c.cols()) as f64);
+    m.fifo_stalls = gemms.iter().map(|&(mm, _, n)| engine::fifo_stalls(hw, (mm * n) as u64)).sum();
+    m.mtbf_log10_s = engine::mtbf_log10_s(hw);
+    m.area = engine::area_proxy(hw);
+}
+
+/// Copy the datapath statistics into the metrics.
+pub fn stats_metrics(s: &Stats, m: &mut Metrics) {
+    m.psum_bias = s.psum_err_mean();
+    m.roundings = s.psum_rounded;
+    m.ties = s.psum_ties;
+    m.overflows = s.overflows();
 }
 
 impl Evaluator for Synthetic {
     fn evaluate(&self, hw: &Hw) -> Result<Metrics> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let (afmt, wfmt) = (hw.cfg.activations(), hw.cfg.weights());
         let (a, m, kd, w, n) = match self.shape {
             Shape::Gemm { m, k, n } => {
-                let a = draw(&mut rng, hw.act, m * k);
-                let w = draw(&mut rng, hw.weight, n * k);
+                let a = draw(&mut rng, afmt, m * k);
+                let w = draw(&mut rng, wfmt, k * n);
                 (a, m, k, w, n)
             }
             Shape::Conv { c, h, w, oc, kh, kw, stride, pad } => {
-                let x = draw(&mut rng, hw.act, c * h * w);
-                let wt = draw(&mut rng, hw.weight, oc * c * kh * kw);
+                let x = draw(&mut rng, afmt, c * h * w);
+                // Filters drawn as [oc][c][kh][kw], lowered to K x N.
+                let f = draw(&mut rng, wfmt, oc * c * kh * kw);
+                let kd = c * kh * kw;
+                let mut wt = vec![0i32; kd * oc];
+                for o in 0..oc {
+                    for t in 0..kd {
+                        wt[t * oc + o] = f[o * kd + t];
+                    }
+                }
                 let (a, m, kd) = im2col(&x, c, h, w, kh, kw, (stride, stride), (pad, pad));
                 (a, m, kd, wt, oc)
             }
         };
-        let mut cnt = Counters::default();
-        let out = engine::gemm(hw, &a, m, kd, &w, n, None, &mut cnt);
-        let exact = engine::gemm_exact(&a, m, kd, &w, n, None);
-        let (sqnr_db, max_abs_err, out_bias) = error_metrics(&out, &exact);
-        let cycles = engine::gemm_cycles(hw, m, kd, n);
-        Ok(Metrics {
-            accuracy: None,
-            agreement: None,
-            sqnr_db,
-            max_abs_err,
-            out_bias,
-            psum_bias: psum_bias(&cnt, hw.psum_k()),
-            roundings: cnt.roundings,
-            ties: cnt.ties,
-            overflows: cnt.overflows,
-            cycles,
-            utilization: cnt.macs as f64 / (cycles as f64 * (hw.rows * hw.cols) as f64),
-            fifo_stalls: engine::fifo_stalls(hw, (m * n) as u64),
-            mtbf_log10_s: engine::mtbf_log10_s(hw),
-            area: engine::area_proxy(hw),
-        })
+        // The requant stage is not measured on synthetic workloads (they have
+        // no scales): any valid requantizer will do.
+        let rq = Requantizer::new(
+            quantize_multiplier(1.0 / 65536.0)?,
+            hw.cfg.requant().rounding,
+            hw.cfg.requant().out,
+            false,
+        )?;
+        let r = run_gemm(&hw.cfg, &Matrix::new(m, kd, a)?, &Matrix::new(kd, n, w)?, None, &rq, Engine::Fast)?;
+        let out: Vec<i128> = (0..m * n).map(|i| r.acc_value(i)).collect();
+        let (sqnr_db, max_abs_err, out_bias) = error_metrics(&out, &r.exact);
+        let mut met = Metrics { sqnr_db, max_abs_err, out_bias, ..Metrics::default() };
+        stats_metrics(&r.stats, &mut met);
+        hw_metrics(hw, &[(m, kd, n)], &mut met);
+        Ok(met)
     }
 
     fn quality_name(&self) -> &'static str {

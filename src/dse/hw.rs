@@ -1,9 +1,10 @@
 //! The hardware parameters a sweep point sets, and the table of sweepable
 //! parameters (dotted paths) with their allowed values.
 //!
-//! A point's configuration is a JSON object (the base config with the point's
-//! overrides applied at dotted paths), deserialized into [`HwJson`]
-//! (`deny_unknown_fields`) and validated into [`Hw`]. Range checks of a single
+//! A point's configuration is a JSON object (the base config, a
+//! `models/hw/*.json` preset, with the point's overrides applied at dotted
+//! paths), deserialized into the datapath's [`HwSpec`]
+//! (`deny_unknown_fields`) and validated into [`HwConfig`]. Range checks of a single
 //! field live in [`PARAMS`] and are applied to the base and to every value a
 //! spec lists, so a bad value is a spec error; checks that involve several
 //! fields (a centre offset outside the range its mode and dropped bits allow,
@@ -11,9 +12,7 @@
 //! per point in [`Hw::from_value`], and make that point `skipped`.
 
 use crate::error::{json_error, Error, Result};
-use crate::numerics::{IntFormat, Narrower, OverflowMode, RoundMode, Rounder};
-use crate::requant::RequantRounding;
-use serde::Deserialize;
+use crate::hw::{CdcConfig, HwConfig, HwSpec};
 use serde_json::Value;
 
 /// How a parameter's values are constrained (a single-field check).
@@ -66,27 +65,32 @@ const ROUND_NAMES: &[&str] =
     &["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV", "RND_CONV_ODD"];
 const OVF_NAMES: &[&str] = &["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"];
 
-/// Every sweepable parameter: its dotted path and its single-field range.
-/// Sorted by path (the order of the CSV parameter columns is the sorted order
-/// of the swept paths, so this table's order does not reach any output).
+/// Every sweepable parameter: its dotted path in the hardware config
+/// (`docs/hw-config.md`) and its single-field range (the same ranges
+/// [`HwConfig::from_spec`] enforces; ranges that depend on other fields,
+/// such as `psum.offset` and `psum.drop_bits`, are checked per point).
+/// Sorted by path.
 pub const PARAMS: &[(&str, Kind)] = &[
-    ("acc.overflow", Kind::Enum(OVF_NAMES)),
-    ("acc.width", Kind::Int(2, 64)),
-    ("act.bits", Kind::Int(2, 16)),
-    ("act.signed", Kind::Bool),
+    ("accumulator.bits", Kind::Int(2, 64)),
+    ("accumulator.overflow", Kind::Enum(OVF_NAMES)),
+    ("activations.bits", Kind::Int(2, 16)),
+    ("activations.signed", Kind::Bool),
     ("array.cols", Kind::Int(1, 256)),
     ("array.dataflow", Kind::Enum(&["ws", "os", "is"])),
     ("array.rows", Kind::Int(1, 256)),
-    ("clock_ns", Kind::Float(0.01, 1000.0)),
-    ("fifo.clock_ratio", Kind::Float(0.05, 20.0)),
-    ("fifo.depth", Kind::Pow2(2, 4096)),
-    ("fifo.sync_stages", Kind::Int(2, 8)),
-    ("psum.dropped_bits", Kind::Int(0, 63)),
-    ("psum.offset", Kind::Int(-(1i64 << 62), 1i64 << 62)),
-    ("psum.round", Kind::Enum(ROUND_NAMES)),
+    ("cdc.fifo_depth", Kind::Pow2(2, 4096)),
+    ("cdc.host_period_ps", Kind::Int(1, 1_000_000_000)),
+    ("cdc.sync_stages", Kind::Int(2, 8)),
+    ("clock.period_ps", Kind::Int(1, 1_000_000_000)),
+    ("psum.drop_bits", Kind::Int(0, 32)),
+    ("psum.offset", Kind::Int(-(1i64 << 32), 1i64 << 32)),
+    ("psum.rounding", Kind::Enum(ROUND_NAMES)),
+    ("requant.out_bits", Kind::Int(2, 16)),
+    ("requant.out_signed", Kind::Bool),
+    ("requant.relu", Kind::Bool),
     ("requant.rounding", Kind::Enum(&["double", "single"])),
-    ("weight.bits", Kind::Int(2, 16)),
-    ("weight.signed", Kind::Bool),
+    ("weights.bits", Kind::Int(2, 16)),
+    ("weights.signed", Kind::Bool),
 ];
 
 /// The single-field kind of a dotted path, or an error listing the known
@@ -113,155 +117,63 @@ pub fn set_path(v: &mut Value, path: &str, new: Value) -> Result<()> {
     Ok(())
 }
 
-/// The JSON shape of a DSE hardware configuration (see `docs/dse.md`).
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct HwJson {
-    pub array: ArrayJson,
-    pub weight: OperandJson,
-    pub act: OperandJson,
-    pub acc: AccJson,
-    pub psum: PsumJson,
-    pub requant: RequantJson,
-    pub fifo: FifoJson,
-    pub clock_ns: f64,
+/// Complete a base configuration for sweeping: a missing `psum` section
+/// becomes the hardware default (`drop_bits` 0, `RND`, offset 0) and a
+/// missing `cdc` section becomes `{"host_period_ps": clock.period_ps,
+/// "fifo_depth": 8, "sync_stages": 2}`, so every parameter of [`PARAMS`]
+/// has a base value.
+pub fn complete_base(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        if !o.contains_key("psum") {
+            o.insert("psum".into(), serde_json::json!({"drop_bits": 0, "rounding": "RND", "offset": 0}));
+        } else if let Some(p) = o.get_mut("psum").and_then(Value::as_object_mut) {
+            p.entry("offset").or_insert(Value::from(0));
+        }
+        if !o.contains_key("cdc") {
+            let period =
+                o.get("clock").and_then(|c| c.get("period_ps")).cloned().unwrap_or(Value::from(1000));
+            o.insert(
+                "cdc".into(),
+                serde_json::json!({"host_period_ps": period, "fifo_depth": 8, "sync_stages": 2}),
+            );
+        }
+    }
 }
 
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct ArrayJson {
-    pub rows: i64,
-    pub cols: i64,
-    pub dataflow: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct OperandJson {
-    pub bits: i64,
-    pub signed: bool,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct AccJson {
-    pub width: i64,
-    pub overflow: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct PsumJson {
-    pub dropped_bits: i64,
-    pub round: String,
-    pub offset: i64,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RequantJson {
-    pub rounding: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct FifoJson {
-    pub depth: i64,
-    pub sync_stages: i64,
-    pub clock_ratio: f64,
-}
-
-/// Array dataflow (which operand stays in the PEs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dataflow {
-    /// Weight stationary: K on rows, N on columns, M streams.
-    Ws,
-    /// Output stationary: M on rows, N on columns, K streams (no psum fold).
-    Os,
-    /// Input stationary: K on rows, M on columns, N streams.
-    Is,
-}
-
-/// A validated point configuration. Hot loops assume its invariants:
-/// `psum_k < acc.width`, the offset is in the mode's range for `psum_k`.
+/// A validated point configuration: the datapath's [`HwConfig`] (which owns
+/// the semantics) plus the CDC section the sweep always has.
 #[derive(Clone, Debug)]
 pub struct Hw {
-    pub rows: usize,
-    pub cols: usize,
-    pub dataflow: Dataflow,
-    pub weight: IntFormat,
-    pub act: IntFormat,
-    /// The accumulator: signed, `acc_width` bits, with its overflow mode.
-    pub acc: Narrower,
-    /// Dropping `psum_k` bits with a mode and centre offset at each fold.
-    pub psum_round: Rounder,
-    /// The psum buffer: signed, `acc_width - psum_k` bits, same overflow mode.
-    pub psum: Narrower,
-    pub requant: RequantRounding,
-    pub fifo_depth: u32,
-    pub sync_stages: u32,
-    pub clock_ratio: f64,
-    pub clock_ns: f64,
+    /// The validated datapath configuration.
+    pub cfg: HwConfig,
+    /// The FIFO between the array and the host (always present in a sweep).
+    pub cdc: CdcConfig,
 }
 
 impl Hw {
     /// Validate a full configuration object. Single-field ranges come from
-    /// [`PARAMS`]; combination errors name both fields.
+    /// [`PARAMS`]; the rest (combination checks) from [`HwConfig::from_spec`].
     pub fn from_value(v: &Value) -> Result<Hw> {
         for (path, kind) in PARAMS {
-            let x =
-                get_path(v, path).ok_or_else(|| Error::input(format!("hardware config: missing {path}")))?;
-            kind.check(path, x)?;
+            if let Some(x) = get_path(v, path) {
+                kind.check(path, x)?;
+            }
         }
-        let j: HwJson = serde_json::from_value(v.clone()).map_err(|e| json_error("hardware config", &e))?;
-        let dataflow = match j.array.dataflow.as_str() {
-            "ws" => Dataflow::Ws,
-            "os" => Dataflow::Os,
-            _ => Dataflow::Is,
-        };
-        let ovf: OverflowMode = j.acc.overflow.parse()?;
-        let mode: RoundMode = j.psum.round.parse()?;
-        let width = j.acc.width as u32;
-        let k = j.psum.dropped_bits as u32;
-        if k >= width {
-            return Err(Error::input(format!(
-                "psum.dropped_bits {k} must be below acc.width {width} (allowed: 0..={})",
-                width - 1
-            )));
-        }
-        let (lo, hi) = mode.offset_range(k);
-        if (j.psum.offset as i128) < lo || (j.psum.offset as i128) > hi {
-            return Err(Error::input(format!(
-                "psum.offset {} is out of range for psum.round {mode} with psum.dropped_bits {k} (allowed: {lo}..={hi})",
-                j.psum.offset
-            )));
-        }
-        let psum_round = Rounder::new(k, mode, j.psum.offset)?;
-        Ok(Hw {
-            rows: j.array.rows as usize,
-            cols: j.array.cols as usize,
-            dataflow,
-            weight: IntFormat::new(j.weight.signed, j.weight.bits as u32)?,
-            act: IntFormat::new(j.act.signed, j.act.bits as u32)?,
-            acc: Narrower::new(IntFormat::signed(width)?, ovf),
-            psum_round,
-            psum: Narrower::new(IntFormat::signed(width - k)?, ovf),
-            requant: j.requant.rounding.parse()?,
-            fifo_depth: j.fifo.depth as u32,
-            sync_stages: j.fifo.sync_stages as u32,
-            clock_ratio: j.fifo.clock_ratio,
-            clock_ns: j.clock_ns,
-        })
+        let spec: HwSpec =
+            serde_json::from_value(v.clone()).map_err(|e| json_error("hardware config", &e))?;
+        let cfg = HwConfig::from_spec(&spec)?;
+        let cdc = cfg.cdc().ok_or_else(|| Error::input("hardware config: missing cdc section"))?;
+        Ok(Hw { cfg, cdc })
     }
 
-    /// Accumulator width in bits.
+    /// Accumulator width P in bits.
     pub fn acc_width(&self) -> u32 {
-        self.acc.format().width()
+        self.cfg.acc_bits()
     }
 
-    /// Partial-sum dropped bits.
+    /// Partial-sum dropped bits d.
     pub fn psum_k(&self) -> u32 {
-        self.psum_round.k()
+        self.cfg.psum().drop_bits
     }
 }
 

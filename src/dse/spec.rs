@@ -66,9 +66,9 @@ pub enum InvalidPolicy {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlotsJson {
-    /// x axis of the quality plot (default `acc.width`).
+    /// x axis of the quality plot (default `accumulator.bits`).
     pub x: String,
-    /// One line per value of this parameter (default `psum.round`).
+    /// One line per value of this parameter (default `psum.rounding`).
     pub series: String,
     /// x axis of the bias plot (default `psum.offset`).
     pub bias_x: String,
@@ -76,7 +76,11 @@ pub struct PlotsJson {
 
 impl Default for PlotsJson {
     fn default() -> Self {
-        PlotsJson { x: "acc.width".into(), series: "psum.round".into(), bias_x: "psum.offset".into() }
+        PlotsJson {
+            x: "accumulator.bits".into(),
+            series: "psum.rounding".into(),
+            bias_x: "psum.offset".into(),
+        }
     }
 }
 
@@ -157,7 +161,7 @@ impl Sweep {
         }
         // Base: a path to a preset (relative to the spec's directory) or an
         // inline object.
-        let (base, mut inputs) = match &j.base {
+        let (mut base, mut inputs) = match &j.base {
             Value::String(p) => {
                 let bp = dir.join(p);
                 let bytes = crate::io::read(&bp).map_err(|e| ctx(e.context("base")))?;
@@ -175,6 +179,7 @@ impl Sweep {
                 )))
             }
         };
+        super::hw::complete_base(&mut base);
         Hw::from_value(&base).map_err(|e| ctx(e.context("base")))?;
         validate_workload(&j.workload).map_err(ctx)?;
         if let WorkloadJson::Model { model, data, reference, .. } = &j.workload {

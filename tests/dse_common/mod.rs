@@ -13,13 +13,13 @@ pub fn scratch(name: &str) -> PathBuf {
 
 pub const BASE: &str = r#"{
     "array": {"rows": 8, "cols": 4, "dataflow": "ws"},
-    "weight": {"bits": 4, "signed": true},
-    "act": {"bits": 4, "signed": false},
-    "acc": {"width": 16, "overflow": "SAT"},
-    "psum": {"dropped_bits": 2, "round": "RND", "offset": 0},
-    "requant": {"rounding": "double"},
-    "fifo": {"depth": 4, "sync_stages": 2, "clock_ratio": 1.0},
-    "clock_ns": 1.0
+    "weights": {"bits": 4, "signed": true},
+    "activations": {"bits": 4, "signed": false},
+    "accumulator": {"bits": 16, "overflow": "SAT"},
+    "psum": {"drop_bits": 2, "rounding": "RND", "offset": 0},
+    "requant": {"rounding": "double", "relu": false, "out_bits": 8, "out_signed": true},
+    "clock": {"period_ps": 1000},
+    "cdc": {"host_period_ps": 1000, "fifo_depth": 4, "sync_stages": 2}
 }"#;
 
 /// A small synthetic sweep with grid, random points and invalid
@@ -31,14 +31,14 @@ pub fn small_spec() -> String {
   "base": {BASE},
   "workload": {{"kind": "gemm", "m": 6, "k": 40, "n": 5, "seed": 11}},
   "grid": {{
-    "psum.round": ["TRN", "RND", "RND_CONV"],
-    "psum.dropped_bits": [1, 3],
+    "psum.rounding": ["TRN", "RND", "RND_CONV"],
+    "psum.drop_bits": [1, 3],
     "psum.offset": {{"from": -2, "to": 1}},
-    "acc.width": [9, 12, 20]
+    "accumulator.bits": [9, 12, 20]
   }},
   "random": {{"count": 17, "seed": 5, "params": {{
-    "fifo.clock_ratio": {{"float": [0.25, 2.0]}},
-    "fifo.depth": {{"choice": [2, 4, 8]}},
+    "cdc.host_period_ps": {{"int": [500, 4000]}},
+    "cdc.fifo_depth": {{"choice": [2, 4, 8]}},
     "array.rows": {{"int": [1, 12]}}
   }}}}
 }}"#

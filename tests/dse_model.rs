@@ -1,0 +1,72 @@
+//! Model workloads: the shipped model through the datapath agrees with the
+//! PyTorch fake-quant reference when nothing is rounded or overflows, and the
+//! wide-run reuse changes no result.
+
+use bitmac::dse::eval::Evaluator;
+use bitmac::dse::model::ModelEval;
+use bitmac::dse::run::evaluate_point;
+use bitmac::dse::Sweep;
+use std::path::Path;
+
+fn sweep(grid: &str, limit: &str) -> Sweep {
+    let text = format!(
+        r#"{{
+  "name": "model-test",
+  "base": "models/hw/default.json",
+  "workload": {{"kind": "model", "model": "models/cnn_w4a4.json", "data": "models/data/digits_test.csv"{limit}}},
+  "grid": {grid}
+}}"#
+    );
+    Sweep::parse(&text, "test spec", Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn exact_datapath_agrees_with_fake_quant() {
+    // d = 0, 32-bit accumulators: the datapath is exact up to the requant
+    // scheme; the issue asks for >= 99.5% agreement with fake-quant.
+    let s = sweep(r#"{"activations.signed": [false], "requant.rounding": ["double", "single"]}"#, "");
+    let ev = ModelEval::load(&s).unwrap();
+    for id in 0..s.points.len() {
+        let r = evaluate_point(&s, &ev, id).unwrap();
+        let m = r.metrics.unwrap_or_else(|| panic!("point {id} skipped: {:?}", r.reason));
+        assert!(m.agreement.unwrap() >= 0.995, "point {id}: agreement {:?}", m.agreement);
+        assert!(m.accuracy.unwrap() > 0.9, "point {id}: accuracy {:?}", m.accuracy);
+        assert_eq!(m.overflows, 0);
+        assert_eq!(m.roundings, 0);
+        assert_eq!(m.max_abs_err, 0.0);
+    }
+}
+
+#[test]
+fn narrow_activations_are_skipped_with_a_reason() {
+    // The first layer's input codes reach 54 (pixel 16 of 16): more than a
+    // signed 4-bit multiplier input holds.
+    let s = sweep(r#"{"activations.bits": [4]}"#, r#", "limit": 40"#);
+    let ev = ModelEval::load(&s).unwrap();
+    let r = evaluate_point(&s, &ev, 0).unwrap();
+    assert!(r.metrics.is_none());
+    let reason = r.reason.unwrap();
+    assert!(reason.contains("-8..=7"), "{reason}");
+}
+
+#[test]
+fn wide_run_reuse_changes_nothing() {
+    let s = sweep(
+        r#"{"activations.signed": [false], "accumulator.overflow": ["SAT", "WRAP"],
+            "accumulator.bits": [12, 14, 16, 24], "psum.drop_bits": [2, 6],
+            "psum.offset": [-1, 0], "psum.rounding": ["TRN", "RND_CONV"]}"#,
+        r#", "limit": 48"#,
+    );
+    let with = ModelEval::load(&s).unwrap();
+    let without = ModelEval::load(&s).unwrap().without_reuse();
+    assert_eq!(with.quality_name(), "accuracy");
+    let mut narrow = 0;
+    for id in 0..s.points.len() {
+        let a = evaluate_point(&s, &with, id).unwrap();
+        let b = evaluate_point(&s, &without, id).unwrap();
+        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap(), "point {id}");
+        narrow += (a.metrics.unwrap().overflows > 0) as usize;
+    }
+    // The grid covers both sides of the reuse threshold.
+    assert!(narrow > 0 && narrow < s.points.len());
+}
