@@ -110,24 +110,9 @@ pub struct Meta {
     pub points: u64,
     pub params: Vec<String>,
     pub quality: String,
-    pub plots: PlotsMeta,
+    pub plots: PlotsJson,
     pub base: Value,
     pub spec: Value,
-}
-
-/// The plot axes, as stored in `sweep.json`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PlotsMeta {
-    pub x: String,
-    pub series: String,
-    pub bias_x: String,
-}
-
-impl From<&PlotsJson> for PlotsMeta {
-    fn from(p: &PlotsJson) -> Self {
-        PlotsMeta { x: p.x.clone(), series: p.series.clone(), bias_x: p.bias_x.clone() }
-    }
 }
 
 fn meta_text(m: &Meta) -> String {
@@ -245,7 +230,7 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
         points: sweep.points.len() as u64,
         params: sweep.params.clone(),
         quality: ev.quality_name().into(),
-        plots: PlotsMeta::from(&sweep.plots),
+        plots: sweep.plots.clone(),
         base: sweep.base.clone(),
         spec: sweep.spec.clone(),
     };
@@ -557,45 +542,55 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     write_atomic(&out.join("pareto.csv"), pc.as_bytes())?;
 
     // Plots.
-    let grouped = |xp: &str, y: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<Series> {
-        let mut rows: Vec<(String, f64, f64)> = ok
-            .iter()
-            .filter_map(|(r, m)| Some((label(&value(r, &meta.plots.series)), num(&value(r, xp))?, y(m)?)))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let mut series: Vec<Series> = Vec::new();
-        let mut i = 0;
-        while i < rows.len() {
-            let name = rows[i].0.clone();
-            let mut pts = Vec::new();
-            while i < rows.len() && rows[i].0 == name {
-                let x = rows[i].1;
-                let (mut sum, mut n) = (0.0, 0.0);
-                while i < rows.len() && rows[i].0 == name && rows[i].1 == x {
-                    sum += rows[i].2;
-                    n += 1.0;
-                    i += 1;
+    let grouped =
+        |xp: &str, filter: &BTreeMap<String, Value>, y: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<Series> {
+            let mut rows: Vec<(String, f64, f64)> = ok
+                .iter()
+                .filter(|(r, _)| filter.iter().all(|(p, v)| value(r, p) == *v))
+                .filter_map(|(r, m)| Some((label(&value(r, &meta.plots.series)), num(&value(r, xp))?, y(m)?)))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            let mut series: Vec<Series> = Vec::new();
+            let mut i = 0;
+            while i < rows.len() {
+                let name = rows[i].0.clone();
+                let mut pts = Vec::new();
+                while i < rows.len() && rows[i].0 == name {
+                    let x = rows[i].1;
+                    let (mut sum, mut n) = (0.0, 0.0);
+                    while i < rows.len() && rows[i].0 == name && rows[i].1 == x {
+                        sum += rows[i].2;
+                        n += 1.0;
+                        i += 1;
+                    }
+                    pts.push((x, sum / n));
                 }
-                pts.push((x, sum / n));
+                series.push(Series { name, points: pts });
             }
-            series.push(Series { name, points: pts });
-        }
-        series
-    };
+            series
+        };
     let qname = &meta.quality;
-    let s1 = grouped(&meta.plots.x, &|m| Some(m.quality()));
+    let subtitle = |filter: &BTreeMap<String, Value>| {
+        let mut s = format!("{}: one line per {}", meta.name, meta.plots.series);
+        for (p, v) in filter {
+            s.push_str(&format!(", {p} = {}", label(v)));
+        }
+        s.push_str("; mean over the other parameters");
+        s
+    };
+    let s1 = grouped(&meta.plots.x, &meta.plots.quality_where, &|m| Some(m.quality()));
     let svg1 = svg::line_plot(
         &format!("{qname} vs {}", meta.plots.x),
-        &format!("{}: one line per {}; mean over the other parameters", meta.name, meta.plots.series),
+        &subtitle(&meta.plots.quality_where),
         &meta.plots.x,
         qname,
         &s1,
     );
     write_atomic(&out.join("plot_quality.svg"), svg1.as_bytes())?;
-    let s2 = grouped(&meta.plots.bias_x, &|m| m.psum_bias);
+    let s2 = grouped(&meta.plots.bias_x, &meta.plots.bias_where, &|m| m.psum_bias);
     let svg2 = svg::line_plot(
         &format!("partial-sum rounding bias vs {}", meta.plots.bias_x),
-        &format!("{}: one line per {}; mean over the other parameters", meta.name, meta.plots.series),
+        &subtitle(&meta.plots.bias_where),
         &meta.plots.bias_x,
         "mean psum rounding error (psum LSBs)",
         &s2,

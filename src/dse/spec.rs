@@ -12,7 +12,7 @@ use super::hw::{get_path, param_kind, set_path, Hw, Kind};
 use crate::error::{json_error, Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -62,8 +62,8 @@ pub enum InvalidPolicy {
     Reject,
 }
 
-/// Which parameters the plots use (all optional).
-#[derive(Deserialize, Debug, Clone)]
+/// Which parameters the plots use (all optional). Stored in `sweep.json`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlotsJson {
     /// x axis of the quality plot (default `accumulator.bits`).
@@ -72,6 +72,11 @@ pub struct PlotsJson {
     pub series: String,
     /// x axis of the bias plot (default `psum.offset`).
     pub bias_x: String,
+    /// Only points with these parameter values enter the quality plot
+    /// (default: all); the rest is averaged per (series, x).
+    pub quality_where: BTreeMap<String, Value>,
+    /// Only points with these parameter values enter the bias plot.
+    pub bias_where: BTreeMap<String, Value>,
 }
 
 impl Default for PlotsJson {
@@ -80,6 +85,8 @@ impl Default for PlotsJson {
             x: "accumulator.bits".into(),
             series: "psum.rounding".into(),
             bias_x: "psum.offset".into(),
+            quality_where: BTreeMap::new(),
+            bias_where: BTreeMap::new(),
         }
     }
 }
@@ -277,6 +284,14 @@ impl Sweep {
             [("plots.x", &j.plots.x), ("plots.series", &j.plots.series), ("plots.bias_x", &j.plots.bias_x)]
         {
             param_kind(p, f).map_err(ctx)?;
+        }
+        for (f, m) in
+            [("plots.quality_where", &j.plots.quality_where), ("plots.bias_where", &j.plots.bias_where)]
+        {
+            for (p, v) in m {
+                let field = format!("{f}.{p}");
+                param_kind(p, &field).map_err(ctx)?.check(&field, v).map_err(ctx)?;
+            }
         }
 
         let sweep_hash = {

@@ -8,7 +8,7 @@ const W: f64 = 760.0;
 const H: f64 = 480.0;
 const L: f64 = 80.0; // left margin
 const R: f64 = 190.0; // right margin (legend)
-const T: f64 = 56.0; // top margin
+const T: f64 = 68.0; // top margin (title and two subtitle lines)
 const B: f64 = 56.0; // bottom margin
 
 const COLORS: &[&str] = &[
@@ -92,12 +92,16 @@ fn header(s: &mut String, title: &str, subtitle: &str) {
         (W - R + L) / 2.0,
         esc(title)
     );
-    if !subtitle.is_empty() {
+    // The subtitle wraps at "; " onto a second line when long.
+    let lines: Vec<&str> =
+        if subtitle.len() > 80 { subtitle.splitn(2, "; ").collect() } else { vec![subtitle] };
+    for (i, line) in lines.iter().filter(|l| !l.is_empty()).enumerate() {
         let _ = writeln!(
             s,
-            r##"<text x="{}" y="42" font-size="12" text-anchor="middle" fill="#444">{}</text>"##,
+            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" fill="#444">{}</text>"##,
             (W - R + L) / 2.0,
-            esc(subtitle)
+            42.0 + 14.0 * i as f64,
+            esc(line)
         );
     }
 }
