@@ -70,3 +70,43 @@ fn wide_run_reuse_changes_nothing() {
     // The grid covers both sides of the reuse threshold.
     assert!(narrow > 0 && narrow < s.points.len());
 }
+
+mod dse_common;
+
+/// The model workload through the whole runner: 1 vs 2 threads, and 3
+/// shards + merge, give byte-identical files (each process has its own
+/// wide-run cache, filled in a different order).
+#[test]
+fn model_sweep_is_deterministic_across_threads_and_shards() {
+    let d = dse_common::scratch("model-sweep");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let spec = d.join("spec.json");
+    dse_common::write(
+        &spec,
+        &format!(
+            r#"{{
+  "name": "model-determinism",
+  "base": "{root}/models/hw/default.json",
+  "workload": {{"kind": "model", "model": "{root}/models/cnn_w4a4.json",
+                "data": "{root}/models/data/digits_test.csv", "limit": 30}},
+  "grid": {{"accumulator.overflow": ["SAT"], "accumulator.bits": [13, 14, 20],
+            "psum.drop_bits": [2, 4], "psum.offset": [-2, 0, 1], "psum.rounding": ["TRN", "RND"]}}
+}}"#
+        ),
+    );
+    let mut o = dse_common::opts(&spec, &d.join("t1"));
+    bitmac::dse::run(&o).unwrap();
+    o.out = d.join("t2");
+    o.threads = Some(2);
+    bitmac::dse::run(&o).unwrap();
+    dse_common::assert_same(&d.join("t1"), &d.join("t2"));
+    let mut dirs = vec![];
+    for i in 0..3 {
+        let mut o = dse_common::opts(&spec, &d.join(format!("s{i}")));
+        o.shard = Some(bitmac::dse::Shard { shard: i, of: 3 });
+        bitmac::dse::run(&o).unwrap();
+        dirs.push(o.out);
+    }
+    bitmac::dse::merge(&dirs, &d.join("m")).unwrap();
+    dse_common::assert_same(&d.join("t1"), &d.join("m"));
+}
