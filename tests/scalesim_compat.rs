@@ -16,15 +16,19 @@ fn root() -> PathBuf {
 
 /// (topology file, config file, reference file) for every committed reference.
 fn cases() -> Vec<(PathBuf, PathBuf, PathBuf)> {
+    cases_in("refs", "topologies")
+}
+
+fn cases_in(refs_dir: &str, topo_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> {
     let mut out = Vec::new();
     let mut refs: Vec<_> =
-        std::fs::read_dir(root().join("refs")).unwrap().map(|e| e.unwrap().path()).collect();
+        std::fs::read_dir(root().join(refs_dir)).unwrap().map(|e| e.unwrap().path()).collect();
     refs.sort();
     for r in refs {
         let stem = r.file_stem().unwrap().to_str().unwrap().to_string();
         let (topo, cfg) = stem.split_once("__").expect("refs are named <topology>__<config>.csv");
         out.push((
-            root().join("topologies").join(format!("{topo}.csv")),
+            root().join(topo_dir).join(format!("{topo}.csv")),
             root().join("configs").join(format!("{cfg}.cfg")),
             r,
         ));
@@ -56,19 +60,19 @@ fn reference_set_covers_the_done_when_matrix() {
     assert!(gemm >= 2, "need GEMM-form topologies too");
 }
 
-/// Every layer's Total Cycles equals SCALE-Sim's, and so does every other
-/// column: bitmac's report is byte-identical to SCALE-Sim's.
-#[test]
-fn total_cycles_and_every_column_match_scalesim() {
+/// Compare bitmac's `--timing scalesim` with every reference; returns the
+/// number of layers compared and one message per differing layer or file.
+fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, Vec<String>) {
     let mut layers = 0;
     let mut failures = Vec::new();
-    for (topo_path, cfg_path, ref_path) in cases() {
-        let cfg = ScaleSimConfig::read(&cfg_path).unwrap();
-        let topo = Topology::read(&topo_path, Default::default()).unwrap();
+    for (topo_path, cfg_path, ref_path) in cases {
+        let cfg = ScaleSimConfig::read(cfg_path).unwrap();
+        let topo = Topology::read(topo_path, Default::default()).unwrap();
         let reports = scalesim::run_topology(&cfg, &topo, &scalesim::scalesim_timing(&cfg)).unwrap();
-        let want_text = std::fs::read_to_string(&ref_path).unwrap();
+        let want_text = std::fs::read_to_string(ref_path).unwrap();
         let want = parse_compute_report(&want_text, &ref_path.display().to_string()).unwrap();
         assert_eq!(reports.len(), want.len(), "{}: layer count", ref_path.display());
+        let before = failures.len();
         for (got, want) in reports.iter().zip(&want) {
             layers += 1;
             if got.timing.total_cycles != want.timing.total_cycles {
@@ -92,12 +96,29 @@ fn total_cycles_and_every_column_match_scalesim() {
             }
         }
         let got_text = scalesim::compute_report_csv(&reports);
-        if failures.is_empty() && got_text != want_text {
+        if failures.len() == before && got_text != want_text {
             failures.push(format!("{}: report text differs from SCALE-Sim's", ref_path.display()));
         }
     }
+    (layers, failures)
+}
+
+/// Every layer's Total Cycles equals SCALE-Sim's, and so does every other
+/// column: bitmac's report is byte-identical to SCALE-Sim's.
+#[test]
+fn total_cycles_and_every_column_match_scalesim() {
+    let (layers, failures) = compare(&cases());
     assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
     assert!(layers >= 400, "only {layers} layers compared");
+}
+
+/// Real-size layers (AlexNet, ResNet-18, a ViT block) on 32x32 arrays.
+#[test]
+fn real_size_layers_match_scalesim() {
+    let cases = cases_in("refs_large", "topologies_large");
+    assert!(cases.len() >= 9, "{} large references", cases.len());
+    let (layers, failures) = compare(&cases);
+    assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 fn bitmac(args: &[&str]) -> (i32, String, String) {

@@ -32,8 +32,9 @@ pub fn run(args: Args) -> Result<i32> {
         TimingModel::Scalesim => {
             if cfg.bandwidth_mode == BandwidthMode::User {
                 eprintln!(
-                    "bitmac: warning: {}: InterfaceBandwidth USER: SCALE-Sim adds DRAM stall cycles in this mode \
-                     that bitmac does not model; reporting SCALE-Sim's stall-free (CALC) timing",
+                    "bitmac: warning: {}: InterfaceBandwidth USER is not modelled; reporting SCALE-Sim's CALC-mode \
+                     numbers (Total Cycles match SCALE-Sim's only where its DRAM model adds no stall cycles; \
+                     Total Cycles (incl. prefetch) differs)",
                     args.config.display()
                 );
             }

@@ -162,7 +162,7 @@ pub enum TimingModel {
 /// SCALE-Sim v3's timing model for `cfg` (its SRAM sizes matter for the
 /// incl.-prefetch column and for write-buffer stalls).
 pub fn scalesim_timing(cfg: &ScaleSimConfig) -> impl Fn(&GemmMapping) -> Result<LayerTiming> + '_ {
-    move |m| Ok(timing::layer_timing(cfg, m))
+    move |m| timing::layer_timing(cfg, m)
 }
 
 /// Map every layer of `topo` onto the array of `cfg` and time it with

@@ -14,7 +14,47 @@
 //!    prefetch)" is ofmap DRAM stop minus the earlier of those starts.
 
 use super::{Dataflow, GemmMapping, LayerTiming};
+use crate::error::{Error, Result};
 use crate::scalesim::config::ScaleSimConfig;
+use num_bigint::BigUint;
+
+/// Most folds [`layer_timing`] and [`fold_averages`] accept: SCALE-Sim's
+/// float averages are reproduced by summing fold by fold (a few seconds at
+/// this limit; SCALE-Sim itself would need years).
+pub const MAX_FOLDS: u64 = 1 << 32;
+
+/// `n / d` correctly rounded to f64 (round half to even), as Python's
+/// `int / int` true division is. `d` must be non-zero.
+pub fn exact_ratio(n: u128, d: u128) -> f64 {
+    const LIM: u128 = 1 << 53;
+    if n < LIM && d < LIM {
+        // Both exact in f64, so IEEE division rounds the true quotient once.
+        return n as f64 / d as f64;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let bits = |x: u128| 128 - x.leading_zeros() as i64;
+    // Scale so the integer quotient has 55 or 56 bits.
+    let s = 55 - (bits(n) - bits(d));
+    let (num, den) = if s >= 0 {
+        (BigUint::from(n) << s as usize, BigUint::from(d))
+    } else {
+        (BigUint::from(n), BigUint::from(d) << (-s) as usize)
+    };
+    let q = &num / &den;
+    let sticky = &num % &den != BigUint::from(0u32);
+    let q: u128 = q.try_into().expect("quotient has at most 56 bits");
+    let shift = bits(q) - 53;
+    let mut mant = q >> shift;
+    let rem = q & ((1u128 << shift) - 1);
+    let half = 1u128 << (shift - 1);
+    if rem > half || (rem == half && (sticky || mant & 1 == 1)) {
+        mant += 1;
+    }
+    // mant <= 2^53 is exact in f64; the power of two scales exactly.
+    mant as f64 * 2f64.powi((shift - s) as i32)
+}
 
 /// The fold structure of one layer under SCALE-Sim's mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,27 +93,40 @@ impl Folds {
         }
     }
 
-    /// Total folds.
+    /// Total folds (saturating; see [`Folds::checked_lines`]).
     pub fn count(&self) -> u64 {
-        self.row_folds * self.col_folds
+        self.row_folds.saturating_mul(self.col_folds)
     }
 
-    /// Demand lines of the whole layer (SCALE-Sim's stall-free cycles + 1).
-    pub fn lines(&self) -> u64 {
-        self.count() * self.lines_per_fold
+    /// Demand lines of the whole layer (SCALE-Sim's stall-free cycles + 1),
+    /// or an error past [`MAX_FOLDS`] folds or 2^62 lines.
+    pub fn checked_lines(&self) -> Result<u64> {
+        let count = self.row_folds as u128 * self.col_folds as u128;
+        if count > MAX_FOLDS as u128 {
+            return Err(Error::input(format!(
+                "{count} folds on this array (allowed: at most 2^32; use a larger array or a smaller layer)"
+            )));
+        }
+        let lines = count * self.lines_per_fold as u128;
+        if lines > 1 << 62 {
+            return Err(Error::input(format!("{lines} cycles (allowed: at most 2^62)")));
+        }
+        Ok(lines as u64)
     }
 }
 
 /// SCALE-Sim's stall-free "Total Cycles": one less than its demand lines.
 /// This is the whole of SCALE-Sim's compute timing; memory only adds stalls.
-pub fn compute_cycles(m: &GemmMapping) -> u64 {
-    Folds::of(m).lines() - 1
+pub fn compute_cycles(m: &GemmMapping) -> Result<u64> {
+    Ok(Folds::of(m).checked_lines()? - 1)
 }
 
 /// SCALE-Sim's "Mapping Efficiency %" and "Compute Util %": per-fold ratios
 /// averaged over folds, in SCALE-Sim's fold order (column folds outer, row
 /// folds inner) and float operation order, so the f64 results are bit-equal
 /// to its Python floats.
+///
+/// Cost: one step per fold ([`MAX_FOLDS`] at most; callers check).
 pub fn fold_averages(m: &GemmMapping) -> (f64, f64) {
     let f = Folds::of(m);
     let (r, c) = (m.rows as u64, m.cols as u64);
@@ -84,8 +137,9 @@ pub fn fold_averages(m: &GemmMapping) -> (f64, f64) {
         for fr in 0..f.row_folds {
             let ru = r.min(f.sr - fr * r);
             let used = ru * cu;
-            map_sum += used as f64 / (r * c) as f64;
-            util_sum += (used * f.t) as f64 / (r * c * f.util_cycles_per_fold) as f64;
+            map_sum += exact_ratio(used as u128, (r * c) as u128);
+            util_sum +=
+                exact_ratio(used as u128 * f.t as u128, (r * c) as u128 * f.util_cycles_per_fold as u128);
         }
     }
     let n = f.count() as f64;
@@ -97,13 +151,11 @@ pub fn fold_averages(m: &GemmMapping) -> (f64, f64) {
 /// zero when total cycles is 0 (a 1x1 array running a single MAC); bitmac
 /// reports 0.0 there.
 pub fn overall_util(m: &GemmMapping, total_cycles: u64) -> f64 {
-    let den = total_cycles * m.rows as u64 * m.cols as u64;
+    let den = total_cycles as u128 * m.rows as u128 * m.cols as u128;
     if den == 0 {
         return 0.0;
     }
-    // Both fit in 2^53 for every accepted input, so one f64 division is the
-    // correctly rounded quotient, as Python's is.
-    (m.m * m.n * m.k * 100) as f64 / den as f64
+    exact_ratio(m.m as u128 * m.n as u128 * m.k as u128 * 100, den)
 }
 
 /// The ofmap demand of one fold: `prefix` empty lines, then `valid_rows`
@@ -242,6 +294,37 @@ impl WriteBuffer {
         current - cycle
     }
 
+    /// `n` consecutive demand lines with `k` writes each, the first at
+    /// `cycle`; returns their stall cycles. Equal to calling [`Self::line`]
+    /// per line, but jumps over runs of lines where nothing but storing can
+    /// happen (no drain start, no stall).
+    fn lines_const(&mut self, cycle: u64, n: u64, k: u64) -> u64 {
+        let mut stalls = 0;
+        let mut done = 0;
+        while done < n {
+            let cur = cycle + done + stalls;
+            let safe = if cur < self.drain_end_cycle {
+                // Lines that keep at least one word free, before the drain ends.
+                let room = if self.free >= 1 { (self.free as u64 - 1) / k } else { 0 };
+                room.min(self.drain_end_cycle - cur)
+            } else if self.free >= self.active as i64 {
+                // Lines that keep the free space at or above the active half.
+                (self.free as u64 - self.active) / k
+            } else {
+                0
+            };
+            let m = safe.min(n - done);
+            if m > 0 {
+                self.store(m * k);
+                done += m;
+            } else {
+                stalls += self.line(cur, k);
+                done += 1;
+            }
+        }
+        stalls
+    }
+
     /// `empty_all_buffers`: drain what is left, starting at `cycle`.
     fn finish(&mut self, mut cycle: u64) {
         self.flush();
@@ -272,37 +355,12 @@ fn prefetch_start(distinct: u64, sram_kb: u64, first_demand_cycle: u64) -> i64 {
 ///
 /// In USER mode SCALE-Sim also stalls on its DRAM read model, which this does
 /// not reproduce: the result is then SCALE-Sim's stall-free timing.
-pub fn layer_timing(cfg: &ScaleSimConfig, m: &GemmMapping) -> LayerTiming {
+pub fn layer_timing(cfg: &ScaleSimConfig, m: &GemmMapping) -> Result<LayerTiming> {
     let f = Folds::of(m);
-    let (r, c) = (m.rows as u64, m.cols as u64);
-    // Per fold ofmap demand: OS writes the fold's used rows (flipped, so the
-    // unused rows come first) after T - 1 empty lines; WS and IS write T rows
-    // after 2R - 1 empty lines.
-    let mut wb = WriteBuffer::new(cfg.ofmap_sram_kb, c);
-    let mut stalls = 0u64;
-    let mut line_index = 0u64;
-    for fc in 0..f.col_folds {
-        let cols_used = c.min(f.sc - fc * c);
-        for fr in 0..f.row_folds {
-            let fold = match m.dataflow {
-                Dataflow::Os => {
-                    let rows_used = r.min(f.sr - fr * r);
-                    OfmapFold { prefix: f.t - 1 + (r - rows_used), valid_rows: rows_used, cols_used }
-                }
-                Dataflow::Ws | Dataflow::Is => OfmapFold { prefix: 2 * r - 1, valid_rows: f.t, cols_used },
-            };
-            for j in 0..f.lines_per_fold {
-                let k = fold.writes_on_line(j);
-                if k > 0 {
-                    stalls += wb.line(line_index + stalls, k);
-                }
-                line_index += 1;
-            }
-        }
-    }
-    let total_cycles = f.lines() - 1 + stalls;
-    wb.finish(total_cycles);
-    let ofmap_stop = wb.max_drain_end.unwrap_or(total_cycles);
+    let lines = f.checked_lines()?;
+    let (stalls, ofmap_stop) = ofmap_writes(cfg, m, &f, false);
+    let total_cycles = lines - 1 + stalls;
+    let (r, _) = (m.rows as u64, m.cols as u64);
 
     // First demand line of each operand (no stall can precede it).
     let (ifmap_first, filter_first) = match m.dataflow {
@@ -312,17 +370,72 @@ pub fn layer_timing(cfg: &ScaleSimConfig, m: &GemmMapping) -> LayerTiming {
     };
     let ifmap_start = prefetch_start(m.ifmap_elems_read, cfg.ifmap_sram_kb, ifmap_first);
     let filter_start = prefetch_start(m.k * m.n, cfg.filter_sram_kb, filter_first);
-    let incl_prefetch = (ofmap_stop as i64 - ifmap_start.min(filter_start)).max(0) as u64;
+    let incl_prefetch = (ofmap_stop as i128 - ifmap_start.min(filter_start) as i128).max(0) as u64;
 
     let (mapping_eff, compute_util) = fold_averages(m);
-    LayerTiming {
+    Ok(LayerTiming {
         total_cycles_incl_prefetch: incl_prefetch,
         total_cycles,
         stall_cycles: stalls,
         overall_util_pct: overall_util(m, total_cycles),
         mapping_efficiency_pct: mapping_eff,
         compute_util_pct: compute_util,
+    })
+}
+
+/// Run the ofmap demand of every fold through the write buffer; returns
+/// (stall cycles, ofmap DRAM stop cycle). `line_by_line` disables the
+/// run-length shortcut (for testing that it changes nothing).
+fn ofmap_writes(cfg: &ScaleSimConfig, m: &GemmMapping, f: &Folds, line_by_line: bool) -> (u64, u64) {
+    let (r, c) = (m.rows as u64, m.cols as u64);
+    let mut wb = WriteBuffer::new(cfg.ofmap_sram_kb, c);
+    let mut stalls = 0u64;
+    let mut base = 0u64; // first line of the current fold
+    for fc in 0..f.col_folds {
+        let cols_used = c.min(f.sc - fc * c);
+        for fr in 0..f.row_folds {
+            // OS writes the fold's used rows (flipped, so the unused rows come
+            // first) after T - 1 empty lines; WS and IS write T rows after
+            // 2R - 1 empty lines.
+            let fold = match m.dataflow {
+                Dataflow::Os => {
+                    let rows_used = r.min(f.sr - fr * r);
+                    OfmapFold { prefix: f.t - 1 + (r - rows_used), valid_rows: rows_used, cols_used }
+                }
+                Dataflow::Ws | Dataflow::Is => OfmapFold { prefix: 2 * r - 1, valid_rows: f.t, cols_used },
+            };
+            if line_by_line {
+                for j in 0..f.lines_per_fold {
+                    let k = fold.writes_on_line(j);
+                    if k > 0 {
+                        stalls += wb.line(base + j + stalls, k);
+                    }
+                }
+            } else {
+                // Writes per line ramp up 1, 2, .., a - 1, stay at a for
+                // |cols_used - valid_rows| + 1 lines, then ramp down.
+                let (p, v, cu) = (fold.prefix, fold.valid_rows, fold.cols_used);
+                let a = cu.min(v);
+                let mut j = p;
+                for w in 1..a {
+                    stalls += wb.line(base + j + stalls, w);
+                    j += 1;
+                }
+                let plateau = cu.max(v) - a + 1;
+                stalls += wb.lines_const(base + j + stalls, plateau, a);
+                j += plateau;
+                for w in (1..a).rev() {
+                    stalls += wb.line(base + j + stalls, w);
+                    j += 1;
+                }
+                debug_assert_eq!(j, p + v + cu - 1);
+            }
+            base += f.lines_per_fold;
+        }
     }
+    let last_line_cycle = base - 1 + stalls;
+    wb.finish(last_line_cycle);
+    (stalls, wb.max_drain_end.unwrap_or(last_line_cycle))
 }
 
 #[cfg(test)]
@@ -336,9 +449,74 @@ mod tests {
     #[test]
     fn lines_per_fold_by_dataflow() {
         // M=25, K=216, N=48 on 8x16 (checked against SCALE-Sim 3.0.0 by hand).
-        assert_eq!(compute_cycles(&map(Dataflow::Os, 8, 16, 25, 216, 48)), 2855);
-        assert_eq!(compute_cycles(&map(Dataflow::Ws, 8, 16, 25, 216, 48)), 4454);
-        assert_eq!(compute_cycles(&map(Dataflow::Is, 8, 16, 25, 216, 48)), 4211);
+        assert_eq!(compute_cycles(&map(Dataflow::Os, 8, 16, 25, 216, 48)).unwrap(), 2855);
+        assert_eq!(compute_cycles(&map(Dataflow::Ws, 8, 16, 25, 216, 48)).unwrap(), 4454);
+        assert_eq!(compute_cycles(&map(Dataflow::Is, 8, 16, 25, 216, 48)).unwrap(), 4211);
+        // Too many folds is an error, not an overflow or a hang.
+        assert!(compute_cycles(&map(Dataflow::Ws, 1, 1, 1, 1 << 40, 1 << 6)).is_err());
+    }
+
+    fn cfg(ofmap_kb: u64) -> ScaleSimConfig {
+        ScaleSimConfig {
+            run_name: "t".into(),
+            rows: 1,
+            cols: 1,
+            dataflow: Dataflow::Os,
+            ifmap_sram_kb: 1,
+            filter_sram_kb: 1,
+            ofmap_sram_kb: ofmap_kb,
+            bandwidth_mode: crate::scalesim::BandwidthMode::Calc,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// The run-length shortcut gives the same stalls and DRAM stop as
+        /// serving the write buffer one demand line at a time.
+        #[test]
+        fn run_length_shortcut_equals_line_by_line(
+            df in 0usize..3, rows in 1u32..40, cols in 1u32..1100,
+            m in 1u64..300, k in 1u64..300, n in 1u64..300, ofmap_kb in 1u64..4,
+        ) {
+            let dataflow = [Dataflow::Os, Dataflow::Ws, Dataflow::Is][df];
+            let g = map(dataflow, rows, cols, m, k, n);
+            let c = cfg(ofmap_kb);
+            let f = Folds::of(&g);
+            proptest::prop_assert_eq!(ofmap_writes(&c, &g, &f, false), ofmap_writes(&c, &g, &f, true));
+        }
+
+        /// exact_ratio is the correctly rounded quotient: it equals f64
+        /// division where that is exact, and brackets the true quotient.
+        #[test]
+        fn exact_ratio_is_correctly_rounded(n in 1u128..(1u128 << 100), d in 1u128..(1u128 << 100)) {
+            let q = exact_ratio(n, d);
+            // q = a * 2^e exactly; compare n/d with q's neighbours' midpoints
+            // in exact integer arithmetic: |n - q d| <= ulp(q)/2 * d.
+            let (mant, exp) = {
+                let bits = q.to_bits();
+                let e = ((bits >> 52) & 0x7ff) as i64 - 1075;
+                (((bits & ((1u64 << 52) - 1)) | (1u64 << 52)) as u128, e)
+            };
+            let nb = BigUint::from(n);
+            let db = BigUint::from(d);
+            // Scale everything by 2^(-exp + 1) when exp < 0 to stay integral.
+            let sh = (1 - exp).max(0) as usize;
+            let lhs = nb << sh; // n * 2^sh
+            let qd = (BigUint::from(mant) * &db) << ((exp + sh as i64) as usize); // q*d*2^sh
+            let half_ulp_d = &db << ((exp - 1 + sh as i64) as usize); // ulp/2 * d * 2^sh
+            let diff = if lhs > qd { &lhs - &qd } else { &qd - &lhs };
+            proptest::prop_assert!(diff <= half_ulp_d);
+        }
+    }
+
+    #[test]
+    fn exact_ratio_small_cases() {
+        assert_eq!(exact_ratio(1, 3), 1.0 / 3.0);
+        assert_eq!(exact_ratio((1 << 60) + 1, 1 << 60), 1.0);
+        assert_eq!(exact_ratio(3 << 70, 1 << 70), 3.0);
+        // Halfway between 1 and 1 + 2^-52 rounds to even (1.0); just above rounds up.
+        assert_eq!(exact_ratio((1 << 60) + (1 << 7), 1 << 60), 1.0);
+        assert_eq!(exact_ratio((1 << 60) + (1 << 7) + 1, 1 << 60), 1.0 + f64::EPSILON);
     }
 
     #[test]

@@ -72,8 +72,11 @@ impl ConvShape {
         let covered = |e: u64, f: u64, size: u64| -> u64 {
             let s = self.stride;
             if s >= f {
-                // Disjoint windows at 0, s, 2s, ...: each covers min(f, size - start) if in range.
-                (0..e).map(|o| size.saturating_sub(o * s).min(f)).sum()
+                // Disjoint windows at 0, s, 2s, ...: the first `full` lie inside
+                // the ifmap; at most one more (e - full <= 1) is clipped at the edge.
+                let full = (size - f) / s + 1;
+                let edge = if e > full { size.saturating_sub(full * s) } else { 0 };
+                full * f + edge
             } else {
                 ((e - 1) * s + f).min(size)
             }
@@ -156,6 +159,10 @@ pub struct Topology {
 /// Largest accepted dimension: keeps M*N*K*100 and every cycle count far
 /// inside u64 and every ratio SCALE-Sim divides exactly representable.
 pub const MAX_DIM: u64 = 1 << 20;
+/// Largest M (output pixels) and K (window size) of one layer.
+pub const MAX_GEMM_DIM: u64 = 1 << 40;
+/// Largest M * N * K of one layer (so M * N * K * 100 stays exact in f64).
+pub const MAX_MACS: u64 = 1 << 46;
 /// Largest number of layers after depthwise expansion.
 pub const MAX_LAYERS: usize = 1 << 20;
 
@@ -245,8 +252,19 @@ impl Topology {
                 }
             }
             let name = fields[0].to_string();
+            let check_size = |d: GemmDims| -> Result<()> {
+                let macs = d.m as u128 * d.n as u128 * d.k as u128;
+                if d.m > MAX_GEMM_DIM || d.k > MAX_GEMM_DIM || macs > MAX_MACS as u128 {
+                    return Err(at(format!(
+                        "layer too large: M={} K={} N={} ({macs} MACs; allowed: M, K <= 2^40 and M*N*K <= 2^46)",
+                        d.m, d.k, d.n
+                    )));
+                }
+                Ok(())
+            };
             if input_type == InputType::Gemm {
                 let [m, n, k, ..] = dims;
+                check_size(GemmDims { m, k, n })?;
                 layers.push(Layer { name, shape: LayerShape::Gemm { m, n, k }, line: lineno });
             } else {
                 let [ifmap_h, ifmap_w, filter_h, filter_w, channels, num_filters, stride] = dims;
@@ -259,7 +277,11 @@ impl Topology {
                     return Err(at(format!("Filter Width {filter_w} is larger than IFMAP Width {ifmap_w}")));
                 }
                 let shape = ConvShape { ifmap_h, ifmap_w, filter_h, filter_w, channels, num_filters, stride };
-                if name.contains("DP") {
+                let (eh, ew) = shape.ofmap_dims();
+                let dp = name.contains("DP");
+                let k_ch = if dp { 1 } else { channels };
+                check_size(GemmDims { m: eh * ew, k: filter_h * filter_w * k_ch, n: num_filters })?;
+                if dp {
                     // SCALE-Sim's depthwise quirk: one single-channel layer per channel.
                     if layers.len() as u64 + channels > MAX_LAYERS as u64 {
                         return Err(at(format!(
@@ -368,6 +390,12 @@ mod tests {
         assert!(err(&format!("{CONV}\n\n")).contains("no layers"));
         assert!(err("").contains("empty"));
         assert!(err("Layer, M, N, K,\nx, 1, 0, 1,\n").starts_with("t.csv:2: N:"));
+        assert!(
+            err("Layer, M, N, K,\nx, 1048576, 1048576, 1048576,\n").starts_with("t.csv:2: layer too large")
+        );
+        assert!(
+            err(&format!("{CONV}a, 1048576, 1048576, 1, 1, 1048576, 1, 1,\n")).contains("layer too large")
+        );
         // A sparsity ratio is accepted and ignored.
         Topology::parse(&format!("{CONV}a, 7, 7, 3, 3, 1, 8, 1, 2:4,\n"), "t", InputType::Auto).unwrap();
     }

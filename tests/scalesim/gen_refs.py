@@ -32,6 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOPO_DIR = os.path.join(HERE, "topologies")
 CFG_DIR = os.path.join(HERE, "configs")
 REF_DIR = os.path.join(HERE, "refs")
+# Real-size layers, run only on the 32x32 configs (SCALE-Sim needs minutes
+# for them on smaller arrays); references go to refs_large/.
+TOPO_LARGE_DIR = os.path.join(HERE, "topologies_large")
+REF_LARGE_DIR = os.path.join(HERE, "refs_large")
+LARGE_CFG_PREFIX = "a32x32_"
 
 # (name, rows, cols, ifmap kB, filter kB, ofmap kB). The SRAM sizes differ per
 # shape on purpose: small ones make SCALE-Sim's estimate-bandwidth read buffers
@@ -108,6 +113,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write-configs", action="store_true", help="rewrite configs/*.cfg first")
     ap.add_argument("--only", default="", help="only topologies whose name contains this")
+    ap.add_argument("--large", action="store_true",
+                    help="run topologies_large/ on the 32x32 configs into refs_large/ instead")
     args = ap.parse_args()
 
     from scalesim.scale_sim import scalesim  # imported late: --help works without it
@@ -115,18 +122,20 @@ def main():
 
     if args.write_configs:
         write_configs()
-    os.makedirs(REF_DIR, exist_ok=True)
-    cfgs = sorted(f for f in os.listdir(CFG_DIR) if f.endswith(".cfg"))
-    topos = sorted(f for f in os.listdir(TOPO_DIR) if f.endswith(".csv") and args.only in f)
+    topo_dir, ref_dir = (TOPO_LARGE_DIR, REF_LARGE_DIR) if args.large else (TOPO_DIR, REF_DIR)
+    os.makedirs(ref_dir, exist_ok=True)
+    cfgs = sorted(f for f in os.listdir(CFG_DIR) if f.endswith(".cfg")
+                  and (not args.large or f.startswith(LARGE_CFG_PREFIX)))
+    topos = sorted(f for f in os.listdir(topo_dir) if f.endswith(".csv") and args.only in f)
     print(f"scalesim {version('scalesim')}, numpy {version('numpy')}: "
           f"{len(topos)} topologies x {len(cfgs)} configs", file=sys.stderr)
     for topo in topos:
         gemm = topo.startswith("gemm_")
         for cfg in cfgs:
             with tempfile.TemporaryDirectory() as work:
-                report = run_one(scalesim, os.path.join(CFG_DIR, cfg), os.path.join(TOPO_DIR, topo),
+                report = run_one(scalesim, os.path.join(CFG_DIR, cfg), os.path.join(topo_dir, topo),
                                  gemm, work)
-                out = os.path.join(REF_DIR, f"{topo[:-4]}__{cfg[:-4]}.csv")
+                out = os.path.join(ref_dir, f"{topo[:-4]}__{cfg[:-4]}.csv")
                 shutil.copyfile(report, out)
             print(f"  {topo} x {cfg} -> {os.path.relpath(out, HERE)}", file=sys.stderr)
 
