@@ -167,6 +167,37 @@ fn cli_writes_scalesims_compute_report() {
 }
 
 #[test]
+fn user_bandwidth_mode_warns_and_reports_calc_numbers() {
+    let d = tmpdir("user");
+    let cfg_text = std::fs::read_to_string(root().join("configs/a32x32_os.cfg"))
+        .unwrap()
+        .replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER");
+    assert!(cfg_text.contains("USER"));
+    let cfg = d.join("user.cfg");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let topo = root().join("topologies/yolo_tiny_mini.csv");
+    let out = d.join("out");
+    let (code, _, stderr) = bitmac(&[
+        "scalesim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--timing",
+        "scalesim",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("USER"), "{stderr}");
+    let got = std::fs::read_to_string(out.join("COMPUTE_REPORT.csv")).unwrap();
+    let want = std::fs::read_to_string(root().join("refs/yolo_tiny_mini__a32x32_os.csv")).unwrap();
+    assert_eq!(got, want, "USER mode reports the CALC numbers");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn bad_input_is_a_one_line_error_with_exit_2() {
     let d = tmpdir("bad");
     let good_cfg = root().join("configs/a32x32_os.cfg");

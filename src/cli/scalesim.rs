@@ -1,6 +1,6 @@
 //! `bitmac scalesim`: read SCALE-Sim v3 inputs, write its COMPUTE_REPORT.csv.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scalesim::{self, BandwidthMode, InputType, ScaleSimConfig, TimingModel, Topology};
 use std::path::PathBuf;
 
@@ -40,11 +40,7 @@ pub fn run(args: Args) -> Result<i32> {
             }
             scalesim::run_topology(&cfg, &topo, &scalesim::scalesim_timing(&cfg))?
         }
-        TimingModel::Bitmac => {
-            return Err(Error::input(
-                "--timing bitmac: not available in this build yet (use --timing scalesim)",
-            ))
-        }
+        TimingModel::Bitmac => scalesim::run_topology(&cfg, &topo, &scalesim::bitmac_timing)?,
     };
     let path = args.out.join("COMPUTE_REPORT.csv");
     crate::io::write_atomic(&path, scalesim::compute_report_csv(&reports).as_bytes())?;

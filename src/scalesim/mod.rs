@@ -165,6 +165,15 @@ pub fn scalesim_timing(cfg: &ScaleSimConfig) -> impl Fn(&GemmMapping) -> Result<
     move |m| timing::layer_timing(cfg, m)
 }
 
+/// bitmac's own array timing for one mapped layer (`--timing bitmac`).
+///
+/// Not wired in this build: it returns an input error. At merge it becomes
+/// `Ok(LayerTiming::from_cycles(m, crate::array::gemm_cycles(..)?))`, see
+/// `docs/scalesim.md`.
+pub fn bitmac_timing(_m: &GemmMapping) -> Result<LayerTiming> {
+    Err(Error::input("--timing bitmac: not available in this build yet (use --timing scalesim)"))
+}
+
 /// Map every layer of `topo` onto the array of `cfg` and time it with
 /// `timing`. Errors from the timing model are prefixed with the layer.
 pub fn run_topology(
