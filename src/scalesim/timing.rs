@@ -485,6 +485,20 @@ mod tests {
             proptest::prop_assert_eq!(ofmap_writes(&c, &g, &f, false), ofmap_writes(&c, &g, &f, true));
         }
 
+        /// CALC mode never stalls (docs/scalesim.md gives the proof), so
+        /// Total Cycles is the closed form.
+        #[test]
+        fn calc_mode_never_stalls(
+            df in 0usize..3, rows in 1u32..64, cols in 1u32..1100,
+            m in 1u64..400, k in 1u64..400, n in 1u64..400, ofmap_kb in 1u64..3,
+        ) {
+            let dataflow = [Dataflow::Os, Dataflow::Ws, Dataflow::Is][df];
+            let g = map(dataflow, rows, cols, m, k, n);
+            let t = layer_timing(&cfg(ofmap_kb), &g).unwrap();
+            proptest::prop_assert_eq!(t.stall_cycles, 0);
+            proptest::prop_assert_eq!(t.total_cycles, compute_cycles(&g).unwrap());
+        }
+
         /// exact_ratio is the correctly rounded quotient: it equals f64
         /// division where that is exact, and brackets the true quotient.
         #[test]
