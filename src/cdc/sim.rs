@@ -415,26 +415,39 @@ impl<'a> Sim<'a> {
         };
         if m.setup_ps > 0 && s.changed_at != NEVER && t - s.changed_at < m.setup_ps {
             let old = s.ptr_prev;
-            self.events.push(MetaEvent { time_ps: t, dom: dst, kind: MetaKind::Setup, old, new: cur, seen: old });
-            return (old, true);
+            // One changing bit (Gray): the capture sees the previous value.
+            // Several (binary fault): each bit resolves on its own.
+            let seen = if self.gray { old } else { self.mix(old, cur) };
+            self.sb.corrupt_crossings += (seen != old && seen != cur) as u64;
+            self.events.push(MetaEvent { time_ps: t, dom: dst, kind: MetaKind::Setup, old, new: cur, seen });
+            return (seen, true);
         }
         if m.hold_ps > 0 && s.next_t != NEVER && s.next_t < t.saturating_add(m.hold_ps) {
             let nxt = self.predict(src, src_en);
             if nxt != cur {
-                let mut diff = nxt ^ cur;
-                let mut seen = cur;
-                while diff != 0 {
-                    let bit = diff & diff.wrapping_neg();
-                    if self.mrng.next_u32() & 1 == 1 {
-                        seen ^= bit;
-                    }
-                    diff ^= bit;
-                }
+                let seen = self.mix(cur, nxt);
+                self.sb.corrupt_crossings += (seen != cur && seen != nxt) as u64;
                 self.events.push(MetaEvent { time_ps: t, dom: dst, kind: MetaKind::Hold, old: cur, new: nxt, seen });
                 return (seen, true);
             }
         }
         (cur, false)
+    }
+
+    /// Each bit that differs between `old` and `new` independently takes its
+    /// new value iff the next draw of the metastability stream is odd
+    /// (draws in bit order, LSB first).
+    fn mix(&mut self, old: u32, new: u32) -> u32 {
+        let mut diff = old ^ new;
+        let mut seen = old;
+        while diff != 0 {
+            let bit = diff & diff.wrapping_neg();
+            if self.mrng.next_u32() & 1 == 1 {
+                seen ^= bit;
+            }
+            diff ^= bit;
+        }
+        seen
     }
 
     fn value_of(&self, seq: u64) -> u64 {

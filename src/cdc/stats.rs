@@ -32,6 +32,9 @@ pub struct Scoreboard {
     pub truly_empty_pops: u64,
     /// Takes from a memory slot that was never written (`x`).
     pub garbage: u64,
+    /// Synchronizer captures of a value the source pointer never held (a
+    /// mix of its old and new bits): a corrupted multi-bit crossing.
+    pub corrupt_crossings: u64,
 }
 
 impl Scoreboard {
@@ -62,7 +65,8 @@ impl Scoreboard {
             && self.reordered == 0
             && self.truly_full_pushes == 0
             && self.truly_empty_pops == 0
-            && self.garbage == 0;
+            && self.garbage == 0
+            && self.corrupt_crossings == 0;
         Verdict {
             clean,
             finished,
@@ -73,6 +77,7 @@ impl Scoreboard {
             truly_full_pushes: self.truly_full_pushes,
             truly_empty_pops: self.truly_empty_pops,
             garbage: self.garbage,
+            corrupt_crossings: self.corrupt_crossings,
         }
     }
 }
@@ -84,7 +89,7 @@ pub struct Verdict {
     pub clean: bool,
     /// The consumer took all words before the edge cap.
     pub finished: bool,
-    /// Words never received (or received only out of order? no: those count as reordered).
+    /// Words never received (late words count as reordered, not lost).
     pub lost: u64,
     /// The lowest lost word index, if any.
     pub first_lost: Option<u64>,
@@ -98,6 +103,8 @@ pub struct Verdict {
     pub truly_empty_pops: u64,
     /// Reads of never-written memory.
     pub garbage: u64,
+    /// Synchronized pointer values the source never held.
+    pub corrupt_crossings: u64,
 }
 
 impl Verdict {
@@ -119,6 +126,7 @@ impl Verdict {
             (self.truly_full_pushes, "pushes when truly full"),
             (self.truly_empty_pops, "pops when truly empty"),
             (self.garbage, "reads of never-written memory"),
+            (self.corrupt_crossings, "corrupted pointer crossings (synchronized value never held by the source)"),
         ] {
             if n > 0 {
                 p.push(format!("{n} {what}"));
