@@ -38,8 +38,15 @@ pub enum Fault {
     /// The correct design.
     #[default]
     None,
-    /// Pointers cross the clock boundary in binary instead of Gray code.
-    BinaryPointers,
+    /// Pointers cross the clock boundary in binary instead of Gray code, over
+    /// an unconstrained asynchronous path: bit i of each crossing bus arrives
+    /// `floor(skew_ps * i / n)` ps after the source register changes (bit 0
+    /// first, the MSB `skew_ps` late). Metastability, when on, acts on each
+    /// bit's own arrival time.
+    BinaryPointers {
+        /// Arrival skew from bit 0 to the MSB (ps); 0 = all bits at once.
+        skew_ps: u64,
+    },
     /// One synchronizer flop per direction (`sync` must be 1); a metastable
     /// capture is still unresolved when the flag register samples it.
     SingleFlop,
@@ -59,7 +66,8 @@ impl Fault {
     pub fn name(&self) -> String {
         match self {
             Fault::None => "none".into(),
-            Fault::BinaryPointers => "binary".into(),
+            Fault::BinaryPointers { skew_ps: 0 } => "binary".into(),
+            Fault::BinaryPointers { skew_ps } => format!("binary(skew={skew_ps}ps)"),
             Fault::SingleFlop => "single-flop".into(),
             Fault::ResetOneDomain { domain: Domain::W, at_ps } => format!("reset-write@{at_ps}"),
             Fault::ResetOneDomain { domain: Domain::R, at_ps } => format!("reset-read@{at_ps}"),
@@ -279,6 +287,12 @@ impl ClockPair {
                     m.hold_ps,
                     format!("0..={} (setup + hold below the shortest edge spacing)", lim - m.setup_ps),
                 ));
+            }
+        }
+        if let Fault::BinaryPointers { skew_ps } = cfg.fault {
+            let lim = 64 * self.w.period_ps.min(self.r.period_ps);
+            if skew_ps > lim {
+                return Err(Error::field("--fault-skew-ps", skew_ps, format!("0..={lim} (64 of the shorter clock period)")));
             }
         }
         if let Fault::ResetOneDomain { at_ps, .. } = cfg.fault {

@@ -201,6 +201,90 @@ impl Side {
     }
 }
 
+/// The binary fault's crossing buses: per-bit arrival delays and, per source
+/// domain, the recent history of its crossing register.
+pub(crate) struct Bus {
+    bits: u32,
+    delay: Vec<u64>,
+    max_delay: u64,
+    /// Per source (0 = W, 1 = R): value before the oldest kept change, and
+    /// the changes (time, new value), oldest first.
+    base: [u32; 2],
+    hist: [std::collections::VecDeque<(u64, u32)>; 2],
+}
+
+impl Bus {
+    fn new(bits: u32, skew: u64) -> Bus {
+        let n = (bits - 1).max(1) as u64;
+        let delay: Vec<u64> = (0..bits as u64).map(|i| skew * i / n).collect();
+        Bus { bits, max_delay: skew, delay, base: [0, 0], hist: Default::default() }
+    }
+    fn ix(d: Domain) -> usize {
+        match d {
+            Domain::W => 0,
+            Domain::R => 1,
+        }
+    }
+    fn record(&mut self, d: Domain, t: u64, v: u32) {
+        let k = Self::ix(d);
+        self.hist[k].push_back((t, v));
+    }
+    /// Whether the source held `v` within the kept window (the values a
+    /// correct crossing could show).
+    fn recent(&self, d: Domain, v: u32) -> bool {
+        let k = Self::ix(d);
+        self.base[k] == v || self.hist[k].iter().any(|x| x.1 == v)
+    }
+    /// Drop changes no query at time >= t can need.
+    fn prune(&mut self, d: Domain, t: u64) {
+        let k = Self::ix(d);
+        let h = &mut self.hist[k];
+        while h.len() >= 2 && h[1].0.saturating_add(self.max_delay) < t {
+            self.base[k] = h[0].1;
+            h.pop_front();
+        }
+    }
+    /// Bit i as seen at time t through delay d: (visible value, arrival time
+    /// of its last change if any, arrival time of its next change if known).
+    fn bit_at(&self, d: Domain, i: u32, t: u64, dl: u64, predicted: Option<(u64, u32)>) -> (bool, Option<u64>, Option<u64>) {
+        let k = Self::ix(d);
+        let h = &self.hist[k];
+        let bit = |v: u32| (v >> i) & 1 == 1;
+        // Index of the first change that has not arrived (tc + dl >= t).
+        let j = h.iter().position(|(tc, _)| tc + dl >= t).unwrap_or(h.len());
+        let vis_val = if j == 0 { self.base[k] } else { h[j - 1].1 };
+        let vis = bit(vis_val);
+        // Last arrival of a change of this bit.
+        let mut last = None;
+        for q in (0..j).rev() {
+            let before = if q == 0 { self.base[k] } else { h[q - 1].1 };
+            if bit(before) != bit(h[q].1) {
+                last = Some(h[q].0 + dl);
+                break;
+            }
+        }
+        // Next arrival of a change of this bit.
+        let mut next = None;
+        let mut cur = vis_val;
+        for (tc, v) in h.iter().skip(j) {
+            if bit(*v) != bit(cur) {
+                next = Some(tc + dl);
+                break;
+            }
+            cur = *v;
+        }
+        if next.is_none() {
+            if let Some((tn, pv)) = predicted {
+                let last_v = h.back().map(|x| x.1).unwrap_or(self.base[k]);
+                if bit(pv) != bit(last_v) && bit(last_v) == bit(cur) {
+                    next = Some(tn + dl);
+                }
+            }
+        }
+        (vis, last, next)
+    }
+}
+
 /// Receives every instant (after it is committed).
 pub trait Observer {
     /// Called once per instant with the records of the domains that had an
@@ -232,6 +316,8 @@ pub struct Sim<'a> {
     pmask: u32,
     amask: u32,
     gray: bool,
+    /// Binary fault only: per-bit arrival delays and the source histories.
+    bus: Option<Bus>,
     full_xor: u32,
     single_flop: bool,
     data_mask: u64,
@@ -267,7 +353,11 @@ impl<'a> Sim<'a> {
     pub(crate) fn new(cfg: &FifoConfig, src: Source<'_>, words: Option<&'a [u64]>) -> Sim<'a> {
         let n = cfg.addr_bits;
         let seed = cfg.seed;
-        let gray = !matches!(cfg.fault, Fault::BinaryPointers);
+        let gray = !matches!(cfg.fault, Fault::BinaryPointers { .. });
+        let skew = match cfg.fault {
+            Fault::BinaryPointers { skew_ps } => Some(skew_ps),
+            _ => None,
+        };
         let (wt, rt, wen, ren) = match src {
             Source::Clocks { clocks, producer, consumer, items } => {
                 let mk = |c: &super::config::Clock, id: u64| TimeSrc::Clock {
@@ -298,6 +388,7 @@ impl<'a> Sim<'a> {
             pmask: (1u32 << (n + 1)) - 1,
             amask: (1u32 << n) - 1,
             gray,
+            bus: skew.map(|sk| Bus::new(n + 1, sk)),
             full_xor: if gray { 3u32 << (n - 1) } else { 1u32 << n },
             single_flop: matches!(cfg.fault, Fault::SingleFlop),
             data_mask: cfg.data_mask(),
@@ -408,6 +499,9 @@ impl<'a> Sim<'a> {
             Domain::W => Domain::R,
             Domain::R => Domain::W,
         };
+        if self.bus.is_some() {
+            return self.capture_bus(dst, src, t, src_en);
+        }
         let s = self.side(src);
         let cur = s.ptr;
         let Some(m) = self.meta else {
@@ -432,6 +526,50 @@ impl<'a> Sim<'a> {
             }
         }
         (cur, false)
+    }
+
+    /// Binary-fault capture: each bit of the crossing bus is seen as of its
+    /// own arrival time, and metastability windows apply per bit (see
+    /// `docs/cdc.md`, "Fault modes"). Draws: one per bit in a hold window,
+    /// LSB first.
+    fn capture_bus(&mut self, dst: Domain, src: Domain, t: u64, src_en: bool) -> (u32, bool) {
+        let next_t = self.side(src).next_t;
+        let predicted = if next_t == NEVER { None } else { Some((next_t, self.predict(src, src_en))) };
+        let meta = self.meta;
+        let bus = self.bus.as_mut().expect("bus");
+        bus.prune(src, t);
+        let mut plain = 0u32;
+        let mut seen = 0u32;
+        let mut setup = false;
+        let mut hold = false;
+        for i in 0..bus.bits {
+            let d = bus.delay[i as usize];
+            let (vis, last_arrival, next_arrival) = bus.bit_at(src, i, t, d, predicted);
+            plain |= (vis as u32) << i;
+            let mut b = vis;
+            if let Some(m) = meta {
+                if m.setup_ps > 0 && last_arrival.is_some_and(|a| t - a < m.setup_ps) {
+                    b = !vis; // previous value of this bit
+                    setup = true;
+                } else if m.hold_ps > 0 && next_arrival.is_some_and(|a| a < t.saturating_add(m.hold_ps)) {
+                    hold = true;
+                    if self.mrng.next_u32() & 1 == 1 {
+                        b = !vis;
+                    }
+                }
+            }
+            seen |= (b as u32) << i;
+        }
+        let bus = self.bus.as_ref().expect("bus");
+        if !bus.recent(src, seen) && !matches!(predicted, Some(p) if p.1 == seen) {
+            self.sb.corrupt_crossings += 1;
+        }
+        let metastable = setup || hold;
+        if metastable {
+            let kind = if setup { MetaKind::Setup } else { MetaKind::Hold };
+            self.events.push(MetaEvent { time_ps: t, dom: dst, kind, old: plain, new: plain, seen });
+        }
+        (seen, metastable)
     }
 
     /// Each bit that differs between `old` and `new` independently takes its
@@ -465,6 +603,9 @@ impl<'a> Sim<'a> {
         if side.ptr != 0 {
             side.ptr_prev = side.ptr;
             side.changed_at = at;
+            if let Some(b) = &mut self.bus {
+                b.record(d, at, 0);
+            }
         }
         side.bin = 0;
         side.ptr = 0;
@@ -592,6 +733,9 @@ impl<'a> Sim<'a> {
             self.r.ptr_prev = self.r.ptr;
             self.r.changed_at = t;
             self.r.ptr = np;
+            if let Some(b) = &mut self.bus {
+                b.record(Domain::R, t, np);
+            }
         }
         let flag_new = np == out_old;
         if self.r.unresolved && flag_new != self.r.flag {
@@ -663,6 +807,9 @@ impl<'a> Sim<'a> {
             self.w.ptr_prev = self.w.ptr;
             self.w.changed_at = t;
             self.w.ptr = np;
+            if let Some(b) = &mut self.bus {
+                b.record(Domain::W, t, np);
+            }
         }
         let flag_new = np == (out_old ^ self.full_xor);
         if self.w.unresolved && flag_new != self.w.flag {

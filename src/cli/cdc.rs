@@ -66,6 +66,9 @@ pub struct Args {
     /// When the one-domain reset hits (ps; reset-write / reset-read).
     #[arg(long, value_name = "PS")]
     pub fault_at_ps: Option<u64>,
+    /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
+    #[arg(long, value_name = "PS")]
+    pub fault_skew_ps: Option<u64>,
     /// Bound on rising edges (both domains) before the run is stopped.
     #[arg(long)]
     pub max_edges: Option<u64>,
@@ -108,7 +111,7 @@ fn parse_fault(a: &Args, clocks_hint: u64) -> Result<Fault> {
     let at = a.fault_at_ps.unwrap_or(64 * clocks_hint);
     let f = match a.fault.as_str() {
         "none" => Fault::None,
-        "binary" => Fault::BinaryPointers,
+        "binary" => Fault::BinaryPointers { skew_ps: a.fault_skew_ps.unwrap_or(0) },
         "single-flop" => Fault::SingleFlop,
         "reset-write" => Fault::ResetOneDomain { domain: Domain::W, at_ps: at },
         "reset-read" => Fault::ResetOneDomain { domain: Domain::R, at_ps: at },
@@ -116,6 +119,9 @@ fn parse_fault(a: &Args, clocks_hint: u64) -> Result<Fault> {
             return Err(Error::field("--fault", o, "none, binary, single-flop, reset-write, reset-read"));
         }
     };
+    if a.fault_skew_ps.is_some() && !matches!(f, Fault::BinaryPointers { .. }) {
+        return Err(Error::input("--fault-skew-ps applies only to --fault binary"));
+    }
     if a.fault_at_ps.is_some() && !matches!(f, Fault::ResetOneDomain { .. }) {
         return Err(Error::input("--fault-at-ps applies only to --fault reset-write / reset-read"));
     }
