@@ -41,6 +41,29 @@ proptest! {
         prop_assert_eq!(rep.stats.r.client_ops, 150);
     }
 
+    /// The register-resident fast path (no observer) and the general
+    /// simulator agree on every statistic and the verdict.
+    #[test]
+    fn fast_path_equals_general_simulator(
+        wclk in 2u64..20000, rclk in 2u64..20000,
+        wph in 0u64..20000, rph in 0u64..20000,
+        depth_log in 1u32..=6, sync in 2u32..=6,
+        wen in 1u32..=100, ren in 1u32..=100,
+        seed in any::<u64>(), jit in 0u64..=100,
+    ) {
+        let cfg = spec(1 << depth_log, sync, seed).validate().unwrap();
+        let clocks = ClockPair {
+            w: Clock { period_ps: wclk, phase_ps: wph % wclk, jitter_ps: jit.min((wclk - 1) / 2) },
+            r: Clock { period_ps: rclk, phase_ps: rph % rclk, jitter_ps: jit.min((rclk - 1) / 2) },
+        };
+        let a = cdc::simulate(&cfg, &clocks, 120, wen, ren, None, &mut NoObserver).unwrap();
+        let b = cdc::simulate_general(&cfg, &clocks, 120, wen, ren).unwrap();
+        prop_assert_eq!(&a.stats, &b.stats);
+        prop_assert_eq!(&a.verdict, &b.verdict);
+        prop_assert_eq!(a.end_time_ps, b.end_time_ps);
+        prop_assert!(a.verdict.clean);
+    }
+
     /// The latency facts of reference.md §5 (no metastability, no jitter):
     /// a write into an empty FIFO clears rempty on the (S+1)-th read edge
     /// strictly after it, a greedy reader pops it on the (S+2)-th; a read

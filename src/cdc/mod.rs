@@ -11,6 +11,7 @@
 //! - [`mtbf`]: synchronizer MTBF.
 
 pub mod config;
+mod fast;
 pub mod mtbf;
 mod sim;
 pub mod stats;
@@ -162,8 +163,41 @@ pub fn simulate<O: Observer>(
     if !(1..=100).contains(&ren_pct) {
         return Err(Error::field("--ren", ren_pct, "1..=100 (percent of read edges)"));
     }
-    Ok(run_core(cfg, clocks, n_words, None, &p(wen_pct), &p(ren_pct), max_edges, obs, false)?.0)
+    let (pw, pr) = (p(wen_pct), p(ren_pct));
+    let no_meta = cfg.meta().map_or(true, |m| m.setup_ps == 0 && m.hold_ps == 0);
+    let plain = no_meta && cfg.fault() == Fault::None;
+    if obs.is_noop() && plain {
+        clocks.validate(cfg)?;
+        let max_edges = max_edges.unwrap_or_else(|| default_max_edges(cfg, clocks, n_words, wen_pct.min(ren_pct)));
+        if max_edges == 0 {
+            return Err(Error::field("--max-edges", 0, "1..=18446744073709551615"));
+        }
+        let out = fast::run(cfg, clocks, n_words, &pw, &pr, max_edges);
+        let finished = out.taken >= n_words;
+        let verdict = out.sb.verdict(n_words, finished);
+        return Ok(Report { words: n_words, finished, end_time_ps: out.last_t, stats: out.stats, verdict, events: Vec::new() });
+    }
+    Ok(run_core(cfg, clocks, n_words, None, &pw, &pr, max_edges, obs, false)?.0)
 }
+
+/// [`simulate`] forced through the general simulator (for tests comparing
+/// it with the fast path).
+#[doc(hidden)]
+pub fn simulate_general(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    n_words: u64,
+    wen_pct: u32,
+    ren_pct: u32,
+) -> Result<Report> {
+    struct Any;
+    impl Observer for Any {
+        fn instant(&mut self, _: &Sim<'_>, _: u64, _: Option<EdgeRec>, _: Option<EdgeRec>) {}
+    }
+    simulate(cfg, clocks, n_words, wen_pct, ren_pct, None, &mut Any)
+}
+
+
 
 /// Result of [`transfer`].
 #[derive(Clone, Debug)]

@@ -104,21 +104,26 @@ pub struct MetaEvent {
 }
 
 pub(crate) enum TimeSrc {
-    Clock { period: u64, phase: u64, jitter: u64, rng: Option<ChaCha8Rng>, k: u64 },
+    /// Edge k at `max(0, phase + k*period + d_k)`; `base` = phase + k*period
+    /// of the next edge (kept incrementally: no multiply per edge).
+    Clock { period: u64, base: u64, jitter: u64, rng: Option<ChaCha8Rng> },
     List { times: Vec<u64>, i: usize },
 }
 
 impl TimeSrc {
-    fn next(&mut self) -> u64 {
+    #[inline(always)]
+    pub(crate) fn next(&mut self) -> u64 {
         match self {
-            TimeSrc::Clock { period, phase, jitter, rng, k } => {
-                let base = *phase as i128 + (*k as i128) * (*period as i128);
-                *k += 1;
-                let d = match rng {
-                    Some(r) => (r.next_u64() % (2 * *jitter + 1)) as i128 - *jitter as i128,
-                    None => 0,
-                };
-                (base + d).max(0) as u64
+            TimeSrc::Clock { period, base, jitter, rng } => {
+                let b = *base;
+                *base = b.saturating_add(*period);
+                match rng {
+                    None => b,
+                    Some(r) => {
+                        let d = (r.next_u64() % (2 * *jitter + 1)) as i128 - *jitter as i128;
+                        (b as i128 + d).max(0) as u64
+                    }
+                }
             }
             TimeSrc::List { times, i } => {
                 let t = times.get(*i).copied().unwrap_or(NEVER);
@@ -138,6 +143,7 @@ pub(crate) struct EnSrc {
 
 impl EnSrc {
     /// Draw the raw enable of the next edge (index `idx`).
+    #[inline(always)]
     fn draw(&mut self, idx: u64) {
         self.raw = match &self.pattern {
             Pattern::Always | Pattern::ReadyAt(_) => true,
@@ -145,7 +151,7 @@ impl EnSrc {
             Pattern::List(l) => l.get(idx as usize).copied().unwrap_or(false),
         };
     }
-    #[inline]
+    #[inline(always)]
     fn en(&self, idx: u64, items: u64) -> bool {
         if !self.raw || items >= self.limit {
             return false;
@@ -290,6 +296,11 @@ pub trait Observer {
     /// Called once per instant with the records of the domains that had an
     /// edge; `sim` shows the state after the instant.
     fn instant(&mut self, sim: &Sim<'_>, t: u64, w: Option<EdgeRec>, r: Option<EdgeRec>);
+    /// True if the observer ignores everything (lets [`super::simulate`]
+    /// take its register-resident fast path).
+    fn is_noop(&self) -> bool {
+        false
+    }
 }
 
 /// Observes nothing (the fast path).
@@ -297,6 +308,9 @@ pub struct NoObserver;
 impl Observer for NoObserver {
     #[inline(always)]
     fn instant(&mut self, _: &Sim<'_>, _: u64, _: Option<EdgeRec>, _: Option<EdgeRec>) {}
+    fn is_noop(&self) -> bool {
+        true
+    }
 }
 
 /// Per-word records (for [`super::transfer`]).
@@ -318,6 +332,8 @@ pub struct Sim<'a> {
     gray: bool,
     /// Binary fault only: per-bit arrival delays and the source histories.
     bus: Option<Bus>,
+    /// No metastability and no bus skew: a capture is the plain pre-instant value.
+    plain_capture: bool,
     full_xor: u32,
     single_flop: bool,
     data_mask: u64,
@@ -362,10 +378,9 @@ impl<'a> Sim<'a> {
             Source::Clocks { clocks, producer, consumer, items } => {
                 let mk = |c: &super::config::Clock, id: u64| TimeSrc::Clock {
                     period: c.period_ps,
-                    phase: c.phase_ps,
+                    base: c.phase_ps,
                     jitter: c.jitter_ps,
                     rng: (c.jitter_ps > 0).then(|| stream(seed, id)),
-                    k: 0,
                 };
                 (
                     mk(&clocks.w, STREAM_WJIT),
@@ -389,6 +404,7 @@ impl<'a> Sim<'a> {
             amask: (1u32 << n) - 1,
             gray,
             bus: skew.map(|sk| Bus::new(n + 1, sk)),
+            plain_capture: skew.is_none() && cfg.meta.filter(|m| m.setup_ps > 0 || m.hold_ps > 0).is_none(),
             full_xor: if gray { 3u32 << (n - 1) } else { 1u32 << n },
             single_flop: matches!(cfg.fault, Fault::SingleFlop),
             data_mask: cfg.data_mask(),
@@ -617,7 +633,7 @@ impl<'a> Sim<'a> {
 
     /// Process the next instant (one or two coincident rising edges).
     /// Returns false when both edge streams are exhausted.
-    #[inline]
+    #[inline(always)]
     pub fn step<O: Observer>(&mut self, obs: &mut O) -> bool {
         let tw = self.w.next_t;
         let tr = self.r.next_t;
@@ -637,8 +653,14 @@ impl<'a> Sim<'a> {
         let en_w = self.wen.en(self.w.edges, self.w.items);
         let en_r = self.ren.en(self.r.edges, self.r.items);
         // Phase 1: both synchronizer captures from the pre-instant state.
-        let cap_w = if hw { self.capture(Domain::W, t, en_r) } else { (0, false) };
-        let cap_r = if hr { self.capture(Domain::R, t, en_w) } else { (0, false) };
+        let (cap_w, cap_r) = if self.plain_capture {
+            ((self.r.ptr, false), (self.w.ptr, false))
+        } else {
+            (
+                if hw { self.capture(Domain::W, t, en_r) } else { (0, false) },
+                if hr { self.capture(Domain::R, t, en_w) } else { (0, false) },
+            )
+        };
         let wptr_old = self.w.ptr;
         self.w.edges += hw as u64;
         self.r.edges += hr as u64;
@@ -677,7 +699,7 @@ impl<'a> Sim<'a> {
         (if a { new } else { old }, if b { new } else { old })
     }
 
-    #[inline]
+    #[inline(always)]
     fn edge_r(&mut self, t: u64, en: bool, cap: (u32, bool), _wptr_old: u32) -> EdgeRec {
         let (pv, cv) = self.r.fan.take().unwrap_or((self.r.flag, self.r.flag));
         let pop = en && !pv;
@@ -758,7 +780,7 @@ impl<'a> Sim<'a> {
         EdgeRec { en, data }
     }
 
-    #[inline]
+    #[inline(always)]
     fn edge_w(&mut self, t: u64, en: bool, cap: (u32, bool)) -> EdgeRec {
         let (pv, cv) = self.w.fan.take().unwrap_or((self.w.flag, self.w.flag));
         let push = en && !pv;
