@@ -46,20 +46,21 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Print absolute edges/s of both and their ratio (best of 5 runs each).
+/// Print absolute edges/s of both and their ratio: the two are timed
+/// alternately, 11 times each, and the best time of each is kept (the
+/// machine is shared, so the best run is the least disturbed one).
 fn ratio_report() {
     let edges = run_fifo();
-    let best = |f: &dyn Fn() -> u64| {
-        (0..5)
-            .map(|_| {
-                let t0 = Instant::now();
-                black_box(f());
-                t0.elapsed().as_secs_f64()
-            })
-            .fold(f64::INFINITY, f64::min)
+    let time = |f: &dyn Fn() -> u64| {
+        let t0 = Instant::now();
+        black_box(f());
+        t0.elapsed().as_secs_f64()
     };
-    let tf = best(&run_fifo);
-    let tb = best(&|| run_baseline(edges));
+    let (mut tf, mut tb) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..11 {
+        tf = tf.min(time(&run_fifo));
+        tb = tb.min(time(&|| run_baseline(edges)));
+    }
     let (ef, eb) = (edges as f64 / tf, edges as f64 / tb);
     println!(
         "cdc bench: {edges} edges; fifo {ef:.3e} edges/s; baseline edge merge {eb:.3e} edges/s; fifo/baseline = {:.3}",

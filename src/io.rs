@@ -17,9 +17,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::input(format!("{}: not a file path", path.display())))?;
+    let name =
+        path.file_name().ok_or_else(|| Error::input(format!("{}: not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

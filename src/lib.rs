@@ -9,14 +9,14 @@
 pub mod error;
 pub mod io;
 
-pub mod numerics;
 pub mod lsq;
+pub mod numerics;
 
-pub mod hw;
 pub mod array;
-pub mod requant;
+pub mod hw;
 pub mod layers;
 pub mod npy;
+pub mod requant;
 pub mod scalesim;
 
 pub mod cdc;
@@ -24,8 +24,8 @@ pub mod cdc;
 pub mod model;
 pub mod sim;
 
-pub mod vectors;
 pub mod dse;
+pub mod vectors;
 
 pub mod cli;
 

@@ -127,7 +127,9 @@ fn binary_pointers_are_caught() {
     assert!(run_fault(Fault::BinaryPointers { skew_ps: 0 }, 2, None, 10000, 10000, 1).verdict.clean);
     // An unconstrained binary bus (bit skew) with metastability loses data:
     // words lost / duplicated, pops of empty slots, pushes over unread words.
-    for (w, r, skew) in [(17000, 3000, 5000), (3000, 17000, 5000), (10000, 10000, 20000), (10000, 13700, 20000)] {
+    for (w, r, skew) in
+        [(17000, 3000, 5000), (3000, 17000, 5000), (10000, 10000, 20000), (10000, 13700, 20000)]
+    {
         let rep = run_fault(Fault::BinaryPointers { skew_ps: skew }, 2, m, w, r, 1);
         let v = &rep.verdict;
         assert!(v.lost > 0, "{w}/{r}: {v:?}");
@@ -153,10 +155,15 @@ fn single_flop_synchronizer_loses_and_duplicates_words() {
 fn reset_in_one_domain_corrupts_the_stream() {
     // (A reset that hits while the FIFO is empty and both pointers are equal
     // mod 2*depth is harmless, so the times are chosen, not random.)
-    for (d, at) in [(Domain::W, 640_000), (Domain::W, 2_000_000), (Domain::R, 1_000_000), (Domain::R, 2_000_000)] {
+    for (d, at) in
+        [(Domain::W, 640_000), (Domain::W, 2_000_000), (Domain::R, 1_000_000), (Domain::R, 2_000_000)]
+    {
         let rep = run_fault(Fault::ResetOneDomain { domain: d, at_ps: at }, 2, None, 10000, 13700, 7);
         let v = &rep.verdict;
-        assert!(v.lost > 0 || v.duplicated > 0 || v.truly_empty_pops > 0 || v.truly_full_pushes > 0, "{d:?}: {v:?}");
+        assert!(
+            v.lost > 0 || v.duplicated > 0 || v.truly_empty_pops > 0 || v.truly_full_pushes > 0,
+            "{d:?}: {v:?}"
+        );
     }
 }
 
@@ -225,7 +232,8 @@ fn same_seed_same_bytes_different_seed_differs() {
 /// timestamp must equal the trace line's state.
 #[test]
 fn vcd_parses_back_to_the_trace() {
-    let cfg = FifoSpec { depth: 4, sync: 3, data_width: 8, seed: 5, ..Default::default() }.validate().unwrap();
+    let cfg =
+        FifoSpec { depth: 4, sync: 3, data_width: 8, seed: 5, ..Default::default() }.validate().unwrap();
     let clocks = ClockPair { w: Clock::new(10000), r: Clock::new(13700).with_phase(100) };
     let mut tw = trace::TraceWriter::new(&cfg, &[]);
     cdc::simulate(&cfg, &clocks, 60, 80, 70, None, &mut tw).unwrap();
@@ -243,7 +251,9 @@ fn vcd_parses_back_to_the_trace() {
     let mut val: std::collections::BTreeMap<String, u64> = Default::default();
     let mut snaps: Vec<(u64, std::collections::BTreeMap<String, u64>)> = Vec::new();
     let mut t = 0u64;
-    let flush = |t: u64, val: &std::collections::BTreeMap<String, u64>, snaps: &mut Vec<_>| snaps.push((t, val.clone()));
+    let flush = |t: u64, val: &std::collections::BTreeMap<String, u64>, snaps: &mut Vec<_>| {
+        snaps.push((t, val.clone()))
+    };
     for l in text.lines().skip_while(|l| !l.starts_with("$enddefinitions")).skip(1) {
         if let Some(ts) = l.strip_prefix('#') {
             flush(t, &val, &mut snaps);
@@ -278,11 +288,13 @@ fn vcd_parses_back_to_the_trace() {
 
 #[test]
 fn transfer_ready_at_and_errors() {
-    let cfg = FifoSpec { depth: 8, sync: 2, data_width: 12, seed: 9, ..Default::default() }.validate().unwrap();
+    let cfg =
+        FifoSpec { depth: 8, sync: 2, data_width: 12, seed: 9, ..Default::default() }.validate().unwrap();
     let clocks = ClockPair::new(3000, 7000);
     let words: Vec<u64> = (0..100).map(|k| (k * 37) % 4096).collect();
     let ready: Vec<u64> = (0..100).map(|k| k * 3).collect();
-    let rep = cdc::transfer(&cfg, &clocks, &words, &Pattern::ReadyAt(ready.clone()), &Pattern::Percent(60)).unwrap();
+    let rep = cdc::transfer(&cfg, &clocks, &words, &Pattern::ReadyAt(ready.clone()), &Pattern::Percent(60))
+        .unwrap();
     assert_eq!(rep.popped, words);
     assert!(rep.push_edge.iter().zip(&ready).all(|(e, r)| e >= r));
     assert!(rep.push_time_ps.iter().zip(&rep.pop_time_ps).all(|(p, q)| q > p));
@@ -296,7 +308,8 @@ fn mtbf_matches_worked_examples() {
     // 74ALS74 (tau = 1.00 ns, T0 = 8.7e-6 s), 16 MHz clock, 1e5 changes/s:
     // MTBF(42.5 ns) = 2.06e11 s; with t_setup 10 ns instead of 20: MTBF(52.5 ns) = 4.54e15 s.
     // t_r there = T_clk - t_setup (measured from the clock edge).
-    let t = Timing { tau_s: 1.0e-9, t0_s: 8.7e-6, stages: 2, t_setup_s: 20e-9, t_clk2q_s: 0.0, t_logic_s: 0.0 };
+    let t =
+        Timing { tau_s: 1.0e-9, t0_s: 8.7e-6, stages: 2, t_setup_s: 20e-9, t_clk2q_s: 0.0, t_logic_s: 0.0 };
     let s = t.synchronizer("x", 16e6, 1e5).unwrap();
     assert!((s.t_r_s - 42.5e-9).abs() < 1e-15);
     let m = s.mtbf_s.unwrap();
@@ -315,16 +328,46 @@ fn mtbf_matches_worked_examples() {
 
 fn bitmac(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_bitmac")).args(args).output().unwrap();
-    (o.status.code().unwrap(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 #[test]
 fn cli_errors_json_and_mtbf() {
-    let base = ["cdc", "--wclk-ps", "10000", "--rclk-ps", "13700", "--sync", "2", "--data-width", "8", "--words", "50"];
+    let base = [
+        "cdc",
+        "--wclk-ps",
+        "10000",
+        "--rclk-ps",
+        "13700",
+        "--sync",
+        "2",
+        "--data-width",
+        "8",
+        "--words",
+        "50",
+    ];
     let (c, _, e) = bitmac(&[&base[..], &["--depth", "12"]].concat());
     assert_eq!(c, 2);
     assert!(e.contains("--depth: 12 is out of range") && e.lines().count() == 1, "{e}");
-    let (c, _, e) = bitmac(&["cdc", "--wclk-ps", "10000", "--rclk-ps", "13700", "--sync", "1", "--data-width", "8", "--words", "5", "--depth", "4"]);
+    let (c, _, e) = bitmac(&[
+        "cdc",
+        "--wclk-ps",
+        "10000",
+        "--rclk-ps",
+        "13700",
+        "--sync",
+        "1",
+        "--data-width",
+        "8",
+        "--words",
+        "5",
+        "--depth",
+        "4",
+    ]);
     assert_eq!(c, 2);
     assert!(e.contains("--sync: 1 is out of range"), "{e}");
     let (c, _, e) = bitmac(&[&base[..], &["--depth", "4", "--wphase-ps", "10000"]].concat());
@@ -335,17 +378,50 @@ fn cli_errors_json_and_mtbf() {
     let j: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(j["verdict"]["clean"], true);
     assert_eq!(j["stats"]["r"]["ops"], 50);
-    let (c, o, _) = bitmac(&[&base[..], &["--depth", "4", "--fault", "reset-read", "--fault-at-ps", "300000"]].concat());
+    let (c, o, _) =
+        bitmac(&[&base[..], &["--depth", "4", "--fault", "reset-read", "--fault-at-ps", "300000"]].concat());
     assert_eq!(c, 1);
     assert!(o.contains("scoreboard: FAIL"), "{o}");
-    let (c, o, _) = bitmac(&["mtbf", "--tau-ps", "1000", "--t0-s", "8.7e-6", "--stages", "2", "--t-setup-ps", "20000", "--f-clk-hz", "16e6", "--f-data-hz", "1e5"]);
+    let (c, o, _) = bitmac(&[
+        "mtbf",
+        "--tau-ps",
+        "1000",
+        "--t0-s",
+        "8.7e-6",
+        "--stages",
+        "2",
+        "--t-setup-ps",
+        "20000",
+        "--f-clk-hz",
+        "16e6",
+        "--f-data-hz",
+        "1e5",
+    ]);
     assert_eq!(c, 0);
     assert!(o.contains("MTBF 2.060043e11 s"), "{o}");
-    let (c, o, _) = bitmac(&["mtbf", "--tau-ps", "20", "--t0-s", "2e-11", "--stages", "2", "--wclk-hz", "1e9", "--rclk-hz", "7.3e8", "--push-hz", "5e8", "--pop-hz", "5e8", "--json"]);
+    let (c, o, _) = bitmac(&[
+        "mtbf",
+        "--tau-ps",
+        "20",
+        "--t0-s",
+        "2e-11",
+        "--stages",
+        "2",
+        "--wclk-hz",
+        "1e9",
+        "--rclk-hz",
+        "7.3e8",
+        "--push-hz",
+        "5e8",
+        "--pop-hz",
+        "5e8",
+        "--json",
+    ]);
     assert_eq!(c, 0);
     let j: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(j["synchronizers"].as_array().unwrap().len(), 2);
-    let (c, _, e) = bitmac(&["mtbf", "--tau-ps", "0", "--t0-s", "1e-9", "--f-clk-hz", "1e8", "--f-data-hz", "1e6"]);
+    let (c, _, e) =
+        bitmac(&["mtbf", "--tau-ps", "0", "--t0-s", "1e-9", "--f-clk-hz", "1e8", "--f-data-hz", "1e6"]);
     assert_eq!(c, 2);
     assert!(e.contains("--tau-ps"), "{e}");
 }

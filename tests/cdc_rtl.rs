@@ -30,18 +30,128 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "equal_same_phase", wclk: 10000, rclk: 10000, wphase: 0, rphase: 0, depth: 16, sync: 2, width: 8, words: 300, wen: 70, ren: 60, seed: 1 },
-    Case { name: "10000_13700", wclk: 10000, rclk: 13700, wphase: 0, rphase: 0, depth: 16, sync: 2, width: 8, words: 300, wen: 100, ren: 100, seed: 2 },
-    Case { name: "fast_write", wclk: 3000, rclk: 17000, wphase: 1000, rphase: 0, depth: 8, sync: 2, width: 8, words: 200, wen: 100, ren: 80, seed: 3 },
-    Case { name: "fast_read", wclk: 17000, rclk: 3000, wphase: 0, rphase: 500, depth: 8, sync: 3, width: 8, words: 200, wen: 90, ren: 100, seed: 4 },
-    Case { name: "depth2", wclk: 10000, rclk: 13700, wphase: 2500, rphase: 0, depth: 2, sync: 2, width: 8, words: 200, wen: 60, ren: 70, seed: 5 },
-    Case { name: "depth4_s3_half_phase", wclk: 7000, rclk: 7000, wphase: 0, rphase: 3500, depth: 4, sync: 3, width: 8, words: 200, wen: 80, ren: 50, seed: 6 },
-    Case { name: "ratio2_coincident_s4", wclk: 5000, rclk: 10000, wphase: 0, rphase: 0, depth: 32, sync: 4, width: 16, words: 300, wen: 50, ren: 90, seed: 7 },
-    Case { name: "near_equal_narrow_data", wclk: 1000, rclk: 1001, wphase: 0, rphase: 0, depth: 2, sync: 3, width: 3, words: 200, wen: 75, ren: 75, seed: 8 },
+    Case {
+        name: "equal_same_phase",
+        wclk: 10000,
+        rclk: 10000,
+        wphase: 0,
+        rphase: 0,
+        depth: 16,
+        sync: 2,
+        width: 8,
+        words: 300,
+        wen: 70,
+        ren: 60,
+        seed: 1,
+    },
+    Case {
+        name: "10000_13700",
+        wclk: 10000,
+        rclk: 13700,
+        wphase: 0,
+        rphase: 0,
+        depth: 16,
+        sync: 2,
+        width: 8,
+        words: 300,
+        wen: 100,
+        ren: 100,
+        seed: 2,
+    },
+    Case {
+        name: "fast_write",
+        wclk: 3000,
+        rclk: 17000,
+        wphase: 1000,
+        rphase: 0,
+        depth: 8,
+        sync: 2,
+        width: 8,
+        words: 200,
+        wen: 100,
+        ren: 80,
+        seed: 3,
+    },
+    Case {
+        name: "fast_read",
+        wclk: 17000,
+        rclk: 3000,
+        wphase: 0,
+        rphase: 500,
+        depth: 8,
+        sync: 3,
+        width: 8,
+        words: 200,
+        wen: 90,
+        ren: 100,
+        seed: 4,
+    },
+    Case {
+        name: "depth2",
+        wclk: 10000,
+        rclk: 13700,
+        wphase: 2500,
+        rphase: 0,
+        depth: 2,
+        sync: 2,
+        width: 8,
+        words: 200,
+        wen: 60,
+        ren: 70,
+        seed: 5,
+    },
+    Case {
+        name: "depth4_s3_half_phase",
+        wclk: 7000,
+        rclk: 7000,
+        wphase: 0,
+        rphase: 3500,
+        depth: 4,
+        sync: 3,
+        width: 8,
+        words: 200,
+        wen: 80,
+        ren: 50,
+        seed: 6,
+    },
+    Case {
+        name: "ratio2_coincident_s4",
+        wclk: 5000,
+        rclk: 10000,
+        wphase: 0,
+        rphase: 0,
+        depth: 32,
+        sync: 4,
+        width: 16,
+        words: 300,
+        wen: 50,
+        ren: 90,
+        seed: 7,
+    },
+    Case {
+        name: "near_equal_narrow_data",
+        wclk: 1000,
+        rclk: 1001,
+        wphase: 0,
+        rphase: 0,
+        depth: 2,
+        sync: 3,
+        width: 3,
+        words: 200,
+        wen: 75,
+        ren: 75,
+        seed: 8,
+    },
 ];
 
 fn tools_present() -> bool {
-    let ok = |c: &str, a: &str| Command::new(c).arg(a).output().map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty()).unwrap_or(false);
+    let ok = |c: &str, a: &str| {
+        Command::new(c)
+            .arg(a)
+            .output()
+            .map(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+            .unwrap_or(false)
+    };
     ok("iverilog", "-V") && ok("vvp", "-V")
 }
 
@@ -50,13 +160,12 @@ fn body(text: &str) -> Vec<&str> {
 }
 
 fn run_case(c: &Case, dir: &std::path::Path) {
-    let cfg = FifoSpec { depth: c.depth, sync: c.sync, data_width: c.width, seed: c.seed, ..Default::default() }
-        .validate()
-        .unwrap();
-    let clocks = ClockPair {
-        w: Clock::new(c.wclk).with_phase(c.wphase),
-        r: Clock::new(c.rclk).with_phase(c.rphase),
-    };
+    let cfg =
+        FifoSpec { depth: c.depth, sync: c.sync, data_width: c.width, seed: c.seed, ..Default::default() }
+            .validate()
+            .unwrap();
+    let clocks =
+        ClockPair { w: Clock::new(c.wclk).with_phase(c.wphase), r: Clock::new(c.rclk).with_phase(c.rphase) };
     let mut tw = trace::TraceWriter::new(&cfg, &[]);
     let rep = cdc::simulate(&cfg, &clocks, c.words, c.wen, c.ren, None, &mut tw).unwrap();
     assert!(rep.finished && rep.verdict.clean, "{}: bitmac run not clean", c.name);
@@ -93,22 +202,37 @@ fn run_case(c: &Case, dir: &std::path::Path) {
         .output()
         .expect("running iverilog");
     assert!(out.status.success(), "{}: iverilog failed: {}", c.name, String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("vvp").arg("-n").arg("tb.vvp").current_dir(&case_dir).output().expect("running vvp");
+    let out =
+        Command::new("vvp").arg("-n").arg("tb.vvp").current_dir(&case_dir).output().expect("running vvp");
     assert!(out.status.success(), "{}: vvp failed: {}", c.name, String::from_utf8_lossy(&out.stderr));
     let theirs = std::fs::read_to_string(case_dir.join("rtl_trace.txt")).unwrap();
 
     // (a) replay the RTL trace: every edge must match.
     let parsed = trace::parse(&theirs, "rtl_trace.txt", &cfg).unwrap();
-    let n = trace::replay(&parsed, "rtl_trace.txt", &cfg).unwrap_or_else(|e| panic!("{}: replay: {e}", c.name));
+    let n =
+        trace::replay(&parsed, "rtl_trace.txt", &cfg).unwrap_or_else(|e| panic!("{}: replay: {e}", c.name));
     assert_eq!(n, lines.len(), "{}: edge count", c.name);
     // ... and through the CLI.
     let cli = Command::new(env!("CARGO_BIN_EXE_bitmac"))
         .args(["cdc", "--replay"])
         .arg(case_dir.join("rtl_trace.txt"))
-        .args(["--depth", &c.depth.to_string(), "--sync", &c.sync.to_string(), "--data-width", &c.width.to_string()])
+        .args([
+            "--depth",
+            &c.depth.to_string(),
+            "--sync",
+            &c.sync.to_string(),
+            "--data-width",
+            &c.width.to_string(),
+        ])
         .output()
         .unwrap();
-    assert_eq!(cli.status.code(), Some(0), "{}: cli replay: {}", c.name, String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(
+        cli.status.code(),
+        Some(0),
+        "{}: cli replay: {}",
+        c.name,
+        String::from_utf8_lossy(&cli.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&cli.stdout).trim(), format!("{n} edges match"));
 
     // (b) line-by-line equality.
@@ -128,7 +252,11 @@ fn rtl_matches_bitmac_edge_for_edge() {
         }
         panic!("cdc_rtl: iverilog/vvp not found: install Icarus Verilog (apt-get install iverilog) or set BITMAC_SKIP_RTL=1 to skip");
     }
-    let dir = std::env::temp_dir().join(format!("bitmac_cdc_rtl_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+    let dir = std::env::temp_dir().join(format!(
+        "bitmac_cdc_rtl_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     assert!(CASES.len() >= 6);
     for c in CASES {

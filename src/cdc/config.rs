@@ -232,7 +232,11 @@ impl Clock {
     fn validate(&self, d: char) -> Result<()> {
         let dl = d.to_ascii_lowercase();
         if !(2..=MAX_PERIOD_PS).contains(&self.period_ps) {
-            return Err(Error::field(format!("--{dl}clk-ps"), self.period_ps, format!("2..={MAX_PERIOD_PS}")));
+            return Err(Error::field(
+                format!("--{dl}clk-ps"),
+                self.period_ps,
+                format!("2..={MAX_PERIOD_PS}"),
+            ));
         }
         if self.phase_ps >= self.period_ps {
             return Err(Error::field(
@@ -292,7 +296,11 @@ impl ClockPair {
         if let Fault::BinaryPointers { skew_ps } = cfg.fault {
             let lim = 64 * self.w.period_ps.min(self.r.period_ps);
             if skew_ps > lim {
-                return Err(Error::field("--fault-skew-ps", skew_ps, format!("0..={lim} (64 of the shorter clock period)")));
+                return Err(Error::field(
+                    "--fault-skew-ps",
+                    skew_ps,
+                    format!("0..={lim} (64 of the shorter clock period)"),
+                ));
             }
         }
         if let Fault::ResetOneDomain { at_ps, .. } = cfg.fault {

@@ -47,7 +47,7 @@ pub(crate) fn run(
         period: c.period_ps,
         base: c.phase_ps,
         jitter: c.jitter_ps,
-        rng: (c.jitter_ps > 0).then(|| stream(seed, id)),
+        rng: (c.jitter_ps > 0).then(|| Box::new(stream(seed, id))),
     };
     let mut wt = mk(&clocks.w, STREAM_WJIT);
     let mut rt = mk(&clocks.r, STREAM_RJIT);

@@ -89,7 +89,10 @@ fn check_pattern(p: &Pattern, what: &str, items: u64) -> Result<u32> {
         }
         Pattern::ReadyAt(v) => {
             if (v.len() as u64) < items {
-                return Err(Error::input(format!("{what}: ReadyAt has {} entries for {items} items", v.len())));
+                return Err(Error::input(format!(
+                    "{what}: ReadyAt has {} entries for {items} items",
+                    v.len()
+                )));
             }
             if v.windows(2).any(|w| w[0] > w[1]) {
                 return Err(Error::input(format!("{what}: ReadyAt edge indices must be non-decreasing")));
@@ -133,8 +136,14 @@ fn run_core<O: Observer>(
     stats.w.edges = sim.w.edges;
     stats.r.edges = sim.r.edges;
     let verdict = sim.sb.verdict(items, finished);
-    let report =
-        Report { words: items, finished, end_time_ps: sim.last_t, stats, verdict, events: std::mem::take(&mut sim.events) };
+    let report = Report {
+        words: items,
+        finished,
+        end_time_ps: sim.last_t,
+        stats,
+        verdict,
+        events: std::mem::take(&mut sim.events),
+    };
     Ok((report, sim.log.take()))
 }
 
@@ -168,14 +177,22 @@ pub fn simulate<O: Observer>(
     let plain = no_meta && cfg.fault() == Fault::None;
     if obs.is_noop() && plain {
         clocks.validate(cfg)?;
-        let max_edges = max_edges.unwrap_or_else(|| default_max_edges(cfg, clocks, n_words, wen_pct.min(ren_pct)));
+        let max_edges =
+            max_edges.unwrap_or_else(|| default_max_edges(cfg, clocks, n_words, wen_pct.min(ren_pct)));
         if max_edges == 0 {
             return Err(Error::field("--max-edges", 0, "1..=18446744073709551615"));
         }
         let out = fast::run(cfg, clocks, n_words, &pw, &pr, max_edges);
         let finished = out.taken >= n_words;
         let verdict = out.sb.verdict(n_words, finished);
-        return Ok(Report { words: n_words, finished, end_time_ps: out.last_t, stats: out.stats, verdict, events: Vec::new() });
+        return Ok(Report {
+            words: n_words,
+            finished,
+            end_time_ps: out.last_t,
+            stats: out.stats,
+            verdict,
+            events: Vec::new(),
+        });
     }
     Ok(run_core(cfg, clocks, n_words, None, &pw, &pr, max_edges, obs, false)?.0)
 }
@@ -196,8 +213,6 @@ pub fn simulate_general(
     }
     simulate(cfg, clocks, n_words, wen_pct, ren_pct, None, &mut Any)
 }
-
-
 
 /// Result of [`transfer`].
 #[derive(Clone, Debug)]

@@ -106,8 +106,16 @@ pub struct MetaEvent {
 pub(crate) enum TimeSrc {
     /// Edge k at `max(0, phase + k*period + d_k)`; `base` = phase + k*period
     /// of the next edge (kept incrementally: no multiply per edge).
-    Clock { period: u64, base: u64, jitter: u64, rng: Option<ChaCha8Rng> },
-    List { times: Vec<u64>, i: usize },
+    Clock {
+        period: u64,
+        base: u64,
+        jitter: u64,
+        rng: Option<Box<ChaCha8Rng>>,
+    },
+    List {
+        times: Vec<u64>,
+        i: usize,
+    },
 }
 
 impl TimeSrc {
@@ -252,7 +260,14 @@ impl Bus {
     }
     /// Bit i as seen at time t through delay d: (visible value, arrival time
     /// of its last change if any, arrival time of its next change if known).
-    fn bit_at(&self, d: Domain, i: u32, t: u64, dl: u64, predicted: Option<(u64, u32)>) -> (bool, Option<u64>, Option<u64>) {
+    fn bit_at(
+        &self,
+        d: Domain,
+        i: u32,
+        t: u64,
+        dl: u64,
+        predicted: Option<(u64, u32)>,
+    ) -> (bool, Option<u64>, Option<u64>) {
         let k = Self::ix(d);
         let h = &self.hist[k];
         let bit = |v: u32| (v >> i) & 1 == 1;
@@ -380,20 +395,40 @@ impl<'a> Sim<'a> {
                     period: c.period_ps,
                     base: c.phase_ps,
                     jitter: c.jitter_ps,
-                    rng: (c.jitter_ps > 0).then(|| stream(seed, id)),
+                    rng: (c.jitter_ps > 0).then(|| Box::new(stream(seed, id))),
                 };
                 (
                     mk(&clocks.w, STREAM_WJIT),
                     mk(&clocks.r, STREAM_RJIT),
-                    EnSrc { pattern: producer.clone(), rng: stream(seed, STREAM_WEN), raw: false, limit: items },
-                    EnSrc { pattern: consumer.clone(), rng: stream(seed, STREAM_REN), raw: false, limit: items },
+                    EnSrc {
+                        pattern: producer.clone(),
+                        rng: stream(seed, STREAM_WEN),
+                        raw: false,
+                        limit: items,
+                    },
+                    EnSrc {
+                        pattern: consumer.clone(),
+                        rng: stream(seed, STREAM_REN),
+                        raw: false,
+                        limit: items,
+                    },
                 )
             }
             Source::Lists { wt, wen, rt, ren } => (
                 TimeSrc::List { times: wt, i: 0 },
                 TimeSrc::List { times: rt, i: 0 },
-                EnSrc { pattern: Pattern::List(wen), rng: stream(seed, STREAM_WEN), raw: false, limit: NEVER },
-                EnSrc { pattern: Pattern::List(ren), rng: stream(seed, STREAM_REN), raw: false, limit: NEVER },
+                EnSrc {
+                    pattern: Pattern::List(wen),
+                    rng: stream(seed, STREAM_WEN),
+                    raw: false,
+                    limit: NEVER,
+                },
+                EnSrc {
+                    pattern: Pattern::List(ren),
+                    rng: stream(seed, STREAM_REN),
+                    raw: false,
+                    limit: NEVER,
+                },
             ),
         };
         let depth = 1u64 << n;
@@ -537,7 +572,14 @@ impl<'a> Sim<'a> {
             if nxt != cur {
                 let seen = self.mix(cur, nxt);
                 self.sb.corrupt_crossings += (seen != cur && seen != nxt) as u64;
-                self.events.push(MetaEvent { time_ps: t, dom: dst, kind: MetaKind::Hold, old: cur, new: nxt, seen });
+                self.events.push(MetaEvent {
+                    time_ps: t,
+                    dom: dst,
+                    kind: MetaKind::Hold,
+                    old: cur,
+                    new: nxt,
+                    seen,
+                });
                 return (seen, true);
             }
         }

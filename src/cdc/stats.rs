@@ -126,7 +126,10 @@ impl Verdict {
             (self.truly_full_pushes, "pushes when truly full"),
             (self.truly_empty_pops, "pops when truly empty"),
             (self.garbage, "reads of never-written memory"),
-            (self.corrupt_crossings, "corrupted pointer crossings (synchronized value never held by the source)"),
+            (
+                self.corrupt_crossings,
+                "corrupted pointer crossings (synchronized value never held by the source)",
+            ),
         ] {
             if n > 0 {
                 p.push(format!("{n} {what}"));

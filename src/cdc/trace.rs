@@ -86,7 +86,14 @@ impl TraceLine {
         };
         format!(
             "wfull={} rempty={} wptr={:x} rptr={:x} data={} en={} wq_rptr={:x} rq_wptr={:x}",
-            self.wfull as u8, self.rempty as u8, self.wptr, self.rptr, d, self.en as u8, self.wq_rptr, self.rq_wptr
+            self.wfull as u8,
+            self.rempty as u8,
+            self.wptr,
+            self.rptr,
+            d,
+            self.en as u8,
+            self.wq_rptr,
+            self.rq_wptr
         )
     }
 }
@@ -190,9 +197,9 @@ pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>
                 f.len()
             )));
         }
-        let time_ps: u64 = f[0]
-            .parse()
-            .map_err(|_| Error::input(format!("{name}:{ln}: time_ps: `{}` is not a non-negative integer", f[0])))?;
+        let time_ps: u64 = f[0].parse().map_err(|_| {
+            Error::input(format!("{name}:{ln}: time_ps: `{}` is not a non-negative integer", f[0]))
+        })?;
         let dom = match f[1] {
             "W" => Domain::W,
             "R" => Domain::R,
@@ -201,9 +208,9 @@ pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>
         let data = match f[6] {
             "-" => Data::None,
             "x" | "X" => Data::X,
-            d => Data::Word(
-                d.parse().map_err(|_| Error::input(format!("{name}:{ln}: data: `{d}` is not -, x or a decimal word")))?,
-            ),
+            d => Data::Word(d.parse().map_err(|_| {
+                Error::input(format!("{name}:{ln}: data: `{d}` is not -, x or a decimal word"))
+            })?),
         };
         let line = TraceLine {
             time_ps,

@@ -114,7 +114,8 @@ impl Observer for VcdWriter {
         let next_r = sim.r.next_t;
         if let Some(w) = w {
             self.set(0, 1);
-            let fall = if next_w == u64::MAX { t + (self.wper / 2).max(1) } else { t + ((next_w - t) / 2).max(1) };
+            let fall =
+                if next_w == u64::MAX { t + (self.wper / 2).max(1) } else { t + ((next_w - t) / 2).max(1) };
             self.pending.push((fall, 0));
             self.set(2, w.en as u64);
             self.set(12, matches!(w.data, Data::Word(_)) as u64);
@@ -124,7 +125,8 @@ impl Observer for VcdWriter {
         }
         if let Some(r) = r {
             self.set(1, 1);
-            let fall = if next_r == u64::MAX { t + (self.rper / 2).max(1) } else { t + ((next_r - t) / 2).max(1) };
+            let fall =
+                if next_r == u64::MAX { t + (self.rper / 2).max(1) } else { t + ((next_r - t) / 2).max(1) };
             self.pending.push((fall, 1));
             self.set(3, r.en as u64);
             self.set(13, !matches!(r.data, Data::None) as u64);

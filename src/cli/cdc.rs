@@ -1,7 +1,9 @@
 //! `bitmac cdc`: simulate the two-clock asynchronous FIFO, or replay a trace.
 //! Thin layer over [`crate::cdc`]; the rules are in `docs/cdc.md`.
 
-use crate::cdc::{self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer};
+use crate::cdc::{
+    self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
+};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use std::path::PathBuf;
@@ -192,7 +194,15 @@ pub fn run(a: Args) -> Result<i32> {
                 MetaKind::Hold => "hold",
                 MetaKind::FanOut => "fanout",
             };
-            s.push_str(&format!("{} {} {} {:x} {:x} {:x}\n", e.time_ps, e.dom.letter(), k, e.old, e.new, e.seen));
+            s.push_str(&format!(
+                "{} {} {} {:x} {:x} {:x}\n",
+                e.time_ps,
+                e.dom.letter(),
+                k,
+                e.old,
+                e.new,
+                e.seen
+            ));
         }
         write_atomic(p, s.as_bytes())?;
     }
@@ -231,7 +241,8 @@ pub fn run(a: Args) -> Result<i32> {
 }
 
 fn hist(v: &[u64]) -> String {
-    let parts: Vec<String> = v.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, c)| format!("{k}:{c}")).collect();
+    let parts: Vec<String> =
+        v.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, c)| format!("{k}:{c}")).collect();
     if parts.is_empty() {
         "-".into()
     } else {

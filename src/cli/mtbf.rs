@@ -76,7 +76,9 @@ pub fn run(a: Args) -> Result<i32> {
     let mut parts = Vec::new();
     if a.wclk_hz.is_some() || a.rclk_hz.is_some() || a.push_hz.is_some() || a.pop_hz.is_some() {
         if a.f_clk_hz.is_some() || a.f_data_hz.is_some() {
-            return Err(Error::input("use either --f-clk-hz/--f-data-hz or the FIFO flags --wclk-hz/--rclk-hz/--push-hz/--pop-hz"));
+            return Err(Error::input(
+                "use either --f-clk-hz/--f-data-hz or the FIFO flags --wclk-hz/--rclk-hz/--push-hz/--pop-hz",
+            ));
         }
         let (w, r) = (need(a.wclk_hz, "--wclk-hz")?, need(a.rclk_hz, "--rclk-hz")?);
         let (pu, po) = (need(a.push_hz, "--push-hz")?, need(a.pop_hz, "--pop-hz")?);
@@ -110,7 +112,9 @@ pub fn run(a: Args) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&j).map_err(|e| Error::internal(e.to_string()))?);
         return Ok(0);
     }
-    println!("model: MTBF = exp(t_r/tau) / (T0 * f_clk * f_data); t_r = (S-1)*T_clk - t_clk2q - t_setup (S>=2)");
+    println!(
+        "model: MTBF = exp(t_r/tau) / (T0 * f_clk * f_data); t_r = (S-1)*T_clk - t_clk2q - t_setup (S>=2)"
+    );
     println!("tau = {:e} s  T0 = {:e} s  stages = {}", t.tau_s, t.t0_s, t.stages);
     for p in &parts {
         println!(
