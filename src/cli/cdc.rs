@@ -256,11 +256,12 @@ fn print_summary(desc: &str, r: &cdc::Report) {
     println!("words: {}  finished: {}  end_time_ps: {}", r.words, r.finished, r.end_time_ps);
     for (name, d, op, flag) in [("write", &s.w, "pushes", "wfull"), ("read", &s.r, "pops", "rempty")] {
         println!(
-            "{name}: edges {}  enabled {}  {op} {} ({:.4}/edge)  stalls {}  {flag} pessimistic edges {}  {flag} asserts {} clears {}",
+            "{name}: edges {}  enabled {}  {op} {} ({:.4}/edge, {:.4} Mwords/s)  stalls {}  {flag} pessimistic edges {}  {flag} asserts {} clears {}",
             d.edges,
             d.en_edges,
             d.ops,
             if d.edges == 0 { 0.0 } else { d.ops as f64 / d.edges as f64 },
+            if r.end_time_ps == 0 { 0.0 } else { d.ops as f64 / (r.end_time_ps as f64 * 1e-6) },
             d.stall_edges,
             d.pessimistic_edges,
             d.flag_asserts,
