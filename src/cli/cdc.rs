@@ -226,6 +226,23 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         print_summary(&desc, &report);
     }
+    let v = &report.verdict;
+    let only_unfinished = !v.finished
+        && v.duplicated == 0
+        && v.reordered == 0
+        && v.truly_full_pushes == 0
+        && v.truly_empty_pops == 0
+        && v.garbage == 0
+        && v.corrupt_crossings == 0
+        && v.lost == words - report.stats.r.client_ops.min(words);
+    if only_unfinished && cfg.fault() == Fault::None {
+        return Err(Error::input(format!(
+            "run did not finish: {} of {} words taken after {} edges (raise --max-edges)",
+            report.stats.r.client_ops,
+            words,
+            report.stats.w.edges + report.stats.r.edges
+        )));
+    }
     if !report.verdict.clean {
         if !report.finished {
             eprintln!(
