@@ -404,6 +404,20 @@ fn cli_errors_json_and_mtbf() {
     let (c, _, e) = bitmac(&[&base[..], &["--depth", "4", "--max-edges", "20"]].concat());
     assert_eq!(c, 2);
     assert!(e.contains("run did not finish") && e.contains("--max-edges") && e.lines().count() == 1, "{e}");
+    // --trace writes the same bytes as the library's simulate_trace.
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tpath = dir.join("t.txt");
+    let (c, _, _) = bitmac(
+        &[&base[..], &["--depth", "4", "--wen", "70", "--seed", "3", "--trace", tpath.to_str().unwrap()]]
+            .concat(),
+    );
+    assert_eq!(c, 0);
+    let cfg =
+        FifoSpec { depth: 4, sync: 2, data_width: 8, seed: 3, ..Default::default() }.validate().unwrap();
+    let (_, text) = cdc::simulate_trace(&cfg, &ClockPair::new(10000, 13700), 50, 70, 100).unwrap();
+    assert_eq!(std::fs::read_to_string(&tpath).unwrap(), text);
+    let _ = std::fs::remove_dir_all(&dir);
     let (c, o, _) = bitmac(&[&base[..], &["--depth", "4", "--json"]].concat());
     assert_eq!(c, 0);
     let j: serde_json::Value = serde_json::from_str(&o).unwrap();

@@ -316,6 +316,37 @@ pub fn transfer_trace(
     Ok((rep, tw.out))
 }
 
+/// [`simulate`] with a trace: returns the report and the trace text exactly
+/// as `bitmac cdc --trace` writes it (same comment header), e.g. for
+/// `bitmac gen` CDC vector cases.
+pub fn simulate_trace(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    n_words: u64,
+    wen_pct: u32,
+    ren_pct: u32,
+) -> Result<(Report, String)> {
+    let mut tw = trace::TraceWriter::new(cfg, &trace_header(cfg, clocks, n_words, wen_pct, ren_pct));
+    let rep = simulate(cfg, clocks, n_words, wen_pct, ren_pct, None, &mut tw)?;
+    Ok((rep, tw.out))
+}
+
+/// The comment lines `bitmac cdc --trace` puts after `# bitmac cdc trace v1`.
+pub fn trace_header(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    n_words: u64,
+    wen_pct: u32,
+    ren_pct: u32,
+) -> Vec<String> {
+    vec![
+        describe(cfg, clocks),
+        format!("words={n_words} wen={wen_pct} ren={ren_pct}"),
+        "one line per rising edge after reset release; W before R at an instant; state after the instant"
+            .into(),
+    ]
+}
+
 /// One-line description of a configuration (used in trace headers).
 pub fn describe(cfg: &FifoConfig, clocks: &ClockPair) -> String {
     let meta = match cfg.meta() {

@@ -164,12 +164,7 @@ pub fn run(a: Args) -> Result<i32> {
     };
     clocks.validate(&cfg)?;
     let desc = cdc::describe(&cfg, &clocks);
-    let extra = [
-        desc.clone(),
-        format!("words={} wen={} ren={}", words, a.wen, a.ren),
-        "one line per rising edge after reset release; W before R at an instant; state after the instant"
-            .to_string(),
-    ];
+    let extra = cdc::trace_header(&cfg, &clocks, words, a.wen, a.ren);
     let report = if a.trace.is_none() && a.vcd.is_none() {
         cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut NoObserver)?
     } else {
