@@ -96,7 +96,6 @@ pub(crate) fn run(
         if hr {
             let pop = en_r && !rempty;
             st.r.en_edges += en_r as u64;
-            st.r.stall_edges += (en_r && rempty) as u64;
             st.r.pessimistic_edges += (rempty && occ > 0) as u64;
             if pop {
                 let i = (rbin & amask) as usize;
@@ -124,9 +123,7 @@ pub(crate) fn run(
             rptr = rbin ^ (rbin >> 1);
             let f = rptr == out_old;
             if f != rempty {
-                if f {
-                    st.r.flag_asserts += 1;
-                } else {
+                if !f {
                     st.r.flag_clears += 1;
                     let h = (rbin & amask) as usize;
                     if valid[h] {
@@ -141,7 +138,6 @@ pub(crate) fn run(
         if hw {
             let push = en_w && !wfull;
             st.w.en_edges += en_w as u64;
-            st.w.stall_edges += (en_w && wfull) as u64;
             st.w.pessimistic_edges += (wfull && occ < depth) as u64;
             if push {
                 let i = (wbin & amask) as usize;
@@ -163,9 +159,7 @@ pub(crate) fn run(
             wptr = wbin ^ (wbin >> 1);
             let f = wptr == (out_old ^ full_xor);
             if f != wfull {
-                if f {
-                    st.w.flag_asserts += 1;
-                } else {
+                if !f {
                     st.w.flag_clears += 1;
                     let nx = (wbin & amask) as usize;
                     if !valid[nx] && seq[nx] != NO_SEQ {
@@ -180,6 +174,13 @@ pub(crate) fn run(
         st.occupancy[occ as usize] += hw as u64 + hr as u64;
         last_t = t;
     }
+    // Derived instead of counted per edge (fewer live values in the loop):
+    // in the correct design a stall is an enabled edge without an op, and
+    // asserts - clears = final flag - reset flag.
+    st.w.stall_edges = st.w.en_edges - st.w.ops;
+    st.r.stall_edges = st.r.en_edges - st.r.ops;
+    st.w.flag_asserts = st.w.flag_clears + wfull as u64;
+    st.r.flag_asserts = st.r.flag_clears + rempty as u64 - 1;
     st.w.edges = wedges;
     st.r.edges = redges;
     st.w.client_ops = st.w.ops;
