@@ -27,6 +27,7 @@ struct Case {
     wen: u32,
     ren: u32,
     seed: u64,
+    jitter: u64,
 }
 
 const CASES: &[Case] = &[
@@ -43,6 +44,7 @@ const CASES: &[Case] = &[
         wen: 70,
         ren: 60,
         seed: 1,
+        jitter: 0,
     },
     Case {
         name: "10000_13700",
@@ -57,6 +59,7 @@ const CASES: &[Case] = &[
         wen: 100,
         ren: 100,
         seed: 2,
+        jitter: 0,
     },
     Case {
         name: "fast_write",
@@ -71,6 +74,7 @@ const CASES: &[Case] = &[
         wen: 100,
         ren: 80,
         seed: 3,
+        jitter: 0,
     },
     Case {
         name: "fast_read",
@@ -85,6 +89,7 @@ const CASES: &[Case] = &[
         wen: 90,
         ren: 100,
         seed: 4,
+        jitter: 0,
     },
     Case {
         name: "depth2",
@@ -99,6 +104,7 @@ const CASES: &[Case] = &[
         wen: 60,
         ren: 70,
         seed: 5,
+        jitter: 0,
     },
     Case {
         name: "depth4_s3_half_phase",
@@ -113,6 +119,7 @@ const CASES: &[Case] = &[
         wen: 80,
         ren: 50,
         seed: 6,
+        jitter: 0,
     },
     Case {
         name: "ratio2_coincident_s4",
@@ -127,6 +134,7 @@ const CASES: &[Case] = &[
         wen: 50,
         ren: 90,
         seed: 7,
+        jitter: 0,
     },
     Case {
         name: "near_equal_narrow_data",
@@ -141,6 +149,7 @@ const CASES: &[Case] = &[
         wen: 75,
         ren: 75,
         seed: 8,
+        jitter: 0,
     },
 ];
 
@@ -179,6 +188,12 @@ fn run_case(c: &Case, dir: &std::path::Path) {
     std::fs::create_dir_all(&case_dir).unwrap();
     std::fs::write(case_dir.join("wen.txt"), wen.join("\n") + "\n").unwrap();
     std::fs::write(case_dir.join("ren.txt"), ren.join("\n") + "\n").unwrap();
+    // Jittered clocks: the testbench takes the edge times from files.
+    let times = |d: Domain| -> String {
+        lines.iter().filter(|p| p.line.dom == d).map(|p| format!("{:x}\n", p.line.time_ps)).collect()
+    };
+    std::fs::write(case_dir.join("wt.txt"), times(Domain::W)).unwrap();
+    std::fs::write(case_dir.join("rt.txt"), times(Domain::R)).unwrap();
     let rtl = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rtl");
     let asize = c.depth.trailing_zeros();
     let params = [
@@ -192,6 +207,7 @@ fn run_case(c: &Case, dir: &std::path::Path) {
         format!("-Pasync_fifo_tb.TEND={}", rep.end_time_ps),
         format!("-Pasync_fifo_tb.NW={}", wen.len()),
         format!("-Pasync_fifo_tb.NR={}", ren.len()),
+        format!("-Pasync_fifo_tb.EXT={}", (c.jitter > 0) as u8),
     ];
     let out = Command::new("iverilog")
         .args(["-g2005", "-o"])

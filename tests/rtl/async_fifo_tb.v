@@ -2,7 +2,8 @@
 //
 // Clocks are generated here from periods and phases (parameters, ps):
 // write edge k at WPHASE + k*WPERIOD, read edge k at RPHASE + k*RPERIOD,
-// every edge with time <= TEND. The enable of each edge comes from a file
+// every edge with time <= TEND; with EXT = 1 (jittered clocks) the edge
+// times are read from wt.txt / rt.txt instead. The enable of each edge comes from a file
 // written by the Rust test (one 0/1 per line, edge order per domain,
 // $readmemb). Simulation time runs at 4 ticks per model ps: edges at 4t+4,
 // trace lines printed at 4t+5 (after all non-blocking updates), clocks fall
@@ -23,7 +24,7 @@ module async_fifo_tb;
     parameter TEND    = 1000000;
     parameter NW      = 100;      // entries in wen.txt
     parameter NR      = 100;      // entries in ren.txt
-    parameter HEX     = 2;        // hex digits per pointer (for the header only)
+    parameter EXT     = 0;        // 1: edge times from wt.txt / rt.txt (hex, NW / NR lines)
 
     reg wclk = 0, rclk = 0, wrst_n = 0, rrst_n = 0, winc = 0, rinc = 0;
     reg [DSIZE-1:0] wdata = 0;
@@ -38,6 +39,16 @@ module async_fifo_tb;
 
     reg wen_mem [0:NW-1];
     reg ren_mem [0:NR-1];
+    reg [63:0] wt_mem [0:NW-1];
+    reg [63:0] rt_mem [0:NR-1];
+    // Time of edge k of a domain: generated from period and phase, or
+    // (EXT = 1, jittered clocks) read from the files; past the list: never.
+    function [63:0] wtime(input integer k);
+        wtime = EXT ? ((k < NW) ? wt_mem[k] : 64'hFFFF_FFFF_FFFF_FFFF) : WPHASE + k * WPERIOD;
+    endfunction
+    function [63:0] rtime(input integer k);
+        rtime = EXT ? ((k < NR) ? rt_mem[k] : 64'hFFFF_FFFF_FFFF_FFFF) : RPHASE + k * RPERIOD;
+    endfunction
     integer fd;
     reg [63:0] tw, tr, t, now;
     integer kw, kr;
@@ -47,13 +58,17 @@ module async_fifo_tb;
     initial begin
         $readmemb("wen.txt", wen_mem);
         $readmemb("ren.txt", ren_mem);
+        if (EXT) begin
+            $readmemh("wt.txt", wt_mem);
+            $readmemh("rt.txt", rt_mem);
+        end
         fd = $fopen("rtl_trace.txt", "w");
         $fdisplay(fd, "# async_fifo_tb.v (Icarus) ASIZE=%0d SYNC=%0d DSIZE=%0d", ASIZE, SYNC, DSIZE);
         $fdisplay(fd, "# time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr");
         #2 wrst_n = 1; rrst_n = 1;
         now = 2;
         kw = 0; kr = 0;
-        tw = WPHASE; tr = RPHASE;
+        tw = wtime(0); tr = rtime(0);
         while ((tw <= TEND) || (tr <= TEND)) begin
             t = (tw < tr) ? tw : tr;
             hw = (tw == t);
@@ -76,7 +91,7 @@ module async_fifo_tb;
                     $fdisplay(fd, "%0d W %0d %0d %h %h - %0d %h %h", t, wfull, rempty, wptr, rptr, winc, wq_rptr, rq_wptr);
                 if (push) wdata = wdata + 1;
                 kw = kw + 1;
-                tw = WPHASE + kw * WPERIOD;
+                tw = wtime(kw);
             end
             if (hr) begin
                 if (pop)
@@ -84,7 +99,7 @@ module async_fifo_tb;
                 else
                     $fdisplay(fd, "%0d R %0d %0d %h %h - %0d %h %h", t, wfull, rempty, wptr, rptr, rinc, wq_rptr, rq_wptr);
                 kr = kr + 1;
-                tr = RPHASE + kr * RPERIOD;
+                tr = rtime(kr);
             end
             #1;
             wclk = 0;
