@@ -151,6 +151,21 @@ const CASES: &[Case] = &[
         seed: 8,
         jitter: 0,
     },
+    Case {
+        name: "jittered_10000_13700",
+        wclk: 10000,
+        rclk: 13700,
+        wphase: 0,
+        rphase: 0,
+        depth: 8,
+        sync: 2,
+        width: 8,
+        words: 300,
+        wen: 80,
+        ren: 80,
+        seed: 9,
+        jitter: 3000,
+    },
 ];
 
 fn tools_present() -> bool {
