@@ -53,12 +53,12 @@ pub struct Args {
     /// Turn metastability emulation on.
     #[arg(long)]
     pub meta: bool,
-    /// Metastability setup window before a capturing edge (ps).
-    #[arg(long, value_name = "PS", default_value_t = 20)]
-    pub meta_setup_ps: u64,
-    /// Metastability hold window after a capturing edge (ps, includes a coincident source edge).
-    #[arg(long, value_name = "PS", default_value_t = 10)]
-    pub meta_hold_ps: u64,
+    /// Metastability setup window before a capturing edge (ps, default 20; needs --meta).
+    #[arg(long, value_name = "PS")]
+    pub meta_setup_ps: Option<u64>,
+    /// Metastability hold window after a capturing edge (ps, default 10, includes a coincident source edge; needs --meta).
+    #[arg(long, value_name = "PS")]
+    pub meta_hold_ps: Option<u64>,
     /// Write every metastability event to this file (text, one per line).
     #[arg(long, value_name = "FILE")]
     pub meta_log: Option<PathBuf>,
@@ -156,7 +156,12 @@ pub fn run(a: Args) -> Result<i32> {
     let rclk = need(a.rclk_ps, "--rclk-ps")?;
     let words = need(a.words, "--words")?;
     let fault = parse_fault(&a, wclk.max(rclk))?;
-    let meta = a.meta.then_some(Meta { setup_ps: a.meta_setup_ps, hold_ps: a.meta_hold_ps });
+    if !a.meta && (a.meta_setup_ps.is_some() || a.meta_hold_ps.is_some() || a.meta_log.is_some()) {
+        return Err(Error::input("--meta-setup-ps / --meta-hold-ps / --meta-log need --meta"));
+    }
+    let meta = a
+        .meta
+        .then_some(Meta { setup_ps: a.meta_setup_ps.unwrap_or(20), hold_ps: a.meta_hold_ps.unwrap_or(10) });
     let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }.validate()?;
     let clocks = ClockPair {
         w: Clock { period_ps: wclk, phase_ps: a.wphase_ps, jitter_ps: a.wjitter_ps },
