@@ -39,14 +39,15 @@ fn exact_datapath_agrees_with_fake_quant() {
 
 #[test]
 fn narrow_activations_are_skipped_with_a_reason() {
-    // The first layer's input codes reach 54 (pixel 16 of 16): more than a
-    // signed 4-bit multiplier input holds.
+    // The first layer's inputs are declared unsigned 8-bit: a 4-bit
+    // multiplier input cannot hold them (checked on the declared formats, as
+    // `bitmac run` does).
     let s = sweep(r#"{"activations.bits": [4]}"#, r#", "limit": 40"#);
     let ev = ModelEval::load(&s).unwrap();
     let r = evaluate_point(&s, &ev, 0).unwrap();
     assert!(r.metrics.is_none());
     let reason = r.reason.unwrap();
-    assert!(reason.contains("-8..=7"), "{reason}");
+    assert!(reason.contains("conv1") && reason.contains("0..=255") && reason.contains("0..=15"), "{reason}");
 }
 
 #[test]
@@ -109,4 +110,40 @@ fn model_sweep_is_deterministic_across_threads_and_shards() {
     }
     bitmac::dse::merge(&dirs, &d.join("m")).unwrap();
     dse_common::assert_same(&d.join("t1"), &d.join("m"));
+}
+
+/// Cross-check against the model runner behind `bitmac run` (`crate::sim`,
+/// one image at a time): same accuracy, agreement and datapath counts.
+#[test]
+fn matches_the_model_runner() {
+    use bitmac::hw::HwConfig;
+    use bitmac::model::{Dataset, Model, Reference};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = Model::load(&root.join("models/cnn_w4a4.json")).unwrap();
+    let data = Dataset::load(&root.join("models/data/digits_test.csv")).unwrap();
+    let reference = Reference::load(&root.join("models/cnn_w4a4.ref.json")).unwrap();
+    let s = sweep(
+        r#"{"accumulator.overflow": ["SAT"], "accumulator.bits": [14, 24],
+            "psum.drop_bits": [0, 4], "psum.rounding": ["TRN", "RND_CONV"], "requant.rounding": ["double"]}"#,
+        "",
+    );
+    let ev = ModelEval::load(&s).unwrap();
+    for id in 0..s.points.len() {
+        let hw = s.hw(id).unwrap();
+        let m = ev.evaluate(&hw).unwrap();
+        let r =
+            bitmac::sim::run_model(&model, &data, Some(&reference), &hw.cfg, &Default::default(), &|_| {})
+                .unwrap();
+        let n = r.samples as f64;
+        assert_eq!(m.accuracy.unwrap(), r.correct as f64 / n, "point {id}");
+        assert_eq!(m.agreement.unwrap(), r.agree.unwrap() as f64 / n, "point {id}");
+        assert_eq!(m.overflows, r.total.overflows(), "point {id}");
+        assert_eq!(m.roundings, r.total.psum_rounded, "point {id}");
+        assert_eq!(m.ties, r.total.psum_ties, "point {id}");
+        match (m.psum_bias, r.total.psum_err_mean()) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "point {id}: {a} vs {b}"),
+            (a, b) => assert_eq!(a, b, "point {id}"),
+        }
+        let _ = HwConfig::from_spec(hw.cfg.spec()).unwrap();
+    }
 }

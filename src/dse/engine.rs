@@ -1,9 +1,12 @@
-//! The sweep's own proxies (`docs/dse.md`): the exact GEMM used as the
-//! SQNR reference of a model run, the output-FIFO stall count, the
-//! synchronizer MTBF and the area proxy. The datapath numerics and timing
-//! are the datapath's (`crate::layers`, `crate::array`).
+//! The sweep's cost models (`docs/dse.md`): the exact GEMM used as the SQNR
+//! reference of a model run, the FIFO stalls and synchronizer MTBF (on the
+//! CDC model, `crate::cdc`) and the area proxy. The datapath numerics and
+//! timing are the datapath's (`crate::layers`, `crate::array`).
 
 use super::hw::Hw;
+use crate::cdc::mtbf::{system_log10, Timing};
+use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
+use crate::error::Result;
 
 /// The exact GEMM (`i64`, no folds, no rounding, no overflow) for `|a|, |w| <
 /// 2^16` and `kd < 2^31`; used as the reference the metrics compare with.
@@ -18,69 +21,59 @@ pub fn gemm_exact(a: &[i32], m: usize, kd: usize, w: &[i32], n: usize, bias: Opt
     out
 }
 
-/// Write-side stalls of the output FIFO for a stream of `words` words
-/// (`docs/dse.md`): the writer offers one word per write edge (period 1),
-/// the reader pops one per read edge (period `host_period / array_period`) when it sees
-/// data; each side sees the other's pointer `sync_stages` of its own periods
-/// late. A write edge with a word to offer and a full FIFO (as seen) is a
-/// stall.
-pub fn fifo_stalls(hw: &Hw, words: u64) -> u64 {
-    // Integer time: write period TW, read period TR.
-    const TW: u64 = 1_000_000;
-    // Write clock: the array (clock.period_ps); read clock: the host
-    // (cdc.host_period_ps); TR = TW * host_period / array_period.
-    let tr = ((TW as u128 * hw.cdc.host_period_ps as u128) / hw.cfg.clock_period_ps() as u128).max(1) as u64;
-    let s = hw.cdc.sync_stages as u64;
-    let depth = hw.cdc.fifo_depth as u64;
-    let mut push_t: Vec<u64> = Vec::with_capacity(words as usize); // time of the i-th push
-    let mut pop_t: Vec<u64> = Vec::with_capacity(words as usize);
-    let mut stalls = 0u64;
-    let (mut tw, mut trd) = (TW, tr); // next write / read edge
-    let seen = |events: &Vec<u64>, t: u64, lag: u64| -> u64 {
-        // Events at or before t - lag (partition_point: count of times <= limit).
-        match t.checked_sub(lag) {
-            Some(lim) => events.partition_point(|&e| e <= lim) as u64,
-            None => 0,
-        }
-    };
-    while (pop_t.len() as u64) < words {
-        if (push_t.len() as u64) < words && tw <= trd {
-            // Write edge (writes win a coincident edge; the reader then sees
-            // the push only after its sync delay anyway).
-            let pops = seen(&pop_t, tw, s * TW);
-            if push_t.len() as u64 - pops < depth {
-                push_t.push(tw);
-            } else {
-                stalls += 1;
-            }
-            tw += TW;
-        } else {
-            let pushes = seen(&push_t, trd, s * tr);
-            if pushes > pop_t.len() as u64 {
-                pop_t.push(trd);
-            }
-            trd += tr;
+/// Write stalls of one inference's two clock-domain crossings, on the CDC
+/// model (`crate::cdc::transfer`, `docs/cdc.md`), as `bitmac run` moves
+/// them: `words_in` words host -> array (host clock `cdc.host_period_ps`
+/// writes, array clock `clock.period_ps` reads) and `words_out` words array
+/// -> host, both with a producer offering a word on every edge and a greedy
+/// consumer. Returns the write edges stalled by a full FIFO, summed over the
+/// two FIFOs. The words' values do not affect the timing (no fault or
+/// metastability emulation), so zeros are sent.
+pub fn fifo_stalls(hw: &Hw, words_in: u64, words_out: u64) -> Result<u64> {
+    let (t_array, t_host) = (hw.cfg.clock_period_ps(), hw.cdc.host_period_ps);
+    let fifo = FifoSpec {
+        depth: hw.cdc.fifo_depth as u64,
+        sync: hw.cdc.sync_stages,
+        data_width: 8,
+        ..FifoSpec::default()
+    }
+    .validate()?;
+    let mut stalls = 0;
+    for (n, clocks) in
+        [(words_in, ClockPair::new(t_host, t_array)), (words_out, ClockPair::new(t_array, t_host))]
+    {
+        if n > 0 {
+            let words = vec![0u64; n as usize];
+            stalls += transfer(&fifo, &clocks, &words, &Pattern::Always, &Pattern::Always)?.write_stalls;
         }
     }
-    stalls
+    Ok(stalls)
 }
 
-/// log10 of the synchronizer MTBF in seconds (`docs/dse.md`): the worse of
-/// the two pointer crossings, `MTBF = exp(t_r / tau) / (T0 * f_clk * f_data)`
-/// with `t_r = (S - 1) * T_clk` of the receiving clock, `tau = 20 ps`,
-/// `T0 = 20 ps`, and `f_data` half the sending clock (a Gray pointer bit
-/// toggles at most every other edge).
-pub fn mtbf_log10_s(hw: &Hw) -> f64 {
-    const TAU: f64 = 20e-12;
-    const T0: f64 = 20e-12;
-    let tw = hw.cfg.clock_period_ps() as f64 * 1e-12;
-    let tr = hw.cdc.host_period_ps as f64 * 1e-12;
-    let one = |t_recv: f64, t_send: f64| -> f64 {
-        let tres = (hw.cdc.sync_stages as f64 - 1.0) * t_recv;
-        // log10(exp(x)/y) = x/ln10 - log10(y)
-        tres / TAU / std::f64::consts::LN_10 - (T0 * (1.0 / t_recv) * (0.5 / t_send)).log10()
+/// log10 of the system MTBF in seconds of the four Gray-pointer
+/// synchronizers of the two FIFOs (`crate::cdc::mtbf`, `1/MTBF = sum
+/// 1/MTBF_i`): each crossing into a domain is sampled by that domain's clock
+/// with `cdc.sync_stages` flops and `f_data` the sending clock (a pointer
+/// that may step on every sending edge, the worst case), `tau = 20 ps`,
+/// `T0 = 20 ps`, zero setup and clock-to-output times.
+pub fn mtbf_log10_s(hw: &Hw) -> Result<f64> {
+    let t = Timing {
+        tau_s: 20e-12,
+        t0_s: 20e-12,
+        stages: hw.cdc.sync_stages,
+        t_setup_s: 0.0,
+        t_clk2q_s: 0.0,
+        t_logic_s: 0.0,
     };
-    one(tr, tw).min(one(tw, tr))
+    let fa = 1e12 / hw.cfg.clock_period_ps() as f64;
+    let fh = 1e12 / hw.cdc.host_period_ps as f64;
+    let parts = [
+        t.synchronizer("in.w2r", fa, fh)?,
+        t.synchronizer("in.r2w", fh, fa)?,
+        t.synchronizer("out.w2r", fh, fa)?,
+        t.synchronizer("out.r2w", fa, fh)?,
+    ];
+    Ok(system_log10(&parts))
 }
 
 /// The area proxy in bit-cells (`docs/dse.md`):

@@ -218,16 +218,23 @@ pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
 
 /// The value-independent metrics of a run: timing (the datapath's
 /// [`compute_cycles`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
-/// the `(m, k, n)` of one inference.
-pub fn hw_metrics(hw: &Hw, gemms: &[(usize, usize, usize)], m: &mut Metrics) {
+/// the `(m, k, n)` of one inference; `words` its (input, output) words
+/// crossing the FIFOs.
+pub fn hw_metrics(
+    hw: &Hw,
+    gemms: &[(usize, usize, usize)],
+    words: (u64, u64),
+    m: &mut Metrics,
+) -> Result<()> {
     let c = &hw.cfg;
     m.cycles =
         gemms.iter().map(|&(mm, k, n)| compute_cycles(c.dataflow(), c.rows(), c.cols(), mm, k, n)).sum();
     let macs: u64 = gemms.iter().map(|&(mm, k, n)| (mm * k * n) as u64).sum();
     m.utilization = macs as f64 / (m.cycles.max(1) as f64 * (c.rows() * c.cols()) as f64);
-    m.fifo_stalls = gemms.iter().map(|&(mm, _, n)| engine::fifo_stalls(hw, (mm * n) as u64)).sum();
-    m.mtbf_log10_s = engine::mtbf_log10_s(hw);
+    m.fifo_stalls = engine::fifo_stalls(hw, words.0, words.1)?;
+    m.mtbf_log10_s = engine::mtbf_log10_s(hw)?;
     m.area = engine::area_proxy(hw);
+    Ok(())
 }
 
 /// Copy the datapath statistics into the metrics.
@@ -276,7 +283,7 @@ impl Evaluator for Synthetic {
         let (sqnr_db, max_abs_err, out_bias) = error_metrics(&out, &r.exact);
         let mut met = Metrics { sqnr_db, max_abs_err, out_bias, ..Metrics::default() };
         stats_metrics(&r.stats, &mut met);
-        hw_metrics(hw, &[(m, kd, n)], &mut met);
+        hw_metrics(hw, &[(m, kd, n)], ((m * kd) as u64, (m * n) as u64), &mut met)?;
         Ok(met)
     }
 

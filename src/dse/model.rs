@@ -19,7 +19,7 @@ use crate::hw::HwConfig;
 use crate::layers::run_gemm;
 use crate::model::{argmax, Dataset, Layer, Model, Reference};
 use crate::numerics::IntFormat;
-use crate::requant::{quantize_multiplier, RequantRounding, Requantizer};
+use crate::requant::{layer_multiplier, quantize_multiplier, RequantRounding, Requantizer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -28,6 +28,10 @@ type ConvGeom = (usize, usize, usize, usize, usize, (usize, usize), (usize, usiz
 
 /// One layer lowered to a GEMM.
 struct Lowered {
+    name: String,
+    /// The layer's declared weight and input code formats.
+    wfmt: IntFormat,
+    afmt: IntFormat,
     /// `None` for dense.
     conv: Option<ConvGeom>,
     /// Output positions per sample (1 for dense), K, N.
@@ -115,9 +119,16 @@ impl ModelEval {
                 }
                 Layer::Dense(_) => None,
             };
-            let out = match (m.requant_multiplier(l), m.output_quant(l)) {
-                (Some(mult), Some(q)) => Some((mult, IntFormat::new(q.signed(), q.bits())?, layer.relu())),
-                _ => None,
+            let wq = layer.weight().quant();
+            let aq = layer.input_quant();
+            // The multiplier as `bitmac run` (crate::sim) derives it.
+            let out = match m.output_quant(l) {
+                Some(q) => Some((
+                    layer_multiplier(wq.step(), aq.step(), q.step())?,
+                    IntFormat::new(q.signed(), q.bits())?,
+                    layer.relu(),
+                )),
+                None => None,
             };
             let w_nk = layer.weight().codes().to_vec();
             let mut wt = vec![0i32; kd * nn];
@@ -127,6 +138,9 @@ impl ModelEval {
                 }
             }
             layers.push(Lowered {
+                name: layer.name().to_string(),
+                wfmt: IntFormat::new(wq.signed(), wq.bits())?,
+                afmt: IntFormat::new(aq.signed(), aq.bits())?,
                 conv,
                 m: mm,
                 kd,
@@ -311,6 +325,24 @@ impl ModelEval {
 
 impl Evaluator for ModelEval {
     fn evaluate(&self, hw: &Hw) -> Result<Metrics> {
+        // As `bitmac run`: every layer's declared code formats must fit the
+        // multiplier inputs, else the point is skipped with this reason.
+        for l in &self.layers {
+            for (what, f, h) in
+                [("weights", l.wfmt, hw.cfg.weights()), ("activations", l.afmt, hw.cfg.activations())]
+            {
+                if f.min() < h.min() || f.max() > h.max() {
+                    return Err(Error::input(format!(
+                        "layer {}: {what}: {f} codes ({}..={}) do not fit the hardware's {h} multiplier input ({}..={})",
+                        l.name,
+                        f.min(),
+                        f.max(),
+                        h.min(),
+                        h.max()
+                    )));
+                }
+            }
+        }
         let num = if self.reuse {
             // An error of the wide run is the point's own (e.g. an operand
             // format too narrow): run it directly to report it.
@@ -337,7 +369,9 @@ impl Evaluator for ModelEval {
         };
         stats_metrics(&num.stats, &mut m);
         let gemms: Vec<(usize, usize, usize)> = self.layers.iter().map(|l| (l.m, l.kd, l.n)).collect();
-        hw_metrics(hw, &gemms, &mut m);
+        let words_in = self.inputs.first().map_or(0, Vec::len) as u64;
+        let words_out = self.layers.last().map_or(0, |l| l.m * l.n) as u64;
+        hw_metrics(hw, &gemms, (words_in, words_out), &mut m)?;
         Ok(m)
     }
 
