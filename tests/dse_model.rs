@@ -147,3 +147,16 @@ fn matches_the_model_runner() {
         let _ = HwConfig::from_spec(hw.cfg.spec()).unwrap();
     }
 }
+
+/// The shipped sweeps load, and the seed-question sweep has at least 1,000
+/// valid points (the size).
+#[test]
+fn shipped_sweeps_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rc = Sweep::load(&root.join("models/sweeps/rounding-centre.json")).unwrap();
+    let valid = (0..rc.points.len()).filter(|&i| rc.hw(i).is_ok()).count();
+    assert_eq!(rc.points.len(), 1280);
+    assert!(valid >= 1000, "{valid}");
+    let g = Sweep::load(&root.join("models/sweeps/gemm-array-fifo.json")).unwrap();
+    assert!(g.points.len() > 200);
+}
