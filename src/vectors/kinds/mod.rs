@@ -1,0 +1,30 @@
+//! One generator per case kind. Each validates its case (one-line errors
+//! naming the field) and returns its artifacts and statistics; the framework
+//! (`super`) encodes them and writes the manifest.
+
+use super::case::CaseSpec;
+use super::files::Artifact;
+use crate::error::Result;
+use std::collections::BTreeMap;
+
+pub mod pe_column;
+pub mod requant;
+pub mod round;
+
+/// What a kind generator produces.
+#[derive(Clone, Debug, Default)]
+pub struct KindOutput {
+    /// Files, in manifest order.
+    pub artifacts: Vec<Artifact>,
+    /// Aggregate statistics, written as `stats.json` (sorted keys).
+    pub stats: BTreeMap<String, serde_json::Value>,
+}
+
+/// Run the case's generator.
+pub(crate) fn generate(case: &CaseSpec) -> Result<KindOutput> {
+    match case {
+        CaseSpec::Round(c) => round::generate(c),
+        CaseSpec::PeColumn(c) => pe_column::generate(c),
+        CaseSpec::Requant(c) => requant::generate(c),
+    }
+}
