@@ -107,7 +107,8 @@ const COLUMN: &str = r#"{"kind":"pe_column","name":"p","seed":4,"m":5,"k":6,"n":
 fn gen_fresh(t: &Tmp, json: &str) -> PathBuf {
     let c = write_case(&t.0, json);
     let out = t.0.join("out");
-    let (code, stdout, stderr) = bitmac(&["gen", "--case", c.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        bitmac(&["gen", "--case", c.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     out
 }
@@ -116,7 +117,13 @@ fn gen_fresh(t: &Tmp, json: &str) -> PathBuf {
 fn check_passes_on_a_fresh_gen_and_reports_counts() {
     let t = Tmp::new("fresh");
     let out = gen_fresh(&t, ROUND);
-    let (_, _, _) = bitmac(&["gen", "--case", write_case(&t.0, COLUMN).to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (_, _, _) = bitmac(&[
+        "gen",
+        "--case",
+        write_case(&t.0, COLUMN).to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let (code, stdout, stderr) = bitmac(&["check", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     // round: x, y, ovf, pos (hex+json) + stats + manifest = 10;
@@ -154,7 +161,8 @@ fn flip_digit_on_line(path: &Path, line: usize) -> (String, String) {
     let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
     let l = &mut lines[line - 1];
     let before = l.clone();
-    let pos = l.char_indices().find(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).expect("a digit on the line");
+    let pos =
+        l.char_indices().find(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).expect("a digit on the line");
     let c = l.as_bytes()[pos];
     let nc = if c == b'1' { '2' } else { '1' };
     l.replace_range(pos..pos + 1, &nc.to_string());
@@ -270,19 +278,58 @@ fn check_ignores_directories_without_manifests_and_rejects_empty_trees() {
 #[test]
 fn bad_case_files_are_one_line_errors_with_exit_2() {
     let bad: &[(&str, &str)] = &[
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"RND","output":"i8","overflow":"SAT","colour":1}"#, "unknown field `colour`"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"RND","output":"i8"}"#, "missing field `overflow`"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"ROUND","output":"i8","overflow":"SAT"}"#, "mode: rounding mode: unknown \"ROUND\""),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":9,"mode":"RND","output":"i8","overflow":"SAT"}"#, "k: 9 is out of range"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","offset":4,"output":"i8","overflow":"SAT"}"#, "offset: 4 is out of range (allowed: -4..=3"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":0,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#, "count: 0 is out of range"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"q8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#, "input: \"q8\" is out of range"),
-        (r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT","data":{"min":-999}}"#, "data.min: -999 is out of range"),
-        (r#"{"kind":"round","name":"../x","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#, "name: \"../x\""),
-        (r#"{"kind":"pe_column","name":"p","seed":1,"m":2,"k":2,"n":2,"a":"i8","w":"i8","acc":"i70","overflow":"WRAP"}"#, "acc: \"i70\" is out of range"),
-        (r#"{"kind":"pe_column","name":"p","seed":1,"m":2,"k":2,"n":2,"a":"i8","w":"i8","acc":"i20","overflow":"WRAP","w_data":{"values":[1,2,3]}}"#, "w_data.values: 3 values is out of range (allowed: exactly 4"),
-        (r#"{"kind":"requant","name":"q","seed":1,"count":4,"acc":"i32","s_a":0.1,"s_w":-1,"s_out":0.1,"rounding":"double","output":"i8"}"#, "s_w: -1 is out of range"),
-        (r#"{"kind":"requant","name":"q","seed":1,"count":4,"acc":"i32","s_a":0.1,"s_w":0.1,"s_out":0.1,"rounding":"triple","output":"i8"}"#, "rounding: requant rounding: unknown \"triple\""),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"RND","output":"i8","overflow":"SAT","colour":1}"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"RND","output":"i8"}"#,
+            "missing field `overflow`",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":2,"mode":"ROUND","output":"i8","overflow":"SAT"}"#,
+            "mode: rounding mode: unknown \"ROUND\"",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":9,"mode":"RND","output":"i8","overflow":"SAT"}"#,
+            "k: 9 is out of range",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","offset":4,"output":"i8","overflow":"SAT"}"#,
+            "offset: 4 is out of range (allowed: -4..=3",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":0,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#,
+            "count: 0 is out of range",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"q8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#,
+            "input: \"q8\" is out of range",
+        ),
+        (
+            r#"{"kind":"round","name":"r","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT","data":{"min":-999}}"#,
+            "data.min: -999 is out of range",
+        ),
+        (
+            r#"{"kind":"round","name":"../x","seed":1,"count":4,"input":"i8","k":3,"mode":"RND","output":"i8","overflow":"SAT"}"#,
+            "name: \"../x\"",
+        ),
+        (
+            r#"{"kind":"pe_column","name":"p","seed":1,"m":2,"k":2,"n":2,"a":"i8","w":"i8","acc":"i70","overflow":"WRAP"}"#,
+            "acc: \"i70\" is out of range",
+        ),
+        (
+            r#"{"kind":"pe_column","name":"p","seed":1,"m":2,"k":2,"n":2,"a":"i8","w":"i8","acc":"i20","overflow":"WRAP","w_data":{"values":[1,2,3]}}"#,
+            "w_data.values: 3 values is out of range (allowed: exactly 4",
+        ),
+        (
+            r#"{"kind":"requant","name":"q","seed":1,"count":4,"acc":"i32","s_a":0.1,"s_w":-1,"s_out":0.1,"rounding":"double","output":"i8"}"#,
+            "s_w: -1 is out of range",
+        ),
+        (
+            r#"{"kind":"requant","name":"q","seed":1,"count":4,"acc":"i32","s_a":0.1,"s_w":0.1,"s_out":0.1,"rounding":"triple","output":"i8"}"#,
+            "rounding: requant rounding: unknown \"triple\"",
+        ),
         (r#"{"kind":"teleport","name":"q"}"#, "unknown variant `teleport`"),
         (r#"{"kind":"round", "name": "r""#, "truncated JSON"),
     ];
@@ -290,7 +337,8 @@ fn bad_case_files_are_one_line_errors_with_exit_2() {
         let t = Tmp::new("bad");
         let c = write_case(&t.0, json);
         let out = t.0.join("out");
-        let (code, stdout, stderr) = bitmac(&["gen", "--case", c.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let (code, stdout, stderr) =
+            bitmac(&["gen", "--case", c.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         assert_eq!(code, 2, "{json}: {stdout}{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(want), "{json}\n  wanted: {want}\n  got: {stderr}");
@@ -343,7 +391,8 @@ fn the_manifest_round_trips_through_its_case() {
 // manifest as plain JSON and validates every file against its entry.
 
 fn doc_check_case(dir: &Path) -> usize {
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["format"], "bitmac-vectors/1");
     assert_eq!(m["name"].as_str().unwrap(), dir.file_name().unwrap().to_str().unwrap());
     assert_eq!(m["kind"], m["case"]["kind"]);
@@ -368,7 +417,8 @@ fn doc_check_case(dir: &Path) -> usize {
                 let digits = f["digits"].as_u64().unwrap() as usize;
                 assert_eq!(digits, w.div_ceil(4) as usize);
                 let dtype = f["dtype"].as_str().unwrap();
-                let n: usize = f["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product();
+                let n: usize =
+                    f["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product();
                 assert_eq!(lines.len(), n, "{path}");
                 let mut vals = Vec::new();
                 let mut last_cycle = 0u64;
@@ -383,7 +433,10 @@ fn doc_check_case(dir: &Path) -> usize {
                         l
                     };
                     assert_eq!(h.len(), digits, "{path} line {}", i + 1);
-                    assert!(h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{path}: lowercase hex");
+                    assert!(
+                        h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                        "{path}: lowercase hex"
+                    );
                     let bits = u64::from_str_radix(h, 16).unwrap();
                     if dtype == "f32" {
                         vals.push(bits as i128);
@@ -410,7 +463,12 @@ fn doc_check_case(dir: &Path) -> usize {
                 // The element i is on line 7 + i.
                 for (i, d) in data.iter().enumerate() {
                     let l = lines[6 + i].trim().trim_end_matches(',');
-                    assert_eq!(serde_json::from_str::<serde_json::Value>(l).unwrap(), *d, "{path} line {}", 7 + i);
+                    assert_eq!(
+                        serde_json::from_str::<serde_json::Value>(l).unwrap(),
+                        *d,
+                        "{path} line {}",
+                        7 + i
+                    );
                 }
                 let hex = tensors.get(&tensor).expect("the .hex precedes the .json");
                 assert_eq!(hex.len(), data.len());

@@ -5,7 +5,7 @@
 //! directory name), `description`, `seed`. Each kind validates its fields
 //! once ([`CaseSpec::validate`]) into the internal types its generator uses.
 
-use super::kinds::{pe_column, requant, round};
+use super::kinds::{lsq, pe_column, requant, round};
 use crate::error::{Error, Result};
 use crate::numerics::{IntFormat, OverflowMode, RoundMode};
 use serde::{Deserialize, Serialize};
@@ -22,10 +22,12 @@ pub enum CaseSpec {
     PeColumn(pe_column::PeColumnCase),
     /// Integer requantization of accumulators.
     Requant(requant::RequantCase),
+    /// An LSQ quantizer input set (forward and backward).
+    Lsq(lsq::LsqCase),
 }
 
 /// The kinds, in documentation order.
-pub const KINDS: &str = "round, pe_column, requant";
+pub const KINDS: &str = "round, pe_column, requant, lsq";
 
 impl CaseSpec {
     /// The case name (directory name).
@@ -34,6 +36,7 @@ impl CaseSpec {
             CaseSpec::Round(c) => &c.name,
             CaseSpec::PeColumn(c) => &c.name,
             CaseSpec::Requant(c) => &c.name,
+            CaseSpec::Lsq(c) => &c.name,
         }
     }
 
@@ -43,6 +46,7 @@ impl CaseSpec {
             CaseSpec::Round(c) => c.seed,
             CaseSpec::PeColumn(c) => c.seed,
             CaseSpec::Requant(c) => c.seed,
+            CaseSpec::Lsq(c) => c.seed,
         }
     }
 
@@ -52,6 +56,7 @@ impl CaseSpec {
             CaseSpec::Round(_) => "round",
             CaseSpec::PeColumn(_) => "pe_column",
             CaseSpec::Requant(_) => "requant",
+            CaseSpec::Lsq(_) => "lsq",
         }
     }
 

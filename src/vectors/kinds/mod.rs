@@ -7,6 +7,7 @@ use super::files::Artifact;
 use crate::error::Result;
 use std::collections::BTreeMap;
 
+pub mod lsq;
 pub mod pe_column;
 pub mod requant;
 pub mod round;
@@ -26,5 +27,6 @@ pub(crate) fn generate(case: &CaseSpec) -> Result<KindOutput> {
         CaseSpec::Round(c) => round::generate(c),
         CaseSpec::PeColumn(c) => pe_column::generate(c),
         CaseSpec::Requant(c) => requant::generate(c),
+        CaseSpec::Lsq(c) => lsq::generate(c),
     }
 }
