@@ -507,3 +507,12 @@ fn an_independent_checker_from_the_docs_accepts_every_committed_case() {
     }
     assert!(cases >= 26, "{cases}");
 }
+
+#[test]
+fn the_suite_readme_lists_every_case() {
+    let readme = std::fs::read_to_string(root().join("testvectors/README.md")).unwrap();
+    for c in suite_case_files() {
+        let name = c.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(readme.contains(&format!("| `{name}` |")), "testvectors/README.md does not list {name}");
+    }
+}
