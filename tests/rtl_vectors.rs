@@ -66,9 +66,11 @@ fn ovf_index(s: &str) -> usize {
     OverflowMode::ALL.iter().position(|&x| x == m).unwrap()
 }
 
-/// The testbench (top module, sources, parameters) for a case, or None
-/// for kinds without an RTL consumer.
-fn bench_for(case: &CaseSpec) -> Option<(&'static str, Vec<&'static str>, Vec<(String, String)>)> {
+/// A testbench: top module, sources, `-P` parameters.
+type Bench = (&'static str, Vec<&'static str>, Vec<(String, String)>);
+
+/// The testbench for a case, or None for kinds without an RTL consumer.
+fn bench_for(case: &CaseSpec) -> Option<Bench> {
     let p = |k: &str, v: String| (k.to_string(), v);
     match case {
         CaseSpec::Round(c) => {
