@@ -516,3 +516,52 @@ fn the_suite_readme_lists_every_case() {
         assert!(readme.contains(&format!("| `{name}` |")), "testvectors/README.md does not list {name}");
     }
 }
+
+/// Flip one digit in every file of every committed case (in a temp copy):
+/// each flip must fail `check` with the file, the exact line and both
+/// contents.
+#[test]
+fn flipping_a_digit_in_any_committed_file_is_located_exactly() {
+    let t = Tmp::new("committed");
+    let mut flips = 0;
+    for e in std::fs::read_dir(root().join("testvectors")).unwrap() {
+        let src = e.unwrap().path();
+        if !src.join("manifest.json").is_file() {
+            continue;
+        }
+        let name = src.file_name().unwrap().to_owned();
+        let dst = t.0.join(&name);
+        std::fs::create_dir_all(&dst).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in &files {
+            std::fs::copy(f, dst.join(f.file_name().unwrap())).unwrap();
+        }
+        assert!(vectors::check_case(&dst).is_ok());
+        for f in &files {
+            let fname = f.file_name().unwrap().to_string_lossy().into_owned();
+            let target = dst.join(&fname);
+            let original = std::fs::read(&target).unwrap();
+            let text = String::from_utf8(original.clone()).unwrap();
+            // The middle line that holds a digit.
+            let with_digit: Vec<usize> = text
+                .split('\n')
+                .enumerate()
+                .filter(|(_, l)| l.chars().any(|c| c.is_ascii_digit()))
+                .map(|(i, _)| i + 1)
+                .collect();
+            let line = with_digit[with_digit.len() / 2];
+            let (before, after) = flip_digit_on_line(&target, line);
+            let err = vectors::check_case(&dst).expect_err(&fname);
+            let msg = err.to_string();
+            assert!(err.is_mismatch(), "{msg}");
+            assert!(msg.contains(&format!("{fname} line {line} col ")), "{fname}: {msg}");
+            if !msg.contains("hand-edited or corrupt manifest.json") {
+                assert!(msg.contains(&format!("expected {before:?}, actual {after:?}")), "{fname}: {msg}");
+            }
+            std::fs::write(&target, original).unwrap();
+            flips += 1;
+        }
+    }
+    assert!(flips >= 300, "{flips}");
+}

@@ -150,9 +150,14 @@ pub fn check_case(dir: &Path) -> Result<usize> {
     let text = String::from_utf8(mbytes.clone())
         .map_err(|_| Error::mismatch(format!("{label}: hand-edited: {MANIFEST} is not valid UTF-8")))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+        // serde_json's message ends with " at line L column C"; report the
+        // location in check's own `FILE line L col C` form.
+        let full = e.to_string();
+        let reason = full.rsplit_once(" at line ").map_or(full.as_str(), |(r, _)| r);
         Error::mismatch(format!(
-            "{label}: hand-edited or corrupt {MANIFEST}: {}",
-            crate::error::json_error("", &e)
+            "{label}: hand-edited or corrupt {MANIFEST}: {MANIFEST} line {} col {}: {reason}",
+            e.line(),
+            e.column()
         ))
     })?;
     if m.format != FORMAT {
