@@ -1,1 +1,376 @@
-//! Placeholder: filled in by its issue.
+//! The hardware configuration of the MAC array: JSON at the boundary
+//! ([`HwSpec`], unknown fields rejected), validated once into [`HwConfig`].
+//!
+//! Every validation error is one line naming the JSON path of the field, the
+//! bad value and the allowed range, e.g.
+//! `accumulator.bits: 70 is out of range (allowed: 2..=64)`.
+//! Normative description of every field: `docs/hw-config.md`; what the
+//! fields mean for the arithmetic and the timing: `docs/datapath.md`.
+
+use crate::error::{Error, Result};
+use crate::numerics::{IntFormat, OverflowMode, RoundMode, Rounder};
+use crate::requant::RequantRounding;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+/// How GEMM dimensions are mapped onto the array (see `docs/datapath.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dataflow {
+    /// Weight stationary: K on rows, N on columns, M streams.
+    Ws,
+    /// Output stationary: M on rows, N on columns, K streams.
+    Os,
+    /// Input (activation) stationary: K on rows, M on columns, N streams.
+    Is,
+}
+
+impl Dataflow {
+    /// Every dataflow.
+    pub const ALL: [Dataflow; 3] = [Dataflow::Ws, Dataflow::Os, Dataflow::Is];
+
+    /// The JSON/CLI name: `ws`, `os` or `is`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataflow::Ws => "ws",
+            Dataflow::Os => "os",
+            Dataflow::Is => "is",
+        }
+    }
+}
+
+impl fmt::Display for Dataflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Dataflow {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Dataflow> {
+        Dataflow::ALL
+            .iter()
+            .copied()
+            .find(|d| d.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::input(format!("dataflow: unknown {s:?} (allowed: ws, os, is)")))
+    }
+}
+
+/// JSON form of the whole hardware config. Field meanings: `docs/hw-config.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwSpec {
+    pub array: ArraySpec,
+    pub weights: OperandSpec,
+    pub activations: OperandSpec,
+    pub accumulator: AccumulatorSpec,
+    #[serde(default)]
+    pub psum: PsumSpec,
+    pub requant: RequantSpec,
+    pub clock: ClockSpec,
+    /// Host clock domain and FIFO; parsed and carried, wired up by the CDC
+    /// model (not used by the array).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdc: Option<CdcSpec>,
+}
+
+/// `array`: shape and dataflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArraySpec {
+    pub rows: u64,
+    pub cols: u64,
+    pub dataflow: String,
+}
+
+/// `weights` / `activations`: the multiplier input format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperandSpec {
+    pub bits: u64,
+    pub signed: bool,
+}
+
+/// `accumulator`: width P (signed) and overflow mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccumulatorSpec {
+    pub bits: u64,
+    pub overflow: String,
+}
+
+/// `psum`: the partial-sum writeback path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PsumSpec {
+    /// d: LSBs dropped when a column sum is written back.
+    pub drop_bits: u64,
+    pub rounding: String,
+    /// Rounding-centre offset c, in LSBs of the column sum.
+    #[serde(default)]
+    pub offset: i64,
+}
+
+impl Default for PsumSpec {
+    fn default() -> PsumSpec {
+        PsumSpec { drop_bits: 0, rounding: "RND".into(), offset: 0 }
+    }
+}
+
+/// `requant`: rounding scheme, fused ReLU, default output format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequantSpec {
+    pub rounding: String,
+    #[serde(default)]
+    pub relu: bool,
+    pub out_bits: u64,
+    pub out_signed: bool,
+}
+
+/// `clock`: the array clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    pub period_ps: u64,
+}
+
+/// `cdc` (optional): host clock domain and the FIFO between it and the array.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcSpec {
+    pub host_period_ps: u64,
+    pub fifo_depth: u64,
+    pub sync_stages: u64,
+}
+
+/// The validated partial-sum path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PsumConfig {
+    /// d, in `0..=min(P-1, 32)`.
+    pub drop_bits: u32,
+    pub rounding: RoundMode,
+    pub offset: i64,
+}
+
+/// The validated requantization defaults (a layer may override the output
+/// format with its own bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequantConfig {
+    pub rounding: RequantRounding,
+    pub relu: bool,
+    pub out: IntFormat,
+}
+
+/// The validated CDC section (carried for the CDC model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CdcConfig {
+    pub host_period_ps: u64,
+    /// A power of two in 2..=4096.
+    pub fifo_depth: u32,
+    /// Synchronizer flops, 2..=8.
+    pub sync_stages: u32,
+}
+
+/// A validated hardware config. Build it with [`HwConfig::from_spec`] (or a
+/// loader); every value is in range, so the array code assumes validity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HwConfig {
+    rows: usize,
+    cols: usize,
+    dataflow: Dataflow,
+    weights: IntFormat,
+    activations: IntFormat,
+    acc_bits: u32,
+    overflow: OverflowMode,
+    psum: PsumConfig,
+    requant: RequantConfig,
+    clock_period_ps: u64,
+    cdc: Option<CdcConfig>,
+    spec: HwSpec,
+}
+
+fn in_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<u64> {
+    if v < lo || v > hi {
+        return Err(Error::field(field, v, format!("{lo}..={hi}")));
+    }
+    Ok(v)
+}
+
+fn parse_named<T: FromStr>(field: &str, v: &str, allowed: &str) -> Result<T> {
+    v.parse::<T>().map_err(|_| Error::field(field, format!("{v:?}"), allowed))
+}
+
+impl HwConfig {
+    /// Validate a spec. Errors name the field's JSON path.
+    pub fn from_spec(spec: &HwSpec) -> Result<HwConfig> {
+        let rows = in_range("array.rows", spec.array.rows, 1, 256)? as usize;
+        let cols = in_range("array.cols", spec.array.cols, 1, 256)? as usize;
+        let dataflow: Dataflow = parse_named("array.dataflow", &spec.array.dataflow, "ws, os, is")?;
+        let wb = in_range("weights.bits", spec.weights.bits, 2, 16)? as u32;
+        let ab = in_range("activations.bits", spec.activations.bits, 2, 16)? as u32;
+        let weights = IntFormat::new(spec.weights.signed, wb)?;
+        let activations = IntFormat::new(spec.activations.signed, ab)?;
+        let acc_bits = in_range("accumulator.bits", spec.accumulator.bits, 2, 64)? as u32;
+        let overflow: OverflowMode =
+            parse_named("accumulator.overflow", &spec.accumulator.overflow, "WRAP, SAT, SAT_ZERO, SAT_SYM")?;
+        // d <= P-1 (something must remain), d <= 32 (exact error sums), and
+        // P + d <= 65 (the accumulator value acc * 2^d stays within 65 bits,
+        // the requantizer's exact domain).
+        let dmax = (acc_bits as u64 - 1).min(32).min(65 - acc_bits as u64);
+        let drop_bits = in_range("psum.drop_bits", spec.psum.drop_bits, 0, dmax)? as u32;
+        let rounding: RoundMode = parse_named(
+            "psum.rounding",
+            &spec.psum.rounding,
+            "TRN, TRN_ZERO, RND, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV, RND_CONV_ODD",
+        )?;
+        let (lo, hi) = rounding.offset_range(drop_bits);
+        let off = spec.psum.offset as i128;
+        if off < lo || off > hi {
+            return Err(Error::field(
+                "psum.offset",
+                spec.psum.offset,
+                format!("{lo}..={hi} for {rounding} dropping {drop_bits} bits"),
+            ));
+        }
+        // Cannot fail after the checks above; kept as the single source of
+        // truth for the rounding rules.
+        Rounder::new(drop_bits, rounding, spec.psum.offset).map_err(|e| e.context("psum"))?;
+        let rq_rounding: RequantRounding = parse_named("requant.rounding", &spec.requant.rounding, "double, single")?;
+        let ob = in_range("requant.out_bits", spec.requant.out_bits, 2, 16)? as u32;
+        let out = IntFormat::new(spec.requant.out_signed, ob)?;
+        let clock_period_ps = in_range("clock.period_ps", spec.clock.period_ps, 1, 1_000_000_000)?;
+        let cdc = match &spec.cdc {
+            None => None,
+            Some(c) => {
+                let host_period_ps = in_range("cdc.host_period_ps", c.host_period_ps, 1, 1_000_000_000)?;
+                let fifo_depth = in_range("cdc.fifo_depth", c.fifo_depth, 2, 4096)?;
+                if !fifo_depth.is_power_of_two() {
+                    return Err(Error::field("cdc.fifo_depth", fifo_depth, "a power of two in 2..=4096"));
+                }
+                let sync_stages = in_range("cdc.sync_stages", c.sync_stages, 2, 8)?;
+                Some(CdcConfig { host_period_ps, fifo_depth: fifo_depth as u32, sync_stages: sync_stages as u32 })
+            }
+        };
+        Ok(HwConfig {
+            rows,
+            cols,
+            dataflow,
+            weights,
+            activations,
+            acc_bits,
+            overflow,
+            psum: PsumConfig { drop_bits, rounding, offset: spec.psum.offset },
+            requant: RequantConfig { rounding: rq_rounding, relu: spec.requant.relu, out },
+            clock_period_ps,
+            cdc,
+            spec: spec.clone(),
+        })
+    }
+
+    /// Parse and validate JSON text; `what` names the source in errors.
+    pub fn from_json_str(text: &str, what: &str) -> Result<HwConfig> {
+        let spec: HwSpec = serde_json::from_str(text).map_err(|e| crate::error::json_error(what, &e))?;
+        HwConfig::from_spec(&spec).map_err(|e| e.context(what))
+    }
+
+    /// Load a JSON file.
+    pub fn load(path: &Path) -> Result<HwConfig> {
+        let spec: HwSpec = crate::io::read_json(path)?;
+        HwConfig::from_spec(&spec).map_err(|e| e.context(path.display()))
+    }
+
+    /// The spec this config was validated from (for editing and re-validating,
+    /// e.g. in sweeps, and for writing next to results).
+    pub fn spec(&self) -> &HwSpec {
+        &self.spec
+    }
+    /// Array rows R.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Array columns C.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// The dataflow.
+    pub fn dataflow(&self) -> Dataflow {
+        self.dataflow
+    }
+    /// Weight (multiplier input) format.
+    pub fn weights(&self) -> IntFormat {
+        self.weights
+    }
+    /// Activation (multiplier input) format.
+    pub fn activations(&self) -> IntFormat {
+        self.activations
+    }
+    /// Accumulator width P (the accumulator is signed).
+    pub fn acc_bits(&self) -> u32 {
+        self.acc_bits
+    }
+    /// Accumulator overflow mode, applied at every adder.
+    pub fn overflow(&self) -> OverflowMode {
+        self.overflow
+    }
+    /// The partial-sum path.
+    pub fn psum(&self) -> PsumConfig {
+        self.psum
+    }
+    /// Requantization defaults.
+    pub fn requant(&self) -> RequantConfig {
+        self.requant
+    }
+    /// Array clock period in picoseconds.
+    pub fn clock_period_ps(&self) -> u64 {
+        self.clock_period_ps
+    }
+    /// The CDC section, if given.
+    pub fn cdc(&self) -> Option<CdcConfig> {
+        self.cdc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "array": {"rows": 16, "cols": 16, "dataflow": "ws"},
+      "weights": {"bits": 8, "signed": true},
+      "activations": {"bits": 8, "signed": true},
+      "accumulator": {"bits": 32, "overflow": "WRAP"},
+      "psum": {"drop_bits": 0, "rounding": "RND", "offset": 0},
+      "requant": {"rounding": "double", "relu": false, "out_bits": 8, "out_signed": true},
+      "clock": {"period_ps": 1000}
+    }"#;
+
+    #[test]
+    fn good_config_parses() {
+        let hw = HwConfig::from_json_str(GOOD, "hw").unwrap();
+        assert_eq!(hw.rows(), 16);
+        assert_eq!(hw.dataflow(), Dataflow::Ws);
+        assert_eq!(hw.acc_bits(), 32);
+    }
+
+    fn err_of(patch: (&str, &str)) -> String {
+        let text = GOOD.replace(patch.0, patch.1);
+        HwConfig::from_json_str(&text, "hw").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = err_of((r#""bits": 32"#, r#""bits": 70"#));
+        assert!(e.contains("accumulator.bits: 70") && e.contains("2..=64"), "{e}");
+        let e = err_of((r#""rows": 16"#, r#""rows": 0"#));
+        assert!(e.contains("array.rows: 0") && e.contains("1..=256"), "{e}");
+        let e = err_of((r#""ws""#, r#""xs""#));
+        assert!(e.contains("array.dataflow"), "{e}");
+        let e = err_of((r#""drop_bits": 0, "rounding": "RND", "offset": 0"#, r#""drop_bits": 3, "rounding": "RND", "offset": 9"#));
+        assert!(e.contains("psum.offset: 9") && e.contains("-4..=3"), "{e}");
+        let e = err_of((r#""period_ps": 1000"#, r#""period_ps": 1000, "x": 1"#));
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,1 +1,254 @@
-//! Placeholder: filled in by its issue.
+//! Layers on the MAC array: GEMM, dense and conv2d (im2col), with an int32
+//! bias added exactly before requantization (`docs/datapath.md`, "Output
+//! stage"). This is the API the model runner, the vector generator and the
+//! sweep engine call.
+//!
+//! The hardware config gives the array, the multiplier input formats and
+//! the accumulator; the caller gives each layer's [`Requantizer`] (its
+//! multiplier, scheme, output format and ReLU). Every operand value is
+//! checked against the hardware's multiplier input format (one-line error
+//! naming the operand, the element and the allowed range).
+
+use crate::array::{run_array, ArrayConfig, Engine, Matrix, Stats};
+use crate::error::{Error, Result};
+use crate::hw::HwConfig;
+use crate::requant::Requantizer;
+
+/// The result of one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmResult {
+    /// Output rows M.
+    pub m: usize,
+    /// Output columns N.
+    pub n: usize,
+    /// Requantized output codes, row-major M x N.
+    pub out: Vec<i64>,
+    /// Final psum-buffer contents (P-bit stored values in units of 2^d),
+    /// row-major M x N. The accumulator value is `acc * 2^d`.
+    pub acc: Vec<i64>,
+    /// d: LSBs dropped by the psum path.
+    pub drop_bits: u32,
+    /// The exact integer GEMM (no overflow, no rounding), row-major M x N.
+    pub exact: Vec<i64>,
+    /// Statistics (datapath and output stage).
+    pub stats: Stats,
+}
+
+impl GemmResult {
+    /// The accumulator value `acc * 2^d` of output `i` (before bias).
+    pub fn acc_value(&self, i: usize) -> i128 {
+        (self.acc[i] as i128) << self.drop_bits
+    }
+}
+
+/// `A (M x K) x W (K x N)` on the array, then `out = requant(acc * 2^d +
+/// bias[n])`. `bias` has one int32 per output column.
+pub fn run_gemm(
+    hw: &HwConfig,
+    a: &Matrix,
+    w: &Matrix,
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+) -> Result<GemmResult> {
+    run_gemm_traced(hw, a, w, bias, requant, engine, None)
+}
+
+/// [`run_gemm`] with an optional per-cycle trace (cycle engine only).
+pub fn run_gemm_traced(
+    hw: &HwConfig,
+    a: &Matrix,
+    w: &Matrix,
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+    trace: Option<&mut String>,
+) -> Result<GemmResult> {
+    let cfg = ArrayConfig::from_hw(hw)?;
+    if let Some(b) = bias {
+        if b.len() != w.cols() {
+            return Err(Error::input(format!(
+                "bias has {} values but the layer has {} output channels (N)",
+                b.len(),
+                w.cols()
+            )));
+        }
+    }
+    let arr = run_array(&cfg, a, w, engine, trace)?;
+    let d = cfg.drop_bits();
+    let (m, n) = (arr.m, arr.n);
+    let mut out = vec![0i64; m * n];
+    let mut stats = arr.stats;
+    let fmt = requant.out_format();
+    let lo = if requant.relu() { fmt.min().max(0) } else { fmt.min() } as f64;
+    let hi = fmt.max() as f64;
+    let rm = requant.real_multiplier();
+    // Serial, row-major: the float sums are order-fixed.
+    for i in 0..m * n {
+        let b = bias.map_or(0, |b| b[i % n]) as i128;
+        let x = ((arr.acc[i] as i128) << d) + b;
+        let (code, clamped) = requant.apply(x);
+        out[i] = code;
+        stats.out_clamped += clamped as u64;
+        let y = (rm * (arr.exact[i] as i128 + b) as f64).clamp(lo, hi);
+        let err = code as f64 - y;
+        stats.out_err_sum += err;
+        stats.out_err_sq += err * err;
+    }
+    stats.outputs = (m * n) as u64;
+    Ok(GemmResult { m, n, out, acc: arr.acc, drop_bits: d, exact: arr.exact, stats })
+}
+
+/// A dense (fully connected) layer: `x` is `batch x in_features`, `weight`
+/// is `out_features x in_features` (PyTorch `Linear` layout); the GEMM is
+/// `x * weight^T`. Output: `batch x out_features`.
+pub fn dense(
+    hw: &HwConfig,
+    x: &Matrix,
+    weight: &Matrix,
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+) -> Result<GemmResult> {
+    if x.cols() != weight.cols() {
+        return Err(Error::input(format!(
+            "dense: input has {} features but the weight is {}x{} (out x in)",
+            x.cols(),
+            weight.rows(),
+            weight.cols()
+        )));
+    }
+    let (o, i) = (weight.rows(), weight.cols());
+    let mut wt = vec![0i32; i * o];
+    for r in 0..o {
+        for c in 0..i {
+            wt[c * o + r] = weight.get(r, c);
+        }
+    }
+    run_gemm(hw, x, &Matrix::new(i, o, wt)?, bias, requant, engine)
+}
+
+/// Shape of a conv2d layer (no groups, no dilation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Batch N, input channels C, height H, width W of the NCHW input.
+    pub batch: usize,
+    pub in_ch: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Output channels O and kernel KH x KW (OIHW weights).
+    pub out_ch: usize,
+    pub kh: usize,
+    pub kw: usize,
+    /// Stride (vertical, horizontal), >= 1.
+    pub stride: (usize, usize),
+    /// Zero padding (top/bottom, left/right).
+    pub padding: (usize, usize),
+}
+
+impl Conv2d {
+    /// Output height and width: `(H + 2*pad - KH) / stride + 1` (floor).
+    pub fn out_hw(&self) -> Result<(usize, usize)> {
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return Err(Error::field("conv2d stride", format!("{:?}", self.stride), ">= 1"));
+        }
+        let (ph, pw) = (self.height + 2 * self.padding.0, self.width + 2 * self.padding.1);
+        if self.kh == 0 || self.kw == 0 || self.kh > ph || self.kw > pw {
+            return Err(Error::input(format!(
+                "conv2d: kernel {}x{} does not fit the padded input {ph}x{pw}",
+                self.kh, self.kw
+            )));
+        }
+        Ok(((ph - self.kh) / self.stride.0 + 1, (pw - self.kw) / self.stride.1 + 1))
+    }
+}
+
+/// The result of a conv2d: the GEMM result (M = batch*OH*OW rows, N = O
+/// columns) plus the NCHW output codes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dResult {
+    /// `[batch, out_ch, OH, OW]`.
+    pub shape: [usize; 4],
+    /// Output codes, NCHW.
+    pub out: Vec<i64>,
+    /// The underlying GEMM (im2col order: row `(b*OH + oy)*OW + ox`).
+    pub gemm: GemmResult,
+}
+
+/// Conv2d by im2col: `A[(b,oy,ox)][(c,ky,kx)] = x[b][c][oy*sh+ky-ph][ox*sw+kx-pw]`
+/// (0 in the padding), `W[(c,ky,kx)][o] = weight[o][c][ky][kx]`; K runs over
+/// `(c, ky, kx)` in that (row-major) order, which fixes the order of the
+/// additions. `x` is NCHW, `weight` OIHW, both flat row-major.
+pub fn conv2d(
+    hw: &HwConfig,
+    shape: &Conv2d,
+    x: &[i32],
+    weight: &[i32],
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+) -> Result<Conv2dResult> {
+    let s = shape;
+    let (oh, ow) = s.out_hw()?;
+    let need_x = s.batch * s.in_ch * s.height * s.width;
+    if x.len() != need_x {
+        return Err(Error::input(format!(
+            "conv2d input: {} values for NCHW {}x{}x{}x{} ({need_x})",
+            x.len(),
+            s.batch,
+            s.in_ch,
+            s.height,
+            s.width
+        )));
+    }
+    let k = s.in_ch * s.kh * s.kw;
+    if weight.len() != s.out_ch * k {
+        return Err(Error::input(format!(
+            "conv2d weight: {} values for OIHW {}x{}x{}x{} ({})",
+            weight.len(),
+            s.out_ch,
+            s.in_ch,
+            s.kh,
+            s.kw,
+            s.out_ch * k
+        )));
+    }
+    let m = s.batch * oh * ow;
+    let mut a = vec![0i32; m * k];
+    for b in 0..s.batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = (b * oh + oy) * ow + ox;
+                for c in 0..s.in_ch {
+                    for ky in 0..s.kh {
+                        let iy = (oy * s.stride.0 + ky) as isize - s.padding.0 as isize;
+                        for kx in 0..s.kw {
+                            let ix = (ox * s.stride.1 + kx) as isize - s.padding.1 as isize;
+                            let col = (c * s.kh + ky) * s.kw + kx;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < s.height && (ix as usize) < s.width {
+                                a[row * k + col] =
+                                    x[((b * s.in_ch + c) * s.height + iy as usize) * s.width + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut wm = vec![0i32; k * s.out_ch];
+    for o in 0..s.out_ch {
+        for kk in 0..k {
+            wm[kk * s.out_ch + o] = weight[o * k + kk];
+        }
+    }
+    let gemm = run_gemm(hw, &Matrix::new(m, k, a)?, &Matrix::new(k, s.out_ch, wm)?, bias, requant, engine)?;
+    let mut out = vec![0i64; m * s.out_ch];
+    for b in 0..s.batch {
+        for o in 0..s.out_ch {
+            for p in 0..oh * ow {
+                out[(b * s.out_ch + o) * oh * ow + p] = gemm.out[(b * oh * ow + p) * s.out_ch + o];
+            }
+        }
+    }
+    Ok(Conv2dResult { shape: [s.batch, s.out_ch, oh, ow], out, gemm })
+}

@@ -1,0 +1,437 @@
+//! The cycle-level engine: every PE register is updated every cycle, in two
+//! phases (compute every next value from the current registers, then commit
+//! all of them), exactly as `docs/datapath.md` ("Timing") describes. The
+//! timing is *derived* by stepping (a tile's streaming phase ends when its
+//! last output has been committed at the bottom of the array), not taken
+//! from [`super::compute_cycles`]; the tests check the two agree.
+//!
+//! State is struct-of-arrays (`R*C` flat vectors per register kind, plus a
+//! "next" copy swapped at commit); nothing is allocated per cycle.
+
+use super::stats::{centre, Tally};
+use super::{Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use std::fmt::Write as _;
+
+/// Writeback/buffer state shared by the dataflows.
+struct Buffer<'t> {
+    cfg: ArrayConfig,
+    n: usize,
+    /// Psum buffer (stored, units of 2^d), its exact shadow, the exact GEMM.
+    b: Vec<i64>,
+    be: Vec<i64>,
+    ex: Vec<i64>,
+    tally: Tally,
+    h: i64,
+    cycle: u64,
+    /// Smallest (row, col) overflow position seen in the current cycle.
+    cand: Option<(u32, u32)>,
+    trace: Option<&'t mut String>,
+    /// Trace text of the current cycle's writebacks and overflows.
+    wb_text: String,
+    ovf_text: String,
+}
+
+impl Buffer<'_> {
+    fn event(&mut self, row: usize, col: usize) {
+        let p = (row as u32, col as u32);
+        self.cand = Some(self.cand.map_or(p, |c| c.min(p)));
+        if self.trace.is_some() {
+            if !self.ovf_text.is_empty() {
+                self.ovf_text.push(';');
+            }
+            let _ = write!(self.ovf_text, "{row},{col}");
+        }
+    }
+
+    /// The psum-buffer adder: `B[mm][nn] = narrow_P(B + round_d(s))`.
+    fn writeback(&mut self, col: usize, mm: usize, nn: usize, s: i64, e: i64) {
+        let cfg = self.cfg;
+        let idx = mm * self.n + nn;
+        self.tally.max_psum = self.tally.max_psum.max(s.unsigned_abs());
+        let (rv, re) = if cfg.rounder.k() == 0 {
+            (s, e)
+        } else {
+            let (r, info) = cfg.rounder.round_info(s as i128);
+            self.tally.record_round(&info, self.h);
+            (r as i64, cfg.rounder.round(e as i128) as i64)
+        };
+        let (nb, of) = cfg.acc.add(self.b[idx], rv);
+        self.b[idx] = nb;
+        self.tally.max_acc = self.tally.max_acc.max(nb.unsigned_abs());
+        self.be[idx] += re;
+        self.tally.width_or |= cfg.acc.mag(self.be[idx]);
+        self.ex[idx] += e;
+        self.tally.writebacks += 1;
+        if of {
+            self.tally.ovf_psum += 1;
+            self.event(cfg.rows, col);
+        }
+        if self.trace.is_some() {
+            if !self.wb_text.is_empty() {
+                self.wb_text.push(';');
+            }
+            let _ = write!(self.wb_text, "{col}:{mm},{nn}:{s}>{nb}");
+        }
+    }
+
+    /// Close the current cycle: settle the first overflow, emit the trace
+    /// line, advance the cycle counter.
+    fn end_cycle(&mut self, tile: usize, phase: &str, inputs: &str) {
+        if self.tally.first.is_none() {
+            if let Some((row, col)) = self.cand {
+                self.tally.first = Some(OverflowEvent { cycle: self.cycle, row, col });
+            }
+        }
+        self.cand = None;
+        if let Some(t) = self.trace.as_deref_mut() {
+            let _ = write!(t, "{} t{} {}", self.cycle, tile, phase);
+            if !inputs.is_empty() {
+                let _ = write!(t, " {inputs}");
+            }
+            if !self.wb_text.is_empty() {
+                let _ = write!(t, " wb={}", self.wb_text);
+            }
+            if !self.ovf_text.is_empty() {
+                let _ = write!(t, " ovf={}", self.ovf_text);
+            }
+            t.push('\n');
+            self.wb_text.clear();
+            self.ovf_text.clear();
+        }
+        self.cycle += 1;
+    }
+}
+
+fn join(vals: impl Iterator<Item = Option<i64>>) -> String {
+    let mut s = String::new();
+    for (i, v) in vals.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        match v {
+            Some(v) => {
+                let _ = write!(s, "{v}");
+            }
+            None => s.push('.'),
+        }
+    }
+    s
+}
+
+pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut String>) -> ArrayOutput {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let mut buf = Buffer {
+        cfg: *cfg,
+        n,
+        b: vec![0; m * n],
+        be: vec![0; m * n],
+        ex: vec![0; m * n],
+        tally: Tally::default(),
+        h: centre(cfg.rounder.k(), cfg.rounder.offset()),
+        cycle: 0,
+        cand: None,
+        trace,
+        wb_text: String::new(),
+        ovf_text: String::new(),
+    };
+    if let Some(t) = buf.trace.as_deref_mut() {
+        let _ = writeln!(
+            t,
+            "# bitmac trace v1 dataflow={} rows={} cols={} M={m} K={k} N={n} P={} overflow={} d={}",
+            cfg.dataflow,
+            cfg.rows,
+            cfg.cols,
+            cfg.acc.bits,
+            cfg.acc.mode,
+            cfg.rounder.k()
+        );
+    }
+    match cfg.dataflow {
+        Dataflow::Ws | Dataflow::Is => run_stationary(cfg, a, w, &mut buf),
+        Dataflow::Os => run_os(cfg, a, w, &mut buf),
+    }
+    let cycles = buf.cycle;
+    let stats = buf.tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
+    ArrayOutput { m, n, acc: buf.b, exact: buf.ex, stats }
+}
+
+/// One row of PEs for one cycle: activation from the left (`edge` at column
+/// 0), psum and exact shadow from above (`None` at row 0: the column input
+/// is 0). Returns the number of overflows and the first overflowing column.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mac_row(
+    acc: &Acc,
+    edge: i64,
+    wrow: &[i64],
+    arow: &[i64],
+    up: Option<(&[i64], &[i64])>,
+    an: &mut [i64],
+    pn: &mut [i64],
+    en: &mut [i64],
+    or: &mut u64,
+) -> (u64, usize) {
+    let c = wrow.len();
+    let mut cnt = 0u64;
+    let mut first = usize::MAX;
+    let mut orv = 0u64;
+    for x in 0..c {
+        let ain = if x == 0 { edge } else { arow[x - 1] };
+        let (pin, ein) = match up {
+            Some((p, e)) => (p[x], e[x]),
+            None => (0, 0),
+        };
+        let prod = wrow[x] * ain;
+        let (ps, of) = acc.add(pin, prod);
+        let ev = ein + prod;
+        orv |= acc.mag(ev);
+        an[x] = ain;
+        pn[x] = ps;
+        en[x] = ev;
+        if of {
+            cnt += 1;
+            first = first.min(x);
+        }
+    }
+    *or |= orv;
+    (cnt, first)
+}
+
+/// Weight- and input-stationary dataflows (identical structure: a
+/// stationary operand preloaded into the PEs, a moving operand streamed in
+/// from the left, column sums leaving at the bottom).
+fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    let (rr, cc) = (cfg.rows, cfg.cols);
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let ws = cfg.dataflow == Dataflow::Ws;
+    let (cdim, stream) = if ws { (n, m) } else { (m, n) };
+    // stationary(kk, j): the value held by the PE of K index kk, column
+    // index j; moving(kk, s): the value of stream item s entering row kk.
+    let stationary = |kk: usize, j: usize| -> i64 { if ws { w.get(kk, j) as i64 } else { a.get(j, kk) as i64 } };
+    let moving = |kk: usize, s: usize| -> i64 { if ws { a.get(s, kk) as i64 } else { w.get(kk, s) as i64 } };
+    let sz = rr * cc;
+    let (mut wreg, mut wnext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut areg, mut anext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut preg, mut pnext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut ereg, mut enext) = (vec![0i64; sz], vec![0i64; sz]);
+    // Stream-item tag of each activation register in the bottom row (-1:
+    // bubble); a committed bottom psum belongs to the item of its tag.
+    let (mut tag, mut tagn) = (vec![-1i64; cc], vec![-1i64; cc]);
+    let mut pending = vec![false; cc];
+    let mut pend_c0 = 0usize;
+    let mut edge = vec![0i64; rr];
+    let tracing = buf.trace.is_some();
+    let mut tile = 0usize;
+
+    // Consume the bottom-row outputs committed in the previous cycle.
+    let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
+        for c in 0..cc {
+            if pending[c] {
+                pending[c] = false;
+                let s = tag[c] as usize;
+                let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
+                buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c], ereg[(rr - 1) * cc + c]);
+            }
+        }
+    };
+
+    for c0 in (0..cdim).step_by(cc) {
+        let cu = cc.min(cdim - c0);
+        for k0 in (0..k).step_by(rr) {
+            let ru = rr.min(k - k0);
+            // Preload: R cycles; the stationary row for array row R-1-q
+            // enters at the top and every row shifts down by one.
+            for q in 0..rr {
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                let src = rr - 1 - q;
+                for c in 0..cc {
+                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { 0 };
+                }
+                wnext[cc..].copy_from_slice(&wreg[..sz - cc]);
+                std::mem::swap(&mut wreg, &mut wnext);
+                let ins = if tracing { format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v)))) } else { String::new() };
+                buf.end_cycle(tile, "load", &ins);
+            }
+            // Stream.
+            pend_c0 = c0;
+            let mut done = 0usize;
+            let mut q = 0usize;
+            while done < stream * cu {
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                for (r, e) in edge.iter_mut().enumerate() {
+                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { 0 };
+                }
+                let mut first_row_event = None;
+                for r in 0..rr {
+                    let row = r * cc..(r + 1) * cc;
+                    let up = if r == 0 {
+                        None
+                    } else {
+                        let prev = (r - 1) * cc..r * cc;
+                        Some((&preg[prev.clone()], &ereg[prev]))
+                    };
+                    let (cnt, first) = mac_row(
+                        &cfg.acc,
+                        edge[r],
+                        &wreg[row.clone()],
+                        &areg[row.clone()],
+                        up,
+                        &mut anext[row.clone()],
+                        &mut pnext[row.clone()],
+                        &mut enext[row],
+                        &mut buf.tally.width_or,
+                    );
+                    if cnt > 0 {
+                        buf.tally.ovf_array += cnt;
+                        if first_row_event.is_none() {
+                            first_row_event = Some((r, first));
+                        }
+                        if tracing {
+                            // Report every overflowing PE of the row.
+                            for c in 0..cc {
+                                let ain = if c == 0 { edge[r] } else { areg[r * cc + c - 1] };
+                                let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
+                                if cfg.acc.add(pin, wreg[r * cc + c] * ain).1 {
+                                    buf.event(r, c);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let (Some((r, c)), false) = (first_row_event, tracing) {
+                    buf.event(r, c);
+                }
+                tagn[0] = if q >= rr - 1 && q - (rr - 1) < stream { (q - (rr - 1)) as i64 } else { -1 };
+                tagn[1..].copy_from_slice(&tag[..cc - 1]);
+                // Commit.
+                std::mem::swap(&mut areg, &mut anext);
+                std::mem::swap(&mut preg, &mut pnext);
+                std::mem::swap(&mut ereg, &mut enext);
+                std::mem::swap(&mut tag, &mut tagn);
+                for c in 0..cu {
+                    if tag[c] >= 0 {
+                        pending[c] = true;
+                        done += 1;
+                    }
+                }
+                let ins = if tracing {
+                    let rows = (0..rr).map(|r| (r < ru && q >= r && q - r < stream).then_some(edge[r]));
+                    format!("in={}", join(rows))
+                } else {
+                    String::new()
+                };
+                buf.end_cycle(tile, "mac", &ins);
+                q += 1;
+            }
+            tile += 1;
+        }
+    }
+    // The last column sums are written back one cycle after they leave.
+    if pending.iter().any(|&p| p) {
+        drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+        buf.end_cycle(tile - 1, "wb", "");
+    }
+}
+
+/// Output-stationary dataflow: activations enter from the left, weights
+/// from the top, each PE accumulates its own output over all of K, then the
+/// array drains row by row through the bottom.
+fn run_os(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    let (rr, cc) = (cfg.rows, cfg.cols);
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let sz = rr * cc;
+    let (mut areg, mut anext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut wreg, mut wnext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut preg, mut pnext) = (vec![0i64; sz], vec![0i64; sz]);
+    let (mut ereg, mut enext) = (vec![0i64; sz], vec![0i64; sz]);
+    // K-index tag of the activation registers of the last used row.
+    let (mut tag, mut tagn) = (vec![-1i64; cc], vec![-1i64; cc]);
+    let mut left = vec![0i64; rr];
+    let mut top = vec![0i64; cc];
+    let tracing = buf.trace.is_some();
+    let mut tile = 0usize;
+    for r0 in (0..m).step_by(rr) {
+        let ru = rr.min(m - r0);
+        for c0 in (0..n).step_by(cc) {
+            let cu = cc.min(n - c0);
+            // Accumulators start the tile at 0; the pipelines are empty.
+            for v in [&mut areg, &mut wreg, &mut preg, &mut ereg] {
+                v.fill(0);
+            }
+            tag.fill(-1);
+            let mut q = 0usize;
+            loop {
+                let valid_k = |i: usize| q >= i && q - i < k;
+                for (r, l) in left.iter_mut().enumerate() {
+                    *l = if r < ru && valid_k(r) { a.get(r0 + r, q - r) as i64 } else { 0 };
+                }
+                for (c, t) in top.iter_mut().enumerate() {
+                    *t = if c < cu && valid_k(c) { w.get(q - c, c0 + c) as i64 } else { 0 };
+                }
+                let mut first: Option<(usize, usize)> = None;
+                for r in 0..rr {
+                    for c in 0..cc {
+                        let i = r * cc + c;
+                        let ain = if c == 0 { left[r] } else { areg[i - 1] };
+                        let win = if r == 0 { top[c] } else { wreg[i - cc] };
+                        let prod = ain * win;
+                        let (ps, of) = cfg.acc.add(preg[i], prod);
+                        let ev = ereg[i] + prod;
+                        buf.tally.width_or |= cfg.acc.mag(ev);
+                        anext[i] = ain;
+                        wnext[i] = win;
+                        pnext[i] = ps;
+                        enext[i] = ev;
+                        if of {
+                            buf.tally.ovf_array += 1;
+                            if first.is_none() {
+                                first = Some((r, c));
+                            }
+                            if tracing {
+                                buf.event(r, c);
+                            }
+                        }
+                    }
+                }
+                if let (Some((r, c)), false) = (first, tracing) {
+                    buf.event(r, c);
+                }
+                tagn[0] = if valid_k(ru - 1) { (q - (ru - 1)) as i64 } else { -1 };
+                tagn[1..].copy_from_slice(&tag[..cc - 1]);
+                std::mem::swap(&mut areg, &mut anext);
+                std::mem::swap(&mut wreg, &mut wnext);
+                std::mem::swap(&mut preg, &mut pnext);
+                std::mem::swap(&mut ereg, &mut enext);
+                std::mem::swap(&mut tag, &mut tagn);
+                let ins = if tracing {
+                    format!(
+                        "in={} top={}",
+                        join((0..rr).map(|r| (r < ru && valid_k(r)).then_some(left[r]))),
+                        join((0..cc).map(|c| (c < cu && valid_k(c)).then_some(top[c])))
+                    )
+                } else {
+                    String::new()
+                };
+                buf.end_cycle(tile, "mac", &ins);
+                q += 1;
+                if tag[cu - 1] == (k - 1) as i64 {
+                    break;
+                }
+            }
+            // Drain: at drain cycle q the results of row R-1-q leave the
+            // bottom of every column and are written back.
+            for q in 0..rr {
+                let r = rr - 1 - q;
+                if r < ru {
+                    for c in 0..cu {
+                        let i = r * cc + c;
+                        buf.writeback(c, r0 + r, c0 + c, preg[i], ereg[i]);
+                    }
+                }
+                let ins = if tracing { format!("row={r}") } else { String::new() };
+                buf.end_cycle(tile, "drain", &ins);
+            }
+            tile += 1;
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The fast functional engine: the numerics of `docs/datapath.md` without
+//! stepping cycles.
+//!
+//! Structure: the output columns are cut into blocks of at most [`NB`]
+//! columns that never straddle a column tile (ws, os); blocks run in
+//! parallel (rayon) and are merged in block order, so results do not depend
+//! on the thread count. Within a block, for every output row and fold, the
+//! column chain (the fold's products added in K order, narrowed to P bits at
+//! every adder) runs over the block's columns as one vectorizable loop, then
+//! the fold's column sums are written back into the psum buffer (exactly as
+//! the hardware's buffer adder does, per element).
+//!
+//! Shortcuts, each exact:
+//! - **No-overflow proof.** For a fold and a block, if
+//!   `max|A| * max_n sum_{k in fold} |w_kn| <= 2^(P-1) - 1` no chain prefix
+//!   can leave the accumulator range (this is A2Q's l1 condition evaluated on
+//!   the actual data), so the chain is a plain exact sum: no narrowing, no
+//!   overflow checks.
+//! - **WRAP is a ring homomorphism.** The stored WRAP chain is the exact
+//!   prefix sum reduced mod 2^P, so the chain is computed exactly and wrapped
+//!   once at the end of the fold. Overflow *counts* are still exact: adder r
+//!   overflows iff `floor((E_r - min) / 2^P) != floor((E_{r-1} - min) / 2^P)`
+//!   for the exact prefix sums `E` (the stored value `E_{r-1} mod 2^P` plus
+//!   the product leaves the range exactly when the exact prefix crosses a
+//!   multiple of 2^P shifted by `min`).
+//! - **i32 lanes** when every chain value provably fits (`fold length *
+//!   max|a| * max|w| < 2^30`, and P <= 30 wherever narrowing is needed);
+//!   otherwise a scalar `i64` path with per-adder narrowing.
+//!
+//! Overflow counts are kept per tile; the first overflow event is then found
+//! by re-running the earliest tile (in schedule order) that overflowed, with
+//! per-adder checks and the timing formulas of `docs/datapath.md`. Tiles run
+//! strictly one after another, so every event of an earlier tile precedes
+//! every event of a later one.
+
+use super::stats::{centre, Tally};
+use super::{compute_cycles, schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
+use super::{OverflowEvent, Stats};
+use crate::numerics::OverflowMode;
+use rayon::prelude::*;
+
+/// Column block width (i32 lanes).
+pub const NB: usize = 64;
+
+struct BlockOut {
+    acc: Vec<i64>,
+    exact: Vec<i64>,
+    tally: Tally,
+    tile_counts: Vec<u64>,
+}
+
+/// Shared, read-only context of one GEMM.
+struct Ctx<'a> {
+    cfg: &'a ArrayConfig,
+    a: &'a Matrix,
+    w: &'a Matrix,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// Fold length: R (ws/is) or K (os).
+    fl: usize,
+    folds: usize,
+    /// Folds for tile indexing (ws/is) and column tiles (os).
+    tfolds: usize,
+    ntiles_n: usize,
+    ntiles: usize,
+    amax: u64,
+    use32: bool,
+}
+
+pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
+    let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let tiles = schedule(cfg, m, k, n);
+    let ctx = Ctx {
+        cfg,
+        a,
+        w,
+        m,
+        k,
+        n,
+        fl,
+        folds: k.div_ceil(fl),
+        tfolds: k.div_ceil(cfg.rows),
+        ntiles_n: n.div_ceil(cfg.cols),
+        ntiles: tiles.len(),
+        amax,
+        use32: (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30),
+    };
+    let mut blocks = Vec::new();
+    match cfg.dataflow {
+        Dataflow::Ws | Dataflow::Os => {
+            for c0 in (0..n).step_by(cfg.cols) {
+                let c1 = (c0 + cfg.cols).min(n);
+                for b0 in (c0..c1).step_by(NB) {
+                    blocks.push((b0, NB.min(c1 - b0)));
+                }
+            }
+        }
+        Dataflow::Is => {
+            for b0 in (0..n).step_by(NB) {
+                blocks.push((b0, NB.min(n - b0)));
+            }
+        }
+    }
+    let outs: Vec<BlockOut> = blocks.par_iter().map(|&(n0, nb)| run_block(&ctx, n0, nb)).collect();
+
+    let mut acc = vec![0i64; m * n];
+    let mut exact = vec![0i64; m * n];
+    let mut tally = Tally::default();
+    let mut tile_counts = vec![0u64; tiles.len()];
+    for (&(n0, nb), out) in blocks.iter().zip(&outs) {
+        for mm in 0..m {
+            acc[mm * n + n0..mm * n + n0 + nb].copy_from_slice(&out.acc[mm * nb..(mm + 1) * nb]);
+            exact[mm * n + n0..mm * n + n0 + nb].copy_from_slice(&out.exact[mm * nb..(mm + 1) * nb]);
+        }
+        tally.merge(&out.tally);
+        for (t, c) in tile_counts.iter_mut().zip(&out.tile_counts) {
+            *t += c;
+        }
+    }
+    if let Some(t) = tile_counts.iter().position(|&c| c > 0) {
+        tally.first = scan_tile(&ctx, &tiles[t]);
+    }
+    let cycles = compute_cycles(cfg.dataflow, cfg.rows, cfg.cols, m, k, n);
+    let stats: Stats = tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
+    ArrayOutput { m, n, acc, exact, stats }
+}
+
+const SAFE: u8 = 0;
+const WRAP: u8 = 1;
+const SAT: u8 = 2;
+const SATZ: u8 = 3;
+const SATS: u8 = 4;
+
+#[inline(always)]
+fn mag32<const SYM: bool>(e: i32) -> i32 {
+    if SYM {
+        e.wrapping_abs()
+    } else {
+        e ^ (e >> 31)
+    }
+}
+
+/// One fold of the column chain over a block, in i32 lanes. `s` receives
+/// the stored column sums, `e` the exact ones; `o` accumulates `mag` of every
+/// exact prefix; returns the number of adder overflows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fold32<const MODE: u8, const SYM: bool>(
+    arow: &[i32],
+    w: &[i32],
+    n: usize,
+    n0: usize,
+    k0: usize,
+    s: &mut [i32],
+    e: &mut [i32],
+    o: &mut [i32],
+    acc: &Acc,
+) -> u64 {
+    let nb = s.len();
+    let (min, max, bits) = (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
+    let mut cnt = [0i32; NB];
+    let cnt = &mut cnt[..nb];
+    s.fill(0);
+    e.fill(0);
+    let o = &mut o[..nb];
+    for (kk, &av) in arow.iter().enumerate() {
+        let base = (k0 + kk) * n + n0;
+        let wr = &w[base..base + nb];
+        match MODE {
+            SAFE => {
+                for ((e, o), &wv) in e.iter_mut().zip(o.iter_mut()).zip(wr) {
+                    *e += av * wv;
+                    *o |= mag32::<SYM>(*e);
+                }
+            }
+            WRAP => {
+                for (((e, o), c), &wv) in e.iter_mut().zip(o.iter_mut()).zip(cnt.iter_mut()).zip(wr) {
+                    let ne = *e + av * wv;
+                    *c += (((*e - min) >> bits) != ((ne - min) >> bits)) as i32;
+                    *e = ne;
+                    *o |= mag32::<SYM>(ne);
+                }
+            }
+            _ => {
+                for ((((s, e), o), c), &wv) in
+                    s.iter_mut().zip(e.iter_mut()).zip(o.iter_mut()).zip(cnt.iter_mut()).zip(wr)
+                {
+                    let p = av * wv;
+                    let t = *s + p;
+                    let ns = match MODE {
+                        SAT => t.clamp(min, max),
+                        SATZ => {
+                            if t < min || t > max {
+                                0
+                            } else {
+                                t
+                            }
+                        }
+                        _ => t.clamp(-max, max),
+                    };
+                    *c += (ns != t) as i32;
+                    *s = ns;
+                    *e += p;
+                    *o |= mag32::<SYM>(*e);
+                }
+            }
+        }
+    }
+    match MODE {
+        SAFE => s.copy_from_slice(e),
+        WRAP => {
+            let sh = 32 - bits;
+            for (s, &e) in s.iter_mut().zip(e.iter()) {
+                *s = (e << sh) >> sh;
+            }
+        }
+        _ => {}
+    }
+    cnt.iter().map(|&c| c as u64).sum()
+}
+
+fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
+    let cfg = ctx.cfg;
+    let (m, k, n) = (ctx.m, ctx.k, ctx.n);
+    let acc = cfg.acc;
+    let ad = ctx.a.data();
+    let wd = ctx.w.data();
+    // Per fold: does the no-overflow proof hold for every column of the block?
+    let safe: Vec<bool> = (0..ctx.folds)
+        .map(|f| {
+            let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
+            let mut norms = [0u64; NB];
+            for kk in k0..k1 {
+                for (s, &v) in norms[..nb].iter_mut().zip(&wd[kk * n + n0..kk * n + n0 + nb]) {
+                    *s += v.unsigned_abs() as u64;
+                }
+            }
+            let worst = norms[..nb].iter().copied().max().unwrap_or(0);
+            (worst as u128) * (ctx.amax as u128) <= acc.max as u128
+        })
+        .collect();
+    let sym = acc.mode == OverflowMode::SatSym;
+    let mode = match acc.mode {
+        OverflowMode::Wrap => WRAP,
+        OverflowMode::Sat => SAT,
+        OverflowMode::SatZero => SATZ,
+        OverflowMode::SatSym => SATS,
+    };
+    let h = centre(cfg.rounder.k(), cfg.rounder.offset());
+    let mut out = BlockOut {
+        acc: vec![0; m * nb],
+        exact: vec![0; m * nb],
+        tally: Tally::default(),
+        tile_counts: vec![0; ctx.ntiles],
+    };
+    let (mut s32, mut e32, mut o32) = ([0i32; NB], [0i32; NB], [0i32; NB]);
+    let (mut s64, mut e64) = (vec![0i64; nb], vec![0i64; nb]);
+    let mut b = vec![0i64; nb];
+    let mut be = vec![0i64; nb];
+    let mut ex = vec![0i64; nb];
+    let mut or64 = 0u64;
+    for mm in 0..m {
+        b.fill(0);
+        be.fill(0);
+        ex.fill(0);
+        let arow_all = &ad[mm * k..(mm + 1) * k];
+        for f in 0..ctx.folds {
+            let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
+            let arow = &arow_all[k0..k1];
+            let cnt = if ctx.use32 {
+                let (s, e) = (&mut s32[..nb], &mut e32[..nb]);
+                let c = match (safe[f], mode, sym) {
+                    (true, _, false) => fold32::<SAFE, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (true, _, true) => fold32::<SAFE, true>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (false, WRAP, _) => fold32::<WRAP, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (false, SAT, _) => fold32::<SAT, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (false, SATZ, _) => fold32::<SATZ, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (false, _, _) => fold32::<SATS, true>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                };
+                for x in 0..nb {
+                    s64[x] = s32[x] as i64;
+                    e64[x] = e32[x] as i64;
+                }
+                c
+            } else {
+                fold64(arow, wd, n, n0, k0, &mut s64, &mut e64, &mut or64, &acc)
+            };
+            let tile = tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f);
+            let wcnt = writeback(cfg, &s64, &e64, &mut b, &mut be, &mut ex, &mut out.tally, h, &mut or64);
+            out.tally.ovf_array += cnt;
+            out.tile_counts[tile] += cnt + wcnt;
+        }
+        out.acc[mm * nb..(mm + 1) * nb].copy_from_slice(&b);
+        out.exact[mm * nb..(mm + 1) * nb].copy_from_slice(&ex);
+    }
+    for &o in &o32[..nb] {
+        or64 |= o as u32 as u64;
+    }
+    out.tally.width_or |= or64;
+    out
+}
+
+/// The scalar i64 path of [`fold32`] (wide data or long folds): per-adder
+/// narrowing with [`Acc::add`].
+#[allow(clippy::too_many_arguments)]
+fn fold64(
+    arow: &[i32],
+    w: &[i32],
+    n: usize,
+    n0: usize,
+    k0: usize,
+    s: &mut [i64],
+    e: &mut [i64],
+    or: &mut u64,
+    acc: &Acc,
+) -> u64 {
+    let mut cnt = 0u64;
+    for x in 0..s.len() {
+        let (mut sv, mut ev) = (0i64, 0i64);
+        for (kk, &av) in arow.iter().enumerate() {
+            let p = av as i64 * w[(k0 + kk) * n + n0 + x] as i64;
+            let (ns, of) = acc.add(sv, p);
+            cnt += of as u64;
+            sv = ns;
+            ev += p;
+            *or |= acc.mag(ev);
+        }
+        s[x] = sv;
+        e[x] = ev;
+    }
+    cnt
+}
+
+/// Write one fold's column sums back into the psum buffer:
+/// `B = narrow_P(B + round_d(S))`, with the exact shadow
+/// `BE += round_d(S_exact)` and the exact GEMM `EX += S_exact`. Returns the
+/// number of buffer-adder overflows.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn writeback(
+    cfg: &ArrayConfig,
+    s: &[i64],
+    e: &[i64],
+    b: &mut [i64],
+    be: &mut [i64],
+    ex: &mut [i64],
+    tally: &mut Tally,
+    h: i64,
+    or: &mut u64,
+) -> u64 {
+    let acc = cfg.acc;
+    let d = cfg.rounder.k();
+    let mut cnt = 0u64;
+    let mut max_psum = tally.max_psum;
+    let mut max_acc = tally.max_acc;
+    let mut orv = 0u64;
+    for x in 0..s.len() {
+        let sv = s[x];
+        max_psum = max_psum.max(sv.unsigned_abs());
+        let (rv, re) = if d == 0 {
+            (sv, e[x])
+        } else {
+            let (r, info) = cfg.rounder.round_info(sv as i128);
+            tally.record_round(&info, h);
+            (r as i64, cfg.rounder.round(e[x] as i128) as i64)
+        };
+        let (nb, of) = acc.add(b[x], rv);
+        cnt += of as u64;
+        b[x] = nb;
+        max_acc = max_acc.max(nb.unsigned_abs());
+        be[x] += re;
+        orv |= acc.mag(be[x]);
+        ex[x] += e[x];
+    }
+    *or |= orv;
+    tally.max_psum = max_psum;
+    tally.max_acc = max_acc;
+    tally.writebacks += s.len() as u64;
+    tally.ovf_psum += cnt;
+    cnt
+}
+
+/// The first overflow event of tile `t` (smallest cycle, row, column), by
+/// re-running its outputs with per-adder checks (`docs/datapath.md`,
+/// "Timing" gives each adder's cycle).
+fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
+    let cfg = ctx.cfg;
+    let acc = cfg.acc;
+    let r_all = cfg.rows as u64;
+    let (k, n) = (ctx.k, ctx.n);
+    let ad = ctx.a.data();
+    let wd = ctx.w.data();
+    let (mrange, nrange) = match cfg.dataflow {
+        Dataflow::Ws => (0..ctx.m, t.c0..t.c0 + t.cu),
+        Dataflow::Is => (t.c0..t.c0 + t.cu, 0..n),
+        Dataflow::Os => (t.r0..t.r0 + t.ru, t.c0..t.c0 + t.cu),
+    };
+    let mut best: Option<OverflowEvent> = None;
+    let mut note = |cycle: u64, row: u64, col: u64| {
+        let ev = OverflowEvent { cycle, row: row as u32, col: col as u32 };
+        best = Some(best.map_or(ev, |b| b.min(ev)));
+    };
+    for mm in mrange {
+        for nn in nrange.clone() {
+            let mut b = 0i64;
+            for f in 0..=t.fold {
+                let (k0, k1) = if cfg.dataflow == Dataflow::Os { (0, k) } else { (f * cfg.rows, ((f + 1) * cfg.rows).min(k)) };
+                let mut s = 0i64;
+                let last = f == t.fold;
+                for kk in k0..k1 {
+                    let p = ad[mm * k + kk] as i64 * wd[kk * n + nn] as i64;
+                    let (ns, of) = acc.add(s, p);
+                    s = ns;
+                    if of && last {
+                        let rr = (kk - k0) as u64;
+                        match cfg.dataflow {
+                            Dataflow::Ws => {
+                                let c = (nn - t.c0) as u64;
+                                note(t.start + r_all + mm as u64 + rr + c, rr, c)
+                            }
+                            Dataflow::Is => {
+                                let c = (mm - t.c0) as u64;
+                                note(t.start + r_all + nn as u64 + rr + c, rr, c)
+                            }
+                            Dataflow::Os => {
+                                let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);
+                                note(t.start + kk as u64 + r + c, r, c)
+                            }
+                        }
+                    }
+                }
+                let rv = cfg.rounder.round(s as i128) as i64;
+                let (nb, of) = acc.add(b, rv);
+                b = nb;
+                if of && last {
+                    match cfg.dataflow {
+                        Dataflow::Ws => {
+                            let c = (nn - t.c0) as u64;
+                            note(t.start + 2 * r_all + mm as u64 + c, r_all, c)
+                        }
+                        Dataflow::Is => {
+                            let c = (mm - t.c0) as u64;
+                            note(t.start + 2 * r_all + nn as u64 + c, r_all, c)
+                        }
+                        Dataflow::Os => {
+                            let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);
+                            let d0 = t.start + (k + t.ru + t.cu - 2) as u64;
+                            note(d0 + (r_all - 1 - r), r_all, c)
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best
+}

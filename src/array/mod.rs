@@ -1,0 +1,462 @@
+//! The systolic MAC array: GEMM `A (M x K activations) x W (K x N weights)`
+//! on an `R x C` array with a signed P-bit accumulator narrowed at every
+//! adder, a partial-sum writeback path (drop d LSBs with a rounding mode and
+//! centre offset, re-accumulate in a P-bit buffer) and bitmac's own
+//! cycle-exact timing.
+//!
+//! Normative semantics: `docs/datapath.md`. Two engines implement them and
+//! must agree bit for bit (values, statistics, cycle count):
+//! - [`cycle`]: steps every PE register every cycle (two-phase), with an
+//!   optional per-cycle trace; derives the timing by simulation.
+//! - [`fast`]: the same numerics and statistics without stepping cycles
+//!   (cache-blocked, vectorizable, parallel over column blocks); the timing
+//!   comes from the closed form [`compute_cycles`] and the schedule.
+
+pub mod cycle;
+pub mod fast;
+pub mod stats;
+
+use crate::error::{Error, Result};
+pub use crate::hw::Dataflow;
+use crate::hw::HwConfig;
+use crate::numerics::{IntFormat, OverflowMode, RoundMode, Rounder};
+pub use stats::{OverflowEvent, ResidueHistogram, Stats};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which engine runs a GEMM. Both give identical results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The functional engine (default).
+    #[default]
+    Fast,
+    /// The cycle-level engine (slower; can trace).
+    Cycle,
+}
+
+impl Engine {
+    /// The CLI name: `fast` or `cycle`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Fast => "fast",
+            Engine::Cycle => "cycle",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Engine> {
+        match s {
+            "fast" => Ok(Engine::Fast),
+            "cycle" => Ok(Engine::Cycle),
+            _ => Err(Error::field("engine", format!("{s:?}"), "fast, cycle")),
+        }
+    }
+}
+
+/// A row-major integer matrix of codes (every supported code fits `i32`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<i32>,
+}
+
+impl Matrix {
+    /// A matrix; `data.len()` must be `rows * cols`, both at least 1.
+    pub fn new(rows: usize, cols: usize, data: Vec<i32>) -> Result<Matrix> {
+        if rows == 0 || cols == 0 {
+            return Err(Error::input(format!("matrix shape {rows}x{cols}: dimensions must be at least 1")));
+        }
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::input(format!(
+                "matrix shape {rows}x{cols} needs {} values, got {}",
+                rows.saturating_mul(cols),
+                data.len()
+            )));
+        }
+        Ok(Matrix { rows, cols, data })
+    }
+
+    /// A matrix from `i64` values, each checked against `fmt`; `what` names
+    /// the operand in errors (e.g. `A.npy`).
+    pub fn from_i64(rows: usize, cols: usize, data: &[i64], fmt: IntFormat, what: &str) -> Result<Matrix> {
+        if let Some((i, &v)) = data.iter().enumerate().find(|(_, &v)| !fmt.contains(v as i128)) {
+            return Err(Error::field(
+                format!("{what}[{},{}]", i / cols.max(1), i % cols.max(1)),
+                v,
+                format!("{}..={} ({fmt} multiplier input)", fmt.min(), fmt.max()),
+            ));
+        }
+        Matrix::new(rows, cols, data.iter().map(|&v| v as i32).collect())
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Row-major values.
+    pub fn data(&self) -> &[i32] {
+        &self.data
+    }
+    /// Element `(r, c)`.
+    #[inline]
+    pub fn get(&self, r: usize, c: usize) -> i32 {
+        self.data[r * self.cols + c]
+    }
+    /// Check every value against `fmt`, naming the operand.
+    pub fn check_format(&self, fmt: IntFormat, what: &str) -> Result<()> {
+        match self.data.iter().position(|&v| !fmt.contains(v as i128)) {
+            None => Ok(()),
+            Some(i) => Err(Error::field(
+                format!("{what}[{},{}]", i / self.cols, i % self.cols),
+                self.data[i],
+                format!("{}..={} ({fmt} multiplier input)", fmt.min(), fmt.max()),
+            )),
+        }
+    }
+}
+
+/// The signed P-bit accumulator with its overflow mode, as `i64` bounds.
+/// Equivalent to `numerics::Narrower` on a signed P-bit format (checked by a
+/// test) but specialized for the hot loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acc {
+    pub(crate) bits: u32,
+    pub(crate) mode: OverflowMode,
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+}
+
+impl Acc {
+    /// A signed `bits`-bit accumulator (2..=64).
+    pub fn new(bits: u32, mode: OverflowMode) -> Acc {
+        debug_assert!((2..=64).contains(&bits));
+        let max = if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 };
+        Acc { bits, mode, min: -max - 1, max }
+    }
+
+    /// `narrow_P(s + p)` for `s` a stored P-bit value and `p` any `i64` with
+    /// `|p| <= 2^62` (a product, or a rounded column sum): the stored value
+    /// and whether it differs from the exact sum. Exact even when `s + p`
+    /// leaves `i64` (only possible for P = 64): the exact sum then has the
+    /// sign of `p`, and its low 64 bits are the wrapped value.
+    #[inline(always)]
+    pub fn add(&self, s: i64, p: i64) -> (i64, bool) {
+        let (t, of) = s.overflowing_add(p);
+        match self.mode {
+            OverflowMode::Wrap => {
+                let sh = 64 - self.bits;
+                let r = (t << sh) >> sh;
+                (r, of | (r != t))
+            }
+            OverflowMode::Sat => {
+                if of {
+                    (if p > 0 { self.max } else { self.min }, true)
+                } else if t > self.max {
+                    (self.max, true)
+                } else if t < self.min {
+                    (self.min, true)
+                } else {
+                    (t, false)
+                }
+            }
+            OverflowMode::SatZero => {
+                if of | (t > self.max) | (t < self.min) {
+                    (0, true)
+                } else {
+                    (t, false)
+                }
+            }
+            OverflowMode::SatSym => {
+                if of {
+                    (if p > 0 { self.max } else { -self.max }, true)
+                } else if t > self.max {
+                    (self.max, true)
+                } else if t < -self.max {
+                    (-self.max, true)
+                } else {
+                    (t, false)
+                }
+            }
+        }
+    }
+
+    /// The quantity whose bit length decides the width a value `v` needs in
+    /// this mode (OR-able across values): `v ^ (v >> 63)` (fits signed
+    /// `bitlen + 1` bits), or `|v|` for `SAT_SYM`, where the minimum itself
+    /// is an overflow.
+    #[inline(always)]
+    pub(crate) fn mag(&self, v: i64) -> u64 {
+        if self.mode == OverflowMode::SatSym {
+            v.unsigned_abs()
+        } else {
+            (v ^ (v >> 63)) as u64
+        }
+    }
+}
+
+/// The smallest signed width holding every value whose `Acc::mag` OR is
+/// `or`.
+pub(crate) fn width_of_mag(or: u64) -> u32 {
+    64 - or.leading_zeros() + 1
+}
+
+/// Everything the engines need, derived from a validated [`HwConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayConfig {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) dataflow: Dataflow,
+    pub(crate) wfmt: IntFormat,
+    pub(crate) afmt: IntFormat,
+    pub(crate) acc: Acc,
+    pub(crate) rounder: Rounder,
+}
+
+impl ArrayConfig {
+    /// The array part of a hardware config.
+    pub fn from_hw(hw: &HwConfig) -> Result<ArrayConfig> {
+        let p = hw.psum();
+        Ok(ArrayConfig {
+            rows: hw.rows(),
+            cols: hw.cols(),
+            dataflow: hw.dataflow(),
+            wfmt: hw.weights(),
+            afmt: hw.activations(),
+            acc: Acc::new(hw.acc_bits(), hw.overflow()),
+            rounder: Rounder::new(p.drop_bits, p.rounding, p.offset)?,
+        })
+    }
+
+    /// Dropped LSBs d of the partial-sum writeback.
+    pub fn drop_bits(&self) -> u32 {
+        self.rounder.k()
+    }
+    /// Psum rounding mode.
+    pub fn psum_rounding(&self) -> RoundMode {
+        self.rounder.mode()
+    }
+}
+
+/// What the array produced for one GEMM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrayOutput {
+    /// M.
+    pub m: usize,
+    /// N.
+    pub n: usize,
+    /// The final psum-buffer contents (P-bit, in units of `2^d`), row-major
+    /// M x N. The accumulator value is `acc * 2^d`.
+    pub acc: Vec<i64>,
+    /// The exact integer GEMM `sum_k a*w` (no overflow, no rounding).
+    pub exact: Vec<i64>,
+    /// Datapath statistics (the output-stage fields are filled by `layers`).
+    pub stats: Stats,
+}
+
+/// Limits that keep every exact intermediate inside `i64`.
+pub const MAX_K: usize = 1 << 28;
+
+/// Check shapes and operand formats for a GEMM on `cfg`.
+pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
+    if a.cols() != w.rows() {
+        return Err(Error::input(format!(
+            "GEMM shapes: A is {}x{} and W is {}x{} (A's columns must equal W's rows, K)",
+            a.rows(),
+            a.cols(),
+            w.rows(),
+            w.cols()
+        )));
+    }
+    if a.cols() > MAX_K {
+        return Err(Error::field("GEMM K", a.cols(), format!("1..={MAX_K}")));
+    }
+    a.check_format(cfg.afmt, "A")?;
+    w.check_format(cfg.wfmt, "W")?;
+    Ok(())
+}
+
+/// Run a GEMM on the array with the chosen engine. `trace` (cycle engine
+/// only) receives the per-cycle trace described in `docs/datapath.md`.
+pub fn run_array(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    engine: Engine,
+    trace: Option<&mut String>,
+) -> Result<ArrayOutput> {
+    check_operands(cfg, a, w)?;
+    let mut out = match engine {
+        Engine::Fast => {
+            if trace.is_some() {
+                return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
+            }
+            fast::run(cfg, a, w)
+        }
+        Engine::Cycle => cycle::run(cfg, a, w, trace),
+    };
+    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
+    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
+    Ok(out)
+}
+
+fn ceil_div(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+/// bitmac's cycle count for an `M x K` by `K x N` GEMM on a `rows x cols`
+/// array (`docs/datapath.md`, "Timing"): tiles run back to back, each
+/// - ws: `2R + M + Cu - 2` (R cycles weight preload, M streamed rows,
+///   `R + Cu - 2` fill/drain), plus one final cycle for the last writeback;
+/// - is: `2R + N + Cu - 2`, plus one final cycle;
+/// - os: `K + Ru + Cu - 2` MAC wavefront plus `R` drain cycles.
+///
+/// `Cu`/`Ru` are the columns/rows a tile uses (the last tile may be partial).
+/// Zero dimensions give 0.
+pub fn compute_cycles(dataflow: Dataflow, rows: usize, cols: usize, m: usize, k: usize, n: usize) -> u64 {
+    if rows == 0 || cols == 0 || m == 0 || k == 0 || n == 0 {
+        return 0;
+    }
+    let (r, c, m, k, n) = (rows as u64, cols as u64, m as u64, k as u64, n as u64);
+    match dataflow {
+        Dataflow::Ws => {
+            let f = ceil_div(k, r);
+            let j = ceil_div(n, c);
+            f * (j * (2 * r + m - 2) + n) + 1
+        }
+        Dataflow::Is => {
+            let f = ceil_div(k, r);
+            let i = ceil_div(m, c);
+            f * (i * (2 * r + n - 2) + m) + 1
+        }
+        Dataflow::Os => {
+            let i = ceil_div(m, r);
+            let j = ceil_div(n, c);
+            i * j * (k + r - 2) + j * m + i * n
+        }
+    }
+}
+
+/// One tile of the schedule (see `docs/datapath.md`, "Tiles").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    /// First cycle of the tile.
+    pub start: u64,
+    /// Fold index f (0 for os).
+    pub fold: usize,
+    /// K range of the fold.
+    pub k0: usize,
+    pub k1: usize,
+    /// First row-mapped index (os: m) and rows used.
+    pub r0: usize,
+    pub ru: usize,
+    /// First column-mapped index (ws/os: n, is: m) and columns used.
+    pub c0: usize,
+    pub cu: usize,
+}
+
+/// The tiles in execution order, with their start cycles.
+pub(crate) fn schedule(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> Vec<Tile> {
+    let (r, c) = (cfg.rows, cfg.cols);
+    let mut tiles = Vec::new();
+    let mut t = 0u64;
+    match cfg.dataflow {
+        Dataflow::Ws | Dataflow::Is => {
+            let (cdim, stream) = if cfg.dataflow == Dataflow::Ws { (n, m) } else { (m, n) };
+            for c0 in (0..cdim).step_by(c) {
+                let cu = c.min(cdim - c0);
+                for (f, k0) in (0..k).step_by(r).enumerate() {
+                    let k1 = (k0 + r).min(k);
+                    tiles.push(Tile { start: t, fold: f, k0, k1, r0: k0, ru: k1 - k0, c0, cu });
+                    t += (2 * r + stream + cu - 2) as u64;
+                }
+            }
+        }
+        Dataflow::Os => {
+            for r0 in (0..m).step_by(r) {
+                let ru = r.min(m - r0);
+                for c0 in (0..n).step_by(c) {
+                    let cu = c.min(n - c0);
+                    tiles.push(Tile { start: t, fold: 0, k0: 0, k1: k, r0, ru, c0, cu });
+                    t += (k + ru + cu - 2 + r) as u64;
+                }
+            }
+        }
+    }
+    tiles
+}
+
+/// Index into [`schedule`] of the tile computing fold `f` of output
+/// `(mm, nn)`; `folds` = ceil(K / R) (ws/is), `ntiles` = ceil(N / C) (os).
+#[inline]
+pub(crate) fn tile_index(cfg: &ArrayConfig, folds: usize, ntiles: usize, mm: usize, nn: usize, f: usize) -> usize {
+    match cfg.dataflow {
+        Dataflow::Ws => (nn / cfg.cols) * folds + f,
+        Dataflow::Is => (mm / cfg.cols) * folds + f,
+        Dataflow::Os => (mm / cfg.rows) * ntiles + nn / cfg.cols,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::numerics::Narrower;
+
+    #[test]
+    fn acc_add_matches_narrower() {
+        let vals = [i64::MIN, i64::MIN + 1, -5, -1, 0, 1, 7, i64::MAX - 1, i64::MAX];
+        let ps = [-(1i64 << 62), -(1i64 << 32), -3, -1, 0, 1, 2, 1 << 32, 1 << 62];
+        for bits in [2u32, 3, 8, 31, 32, 33, 63, 64] {
+            for mode in OverflowMode::ALL {
+                let acc = Acc::new(bits, mode);
+                let nar = Narrower::new(IntFormat::signed(bits).unwrap(), mode);
+                for &s0 in &vals {
+                    // s must be a stored value of the format.
+                    let s = nar.narrow(s0 as i128).0 as i64;
+                    for &p in &ps {
+                        let (want, wo) = nar.add(s as i128, p as i128);
+                        let (got, go) = acc.add(s, p);
+                        assert_eq!((got as i128, go), (want, wo), "bits={bits} {mode} s={s} p={p}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compute_cycles_matches_schedule() {
+        for df in Dataflow::ALL {
+            for (r, c, m, k, n) in [(4, 3, 5, 9, 7), (1, 1, 1, 1, 1), (16, 16, 33, 17, 40), (3, 8, 2, 2, 2)] {
+                let cfg = ArrayConfig {
+                    rows: r,
+                    cols: c,
+                    dataflow: df,
+                    wfmt: IntFormat::signed(8).unwrap(),
+                    afmt: IntFormat::signed(8).unwrap(),
+                    acc: Acc::new(32, OverflowMode::Wrap),
+                    rounder: Rounder::new(0, RoundMode::Rnd, 0).unwrap(),
+                };
+                let tiles = schedule(&cfg, m, k, n);
+                let last = tiles.last().unwrap();
+                let len = match df {
+                    Dataflow::Ws => (2 * r + m + last.cu - 2) as u64 + 1,
+                    Dataflow::Is => (2 * r + n + last.cu - 2) as u64 + 1,
+                    Dataflow::Os => (k + last.ru + last.cu - 2 + r) as u64,
+                };
+                assert_eq!(compute_cycles(df, r, c, m, k, n), last.start + len, "{df} {r}x{c} {m} {k} {n}");
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The MAC array against an independent reference written from
+//! `docs/datapath.md` (not from `src/array/`): per-adder narrowing with
+//! num-bigint, the tile schedule and per-adder cycle formulas of the
+//! "Timing" section, and the statistics definitions. Properties (proptest):
+//! - the fast and the cycle engine agree bit for bit (values, statistics,
+//!   cycles) and both match the reference;
+//! - with P at or above the A2Q width (and at or above the reported minimum
+//!   width), the result is the exact num-bigint GEMM;
+//! - with WRAP and d = 0, the result is the exact GEMM mod 2^P;
+//! - the reported minimum width is tight (no overflow at it, some below it).
+
+use bitmac::array::{compute_cycles, run_array, ArrayConfig, Dataflow, Engine, Matrix, OverflowEvent};
+use bitmac::hw::{
+    AccumulatorSpec, ArraySpec, ClockSpec, HwConfig, HwSpec, OperandSpec, PsumSpec, RequantSpec,
+};
+use bitmac::numerics::{OverflowMode, RoundMode, Rounder};
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_traits::{One, Signed, ToPrimitive, Zero};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct Case {
+    df: Dataflow,
+    rows: usize,
+    cols: usize,
+    wbits: u32,
+    wsigned: bool,
+    abits: u32,
+    asigned: bool,
+    p: u32,
+    mode: OverflowMode,
+    d: u32,
+    rmode: RoundMode,
+    offset: i64,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Vec<i32>,
+    w: Vec<i32>,
+}
+
+fn spec(c: &Case) -> HwSpec {
+    HwSpec {
+        array: ArraySpec { rows: c.rows as u64, cols: c.cols as u64, dataflow: c.df.name().into() },
+        weights: OperandSpec { bits: c.wbits as u64, signed: c.wsigned },
+        activations: OperandSpec { bits: c.abits as u64, signed: c.asigned },
+        accumulator: AccumulatorSpec { bits: c.p as u64, overflow: c.mode.name().into() },
+        psum: PsumSpec { drop_bits: c.d as u64, rounding: c.rmode.name().into(), offset: c.offset },
+        requant: RequantSpec { rounding: "double".into(), relu: false, out_bits: 8, out_signed: true },
+        clock: ClockSpec { period_ps: 1000 },
+        cdc: None,
+    }
+}
+
+fn range(bits: u32, signed: bool) -> (i32, i32) {
+    if signed {
+        (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    } else {
+        (0, (1 << bits) - 1)
+    }
+}
+
+/// Narrow an exact value into signed P bits (docs/numerics.md, "Overflow").
+fn narrow(x: &BigInt, p: u32, mode: OverflowMode) -> (BigInt, bool) {
+    let max = (BigInt::one() << (p - 1)) - 1;
+    let min = -(BigInt::one() << (p - 1));
+    let in_range = *x >= min && *x <= max;
+    let v = match mode {
+        OverflowMode::Wrap => (x - &min).mod_floor(&(BigInt::one() << p)) + &min,
+        OverflowMode::Sat => x.clone().min(max.clone()).max(min.clone()),
+        OverflowMode::SatZero => {
+            if in_range {
+                x.clone()
+            } else {
+                BigInt::zero()
+            }
+        }
+        OverflowMode::SatSym => x.clone().min(max.clone()).max(-max.clone()),
+    };
+    let ovf = v != *x;
+    (v, ovf)
+}
+
+#[derive(Debug, Default)]
+struct RefOut {
+    acc: Vec<BigInt>,
+    ovf_array: u64,
+    ovf_psum: u64,
+    first: Option<OverflowEvent>,
+    ties: u64,
+    max_psum: BigInt,
+    max_acc: BigInt,
+    cycles: u64,
+}
+
+/// Every tile in execution order: (start cycle, fold K range, row-mapped
+/// range, column-mapped range), with L from the doc.
+struct RefTile {
+    start: u64,
+    k0: usize,
+    k1: usize,
+    r0: usize,
+    ru: usize,
+    c0: usize,
+    cu: usize,
+}
+
+fn ref_tiles(c: &Case) -> (Vec<RefTile>, u64) {
+    let (r, cc) = (c.rows, c.cols);
+    let mut t = 0u64;
+    let mut v = Vec::new();
+    match c.df {
+        Dataflow::Ws | Dataflow::Is => {
+            let (cdim, stream) = if c.df == Dataflow::Ws { (c.n, c.m) } else { (c.m, c.n) };
+            let mut c0 = 0;
+            while c0 < cdim {
+                let cu = cc.min(cdim - c0);
+                let mut k0 = 0;
+                while k0 < c.k {
+                    let k1 = (k0 + r).min(c.k);
+                    v.push(RefTile { start: t, k0, k1, r0: 0, ru: 0, c0, cu });
+                    t += (2 * r + stream + cu - 2) as u64;
+                    k0 = k1;
+                }
+                c0 += cu;
+            }
+            (v, t + 1)
+        }
+        Dataflow::Os => {
+            let mut r0 = 0;
+            while r0 < c.m {
+                let ru = r.min(c.m - r0);
+                let mut c0 = 0;
+                while c0 < c.n {
+                    let cu = cc.min(c.n - c0);
+                    v.push(RefTile { start: t, k0: 0, k1: c.k, r0, ru, c0, cu });
+                    t += (c.k + ru + cu - 2 + r) as u64;
+                    c0 += cu;
+                }
+                r0 += ru;
+            }
+            (v, t)
+        }
+    }
+}
+
+fn reference(c: &Case) -> RefOut {
+    let rounder = Rounder::new(c.d, c.rmode, c.offset).unwrap();
+    let centre = if c.d == 0 { 0 } else { (1i64 << (c.d - 1)) + c.offset };
+    let (tiles, cycles) = ref_tiles(c);
+    let mut out = RefOut { acc: vec![BigInt::zero(); c.m * c.n], cycles, ..Default::default() };
+    let note = |first: &mut Option<OverflowEvent>, cycle: u64, row: usize, col: usize| {
+        let ev = OverflowEvent { cycle, row: row as u32, col: col as u32 };
+        *first = Some(first.map_or(ev, |f| f.min(ev)));
+    };
+    let big_r = c.rows;
+    for t in &tiles {
+        // Outputs of this tile and, for each, (stream index s, row of the
+        // chain's PE for product kk, column).
+        let outs: Vec<(usize, usize)> = match c.df {
+            Dataflow::Ws => (0..c.m).flat_map(|m| (t.c0..t.c0 + t.cu).map(move |n| (m, n))).collect(),
+            Dataflow::Is => (t.c0..t.c0 + t.cu).flat_map(|m| (0..c.n).map(move |n| (m, n))).collect(),
+            Dataflow::Os => (t.r0..t.r0 + t.ru).flat_map(|m| (t.c0..t.c0 + t.cu).map(move |n| (m, n))).collect(),
+        };
+        for (m, n) in outs {
+            // The column chain of this fold, starting from 0.
+            let mut s = BigInt::zero();
+            for kk in t.k0..t.k1 {
+                let prod = BigInt::from(c.a[m * c.k + kk]) * BigInt::from(c.w[kk * c.n + n]);
+                let (v, ovf) = narrow(&(&s + prod), c.p, c.mode);
+                s = v;
+                if ovf {
+                    out.ovf_array += 1;
+                    let r = kk - t.k0;
+                    let (cycle, row, col) = match c.df {
+                        Dataflow::Ws => {
+                            let col = n - t.c0;
+                            (t.start + (big_r + m + r + col) as u64, r, col)
+                        }
+                        Dataflow::Is => {
+                            let col = m - t.c0;
+                            (t.start + (big_r + n + r + col) as u64, r, col)
+                        }
+                        Dataflow::Os => {
+                            let (row, col) = (m - t.r0, n - t.c0);
+                            (t.start + (kk + row + col) as u64, row, col)
+                        }
+                    };
+                    note(&mut out.first, cycle, row, col);
+                }
+            }
+            out.max_psum = out.max_psum.clone().max(s.abs());
+            // Writeback: round d LSBs, add into the P-bit buffer.
+            let sv = s.to_i128().unwrap();
+            let (rv, info) = rounder.round_info(sv);
+            if c.d > 0 && info.residue as i64 == centre {
+                out.ties += 1;
+            }
+            let idx = m * c.n + n;
+            let (b, ovf) = narrow(&(&out.acc[idx] + BigInt::from(rv)), c.p, c.mode);
+            out.acc[idx] = b;
+            out.max_acc = out.max_acc.clone().max(out.acc[idx].abs());
+            if ovf {
+                out.ovf_psum += 1;
+                let cycle = match c.df {
+                    Dataflow::Ws => t.start + (2 * big_r + m + (n - t.c0)) as u64,
+                    Dataflow::Is => t.start + (2 * big_r + n + (m - t.c0)) as u64,
+                    Dataflow::Os => {
+                        t.start + (c.k + t.ru + t.cu - 2) as u64 + (big_r - 1 - (m - t.r0)) as u64
+                    }
+                };
+                let col = if c.df == Dataflow::Is { m - t.c0 } else { n - t.c0 };
+                note(&mut out.first, cycle, big_r, col);
+            }
+        }
+    }
+    out
+}
+
+fn exact_gemm(c: &Case) -> Vec<BigInt> {
+    let mut v = vec![BigInt::zero(); c.m * c.n];
+    for m in 0..c.m {
+        for n in 0..c.n {
+            for k in 0..c.k {
+                v[m * c.n + n] += BigInt::from(c.a[m * c.k + k]) * BigInt::from(c.w[k * c.n + n]);
+            }
+        }
+    }
+    v
+}
+
+fn run(c: &Case, engine: Engine) -> bitmac::array::ArrayOutput {
+    let hw = HwConfig::from_spec(&spec(c)).unwrap();
+    let cfg = ArrayConfig::from_hw(&hw).unwrap();
+    let a = Matrix::new(c.m, c.k, c.a.clone()).unwrap();
+    let w = Matrix::new(c.k, c.n, c.w.clone()).unwrap();
+    run_array(&cfg, &a, &w, engine, None).unwrap()
+}
+
+fn case_strategy(max_bits: u32, max_p: u32) -> impl Strategy<Value = Case> {
+    (
+        (prop::sample::select(Dataflow::ALL.to_vec()), 1usize..6, 1usize..6),
+        (2u32..=max_bits, any::<bool>(), 2u32..=max_bits, any::<bool>()),
+        (2u32..=max_p, prop::sample::select(OverflowMode::ALL.to_vec())),
+        (0u32..5, prop::sample::select(RoundMode::ALL.to_vec()), any::<i64>()),
+        (1usize..9, 1usize..13, 1usize..9),
+        any::<u64>(),
+    )
+        .prop_map(|((df, rows, cols), (wbits, wsigned, abits, asigned), (p, mode), (d, rmode, off), (m, k, n), seed)| {
+            use rand::{Rng, SeedableRng};
+            let d = d.min(p - 1).min(65 - p);
+            let (lo, hi) = rmode.offset_range(d);
+            let offset = if hi > lo { lo as i64 + off.rem_euclid((hi - lo + 1) as i64) } else { 0 };
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let (alo, ahi) = range(abits, asigned);
+            let (wlo, whi) = range(wbits, wsigned);
+            // Bias towards the extremes so overflows and saturation happen.
+            let mut pick = |lo: i32, hi: i32| -> i32 {
+                match rng.gen_range(0..4) {
+                    0 => lo,
+                    1 => hi,
+                    _ => rng.gen_range(lo..=hi),
+                }
+            };
+            let a = (0..m * k).map(|_| pick(alo, ahi)).collect();
+            let w = (0..k * n).map(|_| pick(wlo, whi)).collect();
+            Case { df, rows, cols, wbits, wsigned, abits, asigned, p, mode, d, rmode, offset, m, k, n, a, w }
+        })
+}
+
+fn check_case(c: &Case) -> Result<(), TestCaseError> {
+    let fast = run(c, Engine::Fast);
+    let cyc = run(c, Engine::Cycle);
+    prop_assert_eq!(&fast, &cyc, "engines differ");
+    prop_assert_eq!(fast.stats.cycles, compute_cycles(c.df, c.rows, c.cols, c.m, c.k, c.n));
+    let r = reference(c);
+    prop_assert_eq!(fast.stats.cycles, r.cycles, "cycles vs reference");
+    let got: Vec<BigInt> = fast.acc.iter().map(|&v| BigInt::from(v)).collect();
+    prop_assert_eq!(&got, &r.acc, "acc vs reference");
+    prop_assert_eq!(fast.stats.overflows_array, r.ovf_array);
+    prop_assert_eq!(fast.stats.overflows_psum, r.ovf_psum);
+    prop_assert_eq!(fast.stats.first_overflow, r.first);
+    prop_assert_eq!(fast.stats.psum_ties, r.ties);
+    prop_assert_eq!(BigInt::from(fast.stats.max_abs_psum), r.max_psum);
+    prop_assert_eq!(BigInt::from(fast.stats.max_abs_acc), r.max_acc);
+    let exact = exact_gemm(c);
+    let ex: Vec<BigInt> = fast.exact.iter().map(|&v| BigInt::from(v)).collect();
+    prop_assert_eq!(&ex, &exact, "exact GEMM");
+    // Wide enough => exact.
+    let minb = fast.stats.min_acc_bits;
+    if c.d == 0 && (c.p >= fast.stats.a2q_bits_types || c.p >= minb) {
+        prop_assert_eq!(&got, &exact, "P >= A2Q/min width but not exact");
+        prop_assert_eq!(fast.stats.overflows(), 0);
+    }
+    if c.p >= minb {
+        prop_assert_eq!(fast.stats.overflows(), 0, "overflow at P >= min_acc_bits");
+    }
+    // WRAP, d = 0 => exact mod 2^P.
+    if c.mode == OverflowMode::Wrap && c.d == 0 {
+        let modp = BigInt::one() << c.p;
+        let half = BigInt::one() << (c.p - 1);
+        for (g, e) in got.iter().zip(&exact) {
+            let want = (e + &half).mod_floor(&modp) - &half;
+            prop_assert_eq!(g, &want, "WRAP is not exact mod 2^P");
+        }
+    }
+    // Tightness of min_acc_bits: at it no overflow, one below some overflow.
+    if minb <= 64 && minb + c.d <= 65 {
+        let mut c2 = c.clone();
+        c2.p = minb;
+        prop_assert_eq!(reference(&c2).ovf_array + reference(&c2).ovf_psum, 0, "overflow at min_acc_bits");
+        if minb > 2 && minb - 1 > c.d && minb - 1 + c.d <= 65 {
+            c2.p = minb - 1;
+            let r2 = reference(&c2);
+            prop_assert!(r2.ovf_array + r2.ovf_psum > 0, "no overflow one bit below min_acc_bits {}", minb);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    /// Narrow data (the i32 fast path), any P up to 24.
+    #[test]
+    fn engines_match_reference_narrow(c in case_strategy(8, 24)) {
+        check_case(&c)?;
+    }
+
+    /// Wide data and wide accumulators (the i64 fast path), P up to 64.
+    #[test]
+    fn engines_match_reference_wide(c in case_strategy(16, 64)) {
+        check_case(&c)?;
+    }
+}
+
+/// The fast engine's WRAP modular shortcut and no-overflow proof on a GEMM
+/// big enough to use several column blocks and folds.
+#[test]
+fn larger_gemm_all_modes() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for df in Dataflow::ALL {
+        for mode in OverflowMode::ALL {
+            for (p, d) in [(12u32, 0u32), (16, 2), (32, 0)] {
+                let (m, k, n) = (9, 70, 130);
+                let c = Case {
+                    df,
+                    rows: 8,
+                    cols: 16,
+                    wbits: 8,
+                    wsigned: true,
+                    abits: 8,
+                    asigned: false,
+                    p,
+                    mode,
+                    d,
+                    rmode: RoundMode::RndConv,
+                    offset: 0,
+                    m,
+                    k,
+                    n,
+                    a: (0..m * k).map(|_| rng.gen_range(0..=255)).collect(),
+                    w: (0..k * n).map(|_| rng.gen_range(-128..=127)).collect(),
+                };
+                let fast = run(&c, Engine::Fast);
+                let cyc = run(&c, Engine::Cycle);
+                assert_eq!(fast, cyc, "{df} {mode} P={p} d={d}");
+                let r = reference(&c);
+                let got: Vec<BigInt> = fast.acc.iter().map(|&v| BigInt::from(v)).collect();
+                assert_eq!(got, r.acc);
+                assert_eq!(fast.stats.first_overflow, r.first);
+                assert_eq!(fast.stats.overflows_array + fast.stats.overflows_psum, r.ovf_array + r.ovf_psum);
+                assert_eq!(r.ovf_array + r.ovf_psum > 0, p < 32, "{df} {mode} P={p}");
+            }
+        }
+    }
+}
