@@ -207,8 +207,20 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let (cdim, stream) = if ws { (n, m) } else { (m, n) };
     // stationary(kk, j): the value held by the PE of K index kk, column
     // index j; moving(kk, s): the value of stream item s entering row kk.
-    let stationary = |kk: usize, j: usize| -> i64 { if ws { w.get(kk, j) as i64 } else { a.get(j, kk) as i64 } };
-    let moving = |kk: usize, s: usize| -> i64 { if ws { a.get(s, kk) as i64 } else { w.get(kk, s) as i64 } };
+    let stationary = |kk: usize, j: usize| -> i64 {
+        if ws {
+            w.get(kk, j) as i64
+        } else {
+            a.get(j, kk) as i64
+        }
+    };
+    let moving = |kk: usize, s: usize| -> i64 {
+        if ws {
+            a.get(s, kk) as i64
+        } else {
+            w.get(kk, s) as i64
+        }
+    };
     let sz = rr * cc;
     let (mut wreg, mut wnext) = (vec![0i64; sz], vec![0i64; sz]);
     let (mut areg, mut anext) = (vec![0i64; sz], vec![0i64; sz]);
@@ -224,16 +236,17 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let mut tile = 0usize;
 
     // Consume the bottom-row outputs committed in the previous cycle.
-    let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
-        for c in 0..cc {
-            if pending[c] {
-                pending[c] = false;
-                let s = tag[c] as usize;
-                let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
-                buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c], ereg[(rr - 1) * cc + c]);
+    let drain =
+        |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
+            for c in 0..cc {
+                if pending[c] {
+                    pending[c] = false;
+                    let s = tag[c] as usize;
+                    let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
+                    buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c], ereg[(rr - 1) * cc + c]);
+                }
             }
-        }
-    };
+        };
 
     for c0 in (0..cdim).step_by(cc) {
         let cu = cc.min(cdim - c0);
@@ -249,7 +262,11 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                 }
                 wnext[cc..].copy_from_slice(&wreg[..sz - cc]);
                 std::mem::swap(&mut wreg, &mut wnext);
-                let ins = if tracing { format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v)))) } else { String::new() };
+                let ins = if tracing {
+                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v))))
+                } else {
+                    String::new()
+                };
                 buf.end_cycle(tile, "load", &ins);
             }
             // Stream.

@@ -161,7 +161,8 @@ fn fold32<const MODE: u8, const SYM: bool>(
     acc: &Acc,
 ) -> u64 {
     let nb = s.len();
-    let (min, max, bits) = (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
+    let (min, max, bits) =
+        (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
     let mut cnt = [0i32; NB];
     let cnt = &mut cnt[..nb];
     s.fill(0);
@@ -408,7 +409,11 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
         for nn in nrange.clone() {
             let mut b = 0i64;
             for f in 0..=t.fold {
-                let (k0, k1) = if cfg.dataflow == Dataflow::Os { (0, k) } else { (f * cfg.rows, ((f + 1) * cfg.rows).min(k)) };
+                let (k0, k1) = if cfg.dataflow == Dataflow::Os {
+                    (0, k)
+                } else {
+                    (f * cfg.rows, ((f + 1) * cfg.rows).min(k))
+                };
                 let mut s = 0i64;
                 let last = f == t.fold;
                 for kk in k0..k1 {

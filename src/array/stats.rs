@@ -328,7 +328,8 @@ pub fn a2q_min_bits(a: f64) -> u32 {
 /// A2Q bound from the data types: `a = log2(K) + N + M - signed_input - 1`
 /// (N activation bits, M weight bits).
 pub fn a2q_bits_types(k: usize, wfmt: IntFormat, afmt: IntFormat) -> u32 {
-    let a = (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64 - afmt.is_signed() as u32 as f64 - 1.0;
+    let a =
+        (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64 - afmt.is_signed() as u32 as f64 - 1.0;
     a2q_min_bits(a)
 }
 
