@@ -28,10 +28,12 @@ pub enum CaseSpec {
     Gemm(gemm::GemmCase),
     /// A conv2d layer through the datapath (needs `--hw`).
     Conv2d(gemm::Conv2dCase),
+    /// A layer of the shipped default model on shipped test samples (needs `--hw`).
+    ModelLayer(gemm::ModelLayerCase),
 }
 
 /// The kinds, in documentation order.
-pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d";
+pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer";
 
 impl CaseSpec {
     /// The case name (directory name).
@@ -43,6 +45,7 @@ impl CaseSpec {
             CaseSpec::Lsq(c) => &c.name,
             CaseSpec::Gemm(c) => &c.name,
             CaseSpec::Conv2d(c) => &c.name,
+            CaseSpec::ModelLayer(c) => &c.name,
         }
     }
 
@@ -55,6 +58,7 @@ impl CaseSpec {
             CaseSpec::Lsq(c) => c.seed,
             CaseSpec::Gemm(c) => c.seed,
             CaseSpec::Conv2d(c) => c.seed,
+            CaseSpec::ModelLayer(c) => c.seed,
         }
     }
 
@@ -67,12 +71,13 @@ impl CaseSpec {
             CaseSpec::Lsq(_) => "lsq",
             CaseSpec::Gemm(_) => "gemm",
             CaseSpec::Conv2d(_) => "conv2d",
+            CaseSpec::ModelLayer(_) => "model_layer",
         }
     }
 
     /// True when the kind reads the hardware config (`--hw`).
     pub fn needs_hw(&self) -> bool {
-        matches!(self, CaseSpec::Gemm(_) | CaseSpec::Conv2d(_))
+        matches!(self, CaseSpec::Gemm(_) | CaseSpec::Conv2d(_) | CaseSpec::ModelLayer(_))
     }
 
     /// Validate the common fields (the kind's own fields are validated by

@@ -217,7 +217,7 @@ fn outputs(
     trace: String,
     keep_trace: bool,
     out_shape: &[usize],
-    out_codes: Vec<i64>,
+    out_codes: Option<Vec<i64>>,
     out: &mut KindOutput,
 ) -> Result<()> {
     let (m, n) = (res.m, res.n);
@@ -225,18 +225,28 @@ fn outputs(
     let i64f = IntFormat::signed(64)?;
     let acc: Vec<i128> = res.acc.iter().map(|&v| i128::from(v)).collect();
     out.artifacts.push(Artifact::Tensor(Tensor::int("acc", Role::Accumulator, &[m, n], pfmt, acc)));
-    let codes = out_codes.into_iter().map(i128::from).collect();
-    out.artifacts.push(Artifact::Tensor(Tensor::int("out", Role::Output, out_shape, rq.out_format(), codes)));
+    if let Some(codes) = &out_codes {
+        let codes = codes.iter().map(|&v| i128::from(v)).collect();
+        out.artifacts.push(Artifact::Tensor(Tensor::int(
+            "out",
+            Role::Output,
+            out_shape,
+            rq.out_format(),
+            codes,
+        )));
+    }
     let exact = res.exact.iter().map(|&v| i128::from(v)).collect();
     out.artifacts.push(Artifact::Tensor(Tensor::int("exact", Role::Accumulator, &[m, n], i64f, exact)));
     let mult = rq.multiplier();
-    out.artifacts.push(Artifact::Tensor(Tensor::int(
-        "mult",
-        Role::Param,
-        &[2],
-        IntFormat::signed(32)?,
-        vec![i128::from(mult.m0), i128::from(mult.shift)],
-    )));
+    if out_codes.is_some() {
+        out.artifacts.push(Artifact::Tensor(Tensor::int(
+            "mult",
+            Role::Param,
+            &[2],
+            IntFormat::signed(32)?,
+            vec![i128::from(mult.m0), i128::from(mult.shift)],
+        )));
+    }
     let stream = final_stream(&trace, res)?;
     out.artifacts.push(Artifact::Stream(Stream {
         name: "acc".into(),
@@ -260,8 +270,10 @@ fn outputs(
             out.stats.insert(k, v);
         }
     }
-    out.stats.insert("m0".into(), serde_json::json!(mult.m0));
-    out.stats.insert("shift".into(), serde_json::json!(mult.shift));
+    if out_codes.is_some() {
+        out.stats.insert("m0".into(), serde_json::json!(mult.m0));
+        out.stats.insert("shift".into(), serde_json::json!(mult.shift));
+    }
     Ok(())
 }
 
@@ -294,7 +306,7 @@ pub(crate) fn generate_gemm(c: &GemmCase, hw: &HwConfig) -> Result<KindOutput> {
         )));
     }
     let codes = res.out.clone();
-    outputs(hw, &rq, &res, trace, c.trace, &[c.m, c.n], codes, &mut out)?;
+    outputs(hw, &rq, &res, trace, c.trace, &[c.m, c.n], Some(codes), &mut out)?;
     Ok(out)
 }
 
@@ -378,7 +390,7 @@ pub(crate) fn generate_conv2d(c: &Conv2dCase, hw: &HwConfig) -> Result<KindOutpu
             v,
         )));
     }
-    outputs(hw, &rq, &res, trace, c.trace, &[c.batch, c.out_ch, oh, ow], nchw, &mut out)?;
+    outputs(hw, &rq, &res, trace, c.trace, &[c.batch, c.out_ch, oh, ow], Some(nchw), &mut out)?;
     Ok(out)
 }
 
@@ -416,4 +428,151 @@ fn im2col(s: &Conv2d, oh: usize, ow: usize, x: &[i32], w: &[i32]) -> Result<(Mat
         }
     }
     Ok((Matrix::new(m, k, a)?, Matrix::new(k, s.out_ch, wm)?))
+}
+
+/// Case JSON of kind `model_layer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLayerCase {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Recorded for uniformity; nothing is drawn (the data are shipped).
+    #[serde(default)]
+    pub seed: u64,
+    /// `default`: the embedded default model and its test split.
+    pub model: String,
+    /// Layer name, e.g. `conv1`.
+    pub layer: String,
+    /// 0-based indices into the shipped test split (1..=64 of them): the batch.
+    pub samples: Vec<usize>,
+    #[serde(default)]
+    pub trace: bool,
+}
+
+pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<KindOutput> {
+    use crate::model::{default_model, default_test_data, reference_trace, Layer};
+    if c.model != "default" {
+        return Err(Error::field(
+            "model",
+            format!("{:?}", c.model),
+            "\"default\" (the embedded default model)",
+        ));
+    }
+    let model = default_model()?;
+    let data = default_test_data()?;
+    let (l, layer) =
+        model.layers().iter().enumerate().find(|(_, x)| x.name() == c.layer).ok_or_else(|| {
+            let names: Vec<&str> = model.layers().iter().map(|x| x.name()).collect();
+            Error::field("layer", format!("{:?}", c.layer), names.join(", "))
+        })?;
+    check_size("samples (count)", c.samples.len(), 1, 64)?;
+    let batch = c.samples.len();
+    // The layer's input codes: the model's integer reference (docs/model-format.md).
+    let mut x: Vec<i32> = Vec::new();
+    let mut ref_acc: Vec<Vec<i64>> = Vec::new();
+    for (i, &s) in c.samples.iter().enumerate() {
+        if s >= data.len() {
+            return Err(Error::field(
+                format!("samples[{i}]"),
+                s,
+                format!("0..={} (the test split)", data.len() - 1),
+            ));
+        }
+        let codes0 = model.input_codes(data.image(s))?;
+        let trace = reference_trace(&model, &codes0)?;
+        let input = if l == 0 { codes0 } else { trace[l - 1].codes.clone().unwrap_or_default() };
+        x.extend_from_slice(&input);
+        ref_acc.push(trace[l].acc.clone());
+    }
+    let (fa, fw) = (hw.activations(), hw.weights());
+    let hidden = model.output_quant(l).is_some();
+    let rq = match (model.requant_multiplier(l), model.output_quant(l)) {
+        (Some(m), Some(q)) => {
+            let r = hw.requant();
+            Requantizer::new(
+                quantize_multiplier(m)?,
+                r.rounding,
+                IntFormat::new(q.signed(), q.bits())?,
+                layer.relu(),
+            )?
+        }
+        // The last layer's accumulators are the logits: no output stage.
+        _ => {
+            Requantizer::new(quantize_multiplier(1.0)?, hw.requant().rounding, IntFormat::signed(32)?, false)?
+        }
+    };
+    let wcodes = layer.weight().codes();
+    let bias = layer.bias().to_vec();
+    let (am, wm, xshape, wshape, oshape) = match layer {
+        Layer::Conv2d(cv) => {
+            let [ci, h, wd] = cv.input_shape();
+            let [o, oh, ow] = cv.output_shape();
+            let [kh, kw] = cv.kernel();
+            let shape = Conv2d {
+                batch,
+                in_ch: ci,
+                height: h,
+                width: wd,
+                out_ch: o,
+                kh,
+                kw,
+                stride: (cv.stride()[0], cv.stride()[1]),
+                padding: (cv.padding()[0], cv.padding()[1]),
+            };
+            let (am, wm) = im2col(&shape, oh, ow, &x, wcodes)?;
+            (am, wm, vec![batch, ci, h, wd], vec![o, ci, kh, kw], vec![batch, o, oh, ow])
+        }
+        Layer::Dense(d) => {
+            let (i, o) = (d.in_features(), d.out_features());
+            let mut wt = vec![0i32; i * o];
+            for r in 0..o {
+                for col in 0..i {
+                    wt[col * o + r] = wcodes[r * i + col];
+                }
+            }
+            (
+                Matrix::new(batch, i, x.clone())?,
+                Matrix::new(i, o, wt)?,
+                vec![batch, i],
+                vec![o, i],
+                vec![batch, o],
+            )
+        }
+    };
+    check_elems("im2col", am.rows() * am.cols())?;
+    let fa_err = |e: Error| e.context(format!("layer {} input codes vs hw activations {fa}", c.layer));
+    am.check_format(fa, "x").map_err(fa_err)?;
+    wm.check_format(fw, "w")
+        .map_err(|e| e.context(format!("layer {} weights vs hw weights {fw}", c.layer)))?;
+    let (res, trace) = both_engines(|e, t| run_gemm_traced(hw, &am, &wm, Some(&bias), &rq, e, t))?;
+    // Output layout: NCHW for conv2d (GEMM rows are (b, oy, ox)), [b, o] for dense.
+    let n = res.n;
+    let per = res.m / batch; // OH*OW (1 for dense)
+    let mut codes = vec![0i64; res.m * n];
+    for b in 0..batch {
+        for p in 0..per {
+            for o in 0..n {
+                let g = (b * per + p) * n + o;
+                codes[(b * n + o) * per + p] = res.out[g];
+                // Independent check: the model's exact reference accumulator.
+                let want = ref_acc[b][o * per + p];
+                if res.exact[g] + i64::from(bias[o]) != want {
+                    return Err(Error::internal(format!(
+                        "layer {}: datapath exact accumulator differs from the model reference at sample {b}",
+                        c.layer
+                    )));
+                }
+            }
+        }
+    }
+    let mut out = KindOutput::default();
+    let xi = x.iter().map(|&v| i128::from(v)).collect();
+    out.artifacts.push(Artifact::Tensor(Tensor::int("x", Role::Input, &xshape, fa, xi)));
+    let wi = wcodes.iter().map(|&v| i128::from(v)).collect();
+    out.artifacts.push(Artifact::Tensor(Tensor::int("w", Role::Weight, &wshape, fw, wi)));
+    let bi = bias.iter().map(|&v| i128::from(v)).collect();
+    out.artifacts.push(Artifact::Tensor(Tensor::int("bias", Role::Param, &[n], IntFormat::signed(32)?, bi)));
+    outputs(hw, &rq, &res, trace, c.trace, &oshape, hidden.then_some(codes), &mut out)?;
+    Ok(out)
 }

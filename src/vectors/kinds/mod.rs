@@ -37,5 +37,6 @@ pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>) -> Result<KindOut
         CaseSpec::Lsq(c) => lsq::generate(c),
         CaseSpec::Gemm(c) => gemm::generate_gemm(c, need_hw()?),
         CaseSpec::Conv2d(c) => gemm::generate_conv2d(c, need_hw()?),
+        CaseSpec::ModelLayer(c) => gemm::generate_model_layer(c, need_hw()?),
     }
 }
