@@ -57,7 +57,7 @@ fn suite_case_files() -> Vec<PathBuf> {
     v
 }
 
-fn hw_for(case: &Path) -> Option<serde_json::Value> {
+fn hw_for(case: &Path) -> Option<bitmac::hw::HwSpec> {
     let hw = PathBuf::from(case.to_string_lossy().replace(".json", ".hw.json"));
     hw.is_file().then(|| serde_json::from_str(&std::fs::read_to_string(hw).unwrap()).unwrap())
 }

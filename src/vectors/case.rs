@@ -5,7 +5,7 @@
 //! directory name), `description`, `seed`. Each kind validates its fields
 //! once ([`CaseSpec::validate`]) into the internal types its generator uses.
 
-use super::kinds::{lsq, pe_column, requant, round};
+use super::kinds::{gemm, lsq, pe_column, requant, round};
 use crate::error::{Error, Result};
 use crate::numerics::{IntFormat, OverflowMode, RoundMode};
 use serde::{Deserialize, Serialize};
@@ -24,10 +24,16 @@ pub enum CaseSpec {
     Requant(requant::RequantCase),
     /// An LSQ quantizer input set (forward and backward).
     Lsq(lsq::LsqCase),
+    /// A GEMM through the datapath (needs `--hw`).
+    Gemm(gemm::GemmCase),
+    /// A conv2d layer through the datapath (needs `--hw`).
+    Conv2d(gemm::Conv2dCase),
+    /// A layer of the shipped default model on shipped test samples (needs `--hw`).
+    ModelLayer(gemm::ModelLayerCase),
 }
 
 /// The kinds, in documentation order.
-pub const KINDS: &str = "round, pe_column, requant, lsq";
+pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer";
 
 impl CaseSpec {
     /// The case name (directory name).
@@ -37,6 +43,9 @@ impl CaseSpec {
             CaseSpec::PeColumn(c) => &c.name,
             CaseSpec::Requant(c) => &c.name,
             CaseSpec::Lsq(c) => &c.name,
+            CaseSpec::Gemm(c) => &c.name,
+            CaseSpec::Conv2d(c) => &c.name,
+            CaseSpec::ModelLayer(c) => &c.name,
         }
     }
 
@@ -47,6 +56,9 @@ impl CaseSpec {
             CaseSpec::PeColumn(c) => c.seed,
             CaseSpec::Requant(c) => c.seed,
             CaseSpec::Lsq(c) => c.seed,
+            CaseSpec::Gemm(c) => c.seed,
+            CaseSpec::Conv2d(c) => c.seed,
+            CaseSpec::ModelLayer(c) => c.seed,
         }
     }
 
@@ -57,12 +69,15 @@ impl CaseSpec {
             CaseSpec::PeColumn(_) => "pe_column",
             CaseSpec::Requant(_) => "requant",
             CaseSpec::Lsq(_) => "lsq",
+            CaseSpec::Gemm(_) => "gemm",
+            CaseSpec::Conv2d(_) => "conv2d",
+            CaseSpec::ModelLayer(_) => "model_layer",
         }
     }
 
     /// True when the kind reads the hardware config (`--hw`).
     pub fn needs_hw(&self) -> bool {
-        false
+        matches!(self, CaseSpec::Gemm(_) | CaseSpec::Conv2d(_) | CaseSpec::ModelLayer(_))
     }
 
     /// Validate the common fields (the kind's own fields are validated by

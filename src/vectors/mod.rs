@@ -36,8 +36,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const BITMAC_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The hardware config as stored in a manifest (`null` for the
-/// self-contained kinds).
-pub type HwJson = serde_json::Value;
+/// self-contained kinds): the datapath's JSON form, validated into a
+/// [`crate::hw::HwConfig`] before use.
+pub type HwJson = crate::hw::HwSpec;
 
 /// `manifest.json`: fields in this order (serde_json pretty printing, two
 /// spaces, `\n` line ends, a final `\n`).
@@ -86,9 +87,11 @@ pub fn generate(case: &CaseSpec, hw: Option<&HwJson>) -> Result<Generated> {
 /// (`check` passes the manifest's stored version).
 pub fn generate_as(case: &CaseSpec, hw: Option<&HwJson>, version: &str) -> Result<Generated> {
     case.validate_common()?;
-    let hw = if case.needs_hw() {
+    let (hw, cfg) = if case.needs_hw() {
         match hw {
-            Some(h) => Some(h.clone()),
+            Some(h) => {
+                (Some(h.clone()), Some(crate::hw::HwConfig::from_spec(h).map_err(|e| e.context("hw"))?))
+            }
             None => {
                 return Err(Error::input(format!(
                     "case kind {} needs a hardware config (--hw HW.json)",
@@ -97,9 +100,9 @@ pub fn generate_as(case: &CaseSpec, hw: Option<&HwJson>, version: &str) -> Resul
             }
         }
     } else {
-        None
+        (None, None)
     };
-    let out = kinds::generate(case).map_err(|e| e.context(format!("case {}", case.name())))?;
+    let out = kinds::generate(case, cfg.as_ref()).map_err(|e| e.context(format!("case {}", case.name())))?;
     let mut artifacts = out.artifacts;
     let mut stats = serde_json::to_string_pretty(&out.stats).map_err(|e| Error::internal(e.to_string()))?;
     stats.push('\n');

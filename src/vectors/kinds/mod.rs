@@ -4,9 +4,11 @@
 
 use super::case::CaseSpec;
 use super::files::Artifact;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::hw::HwConfig;
 use std::collections::BTreeMap;
 
+pub mod gemm;
 pub mod lsq;
 pub mod pe_column;
 pub mod requant;
@@ -22,11 +24,19 @@ pub struct KindOutput {
 }
 
 /// Run the case's generator.
-pub(crate) fn generate(case: &CaseSpec) -> Result<KindOutput> {
+pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>) -> Result<KindOutput> {
+    let need_hw = || {
+        hw.ok_or_else(|| {
+            Error::input(format!("case kind {} needs a hardware config (--hw HW.json)", case.kind()))
+        })
+    };
     match case {
         CaseSpec::Round(c) => round::generate(c),
         CaseSpec::PeColumn(c) => pe_column::generate(c),
         CaseSpec::Requant(c) => requant::generate(c),
         CaseSpec::Lsq(c) => lsq::generate(c),
+        CaseSpec::Gemm(c) => gemm::generate_gemm(c, need_hw()?),
+        CaseSpec::Conv2d(c) => gemm::generate_conv2d(c, need_hw()?),
+        CaseSpec::ModelLayer(c) => gemm::generate_model_layer(c, need_hw()?),
     }
 }
