@@ -70,7 +70,7 @@ fn ovf_index(s: &str) -> usize {
 type Bench = (&'static str, Vec<&'static str>, Vec<(String, String)>);
 
 /// The testbench for a case, or None for kinds without an RTL consumer.
-fn bench_for(case: &CaseSpec) -> Option<Bench> {
+fn bench_for(case: &CaseSpec, m_hw: Option<&bitmac::hw::HwSpec>) -> Option<Bench> {
     let p = |k: &str, v: String| (k.to_string(), v);
     match case {
         CaseSpec::Round(c) => {
@@ -111,6 +111,29 @@ fn bench_for(case: &CaseSpec) -> Option<Bench> {
                     p("W_SIGNED", wsg.to_string()),
                     p("ACCW", accw.to_string()),
                     p("OVF", ovf_index(&c.overflow).to_string()),
+                ],
+            ))
+        }
+        CaseSpec::Gemm(c) => {
+            let hw = m_hw?;
+            let fold = if hw.array.dataflow == "os" { c.k } else { hw.array.rows as usize };
+            Some((
+                "gemm_column_tb",
+                vec!["pe_column.v", "psum_round.v", "gemm_column_tb.v"],
+                vec![
+                    p("M", c.m.to_string()),
+                    p("K", c.k.to_string()),
+                    p("N", c.n.to_string()),
+                    p("FOLD", fold.to_string()),
+                    p("AW", hw.activations.bits.to_string()),
+                    p("A_SIGNED", u8::from(hw.activations.signed).to_string()),
+                    p("WW", hw.weights.bits.to_string()),
+                    p("W_SIGNED", u8::from(hw.weights.signed).to_string()),
+                    p("ACCW", hw.accumulator.bits.to_string()),
+                    p("OVF", ovf_index(&hw.accumulator.overflow).to_string()),
+                    p("D", hw.psum.drop_bits.to_string()),
+                    p("MODE", mode_index(&hw.psum.rounding).to_string()),
+                    p("OFFSET", hw.psum.offset.to_string()),
                 ],
             ))
         }
@@ -164,19 +187,21 @@ fn rtl_testbenches_pass_on_every_committed_vector_case() {
         return;
     }
     let tmp = TmpDir::new("suite");
-    let (mut rounds, mut columns) = (0, 0);
+    let (mut rounds, mut columns, mut gemms) = (0, 0, 0);
     for (dir, m) in committed_cases() {
-        let Some((top, srcs, params)) = bench_for(&m.case) else { continue };
+        let Some((top, srcs, params)) = bench_for(&m.case, m.hw.as_ref()) else { continue };
         let out = simulate(&tmp.0, &m.name, top, &srcs, &params, &dir);
         assert!(out.contains("PASS") && !out.contains("FAIL"), "{}: {top}:\n{out}", m.name);
         match m.case {
             CaseSpec::Round(_) => rounds += 1,
             CaseSpec::PeColumn(_) => columns += 1,
+            CaseSpec::Gemm(_) => gemms += 1,
             _ => {}
         }
     }
     assert!(rounds >= 16, "only {rounds} round cases reached the RTL");
     assert!(columns >= 5, "only {columns} pe_column cases reached the RTL");
+    assert!(gemms >= 9, "only {gemms} gemm cases reached the RTL");
 }
 
 /// Negative control: a testbench fed one wrong expected value must fail and
@@ -188,7 +213,9 @@ fn rtl_testbenches_detect_a_corrupted_expected_value() {
     }
     let tmp = TmpDir::new("neg");
     let cases = committed_cases();
-    for (want_kind, file, line) in [("round", "y.hex", 7usize), ("pe_column", "acc.hex", 5usize)] {
+    for (want_kind, file, line) in
+        [("round", "y.hex", 7usize), ("pe_column", "acc.hex", 5), ("gemm", "acc.hex", 9)]
+    {
         let (dir, m) = cases.iter().find(|(_, m)| m.kind == want_kind).expect("a committed case of the kind");
         let copy = tmp.0.join(&m.name);
         std::fs::create_dir_all(&copy).unwrap();
@@ -200,11 +227,18 @@ fn rtl_testbenches_detect_a_corrupted_expected_value() {
         let text = std::fs::read_to_string(&p).unwrap();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         let l = &mut lines[line - 1];
-        let first = l.chars().next().unwrap();
-        let flipped = if first == '0' { '1' } else { '0' };
-        l.replace_range(0..1, &flipped.to_string());
+        if file == "trace.txt" {
+            // Flip wfull (the third field): time, domain and enable are inputs.
+            let mut f: Vec<String> = l.split(' ').map(str::to_string).collect();
+            f[2] = if f[2] == "0" { "1".into() } else { "0".into() };
+            *l = f.join(" ");
+        } else {
+            let first = l.chars().next().unwrap();
+            let flipped = if first == '0' { '1' } else { '0' };
+            l.replace_range(0..1, &flipped.to_string());
+        }
         std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-        let (top, srcs, params) = bench_for(&m.case).unwrap();
+        let (top, srcs, params) = bench_for(&m.case, m.hw.as_ref()).unwrap();
         let out = simulate(&tmp.0, &format!("neg-{}", m.name), top, &srcs, &params, &copy);
         assert!(out.contains("FAIL"), "{}: corrupted {file} line {line} was not detected:\n{out}", m.name);
         assert!(out.contains(&format!("line {line}")), "{}: the failure names the line:\n{out}", m.name);

@@ -565,3 +565,33 @@ fn flipping_a_digit_in_any_committed_file_is_located_exactly() {
     }
     assert!(flips >= 300, "{flips}");
 }
+
+#[test]
+fn datapath_kinds_need_a_valid_hw_config() {
+    let t = Tmp::new("hw");
+    let case = r#"{"kind":"gemm","name":"g","seed":1,"m":2,"k":3,"n":2,"s_a":0.1,"s_w":0.1,"s_out":0.1}"#;
+    let c = write_case(&t.0, case);
+    let out = t.0.join("out");
+    let (code, _, stderr) = bitmac(&["gen", "--case", c.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("case kind gemm needs a hardware config (--hw HW.json)"), "{stderr}");
+    let hw = t.0.join("hw.json");
+    let mut spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("testvectors/cases/gemm_ws_acc32.hw.json")).unwrap(),
+    )
+    .unwrap();
+    spec["accumulator"]["bits"] = serde_json::json!(99);
+    std::fs::write(&hw, spec.to_string()).unwrap();
+    let (code, _, stderr) = bitmac(&[
+        "gen",
+        "--hw",
+        hw.to_str().unwrap(),
+        "--case",
+        c.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("accumulator.bits: 99 is out of range"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1);
+}
