@@ -278,29 +278,24 @@ fn conv_weights(layer: &Layer) -> Vec<i32> {
     layer.weight().codes().to_vec()
 }
 
-/// Run `model` on `data` through the datapath described by `hw`.
-/// `reference` (the PyTorch fake-quant outputs for the same data) enables
-/// the agreement numbers and the explanations of differing predictions.
-/// `progress` is called with the number of samples finished so far.
-pub fn run_model(
+/// Per-layer results of running every sample: flat arrays in sample order.
+struct Raw {
+    lowered: Vec<Lowered>,
+    stats: Vec<Stats>,
+    codes: Vec<Vec<i64>>,
+    exact: Vec<Vec<i128>>,
+    acc: Vec<Vec<i128>>,
+}
+
+fn run_all(
     model: &Model,
     data: &Dataset,
-    reference: Option<&Reference>,
     hw: &HwConfig,
     opts: &RunOptions,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<RunReport> {
+) -> Result<Raw> {
     if opts.batch == 0 {
-        return Err(Error::field("batch", 0, "1..=samples"));
-    }
-    if let Some(r) = reference {
-        if r.samples() != data.len() {
-            return Err(Error::input(format!(
-                "reference has {} samples but the data set has {}; pass the matching --data or --reference",
-                r.samples(),
-                data.len()
-            )));
-        }
+        return Err(Error::field("batch", 0, "1.."));
     }
     let lowered = lower(model, hw)?;
     let in_len = model.input().len();
@@ -326,19 +321,80 @@ pub fn run_model(
         .collect();
     // Merge in sample order (deterministic whatever the scheduling).
     let n_layers = model.layers().len();
-    let mut per_layer: Vec<Stats> = vec![Stats::default(); n_layers];
+    let mut stats: Vec<Stats> = vec![Stats::default(); n_layers];
     let mut codes: Vec<Vec<i64>> = vec![Vec::new(); n_layers];
     let mut exact: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
     let mut acc: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
     for b in batches {
         let b = b?;
         for l in 0..n_layers {
-            per_layer[l].merge(&b.stats[l]);
+            stats[l].merge(&b.stats[l]);
             codes[l].extend_from_slice(&b.codes[l]);
             exact[l].extend_from_slice(&b.exact[l]);
             acc[l].extend_from_slice(&b.acc[l]);
         }
     }
+    Ok(Raw { lowered, stats, codes, exact, acc })
+}
+
+/// Every layer's accumulators (`acc * 2^d + bias`) and output codes (logits
+/// for the last layer) per sample: `acc[layer][sample][element]`, elements
+/// in the model's output order (NCHW for conv, features for dense).
+#[derive(Clone, Debug)]
+pub struct ModelTrace {
+    pub acc: Vec<Vec<Vec<i128>>>,
+    pub exact: Vec<Vec<Vec<i128>>>,
+    pub codes: Vec<Vec<Vec<i64>>>,
+}
+
+/// Run `model` on `data` and return every layer's values per sample (for
+/// tests, vectors and debugging; no reference needed).
+pub fn run_model_trace(
+    model: &Model,
+    data: &Dataset,
+    hw: &HwConfig,
+    engine: Engine,
+    batch: usize,
+) -> Result<ModelTrace> {
+    let opts = RunOptions { engine, batch, max_explain: 0 };
+    let raw = run_all(model, data, hw, &opts, &|_| {})?;
+    let split = |flat: &Vec<Vec<i128>>| -> Vec<Vec<Vec<i128>>> {
+        flat.iter().map(|v| v.chunks(v.len() / data.len().max(1)).map(<[i128]>::to_vec).collect()).collect()
+    };
+    Ok(ModelTrace {
+        acc: split(&raw.acc),
+        exact: split(&raw.exact),
+        codes: raw
+            .codes
+            .iter()
+            .map(|v| v.chunks(v.len() / data.len().max(1)).map(<[i64]>::to_vec).collect())
+            .collect(),
+    })
+}
+
+/// Run `model` on `data` through the datapath described by `hw`.
+/// `reference` (the PyTorch fake-quant outputs for the same data) enables
+/// the agreement numbers and the explanations of differing predictions.
+/// `progress` is called with the number of samples finished so far.
+pub fn run_model(
+    model: &Model,
+    data: &Dataset,
+    reference: Option<&Reference>,
+    hw: &HwConfig,
+    opts: &RunOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<RunReport> {
+    if let Some(r) = reference {
+        if r.samples() != data.len() {
+            return Err(Error::input(format!(
+                "reference has {} samples but the data set has {}; pass the matching --data or --reference",
+                r.samples(),
+                data.len()
+            )));
+        }
+    }
+    let Raw { lowered, stats: per_layer, codes, exact, acc } = run_all(model, data, hw, opts, progress)?;
+    let n_layers = model.layers().len();
     let classes = model.num_classes();
     let logits = &codes[n_layers - 1];
     let predictions: Vec<usize> =

@@ -238,16 +238,62 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
         assert!(stderr.contains(needle), "{needle} not in {stderr}");
         assert!(!out.join("COMPUTE_REPORT.csv").exists());
     }
-    // The default timing is bitmac's, not built in this branch: a clean error.
-    let (code, _, stderr) = bitmac(&[
-        "scalesim",
-        "--config",
-        good_cfg.to_str().unwrap(),
-        "--topology",
-        good_topo.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!((code, stderr.lines().count()), (2, 1), "{stderr}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--timing bitmac` (the default) reports, for every layer, exactly the
+/// cycle count the cycle-level engine gets by stepping every PE register on
+/// that layer's GEMM (same dims, same array, same dataflow).
+#[test]
+fn bitmac_timing_equals_the_cycle_engine() {
+    use bitmac::array::{Engine, Matrix};
+    use bitmac::hw::HwConfig;
+    use bitmac::numerics::IntFormat;
+    use bitmac::requant::{quantize_multiplier, RequantRounding, Requantizer};
+    let topo_path = root().join("topologies/odd_shapes.csv");
+    for (cfg_name, rows, cols, df) in
+        [("a8x16_ws", 8, 16, "ws"), ("a16x4_os", 16, 4, "os"), ("a16x4_is", 16, 4, "is")]
+    {
+        let d = tmpdir(&format!("bt-{cfg_name}"));
+        let cfg = root().join(format!("configs/{cfg_name}.cfg"));
+        let (code, _, stderr) = bitmac(&[
+            "scalesim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--topology",
+            topo_path.to_str().unwrap(),
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let report = std::fs::read_to_string(d.join("COMPUTE_REPORT.csv")).unwrap();
+        let rows_out = parse_compute_report(&report, "bitmac").unwrap();
+        let topo = Topology::read(&topo_path, scalesim::InputType::Auto).unwrap();
+        assert_eq!(rows_out.len(), topo.layers.len());
+        let hw_json = format!(
+            r#"{{"array": {{"rows": {rows}, "cols": {cols}, "dataflow": "{df}"}},
+               "weights": {{"bits": 8, "signed": true}}, "activations": {{"bits": 8, "signed": true}},
+               "accumulator": {{"bits": 32, "overflow": "WRAP"}},
+               "psum": {{"drop_bits": 0, "rounding": "RND", "offset": 0}},
+               "requant": {{"rounding": "double", "relu": false, "out_bits": 8, "out_signed": true}},
+               "clock": {{"period_ps": 1000}}}}"#
+        );
+        let hw = HwConfig::from_json_str(&hw_json, "t").unwrap();
+        let rq = Requantizer::new(
+            quantize_multiplier(0.01).unwrap(),
+            RequantRounding::Double,
+            IntFormat::signed(8).unwrap(),
+            false,
+        )
+        .unwrap();
+        for (layer, row) in topo.layers.iter().zip(&rows_out) {
+            let g = layer.gemm_dims();
+            let (m, k, n) = (g.m as usize, g.k as usize, g.n as usize);
+            let a = Matrix::new(m, k, (0..m * k).map(|i| (i % 7) as i32 - 3).collect()).unwrap();
+            let w = Matrix::new(k, n, (0..k * n).map(|i| (i % 5) as i32 - 2).collect()).unwrap();
+            let r = bitmac::layers::run_gemm(&hw, &a, &w, None, &rq, Engine::Cycle).unwrap();
+            assert_eq!(row.timing.total_cycles, r.stats.cycles, "{cfg_name} layer {}", layer.name);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

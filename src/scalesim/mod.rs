@@ -167,11 +167,27 @@ pub fn scalesim_timing(cfg: &ScaleSimConfig) -> impl Fn(&GemmMapping) -> Result<
 
 /// bitmac's own array timing for one mapped layer (`--timing bitmac`).
 ///
-/// Not wired in this build: it returns an input error. At merge it becomes
-/// `Ok(LayerTiming::from_cycles(m, crate::array::gemm_cycles(..)?))`, see
-/// `docs/scalesim.md`.
-pub fn bitmac_timing(_m: &GemmMapping) -> Result<LayerTiming> {
-    Err(Error::input("--timing bitmac: not available in this build yet (use --timing scalesim)"))
+/// bitmac's own cycle-exact array timing ([`crate::array::compute_cycles`],
+/// `docs/datapath.md` "Timing"), the same count the cycle-level engine
+/// produces by stepping every PE.
+pub fn bitmac_timing(m: &GemmMapping) -> Result<LayerTiming> {
+    let df = match m.dataflow {
+        Dataflow::Os => crate::hw::Dataflow::Os,
+        Dataflow::Ws => crate::hw::Dataflow::Ws,
+        Dataflow::Is => crate::hw::Dataflow::Is,
+    };
+    let dim = |v: u64, what: &str| {
+        usize::try_from(v).map_err(|_| Error::field(format!("layer {what}"), v, "at most usize::MAX"))
+    };
+    let cycles = crate::array::compute_cycles(
+        df,
+        m.rows as usize,
+        m.cols as usize,
+        dim(m.m, "M")?,
+        dim(m.k, "K")?,
+        dim(m.n, "N")?,
+    );
+    Ok(LayerTiming::from_cycles(m, cycles))
 }
 
 /// Map every layer of `topo` onto the array of `cfg` and time it with
