@@ -595,3 +595,21 @@ fn datapath_kinds_need_a_valid_hw_config() {
     assert!(stderr.contains("accumulator.bits: 99 is out of range"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1);
 }
+
+/// The worked example of docs/vectors.md holds for the committed files.
+#[test]
+fn the_worked_example_in_the_docs_is_true() {
+    let d = root().join("testvectors/round_rnd_conv_c0");
+    let line2 = |f: &str| std::fs::read_to_string(d.join(f)).unwrap().lines().nth(1).unwrap().to_string();
+    assert_eq!(line2("x.hex"), "80df8");
+    assert_eq!(line2("y.hex"), "00e0");
+    assert_eq!(line2("pos.hex"), "1");
+    assert_eq!(line2("ovf.hex"), "1");
+    let json_line8 =
+        |f: &str| std::fs::read_to_string(d.join(f)).unwrap().lines().nth(7).unwrap().trim().to_string();
+    assert_eq!(json_line8("x.json"), "-520712,");
+    assert_eq!(json_line8("y.json"), "224,");
+    let sha = format!("{:x}", Sha256::digest(std::fs::read(d.join("y.hex")).unwrap()));
+    let docs = std::fs::read_to_string(root().join("docs/vectors.md")).unwrap();
+    assert!(docs.contains(&format!("\"sha256\": \"{sha}\"")), "docs/vectors.md quotes y.hex's sha256 {sha}");
+}
