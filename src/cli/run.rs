@@ -46,6 +46,11 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Print one Markdown table row instead of the report: psum dropped
+    /// bits, rounding, offset, requant, accuracy, agreement, psum ties,
+    /// then each layer's psum bias (units of 2^d) and output bias.
+    #[arg(long, conflicts_with = "json")]
+    row: bool,
 }
 
 impl Default for Args {
@@ -61,6 +66,7 @@ impl Default for Args {
             batch: 1,
             explain: 10,
             json: false,
+            row: false,
         }
     }
 }
@@ -131,6 +137,8 @@ pub fn run(args: Args) -> Result<i32> {
         args.data.as_ref().map_or(model::DEFAULT_DATA_PATH.to_string(), |p| p.display().to_string());
     if args.json {
         println!("{}", report_json(&report, &hw_name, &data_name, &hw, wall));
+    } else if args.row {
+        println!("{}", report_row(&report, &hw));
     } else {
         print!("{}", report_text(&report, &hw_name, &data_name, &hw, wall));
     }
@@ -296,6 +304,24 @@ fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
     );
     let _ = writeln!(s, "wall time: {wall:.3} s");
     s
+}
+
+/// One Markdown row (see `--row`); the header is in docs/seed-question.md.
+fn report_row(r: &RunReport, hw: &HwConfig) -> String {
+    let p = hw.psum();
+    let mut cells = vec![
+        p.drop_bits.to_string(),
+        format!("`{}`", p.rounding),
+        p.offset.to_string(),
+        hw.requant().rounding.to_string(),
+        pct(r.accuracy()),
+        r.agree.map_or("-".into(), |a| format!("{a}/{}", r.samples)),
+        format!("{}/{}", r.total.psum_ties, r.total.psum_rounded),
+    ];
+    for l in &r.layers {
+        cells.push(format!("{} / {}", opt_f(l.stats.psum_err_mean(), 3), opt_f(l.stats.out_err_mean(), 3)));
+    }
+    format!("| {} |", cells.join(" | "))
 }
 
 fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wall: f64) -> String {
