@@ -9,8 +9,9 @@
 //   MODE: 0 TRN, 1 TRN_ZERO, 2 RND, 3 RND_ZERO, 4 RND_MIN_INF, 5 RND_INF,
 //         6 RND_CONV, 7 RND_CONV_ODD
 //   OVF:  0 WRAP, 1 SAT, 2 SAT_ZERO, 3 SAT_SYM
-//   pos:  residue x mod 2^K below (0) / at (1) / above (2) the centre
-//         2^(K-1) + OFFSET (0 when K = 0)
+//   pos:  residue x mod 2^K below (0) / at (1) / above (2) the rounding
+//         centre (2^(K-1) + OFFSET for round-to-nearest; for TRN/TRN_ZERO
+//         where floor((x+OFFSET)/2^K) steps up; 0 when K = 0)
 //
 // Synthesizable: parameters fix the mode; the datapath is shifts, adds,
 // compares and muxes. OFFSET is a 32-bit integer parameter.
@@ -35,7 +36,13 @@ module psum_round #(
     localparam W = ((IN_W > OUT_W) ? IN_W : OUT_W) + 4;
     localparam signed [W-1:0] ONE = 1;
     localparam signed [W-1:0] C = OFFSET;
-    localparam signed [W-1:0] H = (K == 0) ? 0 : (ONE <<< (K - 1)) + C;
+    // The rounding centre (docs/numerics.md): the residue at which the
+    // result steps up. Round-to-nearest: 2^(K-1) + C. Truncating modes
+    // (C added before truncation): 2^K - C for C >= 0 (2^K: never reached,
+    // plain truncation has no ties), -C for C < 0.
+    localparam signed [W-1:0] H = (K == 0) ? 0
+                                : (MODE <= 1) ? ((C >= 0) ? (ONE <<< K) - C : -C)
+                                : (ONE <<< (K - 1)) + C;
     localparam signed [W-1:0] OMAX = OUT_SIGNED ? (ONE <<< (OUT_W - 1)) - ONE : (ONE <<< OUT_W) - ONE;
     localparam signed [W-1:0] OMIN = OUT_SIGNED ? -(ONE <<< (OUT_W - 1)) : 0;
     localparam signed [W-1:0] SMIN = OUT_SIGNED ? -OMAX : 0;   // SAT_SYM lower bound

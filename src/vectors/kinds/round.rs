@@ -4,14 +4,14 @@
 //! rounding-centre offset `offset` (docs/numerics.md), then store into
 //! `output` with `overflow`. Files: `x` (input), `y` (output), `ovf`
 //! (flag, u1: the store overflowed), `pos` (flag, u2: residue below / at /
-//! above the centre = 0 / 1 / 2), `stats.json`.
+//! above the rounding centre of docs/numerics.md = 0 / 1 / 2), `stats.json`.
 
 use super::super::case::{check_size, parse_format, parse_overflow, parse_round_mode};
 use super::super::data::{chance, rng, IntGen, IntGenSpec};
 use super::super::files::{Artifact, Role, Tensor};
 use super::KindOutput;
 use crate::error::{Error, Result};
-use crate::numerics::{round_and_narrow, IntFormat, Narrower, Position, Rounder};
+use crate::numerics::{round_and_narrow, IntFormat, Narrower, Position, RoundMode, Rounder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -41,8 +41,8 @@ pub struct RoundCase {
     /// Generator of `x`.
     #[serde(default)]
     pub data: IntGenSpec,
-    /// Fraction (0..=1) of inputs forced onto the rounding centre (a tie):
-    /// the residue is replaced by `2^(k-1) + offset`.
+    /// Fraction (0..=1) of inputs forced onto the rounding centre (a tie),
+    /// see `force_ties`.
     #[serde(default)]
     pub ties: f64,
 }
@@ -76,7 +76,7 @@ pub(crate) fn generate(c: &RoundCase) -> Result<KindOutput> {
     let gen = IntGen::new(&c.data, fin, "data", c.count)?;
     let mut x = gen.draw(&mut rng(c.seed, STREAM_X), c.count);
     if c.ties > 0.0 && c.k > 0 {
-        force_ties(&mut x, fin, c.k, c.offset, c.ties, c.seed);
+        force_ties(&mut x, fin, c.k, mode, c.offset, c.ties, c.seed);
     }
 
     let u1 = IntFormat::unsigned(1)?;
@@ -111,14 +111,27 @@ pub(crate) fn generate(c: &RoundCase) -> Result<KindOutput> {
     Ok(out)
 }
 
-/// Move a `ties` fraction of the inputs onto the centre: on stream 1, per
-/// element one `chance(ties)` draw; when it hits, the residue `x mod 2^k` is
-/// replaced by the centre `h = 2^(k-1) + offset` mod 2^k, and if that leaves
-/// the input format, `2^k` is subtracted (or added).
-fn force_ties(x: &mut [i128], fmt: IntFormat, k: u32, offset: i64, ties: f64, seed: u64) {
+/// Move a `ties` fraction of the inputs onto the rounding centre: on
+/// stream 1, per element one `chance(ties)` draw; when it hits, the residue
+/// `x mod 2^k` is replaced by the centre `h` (docs/numerics.md: `2^(k-1) +
+/// offset` for the round-to-nearest modes; for `TRN`/`TRN_ZERO` the residue
+/// where `floor((x+offset)/2^k)` steps up, `2^k - offset` for offset > 0,
+/// `-offset` for offset < 0, and - plain truncation having no centre - the
+/// half-way residue `2^(k-1)` for offset 0), and if that leaves the input
+/// format, `2^k` is subtracted (or added).
+fn force_ties(x: &mut [i128], fmt: IntFormat, k: u32, mode: RoundMode, offset: i64, ties: f64, seed: u64) {
     let mut r = rng(seed, STREAM_TIES);
     let n = 1i128 << k;
-    let h = ((1i128 << (k - 1)) + i128::from(offset)).rem_euclid(n);
+    let c = i128::from(offset);
+    let h = if !mode.is_truncating() {
+        ((1i128 << (k - 1)) + c).rem_euclid(n)
+    } else if c > 0 {
+        n - c
+    } else if c < 0 {
+        -c
+    } else {
+        1i128 << (k - 1)
+    };
     for v in x.iter_mut() {
         if !chance(&mut r, ties) {
             continue;
