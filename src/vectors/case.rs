@@ -5,7 +5,7 @@
 //! directory name), `description`, `seed`. Each kind validates its fields
 //! once ([`CaseSpec::validate`]) into the internal types its generator uses.
 
-use super::kinds::{gemm, lsq, pe_column, requant, round};
+use super::kinds::{cdc, gemm, lsq, pe_column, requant, round};
 use crate::error::{Error, Result};
 use crate::numerics::{IntFormat, OverflowMode, RoundMode};
 use serde::{Deserialize, Serialize};
@@ -30,10 +30,12 @@ pub enum CaseSpec {
     Conv2d(gemm::Conv2dCase),
     /// A layer of the shipped default model on shipped test samples (needs `--hw`).
     ModelLayer(gemm::ModelLayerCase),
+    /// A CDC FIFO scenario (the `bitmac cdc` run).
+    Cdc(cdc::CdcCase),
 }
 
 /// The kinds, in documentation order.
-pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer";
+pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer, cdc";
 
 impl CaseSpec {
     /// The case name (directory name).
@@ -46,6 +48,7 @@ impl CaseSpec {
             CaseSpec::Gemm(c) => &c.name,
             CaseSpec::Conv2d(c) => &c.name,
             CaseSpec::ModelLayer(c) => &c.name,
+            CaseSpec::Cdc(c) => &c.name,
         }
     }
 
@@ -59,6 +62,7 @@ impl CaseSpec {
             CaseSpec::Gemm(c) => c.seed,
             CaseSpec::Conv2d(c) => c.seed,
             CaseSpec::ModelLayer(c) => c.seed,
+            CaseSpec::Cdc(c) => c.seed,
         }
     }
 
@@ -72,6 +76,7 @@ impl CaseSpec {
             CaseSpec::Gemm(_) => "gemm",
             CaseSpec::Conv2d(_) => "conv2d",
             CaseSpec::ModelLayer(_) => "model_layer",
+            CaseSpec::Cdc(_) => "cdc",
         }
     }
 

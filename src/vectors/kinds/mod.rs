@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::hw::HwConfig;
 use std::collections::BTreeMap;
 
+pub mod cdc;
 pub mod gemm;
 pub mod lsq;
 pub mod pe_column;
@@ -38,5 +39,6 @@ pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>) -> Result<KindOut
         CaseSpec::Gemm(c) => gemm::generate_gemm(c, need_hw()?),
         CaseSpec::Conv2d(c) => gemm::generate_conv2d(c, need_hw()?),
         CaseSpec::ModelLayer(c) => gemm::generate_model_layer(c, need_hw()?),
+        CaseSpec::Cdc(c) => cdc::generate(c),
     }
 }
