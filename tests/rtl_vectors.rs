@@ -137,6 +137,16 @@ fn bench_for(case: &CaseSpec, m_hw: Option<&bitmac::hw::HwSpec>) -> Option<Bench
                 ],
             ))
         }
+        // RTL simulators do not model metastability: only clean-clock cases replay.
+        CaseSpec::Cdc(c) if c.meta.is_none() => Some((
+            "cdc_replay_tb",
+            vec!["async_fifo.v", "cdc_replay_tb.v"],
+            vec![
+                p("DSIZE", c.data_width.to_string()),
+                p("ASIZE", c.depth.trailing_zeros().to_string()),
+                p("SYNC", c.sync.to_string()),
+            ],
+        )),
         _ => None,
     }
 }
@@ -187,7 +197,7 @@ fn rtl_testbenches_pass_on_every_committed_vector_case() {
         return;
     }
     let tmp = TmpDir::new("suite");
-    let (mut rounds, mut columns, mut gemms) = (0, 0, 0);
+    let (mut rounds, mut columns, mut gemms, mut cdcs) = (0, 0, 0, 0);
     for (dir, m) in committed_cases() {
         let Some((top, srcs, params)) = bench_for(&m.case, m.hw.as_ref()) else { continue };
         let out = simulate(&tmp.0, &m.name, top, &srcs, &params, &dir);
@@ -196,12 +206,14 @@ fn rtl_testbenches_pass_on_every_committed_vector_case() {
             CaseSpec::Round(_) => rounds += 1,
             CaseSpec::PeColumn(_) => columns += 1,
             CaseSpec::Gemm(_) => gemms += 1,
+            CaseSpec::Cdc(_) => cdcs += 1,
             _ => {}
         }
     }
     assert!(rounds >= 16, "only {rounds} round cases reached the RTL");
     assert!(columns >= 5, "only {columns} pe_column cases reached the RTL");
     assert!(gemms >= 9, "only {gemms} gemm cases reached the RTL");
+    assert!(cdcs >= 4, "only {cdcs} cdc cases reached the RTL");
 }
 
 /// Negative control: a testbench fed one wrong expected value must fail and
@@ -213,9 +225,12 @@ fn rtl_testbenches_detect_a_corrupted_expected_value() {
     }
     let tmp = TmpDir::new("neg");
     let cases = committed_cases();
-    for (want_kind, file, line) in
-        [("round", "y.hex", 7usize), ("pe_column", "acc.hex", 5), ("gemm", "acc.hex", 9)]
-    {
+    for (want_kind, file, line) in [
+        ("round", "y.hex", 7usize),
+        ("pe_column", "acc.hex", 5),
+        ("gemm", "acc.hex", 9),
+        ("cdc", "trace.txt", 40),
+    ] {
         let (dir, m) = cases.iter().find(|(_, m)| m.kind == want_kind).expect("a committed case of the kind");
         let copy = tmp.0.join(&m.name);
         std::fs::create_dir_all(&copy).unwrap();
