@@ -289,7 +289,7 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     prop_assert_eq!(&ex, &exact, "exact GEMM");
     // Wide enough => exact.
     let minb = fast.stats.min_acc_bits;
-    if c.d == 0 && (c.p >= fast.stats.a2q_bits_types || c.p >= minb) {
+    if c.d == 0 && (c.p >= fast.stats.a2q_bits_types || c.p >= fast.stats.a2q_bits_weights || c.p >= minb) {
         prop_assert_eq!(&got, &exact, "P >= A2Q/min width but not exact");
         prop_assert_eq!(fast.stats.overflows(), 0);
     }

@@ -9,7 +9,8 @@
 //! "next" copy swapped at commit); nothing is allocated per cycle.
 
 use super::stats::{centre, Tally};
-use super::{Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{SAT, SATS, SATZ, WRAP};
 use std::fmt::Write as _;
 
 /// Writeback/buffer state shared by the dataflows.
@@ -155,46 +156,88 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
     ArrayOutput { m, n, acc: buf.b, exact: buf.ex, stats }
 }
 
-/// One row of PEs for one cycle: activation from the left (`edge` at column
-/// 0), psum and exact shadow from above (`None` at row 0: the column input
-/// is 0). Returns the number of overflows and the first overflowing column.
+/// One row of PEs for one cycle. `an` already holds the activations the
+/// row uses this cycle (the edge value at column 0, then the left
+/// neighbours' registers); psum and exact shadow come from the row above
+/// (`TOP`: row 0, whose column input is 0). Writes the next psum and
+/// shadow registers; returns the number of overflowing PEs.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn mac_row(
+fn mac_row<const MODE: u8, const TOP: bool>(
     acc: &Acc,
-    edge: i64,
     wrow: &[i64],
-    arow: &[i64],
-    up: Option<(&[i64], &[i64])>,
-    an: &mut [i64],
+    an: &[i64],
+    pup: &[i64],
+    eup: &[i64],
     pn: &mut [i64],
     en: &mut [i64],
     or: &mut u64,
-) -> (u64, usize) {
+) -> u64 {
     let c = wrow.len();
+    let (an, pup, eup, pn, en) = (&an[..c], &pup[..c], &eup[..c], &mut pn[..c], &mut en[..c]);
     let mut cnt = 0u64;
-    let mut first = usize::MAX;
     let mut orv = 0u64;
     for x in 0..c {
-        let ain = if x == 0 { edge } else { arow[x - 1] };
-        let (pin, ein) = match up {
-            Some((p, e)) => (p[x], e[x]),
-            None => (0, 0),
-        };
-        let prod = wrow[x] * ain;
-        let (ps, of) = acc.add(pin, prod);
+        let prod = wrow[x] * an[x];
+        let (pin, ein) = if TOP { (0, 0) } else { (pup[x], eup[x]) };
+        let (ps, of) = add_m::<MODE>(acc, pin, prod);
         let ev = ein + prod;
-        orv |= acc.mag(ev);
-        an[x] = ain;
+        orv |= mag_m::<MODE>(ev);
         pn[x] = ps;
         en[x] = ev;
-        if of {
-            cnt += 1;
-            first = first.min(x);
-        }
+        cnt += of as u64;
     }
     *or |= orv;
-    (cnt, first)
+    cnt
+}
+
+/// All rows of a stationary array for one cycle (mode fixed at compile
+/// time). Returns the overflow count and the first overflowing (row, col).
+#[allow(clippy::too_many_arguments)]
+fn mac_array<const MODE: u8>(
+    acc: &Acc,
+    rr: usize,
+    cc: usize,
+    edge: &[i64],
+    wreg: &[i64],
+    areg: &[i64],
+    preg: &[i64],
+    ereg: &[i64],
+    anext: &mut [i64],
+    pnext: &mut [i64],
+    enext: &mut [i64],
+    or: &mut u64,
+) -> (u64, Option<(usize, usize)>) {
+    let mut total = 0u64;
+    let mut first = None;
+    for r in 0..rr {
+        let row = r * cc..(r + 1) * cc;
+        // Activations move one PE to the right.
+        anext[r * cc] = edge[r];
+        anext[r * cc + 1..(r + 1) * cc].copy_from_slice(&areg[r * cc..(r + 1) * cc - 1]);
+        let (pn, en) = (&mut pnext[row.clone()], &mut enext[row.clone()]);
+        let cnt = if r == 0 {
+            // Row 0 has no row above; its psum input is 0 (the slices are unused).
+            mac_row::<MODE, true>(acc, &wreg[row.clone()], &anext[row.clone()], &preg[row.clone()], &ereg[row.clone()], pn, en, or)
+        } else {
+            let up = (r - 1) * cc..r * cc;
+            mac_row::<MODE, false>(acc, &wreg[row.clone()], &anext[row.clone()], &preg[up.clone()], &ereg[up], pn, en, or)
+        };
+        if cnt > 0 {
+            total += cnt;
+            if first.is_none() {
+                // Rare: find the first overflowing column of this row.
+                let c = (0..cc)
+                    .find(|&c| {
+                        let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
+                        add_m::<MODE>(acc, pin, wreg[r * cc + c] * anext[r * cc + c]).1
+                    })
+                    .expect("an overflow was counted in this row");
+                first = Some((r, c));
+            }
+        }
+    }
+    (total, first)
 }
 
 /// Weight- and input-stationary dataflows (identical structure: a
@@ -222,6 +265,7 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let mut edge = vec![0i64; rr];
     let tracing = buf.trace.is_some();
     let mut tile = 0usize;
+    let mode = mode_code(cfg.acc.mode);
 
     // Consume the bottom-row outputs committed in the previous cycle.
     let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
@@ -261,45 +305,41 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                 for (r, e) in edge.iter_mut().enumerate() {
                     *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { 0 };
                 }
-                let mut first_row_event = None;
-                for r in 0..rr {
-                    let row = r * cc..(r + 1) * cc;
-                    let up = if r == 0 {
-                        None
-                    } else {
-                        let prev = (r - 1) * cc..r * cc;
-                        Some((&preg[prev.clone()], &ereg[prev]))
-                    };
-                    let (cnt, first) = mac_row(
-                        &cfg.acc,
-                        edge[r],
-                        &wreg[row.clone()],
-                        &areg[row.clone()],
-                        up,
-                        &mut anext[row.clone()],
-                        &mut pnext[row.clone()],
-                        &mut enext[row],
-                        &mut buf.tally.width_or,
-                    );
-                    if cnt > 0 {
-                        buf.tally.ovf_array += cnt;
-                        if first_row_event.is_none() {
-                            first_row_event = Some((r, first));
-                        }
-                        if tracing {
-                            // Report every overflowing PE of the row.
+                let f = match mode {
+                    WRAP => mac_array::<WRAP>,
+                    SAT => mac_array::<SAT>,
+                    SATZ => mac_array::<SATZ>,
+                    _ => mac_array::<SATS>,
+                };
+                let (cnt, first) = f(
+                    &cfg.acc,
+                    rr,
+                    cc,
+                    &edge,
+                    &wreg,
+                    &areg,
+                    &preg,
+                    &ereg,
+                    &mut anext,
+                    &mut pnext,
+                    &mut enext,
+                    &mut buf.tally.width_or,
+                );
+                buf.tally.ovf_array += cnt;
+                if cnt > 0 {
+                    if tracing {
+                        // Report every overflowing PE.
+                        for r in 0..rr {
                             for c in 0..cc {
-                                let ain = if c == 0 { edge[r] } else { areg[r * cc + c - 1] };
                                 let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
-                                if cfg.acc.add(pin, wreg[r * cc + c] * ain).1 {
+                                if cfg.acc.add(pin, wreg[r * cc + c] * anext[r * cc + c]).1 {
                                     buf.event(r, c);
                                 }
                             }
                         }
+                    } else if let Some((r, c)) = first {
+                        buf.event(r, c);
                     }
-                }
-                if let (Some((r, c)), false) = (first_row_event, tracing) {
-                    buf.event(r, c);
                 }
                 tagn[0] = if q >= rr - 1 && q - (rr - 1) < stream { (q - (rr - 1)) as i64 } else { -1 };
                 tagn[1..].copy_from_slice(&tag[..cc - 1]);

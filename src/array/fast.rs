@@ -133,11 +133,8 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
     ArrayOutput { m, n, acc, exact, stats }
 }
 
+use super::{add_m, SAT, SATS, SATZ, WRAP};
 const SAFE: u8 = 0;
-const WRAP: u8 = 1;
-const SAT: u8 = 2;
-const SATZ: u8 = 3;
-const SATS: u8 = 4;
 
 #[inline(always)]
 fn mag32<const SYM: bool>(e: i32) -> i32 {
@@ -220,47 +217,6 @@ fn fold32<const MODE: u8, const SYM: bool>(
     *e_out = e;
     *o_io = o;
     cnt.iter().map(|&c| c as u64).sum()
-}
-
-/// [`Acc::add`] with the mode fixed at compile time (same semantics).
-#[inline(always)]
-fn add_m<const MODE: u8>(acc: &Acc, s: i64, p: i64) -> (i64, bool) {
-    let (t, of) = s.overflowing_add(p);
-    match MODE {
-        WRAP => {
-            let sh = 64 - acc.bits;
-            let r = (t << sh) >> sh;
-            (r, of | (r != t))
-        }
-        SAT => {
-            let r = if of {
-                if p > 0 {
-                    acc.max
-                } else {
-                    acc.min
-                }
-            } else {
-                t.clamp(acc.min, acc.max)
-            };
-            (r, of | (r != t))
-        }
-        SATZ => {
-            let bad = of | (t > acc.max) | (t < acc.min);
-            (if bad { 0 } else { t }, bad)
-        }
-        _ => {
-            let r = if of {
-                if p > 0 {
-                    acc.max
-                } else {
-                    -acc.max
-                }
-            } else {
-                t.clamp(-acc.max, acc.max)
-            };
-            (r, of | (r != t))
-        }
-    }
 }
 
 /// Per-block running state of the psum buffer for one output row.

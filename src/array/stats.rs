@@ -325,10 +325,14 @@ pub fn a2q_min_bits(a: f64) -> u32 {
     }
 }
 
-/// A2Q bound from the data types: `a = log2(K) + N + M - signed_input - 1`
-/// (N activation bits, M weight bits).
+/// A2Q bound from the data types: `a = log2(K) + N + M - signed_input -
+/// signed_weight` (N activation bits, M weight bits). For signed weights
+/// this is A2Q's `log2(K) + N + M - signed_input - 1`; for unsigned weights
+/// (magnitudes up to `2^M - 1`) the same derivation gives `- 0`.
 pub fn a2q_bits_types(k: usize, wfmt: IntFormat, afmt: IntFormat) -> u32 {
-    let a = (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64 - afmt.is_signed() as u32 as f64 - 1.0;
+    let a = (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64
+        - afmt.is_signed() as u32 as f64
+        - wfmt.is_signed() as u32 as f64;
     a2q_min_bits(a)
 }
 
