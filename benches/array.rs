@@ -120,7 +120,8 @@ fn ratios() {
     let base = median_secs(7, || baseline_gemm(black_box(&a8), &w8, N, N, N, &mut out));
     let wide = hw(16, 16, 32, "WRAP");
     let narrow = hw(16, 16, 16, "SAT");
-    let t_wide = one_thread(|| median_secs(5, || drop(run_array(&wide, black_box(&a), &w, Engine::Fast, None))));
+    let t_wide =
+        one_thread(|| median_secs(5, || drop(run_array(&wide, black_box(&a), &w, Engine::Fast, None))));
     let t_narrow =
         one_thread(|| median_secs(5, || drop(run_array(&narrow, black_box(&a), &w, Engine::Fast, None))));
     let t_wide_mt = median_secs(5, || drop(run_array(&wide, black_box(&a), &w, Engine::Fast, None)));
@@ -137,7 +138,7 @@ fn ratios() {
         gmacs(t_narrow)
     );
     println!("RATIO fast wide (all threads) / baseline speed = {:.2}", base / t_wide_mt);
-    for rows in [16, 32] {
+    for rows in [1, 4, 16, 32] {
         let (cfg, a, w, cycles) = cycle_case(rows);
         let t = median_secs(3, || drop(run_array(&cfg, black_box(&a), &w, Engine::Cycle, None)));
         let pe_rate = cycles as f64 * (rows * rows) as f64 / t;

@@ -65,12 +65,22 @@ fn ratios() {
     for mode in RoundMode::ALL {
         let r = Rounder::new(K, mode, 0).unwrap();
         let t = median(201, || round_all(&r, black_box(&xs)));
-        println!("RATIO Rounder::round {:<13} {:.3e} ops/s, {:.2}x baseline speed", mode.name(), LEN as f64 / t, base / t);
+        println!(
+            "RATIO Rounder::round {:<13} {:.3e} ops/s, {:.2}x baseline speed",
+            mode.name(),
+            LEN as f64 / t,
+            base / t
+        );
     }
     for mode in OverflowMode::ALL {
         let n = Narrower::new(IntFormat::signed(32).unwrap(), mode);
         let t = median(201, || narrow_all(&n, black_box(&xs)));
-        println!("RATIO Narrower::narrow {:<9} {:.3e} ops/s, {:.2}x baseline speed", mode.name(), LEN as f64 / t, base / t);
+        println!(
+            "RATIO Narrower::narrow {:<9} {:.3e} ops/s, {:.2}x baseline speed",
+            mode.name(),
+            LEN as f64 / t,
+            base / t
+        );
     }
 }
 

@@ -237,7 +237,8 @@ impl HwConfig {
         // Cannot fail after the checks above; kept as the single source of
         // truth for the rounding rules.
         Rounder::new(drop_bits, rounding, spec.psum.offset).map_err(|e| e.context("psum"))?;
-        let rq_rounding: RequantRounding = parse_named("requant.rounding", &spec.requant.rounding, "double, single")?;
+        let rq_rounding: RequantRounding =
+            parse_named("requant.rounding", &spec.requant.rounding, "double, single")?;
         let ob = in_range("requant.out_bits", spec.requant.out_bits, 2, 16)? as u32;
         let out = IntFormat::new(spec.requant.out_signed, ob)?;
         let clock_period_ps = in_range("clock.period_ps", spec.clock.period_ps, 1, 1_000_000_000)?;
@@ -250,7 +251,11 @@ impl HwConfig {
                     return Err(Error::field("cdc.fifo_depth", fifo_depth, "a power of two in 2..=4096"));
                 }
                 let sync_stages = in_range("cdc.sync_stages", c.sync_stages, 2, 8)?;
-                Some(CdcConfig { host_period_ps, fifo_depth: fifo_depth as u32, sync_stages: sync_stages as u32 })
+                Some(CdcConfig {
+                    host_period_ps,
+                    fifo_depth: fifo_depth as u32,
+                    sync_stages: sync_stages as u32,
+                })
             }
         };
         Ok(HwConfig {
@@ -367,7 +372,10 @@ mod tests {
         assert!(e.contains("array.rows: 0") && e.contains("1..=256"), "{e}");
         let e = err_of((r#""ws""#, r#""xs""#));
         assert!(e.contains("array.dataflow"), "{e}");
-        let e = err_of((r#""drop_bits": 0, "rounding": "RND", "offset": 0"#, r#""drop_bits": 3, "rounding": "RND", "offset": 9"#));
+        let e = err_of((
+            r#""drop_bits": 0, "rounding": "RND", "offset": 0"#,
+            r#""drop_bits": 3, "rounding": "RND", "offset": 9"#,
+        ));
         assert!(e.contains("psum.offset: 9") && e.contains("-4..=3"), "{e}");
         let e = err_of((r#""period_ps": 1000"#, r#""period_ps": 1000, "x": 1"#));
         assert!(e.contains("unknown field"), "{e}");

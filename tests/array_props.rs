@@ -161,7 +161,9 @@ fn reference(c: &Case) -> RefOut {
         let outs: Vec<(usize, usize)> = match c.df {
             Dataflow::Ws => (0..c.m).flat_map(|m| (t.c0..t.c0 + t.cu).map(move |n| (m, n))).collect(),
             Dataflow::Is => (t.c0..t.c0 + t.cu).flat_map(|m| (0..c.n).map(move |n| (m, n))).collect(),
-            Dataflow::Os => (t.r0..t.r0 + t.ru).flat_map(|m| (t.c0..t.c0 + t.cu).map(move |n| (m, n))).collect(),
+            Dataflow::Os => {
+                (t.r0..t.r0 + t.ru).flat_map(|m| (t.c0..t.c0 + t.cu).map(move |n| (m, n))).collect()
+            }
         };
         for (m, n) in outs {
             // The column chain of this fold, starting from 0.
@@ -247,26 +249,53 @@ fn case_strategy(max_bits: u32, max_p: u32) -> impl Strategy<Value = Case> {
         (1usize..9, 1usize..13, 1usize..9),
         any::<u64>(),
     )
-        .prop_map(|((df, rows, cols), (wbits, wsigned, abits, asigned), (p, mode), (d, rmode, off), (m, k, n), seed)| {
-            use rand::{Rng, SeedableRng};
-            let d = d.min(p - 1).min(65 - p);
-            let (lo, hi) = rmode.offset_range(d);
-            let offset = if hi > lo { lo as i64 + off.rem_euclid((hi - lo + 1) as i64) } else { 0 };
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let (alo, ahi) = range(abits, asigned);
-            let (wlo, whi) = range(wbits, wsigned);
-            // Bias towards the extremes so overflows and saturation happen.
-            let mut pick = |lo: i32, hi: i32| -> i32 {
-                match rng.gen_range(0..4) {
-                    0 => lo,
-                    1 => hi,
-                    _ => rng.gen_range(lo..=hi),
+        .prop_map(
+            |(
+                (df, rows, cols),
+                (wbits, wsigned, abits, asigned),
+                (p, mode),
+                (d, rmode, off),
+                (m, k, n),
+                seed,
+            )| {
+                use rand::{Rng, SeedableRng};
+                let d = d.min(p - 1).min(65 - p);
+                let (lo, hi) = rmode.offset_range(d);
+                let offset = if hi > lo { lo as i64 + off.rem_euclid((hi - lo + 1) as i64) } else { 0 };
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let (alo, ahi) = range(abits, asigned);
+                let (wlo, whi) = range(wbits, wsigned);
+                // Bias towards the extremes so overflows and saturation happen.
+                let mut pick = |lo: i32, hi: i32| -> i32 {
+                    match rng.gen_range(0..4) {
+                        0 => lo,
+                        1 => hi,
+                        _ => rng.gen_range(lo..=hi),
+                    }
+                };
+                let a = (0..m * k).map(|_| pick(alo, ahi)).collect();
+                let w = (0..k * n).map(|_| pick(wlo, whi)).collect();
+                Case {
+                    df,
+                    rows,
+                    cols,
+                    wbits,
+                    wsigned,
+                    abits,
+                    asigned,
+                    p,
+                    mode,
+                    d,
+                    rmode,
+                    offset,
+                    m,
+                    k,
+                    n,
+                    a,
+                    w,
                 }
-            };
-            let a = (0..m * k).map(|_| pick(alo, ahi)).collect();
-            let w = (0..k * n).map(|_| pick(wlo, whi)).collect();
-            Case { df, rows, cols, wbits, wsigned, abits, asigned, p, mode, d, rmode, offset, m, k, n, a, w }
-        })
+            },
+        )
 }
 
 fn check_case(c: &Case) -> Result<(), TestCaseError> {

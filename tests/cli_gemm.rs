@@ -63,8 +63,21 @@ fn acc_stage_is_the_exact_gemm_with_a_wide_accumulator() {
         let stats = dir.join("stats.json");
         for engine in ["fast", "cycle"] {
             let (code, err) = bitmac(&[
-                "gemm", "--hw", s(&h), "--a", s(&pa), "--w", s(&pw), "--out", s(&out), "--stage", "acc",
-                "--stats", s(&stats), "--engine", engine,
+                "gemm",
+                "--hw",
+                s(&h),
+                "--a",
+                s(&pa),
+                "--w",
+                s(&pw),
+                "--out",
+                s(&out),
+                "--stage",
+                "acc",
+                "--stats",
+                s(&stats),
+                "--engine",
+                engine,
             ]);
             assert_eq!(code, 0, "{err}");
             let got = read_npy(&out).unwrap();
@@ -75,7 +88,8 @@ fn acc_stage_is_the_exact_gemm_with_a_wide_accumulator() {
                     assert_eq!(got.data[i * n + j], want, "{df} {engine} [{i},{j}]");
                 }
             }
-            let st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+            let st: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
             assert_eq!(st["overflows"], 0);
             assert_eq!(
                 st["cycles"].as_u64().unwrap(),
@@ -96,7 +110,18 @@ fn out_stage_requantizes_with_bias() {
     let pb = npy(&dir, "b.npy", vec![n], Dtype::I32, vec![1000, -3000]);
     let out = dir.join("out.npy");
     let (code, err) = bitmac(&[
-        "gemm", "--hw", s(&h), "--a", s(&pa), "--w", s(&pw), "--out", s(&out), "--bias", s(&pb), "--multiplier",
+        "gemm",
+        "--hw",
+        s(&h),
+        "--a",
+        s(&pa),
+        "--w",
+        s(&pw),
+        "--out",
+        s(&out),
+        "--bias",
+        s(&pb),
+        "--multiplier",
         "0.001",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -127,15 +152,31 @@ fn trace_is_written_by_the_cycle_engine() {
     let tr = dir.join("trace.txt");
     let out = dir.join("o.npy");
     let (code, err) = bitmac(&[
-        "gemm", "--hw", s(&h), "--a", s(&pa), "--w", s(&pw), "--out", s(&out), "--stage", "acc", "--engine",
-        "cycle", "--trace", s(&tr),
+        "gemm",
+        "--hw",
+        s(&h),
+        "--a",
+        s(&pa),
+        "--w",
+        s(&pw),
+        "--out",
+        s(&out),
+        "--stage",
+        "acc",
+        "--engine",
+        "cycle",
+        "--trace",
+        s(&tr),
     ]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&tr).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("# bitmac trace v1 dataflow=ws rows=4 cols=3"));
     // One line per cycle after the header.
-    assert_eq!(lines.len() as u64 - 1, bitmac::array::compute_cycles(bitmac::array::Dataflow::Ws, 4, 3, 2, 5, 2));
+    assert_eq!(
+        lines.len() as u64 - 1,
+        bitmac::array::compute_cycles(bitmac::array::Dataflow::Ws, 4, 3, 2, 5, 2)
+    );
     assert!(text.contains(" ovf="), "8-bit SAT accumulator should overflow");
 }
 
@@ -151,7 +192,8 @@ fn bad_inputs_are_one_line_errors_with_exit_2() {
     let pb = npy(&dir, "b.npy", vec![3], Dtype::I32, vec![0; 3]);
     let out = dir.join("o.npy");
     let bad_hw = dir.join("bad.json");
-    std::fs::write(&bad_hw, std::fs::read_to_string(&h).unwrap().replace("\"bits\": 32", "\"bits\": 65")).unwrap();
+    std::fs::write(&bad_hw, std::fs::read_to_string(&h).unwrap().replace("\"bits\": 32", "\"bits\": 65"))
+        .unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--a", s(&pa), "--w", s(&pw), "--stage", "acc"], "A[1,2]: 300"),
         (vec!["--a", s(&pa_ok), "--w", s(&pw_bad_shape), "--stage", "acc"], "GEMM shapes"),
@@ -172,7 +214,8 @@ fn bad_inputs_are_one_line_errors_with_exit_2() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
-    let (code, err) = bitmac(&["gemm", "--hw", s(&bad_hw), "--a", s(&pa_ok), "--w", s(&pw), "--out", s(&out)]);
+    let (code, err) =
+        bitmac(&["gemm", "--hw", s(&bad_hw), "--a", s(&pa_ok), "--w", s(&pw), "--out", s(&out)]);
     assert_eq!(code, 2);
     assert!(err.contains("accumulator.bits: 65"), "{err}");
     assert!(!out.exists(), "no output on error");

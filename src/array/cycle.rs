@@ -8,10 +8,126 @@
 //! State is struct-of-arrays (`R*C` flat vectors per register kind, plus a
 //! "next" copy swapped at commit); nothing is allocated per cycle.
 
+// Hardware-shaped code: rows, columns and lanes are indexed explicitly.
+#![allow(clippy::needless_range_loop)]
+
 use super::stats::{centre, Tally};
 use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
 use super::{SAT, SATS, SATZ, WRAP};
 use std::fmt::Write as _;
+
+/// A register lane type for the stationary-array kernels: `i64` always
+/// works; `i32` is used when every value provably fits (P <= 32, products
+/// and the exact column shadow below 2^31), which halves the work per PE.
+trait Lane: Copy + Default + PartialEq {
+    fn from_i64(v: i64) -> Self;
+    fn to_i64(self) -> i64;
+    /// The exact product (fits by construction).
+    fn mul(self, o: Self) -> Self;
+    /// The exact sum (fits by construction).
+    fn add(self, o: Self) -> Self;
+    /// `narrow_P(pin + prod)` and whether it overflowed.
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: Self, prod: Self) -> (Self, bool);
+    /// The OR-able width quantity (`Acc::mag`), in this lane type.
+    fn mag<const MODE: u8>(self) -> Self;
+    fn or(self, o: Self) -> Self;
+}
+
+impl Lane for i64 {
+    #[inline(always)]
+    fn from_i64(v: i64) -> i64 {
+        v
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self
+    }
+    #[inline(always)]
+    fn mul(self, o: i64) -> i64 {
+        self * o
+    }
+    #[inline(always)]
+    fn add(self, o: i64) -> i64 {
+        self + o
+    }
+    #[inline(always)]
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: i64, prod: i64) -> (i64, bool) {
+        add_m::<MODE>(acc, pin, prod)
+    }
+    #[inline(always)]
+    fn mag<const MODE: u8>(self) -> i64 {
+        mag_m::<MODE>(self) as i64
+    }
+    #[inline(always)]
+    fn or(self, o: i64) -> i64 {
+        self | o
+    }
+}
+
+impl Lane for i32 {
+    #[inline(always)]
+    fn from_i64(v: i64) -> i32 {
+        v as i32
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    #[inline(always)]
+    fn mul(self, o: i32) -> i32 {
+        self * o
+    }
+    #[inline(always)]
+    fn add(self, o: i32) -> i32 {
+        self + o
+    }
+    /// P <= 31: `pin + prod` is exact in i32 (|pin| <= 2^30, |prod| <=
+    /// 2^30). P = 32 (WRAP only): wrapping add, overflow by the sign rule.
+    #[inline(always)]
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: i32, prod: i32) -> (i32, bool) {
+        let (min, max) = (acc.min as i32, acc.max as i32);
+        match MODE {
+            WRAP => {
+                if acc.bits == 32 {
+                    let t = pin.wrapping_add(prod);
+                    (t, ((pin ^ t) & (prod ^ t)) < 0)
+                } else {
+                    let t = pin + prod;
+                    let sh = 32 - acc.bits;
+                    let r = (t << sh) >> sh;
+                    (r, r != t)
+                }
+            }
+            SAT => {
+                let t = pin + prod;
+                let r = t.clamp(min, max);
+                (r, r != t)
+            }
+            SATZ => {
+                let t = pin + prod;
+                let bad = t < min || t > max;
+                (if bad { 0 } else { t }, bad)
+            }
+            _ => {
+                let t = pin + prod;
+                let r = t.clamp(-max, max);
+                (r, r != t)
+            }
+        }
+    }
+    #[inline(always)]
+    fn mag<const MODE: u8>(self) -> i32 {
+        if MODE == SATS {
+            self.wrapping_abs()
+        } else {
+            self ^ (self >> 31)
+        }
+    }
+    #[inline(always)]
+    fn or(self, o: i32) -> i32 {
+        self | o
+    }
+}
 
 /// Writeback/buffer state shared by the dataflows.
 struct Buffer<'t> {
@@ -148,7 +264,20 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         );
     }
     match cfg.dataflow {
-        Dataflow::Ws | Dataflow::Is => run_stationary(cfg, a, w, &mut buf),
+        Dataflow::Ws | Dataflow::Is => {
+            let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+            let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+            let prod = amax * wmax;
+            let bits = cfg.acc.bits;
+            let fits32 = prod <= 1 << 30
+                && (cfg.rows as u64) * prod < 1 << 31
+                && (bits <= 31 || (bits == 32 && cfg.acc.mode == crate::numerics::OverflowMode::Wrap));
+            if fits32 {
+                run_stationary::<i32>(cfg, a, w, &mut buf)
+            } else {
+                run_stationary::<i64>(cfg, a, w, &mut buf)
+            }
+        }
         Dataflow::Os => run_os(cfg, a, w, &mut buf),
     }
     let cycles = buf.cycle;
@@ -163,79 +292,92 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
 /// shadow registers; returns the number of overflowing PEs.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn mac_row<const MODE: u8, const TOP: bool>(
+fn mac_row<T: Lane, const MODE: u8, const TOP: bool>(
     acc: &Acc,
-    wrow: &[i64],
-    an: &[i64],
-    pup: &[i64],
-    eup: &[i64],
-    pn: &mut [i64],
-    en: &mut [i64],
-    or: &mut u64,
+    wrow: &[T],
+    an: &[T],
+    pup: &[T],
+    eup: &[T],
+    pn: &mut [T],
+    en: &mut [T],
+    or: &mut T,
 ) -> u64 {
     let c = wrow.len();
     let (an, pup, eup, pn, en) = (&an[..c], &pup[..c], &eup[..c], &mut pn[..c], &mut en[..c]);
-    let mut cnt = 0u64;
-    let mut orv = 0u64;
+    let mut cnt = 0u32;
+    let mut orv = T::default();
     for x in 0..c {
-        let prod = wrow[x] * an[x];
-        let (pin, ein) = if TOP { (0, 0) } else { (pup[x], eup[x]) };
-        let (ps, of) = add_m::<MODE>(acc, pin, prod);
-        let ev = ein + prod;
-        orv |= mag_m::<MODE>(ev);
+        let prod = wrow[x].mul(an[x]);
+        let (pin, ein) = if TOP { (T::default(), T::default()) } else { (pup[x], eup[x]) };
+        let (ps, of) = T::narrow_add::<MODE>(acc, pin, prod);
+        let ev = ein.add(prod);
+        orv = orv.or(ev.mag::<MODE>());
         pn[x] = ps;
         en[x] = ev;
-        cnt += of as u64;
+        cnt += of as u32;
     }
-    *or |= orv;
-    cnt
+    *or = or.or(orv);
+    cnt as u64
 }
 
 /// All rows of a stationary array for one cycle (mode fixed at compile
 /// time). Returns the overflow count and the first overflowing (row, col).
 #[allow(clippy::too_many_arguments)]
-fn mac_array<const MODE: u8>(
+fn mac_array<T: Lane, const MODE: u8>(
     acc: &Acc,
     rr: usize,
     cc: usize,
-    edge: &[i64],
-    wreg: &[i64],
-    areg: &[i64],
-    preg: &[i64],
-    ereg: &[i64],
-    anext: &mut [i64],
-    pnext: &mut [i64],
-    enext: &mut [i64],
-    or: &mut u64,
+    edge: &[T],
+    wreg: &[T],
+    areg: &[T],
+    preg: &[T],
+    ereg: &[T],
+    anext: &mut [T],
+    pnext: &mut [T],
+    enext: &mut [T],
+    or: &mut T,
 ) -> (u64, Option<(usize, usize)>) {
-    let mut total = 0u64;
-    let mut first = None;
+    // Activations move one PE to the right: one flat shift of the whole
+    // array, then the left edge of every row. Every row's psum input is the
+    // row above's *current* register, so all rows below the top one form a
+    // single flat loop (row r reads index i - C).
+    let sz = rr * cc;
+    anext[1..sz].copy_from_slice(&areg[..sz - 1]);
     for r in 0..rr {
-        let row = r * cc..(r + 1) * cc;
-        // Activations move one PE to the right.
         anext[r * cc] = edge[r];
-        anext[r * cc + 1..(r + 1) * cc].copy_from_slice(&areg[r * cc..(r + 1) * cc - 1]);
-        let (pn, en) = (&mut pnext[row.clone()], &mut enext[row.clone()]);
-        let cnt = if r == 0 {
-            // Row 0 has no row above; its psum input is 0 (the slices are unused).
-            mac_row::<MODE, true>(acc, &wreg[row.clone()], &anext[row.clone()], &preg[row.clone()], &ereg[row.clone()], pn, en, or)
-        } else {
-            let up = (r - 1) * cc..r * cc;
-            mac_row::<MODE, false>(acc, &wreg[row.clone()], &anext[row.clone()], &preg[up.clone()], &ereg[up], pn, en, or)
-        };
-        if cnt > 0 {
-            total += cnt;
-            if first.is_none() {
-                // Rare: find the first overflowing column of this row.
-                let c = (0..cc)
-                    .find(|&c| {
-                        let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
-                        add_m::<MODE>(acc, pin, wreg[r * cc + c] * anext[r * cc + c]).1
-                    })
-                    .expect("an overflow was counted in this row");
-                first = Some((r, c));
-            }
-        }
+    }
+    let mut total = mac_row::<T, MODE, true>(
+        acc,
+        &wreg[..cc],
+        &anext[..cc],
+        &preg[..cc],
+        &ereg[..cc],
+        &mut pnext[..cc],
+        &mut enext[..cc],
+        or,
+    );
+    if rr > 1 {
+        total += mac_row::<T, MODE, false>(
+            acc,
+            &wreg[cc..],
+            &anext[cc..],
+            &preg[..sz - cc],
+            &ereg[..sz - cc],
+            &mut pnext[cc..],
+            &mut enext[cc..],
+            or,
+        );
+    }
+    let mut first = None;
+    if total > 0 {
+        // Rare: find the first overflowing PE (row-major order).
+        let i = (0..sz)
+            .find(|&i| {
+                let pin = if i < cc { T::default() } else { preg[i - cc] };
+                T::narrow_add::<MODE>(acc, pin, wreg[i].mul(anext[i])).1
+            })
+            .expect("an overflow was counted");
+        first = Some((i / cc, i % cc));
     }
     (total, first)
 }
@@ -243,38 +385,42 @@ fn mac_array<const MODE: u8>(
 /// Weight- and input-stationary dataflows (identical structure: a
 /// stationary operand preloaded into the PEs, a moving operand streamed in
 /// from the left, column sums leaving at the bottom).
-fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let (rr, cc) = (cfg.rows, cfg.cols);
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let ws = cfg.dataflow == Dataflow::Ws;
     let (cdim, stream) = if ws { (n, m) } else { (m, n) };
     // stationary(kk, j): the value held by the PE of K index kk, column
     // index j; moving(kk, s): the value of stream item s entering row kk.
-    let stationary = |kk: usize, j: usize| -> i64 { if ws { w.get(kk, j) as i64 } else { a.get(j, kk) as i64 } };
-    let moving = |kk: usize, s: usize| -> i64 { if ws { a.get(s, kk) as i64 } else { w.get(kk, s) as i64 } };
+    let stationary =
+        |kk: usize, j: usize| -> T { T::from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64) };
+    let moving =
+        |kk: usize, s: usize| -> T { T::from_i64(if ws { a.get(s, kk) } else { w.get(kk, s) } as i64) };
     let sz = rr * cc;
-    let (mut wreg, mut wnext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut areg, mut anext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut preg, mut pnext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut ereg, mut enext) = (vec![0i64; sz], vec![0i64; sz]);
+    let z = T::default();
+    let (mut wreg, mut wnext) = (vec![z; sz], vec![z; sz]);
+    let (mut areg, mut anext) = (vec![z; sz], vec![z; sz]);
+    let (mut preg, mut pnext) = (vec![z; sz], vec![z; sz]);
+    let (mut ereg, mut enext) = (vec![z; sz], vec![z; sz]);
+    let mut or = z;
     // Stream-item tag of each activation register in the bottom row (-1:
     // bubble); a committed bottom psum belongs to the item of its tag.
     let (mut tag, mut tagn) = (vec![-1i64; cc], vec![-1i64; cc]);
     let mut pending = vec![false; cc];
     let mut pend_c0 = 0usize;
-    let mut edge = vec![0i64; rr];
+    let mut edge = vec![z; rr];
     let tracing = buf.trace.is_some();
     let mut tile = 0usize;
     let mode = mode_code(cfg.acc.mode);
 
     // Consume the bottom-row outputs committed in the previous cycle.
-    let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
+    let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[T], ereg: &[T], tag: &[i64], c0: usize| {
         for c in 0..cc {
             if pending[c] {
                 pending[c] = false;
                 let s = tag[c] as usize;
                 let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
-                buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c], ereg[(rr - 1) * cc + c]);
+                buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c].to_i64(), ereg[(rr - 1) * cc + c].to_i64());
             }
         }
     };
@@ -289,11 +435,15 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
                 let src = rr - 1 - q;
                 for c in 0..cc {
-                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { 0 };
+                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { z };
                 }
                 wnext[cc..].copy_from_slice(&wreg[..sz - cc]);
                 std::mem::swap(&mut wreg, &mut wnext);
-                let ins = if tracing { format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v)))) } else { String::new() };
+                let ins = if tracing {
+                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v.to_i64()))))
+                } else {
+                    String::new()
+                };
                 buf.end_cycle(tile, "load", &ins);
             }
             // Stream.
@@ -303,27 +453,17 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
             while done < stream * cu {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
                 for (r, e) in edge.iter_mut().enumerate() {
-                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { 0 };
+                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { z };
                 }
                 let f = match mode {
-                    WRAP => mac_array::<WRAP>,
-                    SAT => mac_array::<SAT>,
-                    SATZ => mac_array::<SATZ>,
-                    _ => mac_array::<SATS>,
+                    WRAP => mac_array::<T, WRAP>,
+                    SAT => mac_array::<T, SAT>,
+                    SATZ => mac_array::<T, SATZ>,
+                    _ => mac_array::<T, SATS>,
                 };
                 let (cnt, first) = f(
-                    &cfg.acc,
-                    rr,
-                    cc,
-                    &edge,
-                    &wreg,
-                    &areg,
-                    &preg,
-                    &ereg,
-                    &mut anext,
-                    &mut pnext,
-                    &mut enext,
-                    &mut buf.tally.width_or,
+                    &cfg.acc, rr, cc, &edge, &wreg, &areg, &preg, &ereg, &mut anext, &mut pnext, &mut enext,
+                    &mut or,
                 );
                 buf.tally.ovf_array += cnt;
                 if cnt > 0 {
@@ -331,8 +471,9 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                         // Report every overflowing PE.
                         for r in 0..rr {
                             for c in 0..cc {
-                                let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
-                                if cfg.acc.add(pin, wreg[r * cc + c] * anext[r * cc + c]).1 {
+                                let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c].to_i64() };
+                                if cfg.acc.add(pin, wreg[r * cc + c].to_i64() * anext[r * cc + c].to_i64()).1
+                                {
                                     buf.event(r, c);
                                 }
                             }
@@ -355,7 +496,8 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                     }
                 }
                 let ins = if tracing {
-                    let rows = (0..rr).map(|r| (r < ru && q >= r && q - r < stream).then_some(edge[r]));
+                    let rows =
+                        (0..rr).map(|r| (r < ru && q >= r && q - r < stream).then_some(edge[r].to_i64()));
                     format!("in={}", join(rows))
                 } else {
                     String::new()
@@ -366,6 +508,7 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
             tile += 1;
         }
     }
+    buf.tally.width_or |= or.to_i64() as u64;
     // The last column sums are written back one cycle after they leave.
     if pending.iter().any(|&p| p) {
         drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);

@@ -33,6 +33,9 @@
 //! strictly one after another, so every event of an earlier tile precedes
 //! every event of a later one.
 
+// Hardware-shaped code: rows, columns and lanes are indexed explicitly.
+#![allow(clippy::needless_range_loop)]
+
 use super::stats::{centre, Tally};
 use super::{compute_cycles, schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
 use super::{OverflowEvent, Stats};
@@ -158,7 +161,8 @@ fn fold32<const MODE: u8, const SYM: bool>(
     o_io: &mut [i32; NB],
     acc: &Acc,
 ) -> u64 {
-    let (min, max, bits) = (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
+    let (min, max, bits) =
+        (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
     let mut s = [0i32; NB];
     let mut e = [0i32; NB];
     let mut o = *o_io;
@@ -258,7 +262,15 @@ fn writeback_d0<const MODE: u8>(acc: &Acc, s: &[i64; NB], e: &[i64; NB], st: &mu
 /// Writeback with rounding (d > 0): `B = narrow_P(B + round_d(S))`, with the
 /// exact shadow `BE += round_d(S_exact)` and `EX += S_exact`; only the `nb`
 /// real lanes (a padded zero could round to a non-zero value).
-fn writeback_round(cfg: &ArrayConfig, s: &[i64; NB], e: &[i64; NB], nb: usize, st: &mut Buf, tally: &mut Tally, h: i64) -> u64 {
+fn writeback_round(
+    cfg: &ArrayConfig,
+    s: &[i64; NB],
+    e: &[i64; NB],
+    nb: usize,
+    st: &mut Buf,
+    tally: &mut Tally,
+    h: i64,
+) -> u64 {
     let acc = cfg.acc;
     let mut cnt = 0u64;
     for x in 0..nb {
@@ -435,7 +447,11 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
         for nn in nrange.clone() {
             let mut b = 0i64;
             for f in 0..=t.fold {
-                let (k0, k1) = if cfg.dataflow == Dataflow::Os { (0, k) } else { (f * cfg.rows, ((f + 1) * cfg.rows).min(k)) };
+                let (k0, k1) = if cfg.dataflow == Dataflow::Os {
+                    (0, k)
+                } else {
+                    (f * cfg.rows, ((f + 1) * cfg.rows).min(k))
+                };
                 let mut s = 0i64;
                 let last = f == t.fold;
                 for kk in k0..k1 {

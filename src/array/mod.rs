@@ -468,7 +468,14 @@ pub(crate) fn schedule(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> Vec<T
 /// Index into [`schedule`] of the tile computing fold `f` of output
 /// `(mm, nn)`; `folds` = ceil(K / R) (ws/is), `ntiles` = ceil(N / C) (os).
 #[inline]
-pub(crate) fn tile_index(cfg: &ArrayConfig, folds: usize, ntiles: usize, mm: usize, nn: usize, f: usize) -> usize {
+pub(crate) fn tile_index(
+    cfg: &ArrayConfig,
+    folds: usize,
+    ntiles: usize,
+    mm: usize,
+    nn: usize,
+    f: usize,
+) -> usize {
     match cfg.dataflow {
         Dataflow::Ws => (nn / cfg.cols) * folds + f,
         Dataflow::Is => (mm / cfg.cols) * folds + f,

@@ -16,9 +16,17 @@ use crate::numerics::IntFormat;
 use crate::requant::{layer_multiplier, quantize_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
 
-/// Arguments of `bitmac gemm`.
+/// Arguments of `bitmac gemm` (boxed: the options are many, and the
+/// subcommand enum stays small).
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
+    #[command(flatten)]
+    pub opts: Box<GemmArgs>,
+}
+
+/// The options of `bitmac gemm`.
+#[derive(clap::Args, Debug, Default)]
+pub struct GemmArgs {
     /// Hardware config (JSON, see docs/hw-config.md).
     #[arg(long)]
     pub hw: PathBuf,
@@ -74,7 +82,7 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
         .map_err(|e| e.context(path.display()))
 }
 
-fn multiplier(args: &Args) -> Result<Option<Multiplier>> {
+fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
     let scales = [args.scale_w, args.scale_a, args.scale_out];
     let n_scales = scales.iter().filter(|s| s.is_some()).count();
     match (args.multiplier, n_scales) {
@@ -83,7 +91,8 @@ fn multiplier(args: &Args) -> Result<Option<Multiplier>> {
         }
         (Some(m), _) => Ok(Some(quantize_multiplier(m)?)),
         (None, 3) => {
-            let real = layer_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?;
+            let real =
+                layer_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?;
             Ok(Some(quantize_multiplier(real)?))
         }
         (None, 0) => Ok(None),
@@ -93,6 +102,7 @@ fn multiplier(args: &Args) -> Result<Option<Multiplier>> {
 
 /// Run `bitmac gemm`.
 pub fn run(args: Args) -> Result<i32> {
+    let args = *args.opts;
     let hw = HwConfig::load(&args.hw)?;
     let engine: Engine = args.engine.parse()?;
     let stage_acc = match args.stage.as_str() {
@@ -104,16 +114,15 @@ pub fn run(args: Args) -> Result<i32> {
         return Err(Error::input("--trace needs --engine cycle"));
     }
     let mult = multiplier(&args)?;
-    let mult = match (mult, stage_acc) {
-        (Some(m), _) => m,
-        // The accumulators do not depend on the multiplier; any valid one.
-        (None, true) => quantize_multiplier(1.0)?,
-        (None, false) => {
-            return Err(Error::input(
+    let mult =
+        match (mult, stage_acc) {
+            (Some(m), _) => m,
+            // The accumulators do not depend on the multiplier; any valid one.
+            (None, true) => quantize_multiplier(1.0)?,
+            (None, false) => return Err(Error::input(
                 "--stage out needs the requant multiplier: --multiplier M or --scale-w/--scale-a/--scale-out",
-            ))
-        }
-    };
+            )),
+        };
     let rq = hw.requant();
     let requant = Requantizer::new(mult, rq.rounding, rq.out, rq.relu)?;
     let a = matrix(&args.a, hw.activations(), "A")?;
@@ -123,7 +132,11 @@ pub fn run(args: Args) -> Result<i32> {
         Some(p) => {
             let arr = read_npy(p)?;
             if arr.shape.len() != 1 {
-                return Err(Error::input(format!("{}: bias must be 1-D, got shape {:?}", p.display(), arr.shape)));
+                return Err(Error::input(format!(
+                    "{}: bias must be 1-D, got shape {:?}",
+                    p.display(),
+                    arr.shape
+                )));
             }
             let mut v = Vec::with_capacity(arr.data.len());
             for (i, &x) in arr.data.iter().enumerate() {
@@ -145,7 +158,11 @@ pub fn run(args: Args) -> Result<i32> {
         for i in 0..res.acc.len() {
             let v = res.acc_value(i);
             data.push(i64::try_from(v).map_err(|_| {
-                Error::field(format!("accumulator value [{},{}]", i / res.n, i % res.n), v, "int64 (.npy output)")
+                Error::field(
+                    format!("accumulator value [{},{}]", i / res.n, i % res.n),
+                    v,
+                    "int64 (.npy output)",
+                )
             })?);
         }
         NpyArray::new(shape, dtype, data)?
