@@ -349,7 +349,11 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    // PROPTEST_CASES overrides the number of cases (e.g. for a long soak).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
+        .. ProptestConfig::default()
+    })]
 
     /// Narrow data (the i32 fast path), any P up to 24.
     #[test]
