@@ -260,10 +260,11 @@ pub struct RoundInfo {
     /// `x mod 2^k` (Euclidean, so in `0 .. 2^k`), of the input before any
     /// offset is applied.
     pub residue: u64,
-    /// `residue` compared with the nominal centre `2^(k-1) + c`. For `k = 0`
-    /// there is nothing to round and the position is `Below` with residue 0.
-    /// For the truncating modes the decision does not use the centre; the
-    /// position still reports where the residue lies against it.
+    /// `residue` compared with the rounding centre: `2^(k-1) + c` for the
+    /// round-to-nearest modes; for the truncating modes the residue at which
+    /// `floor((x + c) / 2^k)` steps up: `2^k - c` (c > 0), `-c` (c < 0), and
+    /// none for c = 0 (every residue is `Below`). `At` is a tie. For `k = 0`
+    /// there is nothing to round: `Below`, residue 0.
     pub position: Position,
     /// `result * 2^k - x`: the exact rounding error in input LSBs.
     pub error: i128,
@@ -287,7 +288,7 @@ pub struct Rounder {
     k: u32,
     mode: RoundMode,
     offset: i128,
-    /// `2^(k-1) + offset`, precomputed (0 when k = 0).
+    /// The rounding centre (see [`RoundInfo::position`]), precomputed.
     centre: i128,
     mask: i128,
 }
@@ -307,7 +308,22 @@ impl Rounder {
                 format!("{lo}..={hi}"),
             ));
         }
-        let centre = if k == 0 { 0 } else { (1i128 << (k - 1)) + c };
+        // The centre is the residue at which the result steps from the lower
+        // to the upper candidate. Round-to-nearest: 2^(k-1)+c (a residue
+        // exactly there is a tie). Truncating with c added: floor((x+c)/2^k)
+        // steps up at residue 2^k - c (c > 0) or -c (c < 0); with c = 0 it
+        // never steps inside a period, so the centre is 2^k (never reached).
+        let centre = if k == 0 {
+            0
+        } else if mode.is_truncating() {
+            if c >= 0 {
+                (1i128 << k) - c
+            } else {
+                -c
+            }
+        } else {
+            (1i128 << (k - 1)) + c
+        };
         Ok(Rounder { k, mode, offset: c, centre, mask: (1i128 << k) - 1 })
     }
 

@@ -147,7 +147,18 @@ fn ref_tiles(c: &Case) -> (Vec<RefTile>, u64) {
 
 fn reference(c: &Case) -> RefOut {
     let rounder = Rounder::new(c.d, c.rmode, c.offset).unwrap();
-    let centre = if c.d == 0 { 0 } else { (1i64 << (c.d - 1)) + c.offset };
+    // The rounding centre of docs/numerics.md: where the result steps up.
+    let centre = if c.d == 0 {
+        0
+    } else if matches!(c.rmode, RoundMode::Trn | RoundMode::TrnZero) {
+        if c.offset >= 0 {
+            (1i64 << c.d) - c.offset
+        } else {
+            -c.offset
+        }
+    } else {
+        (1i64 << (c.d - 1)) + c.offset
+    };
     let (tiles, cycles) = ref_tiles(c);
     let mut out = RefOut { acc: vec![BigInt::zero(); c.m * c.n], cycles, ..Default::default() };
     let note = |first: &mut Option<OverflowEvent>, cycle: u64, row: usize, col: usize| {

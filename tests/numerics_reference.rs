@@ -80,12 +80,42 @@ fn ref_round(x: &BigInt, k: u32, mode: RoundMode, c: i128) -> BigInt {
     }
 }
 
-fn ref_position(x: &BigInt, k: u32, c: i128) -> (u64, Position) {
+fn ref_position(x: &BigInt, k: u32, mode: RoundMode, c: i128) -> (u64, Position) {
     if k == 0 {
         return (0, Position::Below);
     }
     let r = x.mod_floor(&pow2(k));
-    let h = pow2(k - 1) + big(c);
+    // docs/numerics.md: the centre is where the result steps up. For the
+    // truncating modes, find it by brute force from the definition: the
+    // smallest residue s in 1..2^k with floor((s + c)/2^k) != floor(c/2^k)
+    // relative to residue 0 (none when c = 0).
+    let h = if mode.is_truncating() && k > 12 {
+        // Too many residues to scan: solve floor((s + c)/2^k) > floor(c/2^k)
+        // for the smallest s >= 1 directly (c is in -(2^k-1)..=2^k-1).
+        let n = pow2(k);
+        let c = big(c);
+        let s = if c.is_negative() { -c } else { &n - &c };
+        if s.is_zero() || s >= n {
+            n
+        } else {
+            s
+        }
+    } else if mode.is_truncating() {
+        let n = pow2(k);
+        let base = big(c).div_floor(&n);
+        let mut step = n.clone();
+        let mut s = BigInt::from(1);
+        while s < n {
+            if (&s + big(c)).div_floor(&n) != base {
+                step = s.clone();
+                break;
+            }
+            s += 1;
+        }
+        step
+    } else {
+        pow2(k - 1) + big(c)
+    };
     let pos = match r.cmp(&h) {
         std::cmp::Ordering::Less => Position::Below,
         std::cmp::Ordering::Equal => Position::At,
@@ -145,7 +175,7 @@ fn check_round(x: i128, k: u32, mode: RoundMode, c: i128) {
     let bx = big(x);
     let want = ref_round(&bx, k, mode, c);
     assert_eq!(big(got), want, "x={x} k={k} mode={mode} c={c}");
-    let (res, pos) = ref_position(&bx, k, c);
+    let (res, pos) = ref_position(&bx, k, mode, c);
     assert_eq!((info.residue, info.position), (res, pos), "x={x} k={k} mode={mode} c={c}");
     assert_eq!(big(info.error), want * pow2(k) - bx, "error x={x} k={k} mode={mode} c={c}");
 }

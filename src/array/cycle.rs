@@ -244,7 +244,7 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         be: vec![0; m * n],
         ex: vec![0; m * n],
         tally: Tally::default(),
-        h: centre(cfg.rounder.k(), cfg.rounder.offset()),
+        h: centre(&cfg.rounder),
         cycle: 0,
         cand: None,
         trace,

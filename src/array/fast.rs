@@ -325,7 +325,7 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
         OverflowMode::SatSym => SATS,
     };
     let d = cfg.rounder.k();
-    let h = centre(d, cfg.rounder.offset());
+    let h = centre(&cfg.rounder);
     let mut out = BlockOut {
         acc: vec![0; m * nb],
         exact: vec![0; m * nb],

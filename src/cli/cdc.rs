@@ -1,12 +1,299 @@
-//! `bitmac cdc`.
+//! `bitmac cdc`: simulate the two-clock asynchronous FIFO, or replay a trace.
+//! Thin layer over [`crate::cdc`]; the rules are in `docs/cdc.md`.
 
-use crate::error::Result;
+use crate::cdc::{
+    self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
+};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use std::path::PathBuf;
 
 /// Arguments of `bitmac cdc`.
 #[derive(clap::Args, Debug, Default)]
-pub struct Args {}
+pub struct Args {
+    /// Write clock period (ps).
+    #[arg(long, value_name = "PS")]
+    pub wclk_ps: Option<u64>,
+    /// Read clock period (ps).
+    #[arg(long, value_name = "PS")]
+    pub rclk_ps: Option<u64>,
+    /// Time of the first write edge (ps, below the period).
+    #[arg(long, value_name = "PS", default_value_t = 0)]
+    pub wphase_ps: u64,
+    /// Time of the first read edge (ps, below the period).
+    #[arg(long, value_name = "PS", default_value_t = 0)]
+    pub rphase_ps: u64,
+    /// Peak write-clock jitter (ps, seeded, uniform in [-J, J]).
+    #[arg(long, value_name = "PS", default_value_t = 0)]
+    pub wjitter_ps: u64,
+    /// Peak read-clock jitter (ps).
+    #[arg(long, value_name = "PS", default_value_t = 0)]
+    pub rjitter_ps: u64,
+    /// FIFO depth (power of two, 2..=65536).
+    #[arg(long)]
+    pub depth: Option<u64>,
+    /// Synchronizer flops per direction (2..=16; 1 only with --fault single-flop).
+    #[arg(long)]
+    pub sync: Option<u32>,
+    /// Data width in bits (1..=64).
+    #[arg(long)]
+    pub data_width: Option<u32>,
+    /// Words the producer offers (0, 1, 2, ... modulo 2^data_width).
+    #[arg(long)]
+    pub words: Option<u64>,
+    /// Write enable probability per write edge (percent, 1..=100).
+    #[arg(long, value_name = "PCT", default_value_t = 100)]
+    pub wen: u32,
+    /// Read enable probability per read edge (percent, 1..=100).
+    #[arg(long, value_name = "PCT", default_value_t = 100)]
+    pub ren: u32,
+    /// Seed of every random stream (enables, jitter, metastability).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Turn metastability emulation on.
+    #[arg(long)]
+    pub meta: bool,
+    /// Metastability setup window before a capturing edge (ps, default 20; needs --meta).
+    #[arg(long, value_name = "PS")]
+    pub meta_setup_ps: Option<u64>,
+    /// Metastability hold window after a capturing edge (ps, default 10, includes a coincident source edge; needs --meta).
+    #[arg(long, value_name = "PS")]
+    pub meta_hold_ps: Option<u64>,
+    /// Write every metastability event to this file (text, one per line).
+    #[arg(long, value_name = "FILE")]
+    pub meta_log: Option<PathBuf>,
+    /// Fault mode: none, binary, single-flop, reset-write, reset-read.
+    #[arg(long, default_value = "none")]
+    pub fault: String,
+    /// When the one-domain reset hits (ps; reset-write / reset-read).
+    #[arg(long, value_name = "PS")]
+    pub fault_at_ps: Option<u64>,
+    /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
+    #[arg(long, value_name = "PS")]
+    pub fault_skew_ps: Option<u64>,
+    /// Bound on rising edges (both domains) before the run is stopped.
+    #[arg(long)]
+    pub max_edges: Option<u64>,
+    /// Write the edge trace to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Write a VCD waveform to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub vcd: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Replay TRACE (takes time, dom, en of each line) and compare every field.
+    #[arg(long, value_name = "TRACE")]
+    pub replay: Option<PathBuf>,
+}
+
+fn need<T: Copy>(v: Option<T>, flag: &str) -> Result<T> {
+    v.ok_or_else(|| Error::input(format!("{flag} is required (see bitmac cdc --help)")))
+}
+
+/// A no-op or trace / VCD observer pair.
+struct Both {
+    tr: Option<trace::TraceWriter>,
+    vcd: Option<vcd::VcdWriter>,
+}
+
+impl Observer for Both {
+    fn instant(&mut self, sim: &cdc::Sim<'_>, t: u64, w: Option<cdc::EdgeRec>, r: Option<cdc::EdgeRec>) {
+        if let Some(x) = &mut self.tr {
+            x.instant(sim, t, w, r);
+        }
+        if let Some(x) = &mut self.vcd {
+            x.instant(sim, t, w, r);
+        }
+    }
+}
+
+fn parse_fault(a: &Args, clocks_hint: u64) -> Result<Fault> {
+    let at = a.fault_at_ps.unwrap_or(64 * clocks_hint);
+    let f = match a.fault.as_str() {
+        "none" => Fault::None,
+        "binary" => Fault::BinaryPointers { skew_ps: a.fault_skew_ps.unwrap_or(0) },
+        "single-flop" => Fault::SingleFlop,
+        "reset-write" => Fault::ResetOneDomain { domain: Domain::W, at_ps: at },
+        "reset-read" => Fault::ResetOneDomain { domain: Domain::R, at_ps: at },
+        o => {
+            return Err(Error::field("--fault", o, "none, binary, single-flop, reset-write, reset-read"));
+        }
+    };
+    if a.fault_skew_ps.is_some() && !matches!(f, Fault::BinaryPointers { .. }) {
+        return Err(Error::input("--fault-skew-ps applies only to --fault binary"));
+    }
+    if a.fault_at_ps.is_some() && !matches!(f, Fault::ResetOneDomain { .. }) {
+        return Err(Error::input("--fault-at-ps applies only to --fault reset-write / reset-read"));
+    }
+    Ok(f)
+}
 
 /// Run `bitmac cdc`.
-pub fn run(_args: Args) -> Result<i32> {
-    Err(super::not_built("cdc"))
+pub fn run(a: Args) -> Result<i32> {
+    let depth = need(a.depth, "--depth")?;
+    let sync = need(a.sync, "--sync")?;
+    let data_width = need(a.data_width, "--data-width")?;
+    if let Some(path) = &a.replay {
+        let cfg = FifoSpec {
+            depth,
+            sync,
+            data_width,
+            fault: if sync == 1 { Fault::SingleFlop } else { Fault::None },
+            meta: None,
+            seed: 0,
+        }
+        .validate()?;
+        let text = crate::io::read_to_string(path)?;
+        let name = path.display().to_string();
+        let lines = trace::parse(&text, &name, &cfg)?;
+        let n = trace::replay(&lines, &name, &cfg)?;
+        println!("{n} edges match");
+        return Ok(0);
+    }
+    let wclk = need(a.wclk_ps, "--wclk-ps")?;
+    let rclk = need(a.rclk_ps, "--rclk-ps")?;
+    let words = need(a.words, "--words")?;
+    let fault = parse_fault(&a, wclk.max(rclk))?;
+    if !a.meta && (a.meta_setup_ps.is_some() || a.meta_hold_ps.is_some() || a.meta_log.is_some()) {
+        return Err(Error::input("--meta-setup-ps / --meta-hold-ps / --meta-log need --meta"));
+    }
+    let meta = a
+        .meta
+        .then_some(Meta { setup_ps: a.meta_setup_ps.unwrap_or(20), hold_ps: a.meta_hold_ps.unwrap_or(10) });
+    let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }.validate()?;
+    let clocks = ClockPair {
+        w: Clock { period_ps: wclk, phase_ps: a.wphase_ps, jitter_ps: a.wjitter_ps },
+        r: Clock { period_ps: rclk, phase_ps: a.rphase_ps, jitter_ps: a.rjitter_ps },
+    };
+    clocks.validate(&cfg)?;
+    let desc = cdc::describe(&cfg, &clocks);
+    let extra = cdc::trace_header(&cfg, &clocks, words, a.wen, a.ren);
+    let report = if a.trace.is_none() && a.vcd.is_none() {
+        cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut NoObserver)?
+    } else {
+        let mut obs = Both {
+            tr: a.trace.as_ref().map(|_| trace::TraceWriter::new(&cfg, &extra)),
+            vcd: a.vcd.as_ref().map(|_| vcd::VcdWriter::new(&cfg, wclk, rclk)),
+        };
+        let rep = cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut obs)?;
+        if let (Some(p), Some(t)) = (&a.trace, obs.tr.take()) {
+            write_atomic(p, t.out.as_bytes())?;
+        }
+        if let (Some(p), Some(v)) = (&a.vcd, obs.vcd.take()) {
+            write_atomic(p, v.finish().as_bytes())?;
+        }
+        rep
+    };
+    if let Some(p) = &a.meta_log {
+        let mut s = String::from("# time_ps dom kind old new seen\n");
+        for e in &report.events {
+            let k = match e.kind {
+                MetaKind::Setup => "setup",
+                MetaKind::Hold => "hold",
+                MetaKind::FanOut => "fanout",
+            };
+            s.push_str(&format!(
+                "{} {} {} {:x} {:x} {:x}\n",
+                e.time_ps,
+                e.dom.letter(),
+                k,
+                e.old,
+                e.new,
+                e.seen
+            ));
+        }
+        write_atomic(p, s.as_bytes())?;
+    }
+    if a.json {
+        let mut ev = std::collections::BTreeMap::new();
+        for e in &report.events {
+            *ev.entry(format!("{:?}_{}", e.kind, e.dom.letter()).to_lowercase()).or_insert(0u64) += 1;
+        }
+        let j = serde_json::json!({
+            "config": desc,
+            "words": words,
+            "finished": report.finished,
+            "end_time_ps": report.end_time_ps,
+            "verdict": report.verdict,
+            "stats": report.stats,
+            "write_throughput": report.write_throughput(),
+            "read_throughput": report.read_throughput(),
+            "meta_events": ev,
+        });
+        println!("{}", serde_json::to_string_pretty(&j).map_err(|e| Error::internal(e.to_string()))?);
+    } else {
+        print_summary(&desc, &report);
+    }
+    let v = &report.verdict;
+    let only_unfinished = !v.finished
+        && v.duplicated == 0
+        && v.reordered == 0
+        && v.truly_full_pushes == 0
+        && v.truly_empty_pops == 0
+        && v.garbage == 0
+        && v.corrupt_crossings == 0
+        && v.lost == words - report.stats.r.client_ops.min(words);
+    if only_unfinished && cfg.fault() == Fault::None {
+        return Err(Error::input(format!(
+            "run did not finish: {} of {} words taken after {} edges (raise --max-edges)",
+            report.stats.r.client_ops,
+            words,
+            report.stats.w.edges + report.stats.r.edges
+        )));
+    }
+    if !report.verdict.clean {
+        if !report.finished {
+            eprintln!(
+                "bitmac: run stopped after {} edges with {} of {} words taken (raise --max-edges if the FIFO is correct)",
+                report.stats.w.edges + report.stats.r.edges,
+                report.stats.r.client_ops,
+                words
+            );
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn hist(v: &[u64]) -> String {
+    let parts: Vec<String> =
+        v.iter().enumerate().filter(|(_, c)| **c > 0).map(|(k, c)| format!("{k}:{c}")).collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn print_summary(desc: &str, r: &cdc::Report) {
+    let s = &r.stats;
+    println!("config: {desc}");
+    println!("words: {}  finished: {}  end_time_ps: {}", r.words, r.finished, r.end_time_ps);
+    for (name, d, op, flag) in [("write", &s.w, "pushes", "wfull"), ("read", &s.r, "pops", "rempty")] {
+        println!(
+            "{name}: edges {}  enabled {}  {op} {} ({:.4}/edge, {:.4} Mwords/s)  stalls {}  {flag} pessimistic edges {}  {flag} asserts {} clears {}",
+            d.edges,
+            d.en_edges,
+            d.ops,
+            if d.edges == 0 { 0.0 } else { d.ops as f64 / d.edges as f64 },
+            if r.end_time_ps == 0 { 0.0 } else { d.ops as f64 / (r.end_time_ps as f64 * 1e-6) },
+            d.stall_edges,
+            d.pessimistic_edges,
+            d.flag_asserts,
+            d.flag_clears
+        );
+    }
+    println!("occupancy (words:edges): {}", hist(&s.occupancy));
+    println!("latency write->rempty clear (read edges:count): {}", hist(&s.lat_write_rempty_clear));
+    println!("latency read->wfull clear (write edges:count): {}", hist(&s.lat_read_wfull_clear));
+    println!("latency write->pop (read edges:count): {}", hist(&s.lat_write_pop));
+    let mut counts = std::collections::BTreeMap::new();
+    for e in &r.events {
+        *counts.entry((e.dom.letter(), format!("{:?}", e.kind).to_lowercase())).or_insert(0u64) += 1;
+    }
+    let ev: Vec<String> = counts.iter().map(|((d, k), c)| format!("{d}:{k}={c}")).collect();
+    println!("metastability events: {}", if ev.is_empty() { "none".to_string() } else { ev.join(" ") });
+    println!("scoreboard: {}", r.verdict.summary());
 }

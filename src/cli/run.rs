@@ -1,12 +1,373 @@
-//! `bitmac run`, the default subcommand.
+//! `bitmac run`, the default subcommand: a shipped (or user) model on its
+//! data set through the datapath, with a report comparing the integer-only
+//! results against the PyTorch fake-quant reference.
 
-use crate::error::Result;
+use crate::array::Engine;
+use crate::error::{Error, Result};
+use crate::hw::HwConfig;
+use crate::model::{self, Dataset, Model, Reference};
+use crate::sim::{self, RunOptions, RunReport};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The hardware preset compiled in for the default run.
+const DEFAULT_HW: &str = include_str!("../../models/hw/default.json");
 
 /// Arguments of `bitmac run`.
-#[derive(clap::Args, Debug, Default)]
-pub struct Args {}
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model file (bitmac-model/1 JSON). Default: the shipped cnn_w4a4.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Hardware config JSON. Default: the shipped models/hw/default.json.
+    #[arg(long)]
+    hw: Option<PathBuf>,
+    /// Data set CSV (label,p0..p63). Default: the shipped digits test split.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Fake-quant reference (bitmac-ref/1). Default: MODEL with .ref.json,
+    /// if it exists; `--reference none` disables the comparison.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Override a hardware config field, e.g. `--set psum.drop_bits=4`
+    /// (repeatable; the value is JSON, or a bare string).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Array engine: fast or cycle (identical results).
+    #[arg(long, default_value = "fast")]
+    engine: String,
+    /// Samples per inference batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Explain at most this many differing predictions.
+    #[arg(long, default_value_t = 10)]
+    explain: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print one Markdown table row instead of the report: psum dropped
+    /// bits, rounding, offset, requant, accuracy, agreement, psum ties,
+    /// then each layer's psum bias (units of 2^d) and output bias.
+    #[arg(long, conflicts_with = "json")]
+    row: bool,
+}
+
+impl Default for Args {
+    /// The same values clap gives when `bitmac` runs with no subcommand.
+    fn default() -> Args {
+        Args {
+            model: None,
+            hw: None,
+            data: None,
+            reference: None,
+            set: Vec::new(),
+            engine: "fast".into(),
+            batch: 1,
+            explain: 10,
+            json: false,
+            row: false,
+        }
+    }
+}
 
 /// Run `bitmac run`.
-pub fn run(_args: Args) -> Result<i32> {
-    Err(super::not_built("run"))
+pub fn run(args: Args) -> Result<i32> {
+    let t0 = Instant::now();
+    let engine: Engine = args.engine.parse()?;
+    let (model, model_path) = match &args.model {
+        Some(p) => (Model::load(p)?, Some(p.clone())),
+        None => (model::default_model()?, None),
+    };
+    let data = match &args.data {
+        Some(p) => Dataset::load(p)?,
+        None => model::default_test_data()?,
+    };
+    let reference = match (&args.reference, &model_path) {
+        (Some(p), _) if p.as_os_str() == "none" => None,
+        (Some(p), _) => Some(Reference::load(p)?),
+        (None, Some(mp)) => {
+            let p = Reference::path_for_model(mp);
+            if p.exists() && args.data.is_none() {
+                Some(Reference::load(&p)?)
+            } else {
+                None
+            }
+        }
+        (None, None) if args.data.is_none() => Some(model::default_reference()?),
+        (None, None) => None,
+    };
+    if let Some(r) = &reference {
+        r.check_model(&model)?;
+    }
+    let hw_text = match &args.hw {
+        Some(p) => crate::io::read_to_string(p)?,
+        None => DEFAULT_HW.to_string(),
+    };
+    let hw_name = args.hw.as_ref().map_or("models/hw/default.json".to_string(), |p| p.display().to_string());
+    let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
+    let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
+    let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
+
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let pb = indicatif::ProgressBar::new(data.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} samples, ETA {eta}",
+            )
+            .map_err(|e| Error::internal(e.to_string()))?
+            .progress_chars("=> "),
+        );
+        pb.set_message(model.name().to_string());
+        Some(pb)
+    } else {
+        None
+    };
+    let progress = |n: usize| {
+        if let Some(pb) = &bar {
+            pb.set_position(n as u64);
+        }
+    };
+    let report = sim::run_model(&model, &data, reference.as_ref(), &hw, &opts, &progress)?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let data_name =
+        args.data.as_ref().map_or(model::DEFAULT_DATA_PATH.to_string(), |p| p.display().to_string());
+    if args.json {
+        println!("{}", report_json(&report, &hw_name, &data_name, &hw, wall));
+    } else if args.row {
+        println!("{}", report_row(&report, &hw));
+    } else {
+        print!("{}", report_text(&report, &hw_name, &data_name, &hw, wall));
+    }
+    Ok(0)
+}
+
+/// Apply `PATH=VALUE` overrides to a JSON document. `PATH` is dotted
+/// (`psum.drop_bits`); `VALUE` is parsed as JSON, or taken as a string when
+/// it is not JSON (`--set psum.rounding=RND_CONV`). The path must exist in
+/// the document's schema; unknown fields are then rejected by the config
+/// loader as usual.
+pub fn apply_overrides(text: &str, what: &str, sets: &[String]) -> Result<String> {
+    if sets.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| crate::error::json_error(what, &e))?;
+    for s in sets {
+        let (path, value) = s.split_once('=').ok_or_else(|| {
+            Error::input(format!("--set {s:?}: expected PATH=VALUE, e.g. psum.drop_bits=4"))
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        let mut node = &mut doc;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let obj = node.as_object_mut().ok_or_else(|| {
+                Error::input(format!("--set {path}: {} is not an object", parts[..i].join(".")))
+            })?;
+            if i + 1 == parts.len() {
+                obj.insert(part.to_string(), value.clone());
+                break;
+            }
+            node =
+                obj.entry(part.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
+    }
+    serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn opt_f(x: Option<f64>, digits: usize) -> String {
+    x.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wall: f64) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let p = hw.psum();
+    let _ = writeln!(
+        s,
+        "bitmac run: model {} on {} ({} samples)\nhardware: {hw_name}: {}x{} {} array, {}-bit {} accumulator, psum drops {} bits ({} offset {}), {} requant; engine {}, batch {}",
+        r.model,
+        data_name,
+        r.samples,
+        r.rows,
+        r.cols,
+        hw.dataflow().name(),
+        hw.acc_bits(),
+        hw.overflow(),
+        p.drop_bits,
+        p.rounding,
+        p.offset,
+        hw.requant().rounding,
+        r.engine,
+        r.batch,
+    );
+    let _ = writeln!(s);
+    let _ =
+        writeln!(s, "accuracy (integer-only datapath): {} ({}/{})", pct(r.accuracy()), r.correct, r.samples);
+    if let Some(fq) = r.fake_quant_accuracy {
+        let _ = writeln!(s, "accuracy (PyTorch fake-quant):    {}", pct(fq));
+    }
+    if let Some(f) = r.float_accuracy {
+        let _ = writeln!(s, "accuracy (PyTorch float):         {}", pct(f));
+    }
+    match r.agree {
+        Some(a) => {
+            let _ = writeln!(
+                s,
+                "predictions differing from fake-quant: {} of {} (agreement {})",
+                r.flips_total,
+                r.samples,
+                pct(a as f64 / r.samples.max(1) as f64)
+            );
+            for f in &r.flips {
+                let _ = writeln!(
+                    s,
+                    "  sample {:>4} (label {}): integer {} vs fake-quant {}: first differs at {}: {}",
+                    f.sample, f.label, f.integer, f.fake_quant, f.layer, f.why
+                );
+            }
+            if r.flips_total > r.flips.len() {
+                let _ = writeln!(s, "  ... {} more (raise --explain)", r.flips_total - r.flips.len());
+            }
+        }
+        None => {
+            let _ = writeln!(s, "no fake-quant reference: agreement not computed");
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<8} {:<6} {:>16} {:>10} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5} {:>9} {:>10}",
+        "layer",
+        "kind",
+        "GEMM MxKxN",
+        "cycles",
+        "util",
+        "overflow",
+        "psum tie",
+        "psum bias",
+        "out bias",
+        "out rms",
+        "max|acc|",
+        "minP",
+        "A2Q t/w",
+        "max|i-fq|"
+    );
+    for l in &r.layers {
+        let st = &l.stats;
+        let _ = writeln!(
+            s,
+            "{:<8} {:<6} {:>16} {:>10} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5} {:>9} {:>10}",
+            l.name,
+            l.kind,
+            format!("{}x{}x{}", l.gemm.0, l.gemm.1, l.gemm.2),
+            st.cycles,
+            pct(l.utilization),
+            st.overflows(),
+            st.psum_ties,
+            opt_f(st.psum_err_mean(), 4),
+            opt_f(st.out_err_mean(), 4),
+            opt_f(st.out_err_rms(), 4),
+            st.max_abs_acc,
+            st.min_acc_bits,
+            format!("{}/{}", st.a2q_bits_types, st.a2q_bits_weights),
+            opt_f(l.max_diff_vs_fake_quant, 3),
+        );
+    }
+    let t = &r.total;
+    let _ = writeln!(
+        s,
+        "total: {} cycles ({} per sample, {:.3} us per sample at {} ps), {} overflows{}, {} psum ties of {} roundings",
+        t.cycles,
+        t.cycles / r.samples.max(1) as u64,
+        t.cycles as f64 * hw.clock_period_ps() as f64 / 1e6 / r.samples.max(1) as f64,
+        hw.clock_period_ps(),
+        t.overflows(),
+        t.first_overflow.map_or(String::new(), |e| format!(
+            " (first at cycle {}, row {}, col {})",
+            e.cycle, e.row, e.col
+        )),
+        t.psum_ties,
+        t.psum_rounded,
+    );
+    let _ = writeln!(
+        s,
+        "columns: psum bias = mean psum rounding error (units of 2^d); out bias/rms = output error vs exact real requant (output LSBs);\n         minP = narrowest accumulator with no overflow on this data; A2Q t/w = A2Q minimum width from data types / actual weights;\n         max|i-fq| = largest |integer code - fake-quant value/step| (last layer: in accumulator LSBs)"
+    );
+    let _ = writeln!(s, "wall time: {wall:.3} s");
+    s
+}
+
+/// One Markdown row (see `--row`); the header is in docs/seed-question.md.
+fn report_row(r: &RunReport, hw: &HwConfig) -> String {
+    let p = hw.psum();
+    let mut cells = vec![
+        p.drop_bits.to_string(),
+        format!("`{}`", p.rounding),
+        p.offset.to_string(),
+        hw.requant().rounding.to_string(),
+        pct(r.accuracy()),
+        r.agree.map_or("-".into(), |a| format!("{a}/{}", r.samples)),
+        format!("{}/{}", r.total.psum_ties, r.total.psum_rounded),
+    ];
+    for l in &r.layers {
+        cells.push(format!("{} / {}", opt_f(l.stats.psum_err_mean(), 3), opt_f(l.stats.out_err_mean(), 3)));
+    }
+    format!("| {} |", cells.join(" | "))
+}
+
+fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wall: f64) -> String {
+    use serde_json::{json, Value};
+    let stats =
+        |st: &crate::array::Stats| -> Value { serde_json::from_str(&st.to_json()).unwrap_or(Value::Null) };
+    let layers: Vec<Value> = r
+        .layers
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "kind": l.kind,
+                "gemm": [l.gemm.0, l.gemm.1, l.gemm.2],
+                "utilization": l.utilization,
+                "max_diff_vs_fake_quant": l.max_diff_vs_fake_quant,
+                "codes_differing": l.codes_differing,
+                "stats": stats(&l.stats),
+            })
+        })
+        .collect();
+    let flips: Vec<Value> = r
+        .flips
+        .iter()
+        .map(|f| {
+            json!({"sample": f.sample, "label": f.label, "integer": f.integer, "fake_quant": f.fake_quant, "layer": f.layer, "why": f.why})
+        })
+        .collect();
+    let v = json!({
+        "model": r.model,
+        "data": data_name,
+        "hw": hw_name,
+        "hw_config": serde_json::to_value(hw.spec()).unwrap_or(Value::Null),
+        "engine": r.engine.name(),
+        "batch": r.batch,
+        "samples": r.samples,
+        "correct": r.correct,
+        "accuracy": r.accuracy(),
+        "fake_quant_accuracy": r.fake_quant_accuracy,
+        "float_accuracy": r.float_accuracy,
+        "agree": r.agree,
+        "differing": r.flips_total,
+        "flips": flips,
+        "layers": layers,
+        "total": stats(&r.total),
+        "wall_s": wall,
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
 }

@@ -1,0 +1,319 @@
+//! The text trace: format, parse, and replay.
+//!
+//! One line per rising edge after reset release, in time order, W before R
+//! at the same instant, showing the state after the instant:
+//! `time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr`
+//! (pointers lowercase hex zero-padded to ceil((n+1)/4) digits, `data` decimal
+//! or `-` or `x`). Lines starting with `#` and blank lines are comments.
+
+use super::config::{Domain, FifoConfig};
+use super::sim::{Data, EdgeRec, Observer, Sim, Source};
+use crate::error::{Error, Result};
+use std::fmt::Write;
+
+/// The column header comment.
+pub const HEADER: &str = "# time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr";
+
+/// One trace line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceLine {
+    /// Edge time (ps).
+    pub time_ps: u64,
+    /// Domain of the edge.
+    pub dom: Domain,
+    /// wfull after the instant.
+    pub wfull: bool,
+    /// rempty after the instant.
+    pub rempty: bool,
+    /// Write crossing pointer.
+    pub wptr: u32,
+    /// Read crossing pointer.
+    pub rptr: u32,
+    /// Word pushed (W) / popped (R) at this edge.
+    pub data: Data,
+    /// Enable sampled at this edge.
+    pub en: bool,
+    /// Output of the read-to-write synchronizer.
+    pub wq_rptr: u32,
+    /// Output of the write-to-read synchronizer.
+    pub rq_wptr: u32,
+}
+
+impl TraceLine {
+    pub(crate) fn from_sim(sim: &Sim<'_>, t: u64, dom: Domain, rec: EdgeRec) -> TraceLine {
+        TraceLine {
+            time_ps: t,
+            dom,
+            wfull: sim.wfull(),
+            rempty: sim.rempty(),
+            wptr: sim.wptr(),
+            rptr: sim.rptr(),
+            data: rec.data,
+            en: rec.en,
+            wq_rptr: sim.wq_rptr(),
+            rq_wptr: sim.rq_wptr(),
+        }
+    }
+
+    /// Append the line (with `\n`) to `out`; `hex` = pointer hex digits.
+    pub fn write_to(&self, out: &mut String, hex: usize) {
+        let _ = write!(
+            out,
+            "{} {} {} {} {:0h$x} {:0h$x} ",
+            self.time_ps,
+            self.dom.letter(),
+            self.wfull as u8,
+            self.rempty as u8,
+            self.wptr,
+            self.rptr,
+            h = hex
+        );
+        match self.data {
+            Data::None => out.push('-'),
+            Data::X => out.push('x'),
+            Data::Word(v) => {
+                let _ = write!(out, "{v}");
+            }
+        }
+        let _ = writeln!(out, " {} {:0h$x} {:0h$x}", self.en as u8, self.wq_rptr, self.rq_wptr, h = hex);
+    }
+
+    fn fields(&self) -> String {
+        let d = match self.data {
+            Data::None => "-".to_string(),
+            Data::X => "x".to_string(),
+            Data::Word(v) => v.to_string(),
+        };
+        format!(
+            "wfull={} rempty={} wptr={:x} rptr={:x} data={} en={} wq_rptr={:x} rq_wptr={:x}",
+            self.wfull as u8,
+            self.rempty as u8,
+            self.wptr,
+            self.rptr,
+            d,
+            self.en as u8,
+            self.wq_rptr,
+            self.rq_wptr
+        )
+    }
+}
+
+/// Observer that formats trace lines into a String.
+pub struct TraceWriter {
+    /// The text so far.
+    pub out: String,
+    hex: usize,
+}
+
+impl TraceWriter {
+    /// A writer with the standard comment header plus `extra` comment lines.
+    pub fn new(cfg: &FifoConfig, extra: &[String]) -> TraceWriter {
+        let mut out = String::from("# bitmac cdc trace v1\n");
+        for e in extra {
+            out.push_str("# ");
+            out.push_str(e);
+            out.push('\n');
+        }
+        out.push_str(HEADER);
+        out.push('\n');
+        TraceWriter { out, hex: cfg.ptr_hex_digits() }
+    }
+}
+
+impl Observer for TraceWriter {
+    fn instant(&mut self, sim: &Sim<'_>, t: u64, w: Option<EdgeRec>, r: Option<EdgeRec>) {
+        if let Some(w) = w {
+            TraceLine::from_sim(sim, t, Domain::W, w).write_to(&mut self.out, self.hex);
+        }
+        if let Some(r) = r {
+            TraceLine::from_sim(sim, t, Domain::R, r).write_to(&mut self.out, self.hex);
+        }
+    }
+}
+
+/// Observer collecting structured lines.
+#[derive(Default)]
+pub struct LineCollector {
+    /// The lines, in trace order.
+    pub lines: Vec<TraceLine>,
+}
+
+impl Observer for LineCollector {
+    fn instant(&mut self, sim: &Sim<'_>, t: u64, w: Option<EdgeRec>, r: Option<EdgeRec>) {
+        if let Some(w) = w {
+            self.lines.push(TraceLine::from_sim(sim, t, Domain::W, w));
+        }
+        if let Some(r) = r {
+            self.lines.push(TraceLine::from_sim(sim, t, Domain::R, r));
+        }
+    }
+}
+
+/// A parsed trace line with its 1-based line number in the file.
+#[derive(Clone, Copy, Debug)]
+pub struct ParsedLine {
+    /// Line number (1-based).
+    pub line_no: usize,
+    /// Contents.
+    pub line: TraceLine,
+}
+
+fn bit(tok: &str, what: &str, ln: usize, name: &str) -> Result<bool> {
+    match tok {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(Error::input(format!("{name}:{ln}: {what}: `{tok}` is not 0 or 1"))),
+    }
+}
+
+fn hexv(tok: &str, what: &str, ln: usize, name: &str, bits: u32) -> Result<u32> {
+    let v = u32::from_str_radix(tok, 16)
+        .map_err(|_| Error::input(format!("{name}:{ln}: {what}: `{tok}` is not a hex number")))?;
+    if bits < 32 && v >> bits != 0 {
+        return Err(Error::input(format!(
+            "{name}:{ln}: {what}: {tok} does not fit in {bits} bits (allowed: 0..={:x})",
+            (1u64 << bits) - 1
+        )));
+    }
+    Ok(v)
+}
+
+/// Parse a trace. `name` is used in error messages (`NAME:LINE: ...`).
+/// Checks: 10 fields, field syntax, pointer widths (n+1 bits), time order,
+/// and at most one W then at most one R per instant.
+pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>> {
+    let bits = cfg.addr_bits() + 1;
+    let mut out: Vec<ParsedLine> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let ln = i + 1;
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() != 10 {
+            return Err(Error::input(format!(
+                "{name}:{ln}: expected 10 fields (time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr), got {}",
+                f.len()
+            )));
+        }
+        let time_ps: u64 = f[0].parse().map_err(|_| {
+            Error::input(format!("{name}:{ln}: time_ps: `{}` is not a non-negative integer", f[0]))
+        })?;
+        let dom = match f[1] {
+            "W" => Domain::W,
+            "R" => Domain::R,
+            o => return Err(Error::input(format!("{name}:{ln}: dom: `{o}` is not W or R"))),
+        };
+        let data = match f[6] {
+            "-" => Data::None,
+            "x" | "X" => Data::X,
+            d => Data::Word(d.parse().map_err(|_| {
+                Error::input(format!("{name}:{ln}: data: `{d}` is not -, x or a decimal word"))
+            })?),
+        };
+        let line = TraceLine {
+            time_ps,
+            dom,
+            wfull: bit(f[2], "wfull", ln, name)?,
+            rempty: bit(f[3], "rempty", ln, name)?,
+            wptr: hexv(f[4], "wptr", ln, name, bits)?,
+            rptr: hexv(f[5], "rptr", ln, name, bits)?,
+            data,
+            en: bit(f[7], "en", ln, name)?,
+            wq_rptr: hexv(f[8], "wq_rptr", ln, name, bits)?,
+            rq_wptr: hexv(f[9], "rq_wptr", ln, name, bits)?,
+        };
+        if let Some(prev) = out.last() {
+            let p = prev.line;
+            if time_ps < p.time_ps {
+                return Err(Error::input(format!(
+                    "{name}:{ln}: time_ps {time_ps} is before the previous edge's {} (lines must be in time order)",
+                    p.time_ps
+                )));
+            }
+            if time_ps == p.time_ps && !(p.dom == Domain::W && dom == Domain::R) {
+                return Err(Error::input(format!(
+                    "{name}:{ln}: second {} edge at {time_ps} (one W then one R per instant)",
+                    dom.letter()
+                )));
+            }
+        }
+        out.push(ParsedLine { line_no: ln, line });
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!("{name}: no trace lines")));
+    }
+    Ok(out)
+}
+
+/// Re-simulate the edges (time, dom, en) of a parsed trace with `cfg`
+/// (metastability and faults are ignored: replay is the zero-delay design)
+/// and compare every field. Ok(number of edges) if all match; otherwise a
+/// mismatch error naming the first differing edge, expected (bitmac) and
+/// actual (trace) fields.
+pub fn replay(lines: &[ParsedLine], name: &str, cfg: &FifoConfig) -> Result<usize> {
+    let mut spec = cfg.to_spec();
+    spec.meta = None;
+    // S = 1 is only expressible as the single-flop fault; without
+    // metastability that fault is the plain one-flop design.
+    spec.fault = if spec.sync == 1 { super::config::Fault::SingleFlop } else { super::config::Fault::None };
+    let cfg0 = spec.validate()?;
+    let (mut wt, mut wen, mut rt, mut ren) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for p in lines {
+        match p.line.dom {
+            Domain::W => {
+                wt.push(p.line.time_ps);
+                wen.push(p.line.en);
+            }
+            Domain::R => {
+                rt.push(p.line.time_ps);
+                ren.push(p.line.en);
+            }
+        }
+    }
+    let mut sim = Sim::new(&cfg0, Source::Lists { wt, wen, rt, ren }, None);
+    let mut col = LineCollector::default();
+    while sim.step(&mut col) {}
+    for (i, (p, e)) in lines.iter().zip(col.lines.iter()).enumerate() {
+        if p.line != *e {
+            let a = p.line;
+            let mut diff = Vec::new();
+            macro_rules! cmp {
+                ($f:ident) => {
+                    if a.$f != e.$f {
+                        diff.push(stringify!($f));
+                    }
+                };
+            }
+            cmp!(time_ps);
+            cmp!(dom);
+            cmp!(wfull);
+            cmp!(rempty);
+            cmp!(wptr);
+            cmp!(rptr);
+            cmp!(data);
+            cmp!(en);
+            cmp!(wq_rptr);
+            cmp!(rq_wptr);
+            return Err(Error::mismatch(format!(
+                "{name}:{}: edge {} ({} {}) differs in {}: expected {}; actual {}",
+                p.line_no,
+                i + 1,
+                a.time_ps,
+                a.dom.letter(),
+                diff.join(", "),
+                e.fields(),
+                a.fields()
+            )));
+        }
+    }
+    if col.lines.len() != lines.len() {
+        return Err(Error::internal(format!(
+            "replay produced {} edges for {} trace lines",
+            col.lines.len(),
+            lines.len()
+        )));
+    }
+    Ok(lines.len())
+}

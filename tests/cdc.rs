@@ -1,0 +1,472 @@
+//! Properties, fault detection, replay, VCD and CLI checks of the CDC FIFO.
+//! (The edge-exact RTL comparison is in `cdc_rtl.rs`.)
+
+use bitmac::cdc::mtbf::{mtbf, Timing};
+use bitmac::cdc::{self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, NoObserver, Pattern};
+use proptest::prelude::*;
+use std::process::Command;
+
+fn spec(depth: u64, sync: u32, seed: u64) -> FifoSpec {
+    FifoSpec { depth, sync, data_width: 16, seed, ..Default::default() }
+}
+
+/// Read-edge times of a jitter-free clock, straight from the definition.
+fn edge_times(c: &Clock, upto: u64) -> Vec<u64> {
+    (0..).map(|k| c.phase_ps + k * c.period_ps).take_while(|t| *t <= upto).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Gray pointers, S >= 2, metastability on, random everything: the
+    /// scoreboard is always clean and every word arrives in order.
+    #[test]
+    fn gray_with_metastability_is_always_clean(
+        wclk in 60u64..20000, rclk in 60u64..20000,
+        wph in 0u64..1000, rph in 0u64..1000,
+        depth_log in 1u32..=6, sync in 2u32..=4,
+        wen in 1u32..=100, ren in 1u32..=100,
+        seed in any::<u64>(), jit in 0u64..=25,
+        setup in 0u64..=25, hold in 0u64..=25,
+    ) {
+        let mut s = spec(1 << depth_log, sync, seed);
+        s.meta = Some(Meta { setup_ps: setup, hold_ps: hold });
+        let cfg = s.validate().unwrap();
+        let clocks = ClockPair {
+            w: Clock { period_ps: wclk, phase_ps: wph % wclk, jitter_ps: jit },
+            r: Clock { period_ps: rclk, phase_ps: rph % rclk, jitter_ps: jit },
+        };
+        let rep = cdc::simulate(&cfg, &clocks, 150, wen, ren, None, &mut NoObserver).unwrap();
+        prop_assert!(rep.verdict.clean, "{:?}", rep.verdict);
+        prop_assert_eq!(rep.stats.r.client_ops, 150);
+    }
+
+    /// The register-resident fast path (no observer) and the general
+    /// simulator agree on every statistic and the verdict.
+    #[test]
+    fn fast_path_equals_general_simulator(
+        wclk in 2u64..20000, rclk in 2u64..20000,
+        wph in 0u64..20000, rph in 0u64..20000,
+        depth_log in 1u32..=6, sync in 2u32..=6,
+        wen in 1u32..=100, ren in 1u32..=100,
+        seed in any::<u64>(), jit in 0u64..=100,
+    ) {
+        let cfg = spec(1 << depth_log, sync, seed).validate().unwrap();
+        let clocks = ClockPair {
+            w: Clock { period_ps: wclk, phase_ps: wph % wclk, jitter_ps: jit.min((wclk - 1) / 2) },
+            r: Clock { period_ps: rclk, phase_ps: rph % rclk, jitter_ps: jit.min((rclk - 1) / 2) },
+        };
+        let a = cdc::simulate(&cfg, &clocks, 120, wen, ren, None, &mut NoObserver).unwrap();
+        let b = cdc::simulate_general(&cfg, &clocks, 120, wen, ren).unwrap();
+        prop_assert_eq!(&a.stats, &b.stats);
+        prop_assert_eq!(&a.verdict, &b.verdict);
+        prop_assert_eq!(a.end_time_ps, b.end_time_ps);
+        prop_assert!(a.verdict.clean);
+    }
+
+    /// A trace written by bitmac (any clocks, jitter, enables) replays with
+    /// every edge matching, and parses back to the lines the simulator saw.
+    #[test]
+    fn own_traces_replay_clean(
+        wclk in 2u64..3000, rclk in 2u64..3000,
+        wph in 0u64..3000, rph in 0u64..3000,
+        depth_log in 1u32..=5, sync in 2u32..=4, width in 1u32..=64,
+        wen in 1u32..=100, ren in 1u32..=100, seed in any::<u64>(), jit in 0u64..=50,
+    ) {
+        let cfg = FifoSpec { depth: 1 << depth_log, sync, data_width: width, seed, ..Default::default() }.validate().unwrap();
+        let clocks = ClockPair {
+            w: Clock { period_ps: wclk, phase_ps: wph % wclk, jitter_ps: jit.min((wclk - 1) / 2) },
+            r: Clock { period_ps: rclk, phase_ps: rph % rclk, jitter_ps: jit.min((rclk - 1) / 2) },
+        };
+        let mut tw = trace::TraceWriter::new(&cfg, &[]);
+        let rep = cdc::simulate(&cfg, &clocks, 60, wen, ren, None, &mut tw).unwrap();
+        let lines = trace::parse(&tw.out, "t", &cfg).unwrap();
+        prop_assert_eq!(lines.len() as u64, rep.stats.w.edges + rep.stats.r.edges);
+        prop_assert_eq!(trace::replay(&lines, "t", &cfg).unwrap(), lines.len());
+        // Popped data are the words 0..60 modulo 2^width, in order.
+        let popped: Vec<u64> = lines.iter().filter(|p| p.line.dom == Domain::R).filter_map(|p| match p.line.data {
+            cdc::Data::Word(v) => Some(v),
+            _ => None,
+        }).collect();
+        let want: Vec<u64> = (0..60u64).map(|k| k & cfg.data_mask()).collect();
+        prop_assert_eq!(popped, want);
+    }
+
+    /// The latency facts of reference.md §5 (no metastability, no jitter):
+    /// a write into an empty FIFO clears rempty on the (S+1)-th read edge
+    /// strictly after it, a greedy reader pops it on the (S+2)-th; a read
+    /// from a full FIFO clears wfull on the (S+1)-th write edge after it.
+    #[test]
+    fn latency_facts(
+        wclk in 2u64..5000, rclk in 2u64..5000,
+        wph in 0u64..5000, rph in 0u64..5000,
+        depth_log in 1u32..=5, sync in 2u32..=5,
+        wen in 1u32..=100, seed in any::<u64>(),
+    ) {
+        let cfg = spec(1 << depth_log, sync, seed).validate().unwrap();
+        let clocks = ClockPair { w: Clock::new(wclk).with_phase(wph % wclk), r: Clock::new(rclk).with_phase(rph % rclk) };
+        let words: Vec<u64> = (0..40).collect();
+        let prod = if wen == 100 { Pattern::Always } else { Pattern::Percent(wen) };
+        let (rep, text) = cdc::transfer_trace(&cfg, &clocks, &words, &prod, &Pattern::Always).unwrap();
+        prop_assert_eq!(&rep.popped, &words);
+        let s = sync as u64;
+        // Word 0 goes into an empty FIFO; count read edges independently.
+        let rt = edge_times(&clocks.r, rep.pop_time_ps[0]);
+        let after: Vec<u64> = rt.into_iter().filter(|t| *t > rep.push_time_ps[0]).collect();
+        prop_assert_eq!(after.len() as u64, s + 2, "pop of word 0 on read edge #{}", after.len());
+        // rempty first clears on the (S+1)-th of those edges.
+        let lines = trace::parse(&text, "t", &cfg).unwrap();
+        let clear = lines.iter().find(|p| p.line.dom == Domain::R && !p.line.rempty).unwrap().line.time_ps;
+        prop_assert_eq!(clear, after[s as usize]);
+        // Every rempty / wfull clear has latency exactly S+1.
+        for (k, c) in rep.report.stats.lat_write_rempty_clear.iter().enumerate() {
+            prop_assert!(*c == 0 || k as u64 == s + 1, "rempty clear latency {}", k);
+        }
+        for (k, c) in rep.report.stats.lat_read_wfull_clear.iter().enumerate() {
+            prop_assert!(*c == 0 || k as u64 == s + 1, "wfull clear latency {}", k);
+        }
+        prop_assert!(rep.report.stats.lat_write_pop.iter().take(s as usize + 2).all(|c| *c == 0));
+    }
+}
+
+fn run_fault(fault: Fault, sync: u32, meta: Option<Meta>, wclk: u64, rclk: u64, seed: u64) -> cdc::Report {
+    let mut s = spec(8, sync, seed);
+    s.fault = fault;
+    s.meta = meta;
+    let cfg = s.validate().unwrap();
+    let clocks = ClockPair::new(wclk, rclk);
+    cdc::simulate(&cfg, &clocks, 2000, 80, 80, None, &mut NoObserver).unwrap()
+}
+
+#[test]
+fn binary_pointers_are_caught() {
+    let m = Some(Meta { setup_ps: 20, hold_ps: 10 });
+    // Metastability alone: a mixed capture of a multi-bit change is a value
+    // the source never held (a corrupted crossing). Cummings' registered
+    // equality flags contain it (one extra operation, always backed), so no
+    // word is lost -- but the crossing itself is flagged.
+    for seed in [1, 2, 3] {
+        let rep = run_fault(Fault::BinaryPointers { skew_ps: 0 }, 2, m, 10000, 10000, seed);
+        assert!(!rep.verdict.clean);
+        assert!(rep.verdict.corrupt_crossings > 0, "{:?}", rep.verdict);
+        assert!(run_fault(Fault::None, 2, m, 10000, 10000, seed).verdict.clean);
+    }
+    // Without metastability or skew a binary crossing is invisible to simulation.
+    assert!(run_fault(Fault::BinaryPointers { skew_ps: 0 }, 2, None, 10000, 10000, 1).verdict.clean);
+    // An unconstrained binary bus (bit skew) with metastability loses data:
+    // words lost / duplicated, pops of empty slots, pushes over unread words.
+    for (w, r, skew) in
+        [(17000, 3000, 5000), (3000, 17000, 5000), (10000, 10000, 20000), (10000, 13700, 20000)]
+    {
+        let rep = run_fault(Fault::BinaryPointers { skew_ps: skew }, 2, m, w, r, 1);
+        let v = &rep.verdict;
+        assert!(v.lost > 0, "{w}/{r}: {v:?}");
+        assert!(v.truly_empty_pops > 0 || v.truly_full_pushes > 0, "{w}/{r}: {v:?}");
+        // Gray pointers with the same clocks stay clean.
+        assert!(run_fault(Fault::None, 2, m, w, r, 1).verdict.clean);
+    }
+}
+
+#[test]
+fn single_flop_synchronizer_loses_and_duplicates_words() {
+    let m = Some(Meta { setup_ps: 20, hold_ps: 10 });
+    for seed in [1, 2, 3] {
+        let rep = run_fault(Fault::SingleFlop, 1, m, 10000, 10000, seed);
+        let v = &rep.verdict;
+        assert!(v.lost > 0 && v.duplicated > 0, "{v:?}");
+        // The same run with two flops is clean.
+        assert!(run_fault(Fault::None, 2, m, 10000, 10000, seed).verdict.clean);
+    }
+}
+
+#[test]
+fn reset_in_one_domain_corrupts_the_stream() {
+    // (A reset that hits while the FIFO is empty and both pointers are equal
+    // mod 2*depth is harmless, so the times are chosen, not random.)
+    for (d, at) in
+        [(Domain::W, 640_000), (Domain::W, 2_000_000), (Domain::R, 1_000_000), (Domain::R, 2_000_000)]
+    {
+        let rep = run_fault(Fault::ResetOneDomain { domain: d, at_ps: at }, 2, None, 10000, 13700, 7);
+        let v = &rep.verdict;
+        assert!(
+            v.lost > 0 || v.duplicated > 0 || v.truly_empty_pops > 0 || v.truly_full_pushes > 0,
+            "{d:?}: {v:?}"
+        );
+    }
+}
+
+fn small_run(words: u64, seed: u64) -> (bitmac::cdc::FifoConfig, ClockPair, String) {
+    let cfg = FifoSpec { depth: 4, sync: 2, data_width: 8, seed, ..Default::default() }.validate().unwrap();
+    let clocks = ClockPair::new(10000, 13700);
+    let mut tw = trace::TraceWriter::new(&cfg, &[]);
+    cdc::simulate(&cfg, &clocks, words, 70, 60, None, &mut tw).unwrap();
+    (cfg, clocks, tw.out)
+}
+
+#[test]
+fn replay_reports_first_mismatch_and_bad_lines() {
+    let (cfg, _, text) = small_run(50, 3);
+    let lines = trace::parse(&text, "t", &cfg).unwrap();
+    assert_eq!(trace::replay(&lines, "t", &cfg).unwrap(), lines.len());
+    // Flip rempty on the 10th data line.
+    let mut out = Vec::new();
+    let mut k = 0;
+    let mut target = 0;
+    for (i, l) in text.lines().enumerate() {
+        if l.starts_with('#') {
+            out.push(l.to_string());
+            continue;
+        }
+        k += 1;
+        if k == 10 {
+            let mut f: Vec<String> = l.split(' ').map(String::from).collect();
+            f[3] = if f[3] == "0" { "1".into() } else { "0".into() };
+            out.push(f.join(" "));
+            target = i + 1;
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    let bad = out.join("\n");
+    let e = trace::replay(&trace::parse(&bad, "t", &cfg).unwrap(), "t", &cfg).unwrap_err();
+    assert!(e.is_mismatch());
+    let msg = e.to_string();
+    assert!(msg.starts_with(&format!("t:{target}: edge 10 ")), "{msg}");
+    assert!(msg.contains("differs in rempty"), "{msg}");
+    // Malformed lines: input errors with the line number.
+    for (bad, want) in [
+        ("0 W 0 1 1 0 0 1 0\n", "t:1: expected 10 fields"),
+        ("0 Q 0 1 1 0 0 1 0 0\n", "t:1: dom"),
+        ("# c\n5 W 0 1 1 0 0 1 0 0\n3 R 0 1 1 0 - 1 0 0\n", "t:3: time_ps"),
+        ("5 R 0 1 1 0 - 1 0 0\n5 W 0 1 1 0 0 1 0 0\n", "t:2: second W"),
+        ("0 W 0 1 zz 0 0 1 0 0\n", "t:1: wptr"),
+        ("0 W 0 1 1f 0 0 1 0 0\n", "t:1: wptr: 1f does not fit in 3 bits"),
+    ] {
+        let e = trace::parse(bad, "t", &cfg).unwrap_err();
+        assert!(e.is_input() && e.to_string().starts_with(want), "{e}");
+    }
+}
+
+#[test]
+fn same_seed_same_bytes_different_seed_differs() {
+    let (_, _, a) = small_run(80, 11);
+    let (_, _, b) = small_run(80, 11);
+    let (_, _, c) = small_run(80, 12);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+/// Parse the VCD back: at every rising clock edge, the values after the
+/// timestamp must equal the trace line's state.
+#[test]
+fn vcd_parses_back_to_the_trace() {
+    let cfg =
+        FifoSpec { depth: 4, sync: 3, data_width: 8, seed: 5, ..Default::default() }.validate().unwrap();
+    let clocks = ClockPair { w: Clock::new(10000), r: Clock::new(13700).with_phase(100) };
+    let mut tw = trace::TraceWriter::new(&cfg, &[]);
+    cdc::simulate(&cfg, &clocks, 60, 80, 70, None, &mut tw).unwrap();
+    let mut vw = vcd::VcdWriter::new(&cfg, 10000, 13700);
+    cdc::simulate(&cfg, &clocks, 60, 80, 70, None, &mut vw).unwrap();
+    let text = vw.finish();
+    assert!(text.contains("$timescale 1ps $end") && text.contains("$enddefinitions $end"));
+    // id -> name
+    let mut names = std::collections::BTreeMap::new();
+    for l in text.lines().filter(|l| l.starts_with("$var")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        names.insert(f[3].to_string(), f[4].to_string());
+    }
+    assert_eq!(names.len(), 14);
+    let mut val: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut snaps: Vec<(u64, std::collections::BTreeMap<String, u64>)> = Vec::new();
+    let mut t = 0u64;
+    let flush = |t: u64, val: &std::collections::BTreeMap<String, u64>, snaps: &mut Vec<_>| {
+        snaps.push((t, val.clone()))
+    };
+    for l in text.lines().skip_while(|l| !l.starts_with("$enddefinitions")).skip(1) {
+        if let Some(ts) = l.strip_prefix('#') {
+            flush(t, &val, &mut snaps);
+            t = ts.parse().unwrap();
+        } else if let Some(rest) = l.strip_prefix('b') {
+            let (v, id) = rest.split_once(' ').unwrap();
+            val.insert(names[id].clone(), u64::from_str_radix(v, 2).unwrap());
+        } else if l.starts_with('0') || l.starts_with('1') {
+            val.insert(names[&l[1..]].clone(), (l.as_bytes()[0] - b'0') as u64);
+        }
+    }
+    flush(t, &val, &mut snaps);
+    let lines = trace::parse(&tw.out, "t", &cfg).unwrap();
+    for p in &lines {
+        let l = p.line;
+        let (_, v) = snaps.iter().rev().find(|(st, _)| *st == l.time_ps).expect("timestamp in VCD");
+        let clk = if l.dom == Domain::W { "wclk" } else { "rclk" };
+        assert_eq!(v[clk], 1, "{clk} high at {}", l.time_ps);
+        assert_eq!(v["wfull"], l.wfull as u64);
+        assert_eq!(v["rempty"], l.rempty as u64);
+        assert_eq!(v["wptr"], l.wptr as u64);
+        assert_eq!(v["rptr"], l.rptr as u64);
+        assert_eq!(v["wq_rptr"], l.wq_rptr as u64);
+        assert_eq!(v["rq_wptr"], l.rq_wptr as u64);
+        let en = if l.dom == Domain::W { "winc" } else { "rinc" };
+        assert_eq!(v[en], l.en as u64);
+        if let cdc::Data::Word(d) = l.data {
+            assert_eq!(v[if l.dom == Domain::W { "wdata" } else { "rdata" }], d);
+        }
+    }
+}
+
+#[test]
+fn transfer_ready_at_and_errors() {
+    let cfg =
+        FifoSpec { depth: 8, sync: 2, data_width: 12, seed: 9, ..Default::default() }.validate().unwrap();
+    let clocks = ClockPair::new(3000, 7000);
+    let words: Vec<u64> = (0..100).map(|k| (k * 37) % 4096).collect();
+    let ready: Vec<u64> = (0..100).map(|k| k * 3).collect();
+    let rep = cdc::transfer(&cfg, &clocks, &words, &Pattern::ReadyAt(ready.clone()), &Pattern::Percent(60))
+        .unwrap();
+    assert_eq!(rep.popped, words);
+    assert!(rep.push_edge.iter().zip(&ready).all(|(e, r)| e >= r));
+    assert!(rep.push_time_ps.iter().zip(&rep.pop_time_ps).all(|(p, q)| q > p));
+    assert_eq!(rep.occupancy.iter().sum::<u64>(), rep.write_cycles + rep.read_cycles);
+    assert!(cdc::transfer(&cfg, &clocks, &[5000], &Pattern::Always, &Pattern::Always).is_err());
+}
+
+#[test]
+fn mtbf_matches_worked_examples() {
+    // Wakerly, Digital Design: Principles and Practices, 3rd ed., §8.9:
+    // 74ALS74 (tau = 1.00 ns, T0 = 8.7e-6 s), 16 MHz clock, 1e5 changes/s:
+    // MTBF(42.5 ns) = 2.06e11 s; with t_setup 10 ns instead of 20: MTBF(52.5 ns) = 4.54e15 s.
+    // t_r there = T_clk - t_setup (measured from the clock edge).
+    let t =
+        Timing { tau_s: 1.0e-9, t0_s: 8.7e-6, stages: 2, t_setup_s: 20e-9, t_clk2q_s: 0.0, t_logic_s: 0.0 };
+    let s = t.synchronizer("x", 16e6, 1e5).unwrap();
+    assert!((s.t_r_s - 42.5e-9).abs() < 1e-15);
+    let m = s.mtbf_s.unwrap();
+    assert!((m / 2.06e11 - 1.0).abs() < 0.005, "{m}");
+    let t2 = Timing { t_setup_s: 10e-9, ..t };
+    let m2 = t2.synchronizer("x", 16e6, 1e5).unwrap().mtbf_s.unwrap();
+    assert!((m2 / 4.54e15 - 1.0).abs() < 0.005, "{m2}");
+    // mbedded.ninja "Metastability and synchronisation": t_r = 2.3 ns,
+    // tau = 0.31 ns, T0 = 9.6e-18 s, f = 100 MHz, a = 1 MHz -> 20.1 days.
+    let days = mtbf(2.3e-9, 0.31e-9, 9.6e-18, 100e6, 1e6) / 86400.0;
+    assert!((days - 20.1).abs() < 0.05, "{days}");
+    // Each extra stage adds one period to t_r.
+    let t3 = Timing { stages: 3, ..t };
+    assert!((t3.resolution_time(16e6) - t.resolution_time(16e6) - 62.5e-9).abs() < 1e-15);
+}
+
+fn bitmac(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_bitmac")).args(args).output().unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn cli_errors_json_and_mtbf() {
+    let base = [
+        "cdc",
+        "--wclk-ps",
+        "10000",
+        "--rclk-ps",
+        "13700",
+        "--sync",
+        "2",
+        "--data-width",
+        "8",
+        "--words",
+        "50",
+    ];
+    let (c, _, e) = bitmac(&[&base[..], &["--depth", "12"]].concat());
+    assert_eq!(c, 2);
+    assert!(e.contains("--depth: 12 is out of range") && e.lines().count() == 1, "{e}");
+    let (c, _, e) = bitmac(&[
+        "cdc",
+        "--wclk-ps",
+        "10000",
+        "--rclk-ps",
+        "13700",
+        "--sync",
+        "1",
+        "--data-width",
+        "8",
+        "--words",
+        "5",
+        "--depth",
+        "4",
+    ]);
+    assert_eq!(c, 2);
+    assert!(e.contains("--sync: 1 is out of range"), "{e}");
+    let (c, _, e) = bitmac(&[&base[..], &["--depth", "4", "--wphase-ps", "10000"]].concat());
+    assert_eq!(c, 2);
+    assert!(e.contains("--wphase-ps"), "{e}");
+    let (c, _, e) = bitmac(&[&base[..], &["--depth", "4", "--max-edges", "20"]].concat());
+    assert_eq!(c, 2);
+    assert!(e.contains("run did not finish") && e.contains("--max-edges") && e.lines().count() == 1, "{e}");
+    // --trace writes the same bytes as the library's simulate_trace.
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tpath = dir.join("t.txt");
+    let (c, _, _) = bitmac(
+        &[&base[..], &["--depth", "4", "--wen", "70", "--seed", "3", "--trace", tpath.to_str().unwrap()]]
+            .concat(),
+    );
+    assert_eq!(c, 0);
+    let cfg =
+        FifoSpec { depth: 4, sync: 2, data_width: 8, seed: 3, ..Default::default() }.validate().unwrap();
+    let (_, text) = cdc::simulate_trace(&cfg, &ClockPair::new(10000, 13700), 50, 70, 100).unwrap();
+    assert_eq!(std::fs::read_to_string(&tpath).unwrap(), text);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (c, o, _) = bitmac(&[&base[..], &["--depth", "4", "--json"]].concat());
+    assert_eq!(c, 0);
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(j["verdict"]["clean"], true);
+    assert_eq!(j["stats"]["r"]["ops"], 50);
+    let (c, o, _) =
+        bitmac(&[&base[..], &["--depth", "4", "--fault", "reset-read", "--fault-at-ps", "300000"]].concat());
+    assert_eq!(c, 1);
+    assert!(o.contains("scoreboard: FAIL"), "{o}");
+    let (c, o, _) = bitmac(&[
+        "mtbf",
+        "--tau-ps",
+        "1000",
+        "--t0-s",
+        "8.7e-6",
+        "--stages",
+        "2",
+        "--t-setup-ps",
+        "20000",
+        "--f-clk-hz",
+        "16e6",
+        "--f-data-hz",
+        "1e5",
+    ]);
+    assert_eq!(c, 0);
+    assert!(o.contains("MTBF 2.060043e11 s"), "{o}");
+    let (c, o, _) = bitmac(&[
+        "mtbf",
+        "--tau-ps",
+        "20",
+        "--t0-s",
+        "2e-11",
+        "--stages",
+        "2",
+        "--wclk-hz",
+        "1e9",
+        "--rclk-hz",
+        "7.3e8",
+        "--push-hz",
+        "5e8",
+        "--pop-hz",
+        "5e8",
+        "--json",
+    ]);
+    assert_eq!(c, 0);
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(j["synchronizers"].as_array().unwrap().len(), 2);
+    let (c, _, e) =
+        bitmac(&["mtbf", "--tau-ps", "0", "--t0-s", "1e-9", "--f-clk-hz", "1e8", "--f-data-hz", "1e6"]);
+    assert_eq!(c, 2);
+    assert!(e.contains("--tau-ps"), "{e}");
+}

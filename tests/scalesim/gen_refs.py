@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Regenerate the SCALE-Sim v3 reference reports under tests/scalesim/refs/.
+
+Runs the real SCALE-Sim v3 (the `scalesim` package from PyPI) on every
+topology in tests/scalesim/topologies/ with every config in
+tests/scalesim/configs/ and copies its COMPUTE_REPORT.csv verbatim to
+refs/<topology>__<config>.csv. The Rust test tests/scalesim_compat.rs compares
+bitmac's `--timing scalesim` against these files; no Python runs at test time.
+
+Set-up (keeps the project's own numpy/torch untouched):
+
+    python3 -m venv /work/venv-scalesim
+    /work/venv-scalesim/bin/pip install scalesim "numpy<2.4"
+    /work/venv-scalesim/bin/python tests/scalesim/gen_refs.py
+
+`--write-configs` (re)writes the nine config files first (3 array shapes x
+3 dataflows). Topologies whose file name starts with `gemm_` are run in
+SCALE-Sim's GEMM (M, N, K) input mode, the others in conv mode.
+
+SCALE-Sim needs a layout file even when custom layouts are off; we pass the
+topology itself (its layout parser accepts it, and with IfmapCustomLayout and
+FilterCustomLayout False the layout never affects timing).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOPO_DIR = os.path.join(HERE, "topologies")
+CFG_DIR = os.path.join(HERE, "configs")
+REF_DIR = os.path.join(HERE, "refs")
+# Real-size layers, run only on the 32x32 configs (SCALE-Sim needs minutes
+# for them on smaller arrays); references go to refs_large/.
+TOPO_LARGE_DIR = os.path.join(HERE, "topologies_large")
+REF_LARGE_DIR = os.path.join(HERE, "refs_large")
+LARGE_CFG_PREFIX = "a32x32_"
+
+# (name, rows, cols, ifmap kB, filter kB, ofmap kB). The SRAM sizes differ per
+# shape on purpose: small ones make SCALE-Sim's estimate-bandwidth read buffers
+# fill their active half (the other prefetch-start branch) and make the ofmap
+# write buffer drain many times, which the "Total Cycles (incl. prefetch)"
+# column depends on.
+SHAPES = [
+    ("a32x32", 32, 32, 64, 64, 64),
+    ("a8x16", 8, 16, 8, 8, 2),
+    ("a16x4", 16, 4, 2, 1, 1),
+]
+DATAFLOWS = ["os", "ws", "is"]
+
+CFG_TEMPLATE = """[general]
+run_name = {name}
+
+[architecture_presets]
+ArrayHeight:    {rows}
+ArrayWidth:     {cols}
+IfmapSramSzkB:    {ifmap}
+FilterSramSzkB:   {filt}
+OfmapSramSzkB:    {ofmap}
+IfmapOffset:    0
+FilterOffset:   10000000
+OfmapOffset:    20000000
+Bandwidth : 10
+Dataflow : {df}
+ReadRequestBuffer: 32
+WriteRequestBuffer: 32
+
+[layout]
+IfmapCustomLayout: False
+IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankNum: 10
+IfmapSRAMBankPort: 2
+FilterCustomLayout: False
+FilterSRAMBankBandwidth: 10
+FilterSRAMBankNum: 10
+FilterSRAMBankPort: 2
+
+[sparsity]
+SparsitySupport : false
+SparseRep : ellpack_block
+OptimizedMapping : false
+BlockSize : 8
+RandomNumberGeneratorSeed : 40
+
+[run_presets]
+InterfaceBandwidth: CALC
+UseRamulatorTrace: False
+"""
+
+
+def write_configs():
+    os.makedirs(CFG_DIR, exist_ok=True)
+    for name, rows, cols, ifmap, filt, ofmap in SHAPES:
+        for df in DATAFLOWS:
+            cfg_name = f"{name}_{df}"
+            text = CFG_TEMPLATE.format(name=cfg_name, rows=rows, cols=cols, ifmap=ifmap,
+                                       filt=filt, ofmap=ofmap, df=df)
+            with open(os.path.join(CFG_DIR, cfg_name + ".cfg"), "w") as f:
+                f.write(text)
+
+
+def run_one(scalesim_cls, cfg_path, topo_path, gemm, workdir):
+    sim = scalesim_cls(save_disk_space=True, verbose=False, config=cfg_path,
+                       topology=topo_path, layout=topo_path, input_type_gemm=gemm)
+    sim.run_scale(top_path=workdir)
+    run_name = sim.config.get_run_name()
+    return os.path.join(workdir, run_name, "COMPUTE_REPORT.csv")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write-configs", action="store_true", help="rewrite configs/*.cfg first")
+    ap.add_argument("--only", default="", help="only topologies whose name contains this")
+    ap.add_argument("--large", action="store_true",
+                    help="run topologies_large/ on the 32x32 configs into refs_large/ instead")
+    args = ap.parse_args()
+
+    from scalesim.scale_sim import scalesim  # imported late: --help works without it
+    from importlib.metadata import version
+
+    if args.write_configs:
+        write_configs()
+    topo_dir, ref_dir = (TOPO_LARGE_DIR, REF_LARGE_DIR) if args.large else (TOPO_DIR, REF_DIR)
+    os.makedirs(ref_dir, exist_ok=True)
+    cfgs = sorted(f for f in os.listdir(CFG_DIR) if f.endswith(".cfg")
+                  and (not args.large or f.startswith(LARGE_CFG_PREFIX)))
+    topos = sorted(f for f in os.listdir(topo_dir) if f.endswith(".csv") and args.only in f)
+    print(f"scalesim {version('scalesim')}, numpy {version('numpy')}: "
+          f"{len(topos)} topologies x {len(cfgs)} configs", file=sys.stderr)
+    for topo in topos:
+        gemm = topo.startswith("gemm_")
+        for cfg in cfgs:
+            with tempfile.TemporaryDirectory() as work:
+                report = run_one(scalesim, os.path.join(CFG_DIR, cfg), os.path.join(topo_dir, topo),
+                                 gemm, work)
+                out = os.path.join(ref_dir, f"{topo[:-4]}__{cfg[:-4]}.csv")
+                shutil.copyfile(report, out)
+            print(f"  {topo} x {cfg} -> {os.path.relpath(out, HERE)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+//! `bitmac scalesim --timing scalesim` against real SCALE-Sim v3 reports.
+//!
+//! The references under tests/scalesim/refs/ were produced by SCALE-Sim
+//! 3.0.0 itself (tests/scalesim/gen_refs.py; provenance in
+//! tests/scalesim/README.md): every topology in tests/scalesim/topologies/
+//! x every config in tests/scalesim/configs/ (3 array shapes x 3 dataflows).
+//! No Python runs here.
+
+use bitmac::scalesim::{self, parse_compute_report, ScaleSimConfig, Topology};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scalesim")
+}
+
+/// (topology file, config file, reference file) for every committed reference.
+fn cases() -> Vec<(PathBuf, PathBuf, PathBuf)> {
+    cases_in("refs", "topologies")
+}
+
+fn cases_in(refs_dir: &str, topo_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let mut refs: Vec<_> =
+        std::fs::read_dir(root().join(refs_dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    refs.sort();
+    for r in refs {
+        let stem = r.file_stem().unwrap().to_str().unwrap().to_string();
+        let (topo, cfg) = stem.split_once("__").expect("refs are named <topology>__<config>.csv");
+        out.push((
+            root().join(topo_dir).join(format!("{topo}.csv")),
+            root().join("configs").join(format!("{cfg}.cfg")),
+            r,
+        ));
+    }
+    out
+}
+
+#[test]
+fn reference_set_covers_the_done_when_matrix() {
+    let cases = cases();
+    let topos: std::collections::BTreeSet<_> = cases.iter().map(|c| c.0.clone()).collect();
+    let cfgs: std::collections::BTreeSet<_> = cases.iter().map(|c| c.1.clone()).collect();
+    assert!(topos.len() >= 10, "need at least 10 topologies, have {}", topos.len());
+    assert!(cfgs.len() >= 9, "need 3 dataflows x 3 array shapes, have {} configs", cfgs.len());
+    assert_eq!(cases.len(), topos.len() * cfgs.len(), "every topology x config pair has a reference");
+    let mut shapes = std::collections::BTreeSet::new();
+    let mut dfs = std::collections::BTreeSet::new();
+    for c in &cfgs {
+        let cfg = ScaleSimConfig::read(c).unwrap();
+        shapes.insert((cfg.rows, cfg.cols));
+        dfs.insert(cfg.dataflow);
+    }
+    assert_eq!(dfs.len(), 3);
+    assert!(shapes.len() >= 3 && shapes.iter().any(|(r, c)| r != c), "shapes: {shapes:?}");
+    let gemm = topos
+        .iter()
+        .filter(|t| Topology::read(t, Default::default()).unwrap().input_type == scalesim::InputType::Gemm)
+        .count();
+    assert!(gemm >= 2, "need GEMM-form topologies too");
+}
+
+/// Compare bitmac's `--timing scalesim` with every reference; returns the
+/// number of layers compared and one message per differing layer or file.
+fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, Vec<String>) {
+    let mut layers = 0;
+    let mut failures = Vec::new();
+    for (topo_path, cfg_path, ref_path) in cases {
+        let cfg = ScaleSimConfig::read(cfg_path).unwrap();
+        let topo = Topology::read(topo_path, Default::default()).unwrap();
+        let reports = scalesim::run_topology(&cfg, &topo, &scalesim::scalesim_timing(&cfg)).unwrap();
+        let want_text = std::fs::read_to_string(ref_path).unwrap();
+        let want = parse_compute_report(&want_text, &ref_path.display().to_string()).unwrap();
+        assert_eq!(reports.len(), want.len(), "{}: layer count", ref_path.display());
+        let before = failures.len();
+        for (got, want) in reports.iter().zip(&want) {
+            layers += 1;
+            if got.timing.total_cycles != want.timing.total_cycles {
+                failures.push(format!(
+                    "{} layer {} ({}): Total Cycles {} != SCALE-Sim {}",
+                    ref_path.display(),
+                    want.layer_id,
+                    got.name,
+                    got.timing.total_cycles,
+                    want.timing.total_cycles
+                ));
+            } else if got.timing != want.timing {
+                failures.push(format!(
+                    "{} layer {} ({}): {:?} != SCALE-Sim {:?}",
+                    ref_path.display(),
+                    want.layer_id,
+                    got.name,
+                    got.timing,
+                    want.timing
+                ));
+            }
+        }
+        let got_text = scalesim::compute_report_csv(&reports);
+        if failures.len() == before && got_text != want_text {
+            failures.push(format!("{}: report text differs from SCALE-Sim's", ref_path.display()));
+        }
+    }
+    (layers, failures)
+}
+
+/// Every layer's Total Cycles equals SCALE-Sim's, and so does every other
+/// column: bitmac's report is byte-identical to SCALE-Sim's.
+#[test]
+fn total_cycles_and_every_column_match_scalesim() {
+    let (layers, failures) = compare(&cases());
+    assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(layers >= 400, "only {layers} layers compared");
+}
+
+/// Real-size layers (AlexNet, ResNet-18, a ViT block) on 32x32 arrays.
+#[test]
+fn real_size_layers_match_scalesim() {
+    let cases = cases_in("refs_large", "topologies_large");
+    assert!(cases.len() >= 9, "{} large references", cases.len());
+    let (layers, failures) = compare(&cases);
+    assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn bitmac(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bitmac")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bitmac-scalesim-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cli_writes_scalesims_compute_report() {
+    let out = tmpdir("cli");
+    let dir = out.join("run");
+    let cfg = root().join("configs/a8x16_ws.cfg");
+    let topo = root().join("topologies/mobilenet_mini.csv");
+    let (code, stdout, stderr) = bitmac(&[
+        "scalesim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--timing",
+        "scalesim",
+    ]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("COMPUTE_REPORT.csv"), "{stdout}");
+    let got = std::fs::read_to_string(dir.join("COMPUTE_REPORT.csv")).unwrap();
+    let want = std::fs::read_to_string(root().join("refs/mobilenet_mini__a8x16_ws.csv")).unwrap();
+    assert_eq!(got.lines().next(), want.lines().next(), "header");
+    assert_eq!(got, want);
+    // No temporary file is left behind by the atomic write.
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["COMPUTE_REPORT.csv"]);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn user_bandwidth_mode_warns_and_reports_calc_numbers() {
+    let d = tmpdir("user");
+    let cfg_text = std::fs::read_to_string(root().join("configs/a32x32_os.cfg"))
+        .unwrap()
+        .replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER");
+    assert!(cfg_text.contains("USER"));
+    let cfg = d.join("user.cfg");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let topo = root().join("topologies/yolo_tiny_mini.csv");
+    let out = d.join("out");
+    let (code, _, stderr) = bitmac(&[
+        "scalesim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--timing",
+        "scalesim",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("USER"), "{stderr}");
+    let got = std::fs::read_to_string(out.join("COMPUTE_REPORT.csv")).unwrap();
+    let want = std::fs::read_to_string(root().join("refs/yolo_tiny_mini__a32x32_os.csv")).unwrap();
+    assert_eq!(got, want, "USER mode reports the CALC numbers");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_2() {
+    let d = tmpdir("bad");
+    let good_cfg = root().join("configs/a32x32_os.cfg");
+    let good_topo = root().join("topologies/odd_shapes.csv");
+    let write = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let malformed_cfg = write("bad.cfg", "[architecture_presets]\nArrayHeight 8\n");
+    let zero_cfg = write("zero.cfg", "[architecture_presets]\nArrayHeight: 0\nArrayWidth: 4\nDataflow: os\n");
+    let conv_header = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n";
+    let bad_row = write("badrow.csv", &format!("{conv_header}a, 7, 7, 3, 3, 4, 8, 1,\nb, 7, 7, 3,\n"));
+    let zero_dim = write("zero.csv", &format!("{conv_header}a, 7, 7, 3, 3, 4, 0, 1,\n"));
+    let missing = d.join("missing.cfg");
+    let out = d.join("out");
+    let cases: [(&Path, &Path, &str); 5] = [
+        (&missing, &good_topo, "missing.cfg"),
+        (&malformed_cfg, &good_topo, "bad.cfg:2:"),
+        (&zero_cfg, &good_topo, "zero.cfg:2: ArrayHeight"),
+        (&good_cfg, &bad_row, "badrow.csv:3:"),
+        (&good_cfg, &zero_dim, "zero.csv:2: Num Filter"),
+    ];
+    for (cfg, topo, needle) in cases {
+        let (code, _, stderr) = bitmac(&[
+            "scalesim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--topology",
+            topo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--timing",
+            "scalesim",
+        ]);
+        assert_eq!(code, 2, "{needle}: stderr {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(needle), "{needle} not in {stderr}");
+        assert!(!out.join("COMPUTE_REPORT.csv").exists());
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `--timing bitmac` (the default) reports, for every layer, exactly the
+/// cycle count the cycle-level engine gets by stepping every PE register on
+/// that layer's GEMM (same dims, same array, same dataflow).
+#[test]
+fn bitmac_timing_equals_the_cycle_engine() {
+    use bitmac::array::{Engine, Matrix};
+    use bitmac::hw::HwConfig;
+    use bitmac::numerics::IntFormat;
+    use bitmac::requant::{quantize_multiplier, RequantRounding, Requantizer};
+    let topo_path = root().join("topologies/odd_shapes.csv");
+    for (cfg_name, rows, cols, df) in
+        [("a8x16_ws", 8, 16, "ws"), ("a16x4_os", 16, 4, "os"), ("a16x4_is", 16, 4, "is")]
+    {
+        let d = tmpdir(&format!("bt-{cfg_name}"));
+        let cfg = root().join(format!("configs/{cfg_name}.cfg"));
+        let (code, _, stderr) = bitmac(&[
+            "scalesim",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--topology",
+            topo_path.to_str().unwrap(),
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let report = std::fs::read_to_string(d.join("COMPUTE_REPORT.csv")).unwrap();
+        let rows_out = parse_compute_report(&report, "bitmac").unwrap();
+        let topo = Topology::read(&topo_path, scalesim::InputType::Auto).unwrap();
+        assert_eq!(rows_out.len(), topo.layers.len());
+        let hw_json = format!(
+            r#"{{"array": {{"rows": {rows}, "cols": {cols}, "dataflow": "{df}"}},
+               "weights": {{"bits": 8, "signed": true}}, "activations": {{"bits": 8, "signed": true}},
+               "accumulator": {{"bits": 32, "overflow": "WRAP"}},
+               "psum": {{"drop_bits": 0, "rounding": "RND", "offset": 0}},
+               "requant": {{"rounding": "double", "relu": false, "out_bits": 8, "out_signed": true}},
+               "clock": {{"period_ps": 1000}}}}"#
+        );
+        let hw = HwConfig::from_json_str(&hw_json, "t").unwrap();
+        let rq = Requantizer::new(
+            quantize_multiplier(0.01).unwrap(),
+            RequantRounding::Double,
+            IntFormat::signed(8).unwrap(),
+            false,
+        )
+        .unwrap();
+        for (layer, row) in topo.layers.iter().zip(&rows_out) {
+            let g = layer.gemm_dims();
+            let (m, k, n) = (g.m as usize, g.k as usize, g.n as usize);
+            let a = Matrix::new(m, k, (0..m * k).map(|i| (i % 7) as i32 - 3).collect()).unwrap();
+            let w = Matrix::new(k, n, (0..k * n).map(|i| (i % 5) as i32 - 2).collect()).unwrap();
+            let r = bitmac::layers::run_gemm(&hw, &a, &w, None, &rq, Engine::Cycle).unwrap();
+            assert_eq!(row.timing.total_cycles, r.stats.cycles, "{cfg_name} layer {}", layer.name);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
