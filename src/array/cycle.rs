@@ -20,10 +20,13 @@ use std::fmt::Write as _;
 /// works; `i32` is used when every value provably fits (P <= 32, products
 /// and the exact column shadow below 2^31), which halves the work per PE.
 trait Lane: Copy + Default + PartialEq {
-    fn from_i64(v: i64) -> Self;
+    /// The type of the stationary and moving operand registers.
+    type In: Copy + Default;
+    fn in_from_i64(v: i64) -> Self::In;
+    fn in_to_i64(v: Self::In) -> i64;
+    /// The exact product of two operands (fits by construction).
+    fn prod(w: Self::In, a: Self::In) -> Self;
     fn to_i64(self) -> i64;
-    /// The exact product (fits by construction).
-    fn mul(self, o: Self) -> Self;
     /// The exact sum (fits by construction).
     fn add(self, o: Self) -> Self;
     /// `narrow_P(pin + prod)` and whether it overflowed.
@@ -34,17 +37,22 @@ trait Lane: Copy + Default + PartialEq {
 }
 
 impl Lane for i64 {
+    type In = i64;
     #[inline(always)]
-    fn from_i64(v: i64) -> i64 {
+    fn in_from_i64(v: i64) -> i64 {
         v
+    }
+    #[inline(always)]
+    fn in_to_i64(v: i64) -> i64 {
+        v
+    }
+    #[inline(always)]
+    fn prod(w: i64, a: i64) -> i64 {
+        w * a
     }
     #[inline(always)]
     fn to_i64(self) -> i64 {
         self
-    }
-    #[inline(always)]
-    fn mul(self, o: i64) -> i64 {
-        self * o
     }
     #[inline(always)]
     fn add(self, o: i64) -> i64 {
@@ -65,17 +73,25 @@ impl Lane for i64 {
 }
 
 impl Lane for i32 {
+    /// Operands fit i16 (checked before this lane type is chosen), so the
+    /// product is a 16 x 16 -> 32-bit multiply, which vectorizes well even
+    /// on baseline x86-64.
+    type In = i16;
     #[inline(always)]
-    fn from_i64(v: i64) -> i32 {
-        v as i32
+    fn in_from_i64(v: i64) -> i16 {
+        v as i16
+    }
+    #[inline(always)]
+    fn in_to_i64(v: i16) -> i64 {
+        v as i64
+    }
+    #[inline(always)]
+    fn prod(w: i16, a: i16) -> i32 {
+        w as i32 * a as i32
     }
     #[inline(always)]
     fn to_i64(self) -> i64 {
         self as i64
-    }
-    #[inline(always)]
-    fn mul(self, o: i32) -> i32 {
-        self * o
     }
     #[inline(always)]
     fn add(self, o: i32) -> i32 {
@@ -269,7 +285,9 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
             let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
             let prod = amax * wmax;
             let bits = cfg.acc.bits;
-            let fits32 = prod <= 1 << 30
+            let fits32 = amax <= i16::MAX as u64
+                && wmax <= i16::MAX as u64
+                && prod <= 1 << 30
                 && (cfg.rows as u64) * prod < 1 << 31
                 && (bits <= 31 || (bits == 32 && cfg.acc.mode == crate::numerics::OverflowMode::Wrap));
             if fits32 {
@@ -292,10 +310,10 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
 /// shadow registers; returns the number of overflowing PEs.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn mac_row<T: Lane, const MODE: u8, const TOP: bool>(
+fn mac_row<T: Lane, const MODE: u8, const TOP: bool, const TRACK: bool>(
     acc: &Acc,
-    wrow: &[T],
-    an: &[T],
+    wrow: &[T::In],
+    an: &[T::In],
     pup: &[T],
     eup: &[T],
     pn: &mut [T],
@@ -307,13 +325,19 @@ fn mac_row<T: Lane, const MODE: u8, const TOP: bool>(
     let mut cnt = 0u32;
     let mut orv = T::default();
     for x in 0..c {
-        let prod = wrow[x].mul(an[x]);
+        let prod = T::prod(wrow[x], an[x]);
         let (pin, ein) = if TOP { (T::default(), T::default()) } else { (pup[x], eup[x]) };
         let (ps, of) = T::narrow_add::<MODE>(acc, pin, prod);
-        let ev = ein.add(prod);
-        orv = orv.or(ev.mag::<MODE>());
+        if TRACK {
+            let ev = ein.add(prod);
+            orv = orv.or(ev.mag::<MODE>());
+            en[x] = ev;
+        } else {
+            // No overflow so far: the stored value is the exact one (if
+            // this cycle overflows, the caller discards this pass).
+            orv = orv.or(ps.mag::<MODE>());
+        }
         pn[x] = ps;
-        en[x] = ev;
         cnt += of as u32;
     }
     *or = or.or(orv);
@@ -323,16 +347,16 @@ fn mac_row<T: Lane, const MODE: u8, const TOP: bool>(
 /// All rows of a stationary array for one cycle (mode fixed at compile
 /// time). Returns the overflow count and the first overflowing (row, col).
 #[allow(clippy::too_many_arguments)]
-fn mac_array<T: Lane, const MODE: u8>(
+fn mac_array<T: Lane, const MODE: u8, const TRACK: bool>(
     acc: &Acc,
     rr: usize,
     cc: usize,
-    edge: &[T],
-    wreg: &[T],
-    areg: &[T],
+    edge: &[T::In],
+    wreg: &[T::In],
+    areg: &[T::In],
     preg: &[T],
     ereg: &[T],
-    anext: &mut [T],
+    anext: &mut [T::In],
     pnext: &mut [T],
     enext: &mut [T],
     or: &mut T,
@@ -346,7 +370,7 @@ fn mac_array<T: Lane, const MODE: u8>(
     for r in 0..rr {
         anext[r * cc] = edge[r];
     }
-    let mut total = mac_row::<T, MODE, true>(
+    let mut total = mac_row::<T, MODE, true, TRACK>(
         acc,
         &wreg[..cc],
         &anext[..cc],
@@ -357,7 +381,7 @@ fn mac_array<T: Lane, const MODE: u8>(
         or,
     );
     if rr > 1 {
-        total += mac_row::<T, MODE, false>(
+        total += mac_row::<T, MODE, false, TRACK>(
             acc,
             &wreg[cc..],
             &anext[cc..],
@@ -374,13 +398,29 @@ fn mac_array<T: Lane, const MODE: u8>(
         let i = (0..sz)
             .find(|&i| {
                 let pin = if i < cc { T::default() } else { preg[i - cc] };
-                T::narrow_add::<MODE>(acc, pin, wreg[i].mul(anext[i])).1
+                T::narrow_add::<MODE>(acc, pin, T::prod(wreg[i], anext[i])).1
             })
             .expect("an overflow was counted");
         first = Some((i / cc, i % cc));
     }
     (total, first)
 }
+
+/// A whole-array kernel for one cycle (see [`mac_array`]).
+type Kernel<T> = fn(
+    &Acc,
+    usize,
+    usize,
+    &[<T as Lane>::In],
+    &[<T as Lane>::In],
+    &[<T as Lane>::In],
+    &[T],
+    &[T],
+    &mut [<T as Lane>::In],
+    &mut [T],
+    &mut [T],
+    &mut T,
+) -> (u64, Option<(usize, usize)>);
 
 /// Weight- and input-stationary dataflows (identical structure: a
 /// stationary operand preloaded into the PEs, a moving operand streamed in
@@ -392,14 +432,17 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     let (cdim, stream) = if ws { (n, m) } else { (m, n) };
     // stationary(kk, j): the value held by the PE of K index kk, column
     // index j; moving(kk, s): the value of stream item s entering row kk.
-    let stationary =
-        |kk: usize, j: usize| -> T { T::from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64) };
-    let moving =
-        |kk: usize, s: usize| -> T { T::from_i64(if ws { a.get(s, kk) } else { w.get(kk, s) } as i64) };
+    let stationary = |kk: usize, j: usize| -> T::In {
+        T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
+    };
+    let moving = |kk: usize, s: usize| -> T::In {
+        T::in_from_i64(if ws { a.get(s, kk) } else { w.get(kk, s) } as i64)
+    };
     let sz = rr * cc;
     let z = T::default();
-    let (mut wreg, mut wnext) = (vec![z; sz], vec![z; sz]);
-    let (mut areg, mut anext) = (vec![z; sz], vec![z; sz]);
+    let zi = T::In::default();
+    let (mut wreg, mut wnext) = (vec![zi; sz], vec![zi; sz]);
+    let (mut areg, mut anext) = (vec![zi; sz], vec![zi; sz]);
     let (mut preg, mut pnext) = (vec![z; sz], vec![z; sz]);
     let (mut ereg, mut enext) = (vec![z; sz], vec![z; sz]);
     let mut or = z;
@@ -408,19 +451,35 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     let (mut tag, mut tagn) = (vec![-1i64; cc], vec![-1i64; cc]);
     let mut pending = vec![false; cc];
     let mut pend_c0 = 0usize;
-    let mut edge = vec![z; rr];
+    let mut edge = vec![zi; rr];
     let tracing = buf.trace.is_some();
     let mut tile = 0usize;
     let mode = mode_code(cfg.acc.mode);
+    let (f_fast, f_track): (Kernel<T>, Kernel<T>) = match mode {
+        WRAP => (mac_array::<T, WRAP, false>, mac_array::<T, WRAP, true>),
+        SAT => (mac_array::<T, SAT, false>, mac_array::<T, SAT, true>),
+        SATZ => (mac_array::<T, SATZ, false>, mac_array::<T, SATZ, true>),
+        _ => (mac_array::<T, SATS, false>, mac_array::<T, SATS, true>),
+    };
+    // Whether the exact shadow registers are live (from the first overflow on).
+    let mut shadow = false;
 
     // Consume the bottom-row outputs committed in the previous cycle.
-    let drain = |buf: &mut Buffer, pending: &mut [bool], preg: &[T], ereg: &[T], tag: &[i64], c0: usize| {
+    let drain = |buf: &mut Buffer,
+                 pending: &mut [bool],
+                 preg: &[T],
+                 ereg: &[T],
+                 tag: &[i64],
+                 c0: usize,
+                 shadow: bool| {
         for c in 0..cc {
             if pending[c] {
                 pending[c] = false;
                 let s = tag[c] as usize;
                 let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
-                buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c].to_i64(), ereg[(rr - 1) * cc + c].to_i64());
+                let i = (rr - 1) * cc + c;
+                let e = if shadow { ereg[i] } else { preg[i] };
+                buf.writeback(c, mm, nn, preg[i].to_i64(), e.to_i64());
             }
         }
     };
@@ -432,15 +491,15 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
             // Preload: R cycles; the stationary row for array row R-1-q
             // enters at the top and every row shifts down by one.
             for q in 0..rr {
-                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 let src = rr - 1 - q;
                 for c in 0..cc {
-                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { z };
+                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { zi };
                 }
                 wnext[cc..].copy_from_slice(&wreg[..sz - cc]);
                 std::mem::swap(&mut wreg, &mut wnext);
                 let ins = if tracing {
-                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v.to_i64()))))
+                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(T::in_to_i64(v)))))
                 } else {
                     String::new()
                 };
@@ -451,20 +510,67 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
             let mut done = 0usize;
             let mut q = 0usize;
             while done < stream * cu {
-                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 for (r, e) in edge.iter_mut().enumerate() {
-                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { z };
+                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { zi };
                 }
-                let f = match mode {
-                    WRAP => mac_array::<T, WRAP>,
-                    SAT => mac_array::<T, SAT>,
-                    SATZ => mac_array::<T, SATZ>,
-                    _ => mac_array::<T, SATS>,
+                // Until the first overflow every stored value is exact, so the
+                // exact shadow is not needed: run without it, and if this
+                // cycle overflows, start the shadow from the (still exact)
+                // current registers and redo the cycle with it.
+                let mut cyc_or = z;
+                let mut res = if shadow {
+                    f_track(
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
+                    )
+                } else {
+                    f_fast(
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
+                    )
                 };
-                let (cnt, first) = f(
-                    &cfg.acc, rr, cc, &edge, &wreg, &areg, &preg, &ereg, &mut anext, &mut pnext, &mut enext,
-                    &mut or,
-                );
+                if !shadow && res.0 > 0 {
+                    shadow = true;
+                    ereg.copy_from_slice(&preg);
+                    cyc_or = z;
+                    res = f_track(
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
+                    );
+                }
+                or = or.or(cyc_or);
+                let (cnt, first) = res;
                 buf.tally.ovf_array += cnt;
                 if cnt > 0 {
                     if tracing {
@@ -472,7 +578,13 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                         for r in 0..rr {
                             for c in 0..cc {
                                 let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c].to_i64() };
-                                if cfg.acc.add(pin, wreg[r * cc + c].to_i64() * anext[r * cc + c].to_i64()).1
+                                if cfg
+                                    .acc
+                                    .add(
+                                        pin,
+                                        T::in_to_i64(wreg[r * cc + c]) * T::in_to_i64(anext[r * cc + c]),
+                                    )
+                                    .1
                                 {
                                     buf.event(r, c);
                                 }
@@ -496,8 +608,8 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                     }
                 }
                 let ins = if tracing {
-                    let rows =
-                        (0..rr).map(|r| (r < ru && q >= r && q - r < stream).then_some(edge[r].to_i64()));
+                    let rows = (0..rr)
+                        .map(|r| (r < ru && q >= r && q - r < stream).then_some(T::in_to_i64(edge[r])));
                     format!("in={}", join(rows))
                 } else {
                     String::new()
@@ -511,7 +623,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     buf.tally.width_or |= or.to_i64() as u64;
     // The last column sums are written back one cycle after they leave.
     if pending.iter().any(|&p| p) {
-        drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+        drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
         buf.end_cycle(tile - 1, "wb", "");
     }
 }
