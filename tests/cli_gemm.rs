@@ -220,3 +220,19 @@ fn bad_inputs_are_one_line_errors_with_exit_2() {
     assert!(err.contains("accumulator.bits: 65"), "{err}");
     assert!(!out.exists(), "no output on error");
 }
+
+#[test]
+fn every_preset_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/hw");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            bitmac::hw::HwConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 5);
+    let d = bitmac::hw::HwConfig::load(&dir.join("default.json")).unwrap();
+    assert_eq!((d.rows(), d.cols(), d.acc_bits()), (16, 16, 32));
+}

@@ -147,7 +147,8 @@ fn bad_models_and_configs_are_one_line_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("models/cnn_w4a4.json")).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("shape", Box::new(|v| v["layers"][1]["weight"]["shape"][0] = 15.into()), "shape"),
         ("bits", Box::new(|v| v["layers"][1]["weight"]["bits"] = 17.into()), "bits"),
         ("step0", Box::new(|v| v["layers"][0]["weight"]["step"] = 0.0.into()), "step"),

@@ -8,9 +8,142 @@
 //! State is struct-of-arrays (`R*C` flat vectors per register kind, plus a
 //! "next" copy swapped at commit); nothing is allocated per cycle.
 
+// Hardware-shaped code: rows, columns and lanes are indexed explicitly.
+#![allow(clippy::needless_range_loop)]
+
 use super::stats::{centre, Tally};
-use super::{Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{SAT, SATS, SATZ, WRAP};
 use std::fmt::Write as _;
+
+/// A register lane type for the stationary-array kernels: `i64` always
+/// works; `i32` is used when every value provably fits (P <= 32, products
+/// and the exact column shadow below 2^31), which halves the work per PE.
+trait Lane: Copy + Default + PartialEq {
+    /// The type of the stationary and moving operand registers.
+    type In: Copy + Default;
+    fn in_from_i64(v: i64) -> Self::In;
+    fn in_to_i64(v: Self::In) -> i64;
+    /// The exact product of two operands (fits by construction).
+    fn prod(w: Self::In, a: Self::In) -> Self;
+    fn to_i64(self) -> i64;
+    /// The exact sum (fits by construction).
+    fn add(self, o: Self) -> Self;
+    /// `narrow_P(pin + prod)` and whether it overflowed.
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: Self, prod: Self) -> (Self, bool);
+    /// The OR-able width quantity (`Acc::mag`), in this lane type.
+    fn mag<const MODE: u8>(self) -> Self;
+    fn or(self, o: Self) -> Self;
+}
+
+impl Lane for i64 {
+    type In = i64;
+    #[inline(always)]
+    fn in_from_i64(v: i64) -> i64 {
+        v
+    }
+    #[inline(always)]
+    fn in_to_i64(v: i64) -> i64 {
+        v
+    }
+    #[inline(always)]
+    fn prod(w: i64, a: i64) -> i64 {
+        w * a
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self
+    }
+    #[inline(always)]
+    fn add(self, o: i64) -> i64 {
+        self + o
+    }
+    #[inline(always)]
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: i64, prod: i64) -> (i64, bool) {
+        add_m::<MODE>(acc, pin, prod)
+    }
+    #[inline(always)]
+    fn mag<const MODE: u8>(self) -> i64 {
+        mag_m::<MODE>(self) as i64
+    }
+    #[inline(always)]
+    fn or(self, o: i64) -> i64 {
+        self | o
+    }
+}
+
+impl Lane for i32 {
+    /// Operands fit i16 (checked before this lane type is chosen), so the
+    /// product is a 16 x 16 -> 32-bit multiply, which vectorizes well even
+    /// on baseline x86-64.
+    type In = i16;
+    #[inline(always)]
+    fn in_from_i64(v: i64) -> i16 {
+        v as i16
+    }
+    #[inline(always)]
+    fn in_to_i64(v: i16) -> i64 {
+        v as i64
+    }
+    #[inline(always)]
+    fn prod(w: i16, a: i16) -> i32 {
+        w as i32 * a as i32
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    #[inline(always)]
+    fn add(self, o: i32) -> i32 {
+        self + o
+    }
+    /// P <= 31: `pin + prod` is exact in i32 (|pin| <= 2^30, |prod| <=
+    /// 2^30). P = 32 (WRAP only): wrapping add, overflow by the sign rule.
+    #[inline(always)]
+    fn narrow_add<const MODE: u8>(acc: &Acc, pin: i32, prod: i32) -> (i32, bool) {
+        let (min, max) = (acc.min as i32, acc.max as i32);
+        match MODE {
+            WRAP => {
+                if acc.bits == 32 {
+                    let t = pin.wrapping_add(prod);
+                    (t, ((pin ^ t) & (prod ^ t)) < 0)
+                } else {
+                    let t = pin + prod;
+                    let sh = 32 - acc.bits;
+                    let r = (t << sh) >> sh;
+                    (r, r != t)
+                }
+            }
+            SAT => {
+                let t = pin + prod;
+                let r = t.clamp(min, max);
+                (r, r != t)
+            }
+            SATZ => {
+                let t = pin + prod;
+                let bad = t < min || t > max;
+                (if bad { 0 } else { t }, bad)
+            }
+            _ => {
+                let t = pin + prod;
+                let r = t.clamp(-max, max);
+                (r, r != t)
+            }
+        }
+    }
+    #[inline(always)]
+    fn mag<const MODE: u8>(self) -> i32 {
+        if MODE == SATS {
+            self.wrapping_abs()
+        } else {
+            self ^ (self >> 31)
+        }
+    }
+    #[inline(always)]
+    fn or(self, o: i32) -> i32 {
+        self | o
+    }
+}
 
 /// Writeback/buffer state shared by the dataflows.
 struct Buffer<'t> {
@@ -127,7 +260,7 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         be: vec![0; m * n],
         ex: vec![0; m * n],
         tally: Tally::default(),
-        h: centre(cfg.rounder.k(), cfg.rounder.offset()),
+        h: centre(&cfg.rounder),
         cycle: 0,
         cand: None,
         trace,
@@ -147,7 +280,22 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         );
     }
     match cfg.dataflow {
-        Dataflow::Ws | Dataflow::Is => run_stationary(cfg, a, w, &mut buf),
+        Dataflow::Ws | Dataflow::Is => {
+            let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+            let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+            let prod = amax * wmax;
+            let bits = cfg.acc.bits;
+            let fits32 = amax <= i16::MAX as u64
+                && wmax <= i16::MAX as u64
+                && prod <= 1 << 30
+                && (cfg.rows as u64) * prod < 1 << 31
+                && (bits <= 31 || (bits == 32 && cfg.acc.mode == crate::numerics::OverflowMode::Wrap));
+            if fits32 {
+                run_stationary::<i32>(cfg, a, w, &mut buf)
+            } else {
+                run_stationary::<i64>(cfg, a, w, &mut buf)
+            }
+        }
         Dataflow::Os => run_os(cfg, a, w, &mut buf),
     }
     let cycles = buf.cycle;
@@ -155,98 +303,186 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
     ArrayOutput { m, n, acc: buf.b, exact: buf.ex, stats }
 }
 
-/// One row of PEs for one cycle: activation from the left (`edge` at column
-/// 0), psum and exact shadow from above (`None` at row 0: the column input
-/// is 0). Returns the number of overflows and the first overflowing column.
+/// One row of PEs for one cycle. `an` already holds the activations the
+/// row uses this cycle (the edge value at column 0, then the left
+/// neighbours' registers); psum and exact shadow come from the row above
+/// (`TOP`: row 0, whose column input is 0). Writes the next psum and
+/// shadow registers; returns the number of overflowing PEs.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn mac_row(
+fn mac_row<T: Lane, const MODE: u8, const TOP: bool, const TRACK: bool>(
     acc: &Acc,
-    edge: i64,
-    wrow: &[i64],
-    arow: &[i64],
-    up: Option<(&[i64], &[i64])>,
-    an: &mut [i64],
-    pn: &mut [i64],
-    en: &mut [i64],
-    or: &mut u64,
-) -> (u64, usize) {
+    wrow: &[T::In],
+    an: &[T::In],
+    pup: &[T],
+    eup: &[T],
+    pn: &mut [T],
+    en: &mut [T],
+    or: &mut T,
+) -> u64 {
     let c = wrow.len();
-    let mut cnt = 0u64;
-    let mut first = usize::MAX;
-    let mut orv = 0u64;
+    let (an, pup, eup, pn, en) = (&an[..c], &pup[..c], &eup[..c], &mut pn[..c], &mut en[..c]);
+    let mut cnt = 0u32;
+    let mut orv = T::default();
     for x in 0..c {
-        let ain = if x == 0 { edge } else { arow[x - 1] };
-        let (pin, ein) = match up {
-            Some((p, e)) => (p[x], e[x]),
-            None => (0, 0),
-        };
-        let prod = wrow[x] * ain;
-        let (ps, of) = acc.add(pin, prod);
-        let ev = ein + prod;
-        orv |= acc.mag(ev);
-        an[x] = ain;
-        pn[x] = ps;
-        en[x] = ev;
-        if of {
-            cnt += 1;
-            first = first.min(x);
+        let prod = T::prod(wrow[x], an[x]);
+        let (pin, ein) = if TOP { (T::default(), T::default()) } else { (pup[x], eup[x]) };
+        let (ps, of) = T::narrow_add::<MODE>(acc, pin, prod);
+        if TRACK {
+            let ev = ein.add(prod);
+            orv = orv.or(ev.mag::<MODE>());
+            en[x] = ev;
+        } else {
+            // No overflow so far: the stored value is the exact one (if
+            // this cycle overflows, the caller discards this pass).
+            orv = orv.or(ps.mag::<MODE>());
         }
+        pn[x] = ps;
+        cnt += of as u32;
     }
-    *or |= orv;
-    (cnt, first)
+    *or = or.or(orv);
+    cnt as u64
 }
+
+/// All rows of a stationary array for one cycle (mode fixed at compile
+/// time). Returns the overflow count and the first overflowing (row, col).
+#[allow(clippy::too_many_arguments)]
+fn mac_array<T: Lane, const MODE: u8, const TRACK: bool>(
+    acc: &Acc,
+    rr: usize,
+    cc: usize,
+    edge: &[T::In],
+    wreg: &[T::In],
+    areg: &[T::In],
+    preg: &[T],
+    ereg: &[T],
+    anext: &mut [T::In],
+    pnext: &mut [T],
+    enext: &mut [T],
+    or: &mut T,
+) -> (u64, Option<(usize, usize)>) {
+    // Activations move one PE to the right: one flat shift of the whole
+    // array, then the left edge of every row. Every row's psum input is the
+    // row above's *current* register, so all rows below the top one form a
+    // single flat loop (row r reads index i - C).
+    let sz = rr * cc;
+    anext[1..sz].copy_from_slice(&areg[..sz - 1]);
+    for r in 0..rr {
+        anext[r * cc] = edge[r];
+    }
+    let mut total = mac_row::<T, MODE, true, TRACK>(
+        acc,
+        &wreg[..cc],
+        &anext[..cc],
+        &preg[..cc],
+        &ereg[..cc],
+        &mut pnext[..cc],
+        &mut enext[..cc],
+        or,
+    );
+    if rr > 1 {
+        total += mac_row::<T, MODE, false, TRACK>(
+            acc,
+            &wreg[cc..],
+            &anext[cc..],
+            &preg[..sz - cc],
+            &ereg[..sz - cc],
+            &mut pnext[cc..],
+            &mut enext[cc..],
+            or,
+        );
+    }
+    let mut first = None;
+    if total > 0 {
+        // Rare: find the first overflowing PE (row-major order).
+        let i = (0..sz)
+            .find(|&i| {
+                let pin = if i < cc { T::default() } else { preg[i - cc] };
+                T::narrow_add::<MODE>(acc, pin, T::prod(wreg[i], anext[i])).1
+            })
+            .expect("an overflow was counted");
+        first = Some((i / cc, i % cc));
+    }
+    (total, first)
+}
+
+/// A whole-array kernel for one cycle (see [`mac_array`]).
+type Kernel<T> = fn(
+    &Acc,
+    usize,
+    usize,
+    &[<T as Lane>::In],
+    &[<T as Lane>::In],
+    &[<T as Lane>::In],
+    &[T],
+    &[T],
+    &mut [<T as Lane>::In],
+    &mut [T],
+    &mut [T],
+    &mut T,
+) -> (u64, Option<(usize, usize)>);
 
 /// Weight- and input-stationary dataflows (identical structure: a
 /// stationary operand preloaded into the PEs, a moving operand streamed in
 /// from the left, column sums leaving at the bottom).
-fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let (rr, cc) = (cfg.rows, cfg.cols);
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let ws = cfg.dataflow == Dataflow::Ws;
     let (cdim, stream) = if ws { (n, m) } else { (m, n) };
     // stationary(kk, j): the value held by the PE of K index kk, column
     // index j; moving(kk, s): the value of stream item s entering row kk.
-    let stationary = |kk: usize, j: usize| -> i64 {
-        if ws {
-            w.get(kk, j) as i64
-        } else {
-            a.get(j, kk) as i64
-        }
+    let stationary = |kk: usize, j: usize| -> T::In {
+        T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
     };
-    let moving = |kk: usize, s: usize| -> i64 {
-        if ws {
-            a.get(s, kk) as i64
-        } else {
-            w.get(kk, s) as i64
-        }
+    let moving = |kk: usize, s: usize| -> T::In {
+        T::in_from_i64(if ws { a.get(s, kk) } else { w.get(kk, s) } as i64)
     };
     let sz = rr * cc;
-    let (mut wreg, mut wnext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut areg, mut anext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut preg, mut pnext) = (vec![0i64; sz], vec![0i64; sz]);
-    let (mut ereg, mut enext) = (vec![0i64; sz], vec![0i64; sz]);
+    let z = T::default();
+    let zi = T::In::default();
+    let (mut wreg, mut wnext) = (vec![zi; sz], vec![zi; sz]);
+    let (mut areg, mut anext) = (vec![zi; sz], vec![zi; sz]);
+    let (mut preg, mut pnext) = (vec![z; sz], vec![z; sz]);
+    let (mut ereg, mut enext) = (vec![z; sz], vec![z; sz]);
+    let mut or = z;
     // Stream-item tag of each activation register in the bottom row (-1:
     // bubble); a committed bottom psum belongs to the item of its tag.
     let (mut tag, mut tagn) = (vec![-1i64; cc], vec![-1i64; cc]);
     let mut pending = vec![false; cc];
     let mut pend_c0 = 0usize;
-    let mut edge = vec![0i64; rr];
+    let mut edge = vec![zi; rr];
     let tracing = buf.trace.is_some();
     let mut tile = 0usize;
+    let mode = mode_code(cfg.acc.mode);
+    let (f_fast, f_track): (Kernel<T>, Kernel<T>) = match mode {
+        WRAP => (mac_array::<T, WRAP, false>, mac_array::<T, WRAP, true>),
+        SAT => (mac_array::<T, SAT, false>, mac_array::<T, SAT, true>),
+        SATZ => (mac_array::<T, SATZ, false>, mac_array::<T, SATZ, true>),
+        _ => (mac_array::<T, SATS, false>, mac_array::<T, SATS, true>),
+    };
+    // Whether the exact shadow registers are live (from the first overflow on).
+    let mut shadow = false;
 
     // Consume the bottom-row outputs committed in the previous cycle.
-    let drain =
-        |buf: &mut Buffer, pending: &mut [bool], preg: &[i64], ereg: &[i64], tag: &[i64], c0: usize| {
-            for c in 0..cc {
-                if pending[c] {
-                    pending[c] = false;
-                    let s = tag[c] as usize;
-                    let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
-                    buf.writeback(c, mm, nn, preg[(rr - 1) * cc + c], ereg[(rr - 1) * cc + c]);
-                }
+    let drain = |buf: &mut Buffer,
+                 pending: &mut [bool],
+                 preg: &[T],
+                 ereg: &[T],
+                 tag: &[i64],
+                 c0: usize,
+                 shadow: bool| {
+        for c in 0..cc {
+            if pending[c] {
+                pending[c] = false;
+                let s = tag[c] as usize;
+                let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
+                let i = (rr - 1) * cc + c;
+                let e = if shadow { ereg[i] } else { preg[i] };
+                buf.writeback(c, mm, nn, preg[i].to_i64(), e.to_i64());
             }
-        };
+        }
+    };
 
     for c0 in (0..cdim).step_by(cc) {
         let cu = cc.min(cdim - c0);
@@ -255,15 +491,15 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
             // Preload: R cycles; the stationary row for array row R-1-q
             // enters at the top and every row shifts down by one.
             for q in 0..rr {
-                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 let src = rr - 1 - q;
                 for c in 0..cc {
-                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { 0 };
+                    wnext[c] = if src < ru && c < cu { stationary(k0 + src, c0 + c) } else { zi };
                 }
                 wnext[cc..].copy_from_slice(&wreg[..sz - cc]);
                 std::mem::swap(&mut wreg, &mut wnext);
                 let ins = if tracing {
-                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(v))))
+                    format!("w[{src}]={}", join(wreg[..cc].iter().map(|&v| Some(T::in_to_i64(v)))))
                 } else {
                     String::new()
                 };
@@ -274,49 +510,89 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
             let mut done = 0usize;
             let mut q = 0usize;
             while done < stream * cu {
-                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 for (r, e) in edge.iter_mut().enumerate() {
-                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { 0 };
+                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { zi };
                 }
-                let mut first_row_event = None;
-                for r in 0..rr {
-                    let row = r * cc..(r + 1) * cc;
-                    let up = if r == 0 {
-                        None
-                    } else {
-                        let prev = (r - 1) * cc..r * cc;
-                        Some((&preg[prev.clone()], &ereg[prev]))
-                    };
-                    let (cnt, first) = mac_row(
+                // Until the first overflow every stored value is exact, so the
+                // exact shadow is not needed: run without it, and if this
+                // cycle overflows, start the shadow from the (still exact)
+                // current registers and redo the cycle with it.
+                let mut cyc_or = z;
+                let mut res = if shadow {
+                    f_track(
                         &cfg.acc,
-                        edge[r],
-                        &wreg[row.clone()],
-                        &areg[row.clone()],
-                        up,
-                        &mut anext[row.clone()],
-                        &mut pnext[row.clone()],
-                        &mut enext[row],
-                        &mut buf.tally.width_or,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
+                    )
+                } else {
+                    f_fast(
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
+                    )
+                };
+                if !shadow && res.0 > 0 {
+                    shadow = true;
+                    ereg.copy_from_slice(&preg);
+                    cyc_or = z;
+                    res = f_track(
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
+                        &mut cyc_or,
                     );
-                    if cnt > 0 {
-                        buf.tally.ovf_array += cnt;
-                        if first_row_event.is_none() {
-                            first_row_event = Some((r, first));
-                        }
-                        if tracing {
-                            // Report every overflowing PE of the row.
+                }
+                or = or.or(cyc_or);
+                let (cnt, first) = res;
+                buf.tally.ovf_array += cnt;
+                if cnt > 0 {
+                    if tracing {
+                        // Report every overflowing PE.
+                        for r in 0..rr {
                             for c in 0..cc {
-                                let ain = if c == 0 { edge[r] } else { areg[r * cc + c - 1] };
-                                let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c] };
-                                if cfg.acc.add(pin, wreg[r * cc + c] * ain).1 {
+                                let pin = if r == 0 { 0 } else { preg[(r - 1) * cc + c].to_i64() };
+                                if cfg
+                                    .acc
+                                    .add(
+                                        pin,
+                                        T::in_to_i64(wreg[r * cc + c]) * T::in_to_i64(anext[r * cc + c]),
+                                    )
+                                    .1
+                                {
                                     buf.event(r, c);
                                 }
                             }
                         }
+                    } else if let Some((r, c)) = first {
+                        buf.event(r, c);
                     }
-                }
-                if let (Some((r, c)), false) = (first_row_event, tracing) {
-                    buf.event(r, c);
                 }
                 tagn[0] = if q >= rr - 1 && q - (rr - 1) < stream { (q - (rr - 1)) as i64 } else { -1 };
                 tagn[1..].copy_from_slice(&tag[..cc - 1]);
@@ -332,7 +608,8 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                     }
                 }
                 let ins = if tracing {
-                    let rows = (0..rr).map(|r| (r < ru && q >= r && q - r < stream).then_some(edge[r]));
+                    let rows = (0..rr)
+                        .map(|r| (r < ru && q >= r && q - r < stream).then_some(T::in_to_i64(edge[r])));
                     format!("in={}", join(rows))
                 } else {
                     String::new()
@@ -343,9 +620,10 @@ fn run_stationary(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
             tile += 1;
         }
     }
+    buf.tally.width_or |= or.to_i64() as u64;
     // The last column sums are written back one cycle after they leave.
     if pending.iter().any(|&p| p) {
-        drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0);
+        drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
         buf.end_cycle(tile - 1, "wb", "");
     }
 }

@@ -33,14 +33,19 @@
 //! strictly one after another, so every event of an earlier tile precedes
 //! every event of a later one.
 
+// Hardware-shaped code: rows, columns and lanes are indexed explicitly.
+#![allow(clippy::needless_range_loop)]
+
 use super::stats::{centre, Tally};
 use super::{compute_cycles, schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
 use super::{OverflowEvent, Stats};
 use crate::numerics::OverflowMode;
 use rayon::prelude::*;
 
-/// Column block width (i32 lanes).
-pub const NB: usize = 64;
+/// Column block width: lanes of the inner loops. The weight block is
+/// repacked `K x NB` (zero-padded) so every inner loop has a constant trip
+/// count and its accumulators stay in registers.
+pub const NB: usize = 16;
 
 struct BlockOut {
     acc: Vec<i64>,
@@ -87,7 +92,9 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
         ntiles_n: n.div_ceil(cfg.cols),
         ntiles: tiles.len(),
         amax,
-        use32: (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30),
+        use32: (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
+            && amax <= i16::MAX as u64
+            && wmax <= i16::MAX as u64,
     };
     let mut blocks = Vec::new();
     match cfg.dataflow {
@@ -129,11 +136,8 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
     ArrayOutput { m, n, acc, exact, stats }
 }
 
+use super::{add_m, SAT, SATS, SATZ, WRAP};
 const SAFE: u8 = 0;
-const WRAP: u8 = 1;
-const SAT: u8 = 2;
-const SATZ: u8 = 3;
-const SATS: u8 = 4;
 
 #[inline(always)]
 fn mag32<const SYM: bool>(e: i32) -> i32 {
@@ -144,54 +148,46 @@ fn mag32<const SYM: bool>(e: i32) -> i32 {
     }
 }
 
-/// One fold of the column chain over a block, in i32 lanes. `s` receives
-/// the stored column sums, `e` the exact ones; `o` accumulates `mag` of every
-/// exact prefix; returns the number of adder overflows.
+/// One fold of the column chain over a block, in i32 lanes. Returns the
+/// stored column sums `s`, the exact ones `e`, ORs `mag` of every exact
+/// prefix into `o`, and returns the number of adder overflows.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn fold32<const MODE: u8, const SYM: bool>(
-    arow: &[i32],
-    w: &[i32],
-    n: usize,
-    n0: usize,
+    arow: &[i16],
+    wp: &[i16],
     k0: usize,
-    s: &mut [i32],
-    e: &mut [i32],
-    o: &mut [i32],
+    s_out: &mut [i32; NB],
+    e_out: &mut [i32; NB],
+    o_io: &mut [i32; NB],
     acc: &Acc,
 ) -> u64 {
-    let nb = s.len();
     let (min, max, bits) =
         (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
+    let mut s = [0i32; NB];
+    let mut e = [0i32; NB];
+    let mut o = *o_io;
     let mut cnt = [0i32; NB];
-    let cnt = &mut cnt[..nb];
-    s.fill(0);
-    e.fill(0);
-    let o = &mut o[..nb];
     for (kk, &av) in arow.iter().enumerate() {
-        let base = (k0 + kk) * n + n0;
-        let wr = &w[base..base + nb];
-        match MODE {
-            SAFE => {
-                for ((e, o), &wv) in e.iter_mut().zip(o.iter_mut()).zip(wr) {
-                    *e += av * wv;
-                    *o |= mag32::<SYM>(*e);
+        let base = (k0 + kk) * NB;
+        let wr: &[i16; NB] = wp[base..base + NB].try_into().expect("packed block");
+        let av = av as i32;
+        for x in 0..NB {
+            // i16 x i16 -> i32: both operands are sign-extended 16-bit
+            // values, so the multiply vectorizes well even on baseline x86-64.
+            let p = av * wr[x] as i32;
+            match MODE {
+                SAFE => {
+                    e[x] += p;
+                    o[x] |= mag32::<SYM>(e[x]);
                 }
-            }
-            WRAP => {
-                for (((e, o), c), &wv) in e.iter_mut().zip(o.iter_mut()).zip(cnt.iter_mut()).zip(wr) {
-                    let ne = *e + av * wv;
-                    *c += (((*e - min) >> bits) != ((ne - min) >> bits)) as i32;
-                    *e = ne;
-                    *o |= mag32::<SYM>(ne);
+                WRAP => {
+                    let ne = e[x] + p;
+                    cnt[x] += (((e[x] - min) >> bits) != ((ne - min) >> bits)) as i32;
+                    e[x] = ne;
+                    o[x] |= mag32::<SYM>(ne);
                 }
-            }
-            _ => {
-                for ((((s, e), o), c), &wv) in
-                    s.iter_mut().zip(e.iter_mut()).zip(o.iter_mut()).zip(cnt.iter_mut()).zip(wr)
-                {
-                    let p = av * wv;
-                    let t = *s + p;
+                _ => {
+                    let t = s[x] + p;
                     let ns = match MODE {
                         SAT => t.clamp(min, max),
                         SATZ => {
@@ -203,25 +199,94 @@ fn fold32<const MODE: u8, const SYM: bool>(
                         }
                         _ => t.clamp(-max, max),
                     };
-                    *c += (ns != t) as i32;
-                    *s = ns;
-                    *e += p;
-                    *o |= mag32::<SYM>(*e);
+                    cnt[x] += (ns != t) as i32;
+                    s[x] = ns;
+                    e[x] += p;
+                    o[x] |= mag32::<SYM>(e[x]);
                 }
             }
         }
     }
     match MODE {
-        SAFE => s.copy_from_slice(e),
+        SAFE => s = e,
         WRAP => {
             let sh = 32 - bits;
-            for (s, &e) in s.iter_mut().zip(e.iter()) {
-                *s = (e << sh) >> sh;
+            for x in 0..NB {
+                s[x] = (e[x] << sh) >> sh;
             }
         }
         _ => {}
     }
+    *s_out = s;
+    *e_out = e;
+    *o_io = o;
     cnt.iter().map(|&c| c as u64).sum()
+}
+
+/// Per-block running state of the psum buffer for one output row.
+struct Buf {
+    /// Stored buffer (units of 2^d), exact shadow `sum round_d(S_exact)`,
+    /// exact GEMM.
+    b: [i64; NB],
+    be: [i64; NB],
+    ex: [i64; NB],
+    max_psum: u64,
+    max_acc: u64,
+    or: u64,
+}
+
+/// Write one fold's column sums back into the psum buffer, d = 0:
+/// `B = narrow_P(B + S)`, `EX += S_exact` (= the exact buffer). Padded
+/// lanes carry zeros and change nothing. Returns the buffer overflows.
+#[inline(always)]
+fn writeback_d0<const MODE: u8>(acc: &Acc, s: &[i64; NB], e: &[i64; NB], st: &mut Buf) -> u64 {
+    let mut cnt = 0u64;
+    let (mut mp, mut ma, mut or) = (st.max_psum, st.max_acc, st.or);
+    for x in 0..NB {
+        let sv = s[x];
+        mp = mp.max(sv.unsigned_abs());
+        let (nb, of) = add_m::<MODE>(acc, st.b[x], sv);
+        cnt += of as u64;
+        st.b[x] = nb;
+        ma = ma.max(nb.unsigned_abs());
+        st.ex[x] += e[x];
+        or |= acc.mag(st.ex[x]);
+    }
+    st.be = st.ex;
+    st.max_psum = mp;
+    st.max_acc = ma;
+    st.or = or;
+    cnt
+}
+
+/// Writeback with rounding (d > 0): `B = narrow_P(B + round_d(S))`, with the
+/// exact shadow `BE += round_d(S_exact)` and `EX += S_exact`; only the `nb`
+/// real lanes (a padded zero could round to a non-zero value).
+fn writeback_round(
+    cfg: &ArrayConfig,
+    s: &[i64; NB],
+    e: &[i64; NB],
+    nb: usize,
+    st: &mut Buf,
+    tally: &mut Tally,
+    h: i64,
+) -> u64 {
+    let acc = cfg.acc;
+    let mut cnt = 0u64;
+    for x in 0..nb {
+        let sv = s[x];
+        st.max_psum = st.max_psum.max(sv.unsigned_abs());
+        let (r, info) = cfg.rounder.round_info(sv as i128);
+        tally.record_round(&info, h);
+        let (nbv, of) = acc.add(st.b[x], r as i64);
+        cnt += of as u64;
+        st.b[x] = nbv;
+        st.max_acc = st.max_acc.max(nbv.unsigned_abs());
+        st.be[x] += cfg.rounder.round(e[x] as i128) as i64;
+        st.or |= acc.mag(st.be[x]);
+        st.ex[x] += e[x];
+    }
+    cnt
 }
 
 fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
@@ -230,17 +295,25 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
     let acc = cfg.acc;
     let ad = ctx.a.data();
     let wd = ctx.w.data();
+    // The weight block, repacked K x NB with zero padding.
+    // (i16 for the i32-lane path, whose operands fit i16 by construction).
+    let mut wp = vec![0i32; k * NB];
+    for kk in 0..k {
+        wp[kk * NB..kk * NB + nb].copy_from_slice(&wd[kk * n + n0..kk * n + n0 + nb]);
+    }
+    let wp16: Vec<i16> = if ctx.use32 { wp.iter().map(|&v| v as i16).collect() } else { Vec::new() };
+    let mut arow16 = vec![0i16; if ctx.use32 { k } else { 0 }];
     // Per fold: does the no-overflow proof hold for every column of the block?
     let safe: Vec<bool> = (0..ctx.folds)
         .map(|f| {
             let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
             let mut norms = [0u64; NB];
             for kk in k0..k1 {
-                for (s, &v) in norms[..nb].iter_mut().zip(&wd[kk * n + n0..kk * n + n0 + nb]) {
+                for (s, &v) in norms.iter_mut().zip(&wp[kk * NB..(kk + 1) * NB]) {
                     *s += v.unsigned_abs() as u64;
                 }
             }
-            let worst = norms[..nb].iter().copied().max().unwrap_or(0);
+            let worst = norms.iter().copied().max().unwrap_or(0);
             (worst as u128) * (ctx.amax as u128) <= acc.max as u128
         })
         .collect();
@@ -251,7 +324,8 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
         OverflowMode::SatZero => SATZ,
         OverflowMode::SatSym => SATS,
     };
-    let h = centre(cfg.rounder.k(), cfg.rounder.offset());
+    let d = cfg.rounder.k();
+    let h = centre(&cfg.rounder);
     let mut out = BlockOut {
         acc: vec![0; m * nb],
         exact: vec![0; m * nb],
@@ -259,71 +333,84 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
         tile_counts: vec![0; ctx.ntiles],
     };
     let (mut s32, mut e32, mut o32) = ([0i32; NB], [0i32; NB], [0i32; NB]);
-    let (mut s64, mut e64) = (vec![0i64; nb], vec![0i64; nb]);
-    let mut b = vec![0i64; nb];
-    let mut be = vec![0i64; nb];
-    let mut ex = vec![0i64; nb];
-    let mut or64 = 0u64;
+    let (mut s64, mut e64) = ([0i64; NB], [0i64; NB]);
+    let mut st = Buf { b: [0; NB], be: [0; NB], ex: [0; NB], max_psum: 0, max_acc: 0, or: 0 };
     for mm in 0..m {
-        b.fill(0);
-        be.fill(0);
-        ex.fill(0);
+        st.b = [0; NB];
+        st.be = [0; NB];
+        st.ex = [0; NB];
         let arow_all = &ad[mm * k..(mm + 1) * k];
+        if ctx.use32 {
+            for (d16, &v) in arow16.iter_mut().zip(arow_all) {
+                *d16 = v as i16;
+            }
+        }
         for f in 0..ctx.folds {
             let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
             let arow = &arow_all[k0..k1];
             let cnt = if ctx.use32 {
-                let (s, e) = (&mut s32[..nb], &mut e32[..nb]);
+                let (arow, wp) = (&arow16[k0..k1], &wp16);
+                let (s, e, o) = (&mut s32, &mut e32, &mut o32);
                 let c = match (safe[f], mode, sym) {
-                    (true, _, false) => fold32::<SAFE, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
-                    (true, _, true) => fold32::<SAFE, true>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
-                    (false, WRAP, _) => fold32::<WRAP, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
-                    (false, SAT, _) => fold32::<SAT, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
-                    (false, SATZ, _) => fold32::<SATZ, false>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
-                    (false, _, _) => fold32::<SATS, true>(arow, wd, n, n0, k0, s, e, &mut o32, &acc),
+                    (true, _, false) => fold32::<SAFE, false>(arow, wp, k0, s, e, o, &acc),
+                    (true, _, true) => fold32::<SAFE, true>(arow, wp, k0, s, e, o, &acc),
+                    (false, WRAP, _) => fold32::<WRAP, false>(arow, wp, k0, s, e, o, &acc),
+                    (false, SAT, _) => fold32::<SAT, false>(arow, wp, k0, s, e, o, &acc),
+                    (false, SATZ, _) => fold32::<SATZ, false>(arow, wp, k0, s, e, o, &acc),
+                    (false, _, _) => fold32::<SATS, true>(arow, wp, k0, s, e, o, &acc),
                 };
-                for x in 0..nb {
+                for x in 0..NB {
                     s64[x] = s32[x] as i64;
                     e64[x] = e32[x] as i64;
                 }
                 c
             } else {
-                fold64(arow, wd, n, n0, k0, &mut s64, &mut e64, &mut or64, &acc)
+                fold64(arow, &wp, k0, &mut s64, &mut e64, &mut st.or, &acc)
             };
-            let tile = tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f);
-            let wcnt = writeback(cfg, &s64, &e64, &mut b, &mut be, &mut ex, &mut out.tally, h, &mut or64);
+            let wcnt = if d == 0 {
+                match mode {
+                    WRAP => writeback_d0::<WRAP>(&acc, &s64, &e64, &mut st),
+                    SAT => writeback_d0::<SAT>(&acc, &s64, &e64, &mut st),
+                    SATZ => writeback_d0::<SATZ>(&acc, &s64, &e64, &mut st),
+                    _ => writeback_d0::<SATS>(&acc, &s64, &e64, &mut st),
+                }
+            } else {
+                writeback_round(cfg, &s64, &e64, nb, &mut st, &mut out.tally, h)
+            };
+            out.tally.writebacks += nb as u64;
+            out.tally.ovf_psum += wcnt;
             out.tally.ovf_array += cnt;
+            let tile = tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f);
             out.tile_counts[tile] += cnt + wcnt;
         }
-        out.acc[mm * nb..(mm + 1) * nb].copy_from_slice(&b);
-        out.exact[mm * nb..(mm + 1) * nb].copy_from_slice(&ex);
+        out.acc[mm * nb..(mm + 1) * nb].copy_from_slice(&st.b[..nb]);
+        out.exact[mm * nb..(mm + 1) * nb].copy_from_slice(&st.ex[..nb]);
     }
-    for &o in &o32[..nb] {
-        or64 |= o as u32 as u64;
+    for &o in &o32 {
+        st.or |= o as u32 as u64;
     }
-    out.tally.width_or |= or64;
+    out.tally.width_or |= st.or;
+    out.tally.max_psum = out.tally.max_psum.max(st.max_psum);
+    out.tally.max_acc = out.tally.max_acc.max(st.max_acc);
     out
 }
 
 /// The scalar i64 path of [`fold32`] (wide data or long folds): per-adder
 /// narrowing with [`Acc::add`].
-#[allow(clippy::too_many_arguments)]
 fn fold64(
     arow: &[i32],
-    w: &[i32],
-    n: usize,
-    n0: usize,
+    wp: &[i32],
     k0: usize,
-    s: &mut [i64],
-    e: &mut [i64],
+    s: &mut [i64; NB],
+    e: &mut [i64; NB],
     or: &mut u64,
     acc: &Acc,
 ) -> u64 {
     let mut cnt = 0u64;
-    for x in 0..s.len() {
+    for x in 0..NB {
         let (mut sv, mut ev) = (0i64, 0i64);
         for (kk, &av) in arow.iter().enumerate() {
-            let p = av as i64 * w[(k0 + kk) * n + n0 + x] as i64;
+            let p = av as i64 * wp[(k0 + kk) * NB + x] as i64;
             let (ns, of) = acc.add(sv, p);
             cnt += of as u64;
             sv = ns;
@@ -333,55 +420,6 @@ fn fold64(
         s[x] = sv;
         e[x] = ev;
     }
-    cnt
-}
-
-/// Write one fold's column sums back into the psum buffer:
-/// `B = narrow_P(B + round_d(S))`, with the exact shadow
-/// `BE += round_d(S_exact)` and the exact GEMM `EX += S_exact`. Returns the
-/// number of buffer-adder overflows.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn writeback(
-    cfg: &ArrayConfig,
-    s: &[i64],
-    e: &[i64],
-    b: &mut [i64],
-    be: &mut [i64],
-    ex: &mut [i64],
-    tally: &mut Tally,
-    h: i64,
-    or: &mut u64,
-) -> u64 {
-    let acc = cfg.acc;
-    let d = cfg.rounder.k();
-    let mut cnt = 0u64;
-    let mut max_psum = tally.max_psum;
-    let mut max_acc = tally.max_acc;
-    let mut orv = 0u64;
-    for x in 0..s.len() {
-        let sv = s[x];
-        max_psum = max_psum.max(sv.unsigned_abs());
-        let (rv, re) = if d == 0 {
-            (sv, e[x])
-        } else {
-            let (r, info) = cfg.rounder.round_info(sv as i128);
-            tally.record_round(&info, h);
-            (r as i64, cfg.rounder.round(e[x] as i128) as i64)
-        };
-        let (nb, of) = acc.add(b[x], rv);
-        cnt += of as u64;
-        b[x] = nb;
-        max_acc = max_acc.max(nb.unsigned_abs());
-        be[x] += re;
-        orv |= acc.mag(be[x]);
-        ex[x] += e[x];
-    }
-    *or |= orv;
-    tally.max_psum = max_psum;
-    tally.max_acc = max_acc;
-    tally.writebacks += s.len() as u64;
-    tally.ovf_psum += cnt;
     cnt
 }
 

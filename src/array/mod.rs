@@ -207,6 +207,73 @@ impl Acc {
     }
 }
 
+/// Overflow modes as const-generic parameters of the hot loops.
+pub(crate) const WRAP: u8 = 1;
+pub(crate) const SAT: u8 = 2;
+pub(crate) const SATZ: u8 = 3;
+pub(crate) const SATS: u8 = 4;
+
+/// The const-generic code of a mode.
+pub(crate) fn mode_code(mode: OverflowMode) -> u8 {
+    match mode {
+        OverflowMode::Wrap => WRAP,
+        OverflowMode::Sat => SAT,
+        OverflowMode::SatZero => SATZ,
+        OverflowMode::SatSym => SATS,
+    }
+}
+
+/// [`Acc::add`] with the mode fixed at compile time (same semantics).
+#[inline(always)]
+pub(crate) fn add_m<const MODE: u8>(acc: &Acc, s: i64, p: i64) -> (i64, bool) {
+    let (t, of) = s.overflowing_add(p);
+    match MODE {
+        WRAP => {
+            let sh = 64 - acc.bits;
+            let r = (t << sh) >> sh;
+            (r, of | (r != t))
+        }
+        SAT => {
+            let r = if of {
+                if p > 0 {
+                    acc.max
+                } else {
+                    acc.min
+                }
+            } else {
+                t.clamp(acc.min, acc.max)
+            };
+            (r, of | (r != t))
+        }
+        SATZ => {
+            let bad = of | (t > acc.max) | (t < acc.min);
+            (if bad { 0 } else { t }, bad)
+        }
+        _ => {
+            let r = if of {
+                if p > 0 {
+                    acc.max
+                } else {
+                    -acc.max
+                }
+            } else {
+                t.clamp(-acc.max, acc.max)
+            };
+            (r, of | (r != t))
+        }
+    }
+}
+
+/// `Acc::mag` with the mode fixed at compile time.
+#[inline(always)]
+pub(crate) fn mag_m<const MODE: u8>(v: i64) -> u64 {
+    if MODE == SATS {
+        v.unsigned_abs()
+    } else {
+        (v ^ (v >> 63)) as u64
+    }
+}
+
 /// The smallest signed width holding every value whose `Acc::mag` OR is
 /// `or`.
 pub(crate) fn width_of_mag(or: u64) -> u32 {

@@ -4,7 +4,7 @@
 //! order ([`Stats::to_json`]).
 
 use super::{width_of_mag, Matrix};
-use crate::numerics::{IntFormat, RoundInfo};
+use crate::numerics::{IntFormat, Position, RoundInfo, Rounder};
 use serde::Serialize;
 
 /// Half-width of the residue histogram window around the rounding centre.
@@ -20,7 +20,8 @@ pub struct OverflowEvent {
     pub col: u32,
 }
 
-/// Residues of the psum roundings relative to the centre `h = 2^(d-1) + c`:
+/// Residues of the psum roundings relative to the rounding centre `h`
+/// ([`centre`]):
 /// `bins[i]` counts `residue - h == i - 8` (so `bins[8]` counts ties);
 /// `below`/`above` count residues further away.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -266,7 +267,7 @@ impl Tally {
     pub fn record_round(&mut self, info: &RoundInfo, centre: i64) {
         self.rounded += 1;
         let rel = info.residue as i64 - centre;
-        if rel == 0 {
+        if info.position == Position::At {
             self.ties += 1;
         }
         if rel < -HIST_HALF {
@@ -305,12 +306,23 @@ impl Tally {
     }
 }
 
-/// The centre `h = 2^(d-1) + c` of the psum rounding (0 when d = 0).
-pub(crate) fn centre(d: u32, offset: i64) -> i64 {
+/// The rounding centre of the psum rounder, as `docs/numerics.md` defines
+/// it (the residue at which the result steps from the lower to the upper
+/// candidate): `2^(d-1) + c` for the round-to-nearest modes; for `TRN` /
+/// `TRN_ZERO` `2^d - c` (c > 0), `-c` (c < 0), and `2^d` (never reached)
+/// for c = 0; 0 when d = 0.
+pub(crate) fn centre(rounder: &Rounder) -> i64 {
+    let (d, c) = (rounder.k(), rounder.offset());
     if d == 0 {
         0
+    } else if rounder.mode().is_truncating() {
+        if c >= 0 {
+            (1i64 << d) - c
+        } else {
+            -c
+        }
     } else {
-        (1i64 << (d - 1)) + offset
+        (1i64 << (d - 1)) + c
     }
 }
 
@@ -325,11 +337,14 @@ pub fn a2q_min_bits(a: f64) -> u32 {
     }
 }
 
-/// A2Q bound from the data types: `a = log2(K) + N + M - signed_input - 1`
-/// (N activation bits, M weight bits).
+/// A2Q bound from the data types: `a = log2(K) + N + M - signed_input -
+/// signed_weight` (N activation bits, M weight bits). For signed weights
+/// this is A2Q's `log2(K) + N + M - signed_input - 1`; for unsigned weights
+/// (magnitudes up to `2^M - 1`) the same derivation gives `- 0`.
 pub fn a2q_bits_types(k: usize, wfmt: IntFormat, afmt: IntFormat) -> u32 {
-    let a =
-        (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64 - afmt.is_signed() as u32 as f64 - 1.0;
+    let a = (k as f64).log2() + afmt.width() as f64 + wfmt.width() as f64
+        - afmt.is_signed() as u32 as f64
+        - wfmt.is_signed() as u32 as f64;
     a2q_min_bits(a)
 }
 

@@ -16,9 +16,17 @@ use crate::numerics::IntFormat;
 use crate::requant::{layer_multiplier, quantize_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
 
-/// Arguments of `bitmac gemm`.
+/// Arguments of `bitmac gemm` (boxed: the options are many, and the
+/// subcommand enum stays small).
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
+    #[command(flatten)]
+    pub opts: Box<GemmArgs>,
+}
+
+/// The options of `bitmac gemm`.
+#[derive(clap::Args, Debug, Default)]
+pub struct GemmArgs {
     /// Hardware config (JSON, see docs/hw-config.md).
     #[arg(long)]
     pub hw: PathBuf,
@@ -74,7 +82,7 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
         .map_err(|e| e.context(path.display()))
 }
 
-fn multiplier(args: &Args) -> Result<Option<Multiplier>> {
+fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
     let scales = [args.scale_w, args.scale_a, args.scale_out];
     let n_scales = scales.iter().filter(|s| s.is_some()).count();
     match (args.multiplier, n_scales) {
@@ -94,6 +102,7 @@ fn multiplier(args: &Args) -> Result<Option<Multiplier>> {
 
 /// Run `bitmac gemm`.
 pub fn run(args: Args) -> Result<i32> {
+    let args = *args.opts;
     let hw = HwConfig::load(&args.hw)?;
     let engine: Engine = args.engine.parse()?;
     let stage_acc = match args.stage.as_str() {
