@@ -6,9 +6,11 @@
 //!   stable ids.
 //! - [`hw`]: the sweepable parameters (dotted paths) and the validated point
 //!   configuration.
-//! - [`engine`]: the folded-GEMM numerics, timing, FIFO, MTBF and area proxies.
+//! - [`engine`]: the cost models: exact GEMM reference, FIFO stalls and MTBF
+//!   (on `crate::cdc`), area proxy.
 //! - [`eval`]: the [`eval::Evaluator`] interface, the metrics, synthetic
-//!   workloads; [`model`]: model workloads.
+//!   workloads; [`model`]: model workloads. Both run the datapath's fast
+//!   engine (`crate::layers::run_gemm`).
 //! - [`run`]: the runner (out directory, resume, shards, merge, final files).
 //! - [`pareto`], [`svg`]: the front and the plots.
 //!
