@@ -175,19 +175,14 @@ pub struct Conv2dResult {
     pub gemm: GemmResult,
 }
 
-/// Conv2d by im2col: `A[(b,oy,ox)][(c,ky,kx)] = x[b][c][oy*sh+ky-ph][ox*sw+kx-pw]`
-/// (0 in the padding), `W[(c,ky,kx)][o] = weight[o][c][ky][kx]`; K runs over
+/// The im2col lowering of a conv2d: `A[(b,oy,ox)][(c,ky,kx)] =
+/// x[b][c][oy*sh+ky-ph][ox*sw+kx-pw]` (0 in the padding) as an `M x K`
+/// matrix with `M = batch*OH*OW` rows in `(b, oy, ox)` order, and
+/// `W[(c,ky,kx)][o] = weight[o][c][ky][kx]` as `K x O`. K runs over
 /// `(c, ky, kx)` in that (row-major) order, which fixes the order of the
-/// additions. `x` is NCHW, `weight` OIHW, both flat row-major.
-pub fn conv2d(
-    hw: &HwConfig,
-    shape: &Conv2d,
-    x: &[i32],
-    weight: &[i32],
-    bias: Option<&[i32]>,
-    requant: &Requantizer,
-    engine: Engine,
-) -> Result<Conv2dResult> {
+/// additions. `x` is NCHW, `weight` OIHW, both flat row-major. Every lowering
+/// in bitmac (layers, vectors, sweeps) goes through this one function.
+pub fn im2col(shape: &Conv2d, x: &[i32], weight: &[i32]) -> Result<(Matrix, Matrix)> {
     let s = shape;
     let (oh, ow) = s.out_hw()?;
     let need_x = s.batch * s.in_ch * s.height * s.width;
@@ -241,8 +236,25 @@ pub fn conv2d(
             wm[kk * s.out_ch + o] = weight[o * k + kk];
         }
     }
-    let gemm = run_gemm(hw, &Matrix::new(m, k, a)?, &Matrix::new(k, s.out_ch, wm)?, bias, requant, engine)?;
-    let mut out = vec![0i64; m * s.out_ch];
+    Ok((Matrix::new(m, k, a)?, Matrix::new(k, s.out_ch, wm)?))
+}
+
+/// A conv2d on the array: [`im2col`], then [`run_gemm`]; the outputs are
+/// scattered back to NCHW.
+pub fn conv2d(
+    hw: &HwConfig,
+    shape: &Conv2d,
+    x: &[i32],
+    weight: &[i32],
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+) -> Result<Conv2dResult> {
+    let s = shape;
+    let (oh, ow) = s.out_hw()?;
+    let (am, wm) = im2col(s, x, weight)?;
+    let gemm = run_gemm(hw, &am, &wm, bias, requant, engine)?;
+    let mut out = vec![0i64; am.rows() * s.out_ch];
     for b in 0..s.batch {
         for o in 0..s.out_ch {
             for p in 0..oh * ow {

@@ -358,7 +358,7 @@ pub(crate) fn generate_conv2d(c: &Conv2dCase, hw: &HwConfig) -> Result<KindOutpu
     }
     // conv2d has no traced variant: trace the GEMM it lowers to (the same
     // operands, checked to give the same result) for the stream.
-    let (am, wm) = im2col(&shape, oh, ow, &xi, &wi)?;
+    let (am, wm) = crate::layers::im2col(&shape, &xi, &wi)?;
     let mut trace = String::new();
     let g = run_gemm_traced(hw, &am, &wm, bias.as_deref(), &rq, Engine::Cycle, Some(&mut trace))?;
     if g != cyc.gemm {
@@ -392,42 +392,6 @@ pub(crate) fn generate_conv2d(c: &Conv2dCase, hw: &HwConfig) -> Result<KindOutpu
     }
     outputs(hw, &rq, &res, trace, c.trace, &[c.batch, c.out_ch, oh, ow], Some(nchw), &mut out)?;
     Ok(out)
-}
-
-/// im2col exactly as `crate::layers::conv2d` documents it:
-/// `A[(b,oy,ox)][(c,ky,kx)] = x[b][c][oy*sh+ky-ph][ox*sw+kx-pw]` (0 in the
-/// padding), `W[(c,ky,kx)][o] = weight[o][c][ky][kx]`.
-fn im2col(s: &Conv2d, oh: usize, ow: usize, x: &[i32], w: &[i32]) -> Result<(Matrix, Matrix)> {
-    let k = s.in_ch * s.kh * s.kw;
-    let m = s.batch * oh * ow;
-    let mut a = vec![0i32; m * k];
-    for b in 0..s.batch {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (b * oh + oy) * ow + ox;
-                for c in 0..s.in_ch {
-                    for ky in 0..s.kh {
-                        for kx in 0..s.kw {
-                            let iy = (oy * s.stride.0 + ky) as isize - s.padding.0 as isize;
-                            let ix = (ox * s.stride.1 + kx) as isize - s.padding.1 as isize;
-                            let col = (c * s.kh + ky) * s.kw + kx;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < s.height && (ix as usize) < s.width {
-                                a[row * k + col] =
-                                    x[((b * s.in_ch + c) * s.height + iy as usize) * s.width + ix as usize];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut wm = vec![0i32; k * s.out_ch];
-    for o in 0..s.out_ch {
-        for col in 0..k {
-            wm[col * s.out_ch + o] = w[o * k + col];
-        }
-    }
-    Ok((Matrix::new(m, k, a)?, Matrix::new(k, s.out_ch, wm)?))
 }
 
 /// Case JSON of kind `model_layer`.
@@ -520,7 +484,7 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
                 stride: (cv.stride()[0], cv.stride()[1]),
                 padding: (cv.padding()[0], cv.padding()[1]),
             };
-            let (am, wm) = im2col(&shape, oh, ow, &x, wcodes)?;
+            let (am, wm) = crate::layers::im2col(&shape, &x, wcodes)?;
             (am, wm, vec![batch, ci, h, wd], vec![o, ci, kh, kw], vec![batch, o, oh, ow])
         }
         Layer::Dense(d) => {
