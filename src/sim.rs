@@ -378,6 +378,35 @@ pub struct CdcTotals {
 }
 
 impl CdcTotals {
+    /// The totals of one input crossing, `compute` array cycles, and one
+    /// output crossing, back to back.
+    fn of(
+        cdc: &crate::hw::CdcConfig,
+        t_array: u64,
+        tin: &crate::cdc::TransferReport,
+        compute: u64,
+        tout: &crate::cdc::TransferReport,
+    ) -> CdcTotals {
+        let end_in = tin.pop_time_ps.last().copied().unwrap_or(0);
+        let end_out = tout.pop_time_ps.last().copied().unwrap_or(0);
+        let time_ps = end_in + compute * t_array + end_out;
+        CdcTotals {
+            batches: 1,
+            words_in: tin.popped.len() as u64,
+            words_out: tout.popped.len() as u64,
+            time_ps,
+            array_cycles: time_ps.div_ceil(t_array),
+            host_cycles: time_ps.div_ceil(cdc.host_period_ps),
+            compute_cycles: compute,
+            in_write_stalls: tin.write_stalls,
+            in_read_stalls: tin.read_stalls,
+            out_write_stalls: tout.write_stalls,
+            out_read_stalls: tout.read_stalls,
+            in_occupancy: tin.occupancy.clone(),
+            out_occupancy: tout.occupancy.clone(),
+        }
+    }
+
     fn merge(&mut self, o: &CdcTotals) {
         self.batches += o.batches;
         self.words_in += o.words_in;
@@ -422,28 +451,11 @@ fn run_batch_cdc(
     batch: usize,
     engine: Engine,
 ) -> Result<(BatchOut, Option<CdcTotals>)> {
-    use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
     let a_fmt = hw.activations();
     let t_array = hw.clock_period_ps();
-    let t_host = cdc_cfg.host_period_ps;
-    let fifo = |width: u32| {
-        FifoSpec {
-            depth: cdc_cfg.fifo_depth as u64,
-            sync: cdc_cfg.sync_stages,
-            data_width: width,
-            ..FifoSpec::default()
-        }
-        .validate()
-    };
     // Host -> array: activation codes as two's-complement words.
     let words: Vec<u64> = input.iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
-    let tin = transfer(
-        &fifo(a_fmt.width())?,
-        &ClockPair::new(t_host, t_array),
-        &words,
-        &Pattern::Always,
-        &Pattern::Always,
-    )?;
+    let tin = cross_domain(cdc_cfg, t_array, &words, a_fmt.width(), true)?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&w| a_fmt.from_bits(w) as i32).collect();
     let mut out = run_batch(model, lowered, hw, crossed, batch, engine)?;
     let compute: u64 = out.stats.iter().map(|s| s.cycles).sum();
@@ -451,28 +463,113 @@ fn run_batch_cdc(
     let last = out.codes.len() - 1;
     let w64 = crate::numerics::IntFormat::signed(64)?;
     let words: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
-    let tout =
-        transfer(&fifo(64)?, &ClockPair::new(t_array, t_host), &words, &Pattern::Always, &Pattern::Always)?;
+    let tout = cross_domain(cdc_cfg, t_array, &words, 64, false)?;
     out.codes[last] = tout.popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
-    let end_in = tin.pop_time_ps.last().copied().unwrap_or(0);
-    let end_out = tout.pop_time_ps.last().copied().unwrap_or(0);
-    let time_ps = end_in + compute * t_array + end_out;
-    let totals = CdcTotals {
-        batches: 1,
-        words_in: tin.popped.len() as u64,
-        words_out: tout.popped.len() as u64,
-        time_ps,
-        array_cycles: time_ps.div_ceil(t_array),
-        host_cycles: time_ps.div_ceil(t_host),
-        compute_cycles: compute,
-        in_write_stalls: tin.write_stalls,
-        in_read_stalls: tin.read_stalls,
-        out_write_stalls: tout.write_stalls,
-        out_read_stalls: tout.read_stalls,
-        in_occupancy: tin.occupancy.clone(),
-        out_occupancy: tout.occupancy.clone(),
-    };
+    let totals = CdcTotals::of(cdc_cfg, t_array, &tin, compute, &tout);
     Ok((out, Some(totals)))
+}
+
+/// Move `words` (each `width` bits) across one of the datapath's async FIFOs
+/// (`cdc` depth and synchronizer stages): host -> array when `to_array`,
+/// else array -> host. The producer offers a word at every edge of its
+/// domain while words remain, the consumer takes one at every edge of its
+/// domain; the FIFO starts from reset with both clocks at phase 0.
+pub fn cross_domain(
+    cdc: &crate::hw::CdcConfig,
+    array_period_ps: u64,
+    words: &[u64],
+    width: u32,
+    to_array: bool,
+) -> Result<crate::cdc::TransferReport> {
+    use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
+    let fifo = FifoSpec {
+        depth: cdc.fifo_depth as u64,
+        sync: cdc.sync_stages,
+        data_width: width,
+        ..FifoSpec::default()
+    }
+    .validate()?;
+    let clocks = if to_array {
+        ClockPair::new(cdc.host_period_ps, array_period_ps)
+    } else {
+        ClockPair::new(array_period_ps, cdc.host_period_ps)
+    };
+    transfer(&fifo, &clocks, words, &Pattern::Always, &Pattern::Always)
+}
+
+/// A GEMM with the array in its own clock domain (`hw` must have a `cdc`
+/// section): A's codes cross host -> array, the GEMM runs, and the results
+/// cross array -> host (the requantized codes at the output width, or the
+/// accumulator values `acc * 2^d` as 64-bit words when `stage_acc`). The
+/// crossed values replace the GEMM's own, so the returned result is what the
+/// host received; with a correct FIFO it equals the single-clock GEMM.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_cdc(
+    hw: &HwConfig,
+    a: &Matrix,
+    w: &Matrix,
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+    trace: Option<&mut String>,
+    stage_acc: bool,
+) -> Result<(layers::GemmResult, CdcTotals)> {
+    let cdc = hw.cdc().ok_or_else(|| Error::input("the hardware config has no cdc section"))?;
+    let t_array = hw.clock_period_ps();
+    let a_fmt = hw.activations();
+    let words: Vec<u64> = a.data().iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
+    let tin = cross_domain(&cdc, t_array, &words, a_fmt.width(), true)?;
+    let crossed: Vec<i32> = tin.popped.iter().map(|&v| a_fmt.from_bits(v) as i32).collect();
+    let a2 = Matrix::new(a.rows(), a.cols(), crossed)?;
+    let mut res = layers::run_gemm_traced(hw, &a2, w, bias, requant, engine, trace)?;
+    let compute = res.stats.cycles;
+    let tout = if stage_acc {
+        let w64 = IntFormat::signed(64)?;
+        let words: Vec<u64> = res.acc.iter().map(|&v| w64.to_bits(v as i128)).collect();
+        let t = cross_domain(&cdc, t_array, &words, 64, false)?;
+        res.acc = t.popped.iter().map(|&v| w64.from_bits(v) as i64).collect();
+        t
+    } else {
+        let f = requant.out_format();
+        let words: Vec<u64> = res.out.iter().map(|&v| f.to_bits(v as i128)).collect();
+        let t = cross_domain(&cdc, t_array, &words, f.width(), false)?;
+        res.out = t.popped.iter().map(|&v| f.from_bits(v) as i64).collect();
+        t
+    };
+    Ok((res, CdcTotals::of(&cdc, t_array, &tin, compute, &tout)))
+}
+
+impl CdcTotals {
+    /// A one-paragraph text summary (cycles per domain, stalls, occupancy).
+    pub fn summary(&self, cdc: &crate::hw::CdcConfig, array_period_ps: u64) -> String {
+        let occ = |h: &[u64]| -> String {
+            let n: u64 = h.iter().sum();
+            let mean = if n == 0 {
+                0.0
+            } else {
+                h.iter().enumerate().map(|(k, &v)| k as f64 * v as f64).sum::<f64>() / n as f64
+            };
+            format!("mean {mean:.2}, max {}", h.iter().rposition(|&v| v > 0).unwrap_or(0))
+        };
+        format!(
+            "clock domains: host {} ps, array {array_period_ps} ps; async FIFOs depth {}, {} sync stages\n  array domain: {} cycles ({} computing), host domain: {} cycles, {:.3} us\n  input FIFO (host->array): {} words, {} host stall edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}",
+            cdc.host_period_ps,
+            cdc.fifo_depth,
+            cdc.sync_stages,
+            self.array_cycles,
+            self.compute_cycles,
+            self.host_cycles,
+            self.time_ps as f64 / 1e6,
+            self.words_in,
+            self.in_write_stalls,
+            self.in_read_stalls,
+            occ(&self.in_occupancy),
+            self.words_out,
+            self.out_write_stalls,
+            self.out_read_stalls,
+            occ(&self.out_occupancy),
+        )
+    }
 }
 
 /// Every layer's accumulators (`acc * 2^d + bias`) and output codes (logits

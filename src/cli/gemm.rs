@@ -149,7 +149,14 @@ pub fn run(args: Args) -> Result<i32> {
         }
     };
     let mut trace = args.trace.as_ref().map(|_| String::new());
-    let res = run_gemm_traced(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut())?;
+    let (res, cdc) = if hw.cdc().is_some() {
+        // The array in its own clock domain: A crosses in, results cross out.
+        let (r, c) =
+            crate::sim::gemm_cdc(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut(), stage_acc)?;
+        (r, Some(c))
+    } else {
+        (run_gemm_traced(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut())?, None)
+    };
     let shape = vec![res.m, res.n];
     let arr = if stage_acc {
         let wide = hw.acc_bits() + res.drop_bits > 32;
@@ -195,5 +202,8 @@ pub fn run(args: Args) -> Result<i32> {
         res.stats.overflows(),
         res.stats.min_acc_bits
     );
+    if let (Some(c), Some(cc)) = (&cdc, hw.cdc()) {
+        eprintln!("{}", c.summary(&cc, hw.clock_period_ps()));
+    }
     Ok(0)
 }
