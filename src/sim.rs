@@ -106,6 +106,9 @@ pub struct RunReport {
     pub flips: Vec<Flip>,
     pub layers: Vec<LayerReport>,
     pub total: Stats,
+    /// The clock-domain crossings, when the hardware config has a `cdc`
+    /// section.
+    pub cdc: Option<CdcTotals>,
 }
 
 impl RunReport {
@@ -280,6 +283,7 @@ fn conv_weights(layer: &Layer) -> Vec<i32> {
 
 /// Per-layer results of running every sample: flat arrays in sample order.
 struct Raw {
+    cdc: Option<CdcTotals>,
     lowered: Vec<Lowered>,
     stats: Vec<Stats>,
     codes: Vec<Vec<i64>>,
@@ -305,7 +309,7 @@ fn run_all(
     }
     let starts: Vec<usize> = (0..data.len()).step_by(opts.batch).collect();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let batches: Vec<Result<BatchOut>> = starts
+    let batches: Vec<Result<(BatchOut, Option<CdcTotals>)>> = starts
         .par_iter()
         .map(|&s0| {
             let s1 = (s0 + opts.batch).min(data.len());
@@ -313,7 +317,10 @@ fn run_all(
             for inp in &inputs[s0..s1] {
                 x.extend_from_slice(inp);
             }
-            let r = run_batch(model, &lowered, hw, x, s1 - s0, opts.engine);
+            let r = match hw.cdc() {
+                None => run_batch(model, &lowered, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
+                Some(c) => run_batch_cdc(model, &lowered, hw, &c, x, s1 - s0, opts.engine),
+            };
             let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
             progress(n);
             r
@@ -325,8 +332,12 @@ fn run_all(
     let mut codes: Vec<Vec<i64>> = vec![Vec::new(); n_layers];
     let mut exact: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
     let mut acc: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
+    let mut cdc: Option<CdcTotals> = None;
     for b in batches {
-        let b = b?;
+        let (b, c) = b?;
+        if let Some(c) = c {
+            cdc.get_or_insert_with(CdcTotals::default).merge(&c);
+        }
         for l in 0..n_layers {
             stats[l].merge(&b.stats[l]);
             codes[l].extend_from_slice(&b.codes[l]);
@@ -334,7 +345,134 @@ fn run_all(
             acc[l].extend_from_slice(&b.acc[l]);
         }
     }
-    Ok(Raw { lowered, stats, codes, exact, acc })
+    Ok(Raw { lowered, stats, codes, exact, acc, cdc })
+}
+
+/// Totals of the clock-domain crossings of a run (`docs/datapath.md`,
+/// "Clock domains"): every inference moves its input codes host -> array
+/// through the input FIFO, computes, and moves its logits array -> host
+/// through the output FIFO; the three phases run back to back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CdcTotals {
+    /// Inferences (batches) run.
+    pub batches: u64,
+    /// Words through the input / output FIFO.
+    pub words_in: u64,
+    pub words_out: u64,
+    /// Time of all batches back to back (ps).
+    pub time_ps: u64,
+    /// Array-domain and host-domain clock cycles in that time.
+    pub array_cycles: u64,
+    pub host_cycles: u64,
+    /// Array cycles spent computing (the single-clock cycle count).
+    pub compute_cycles: u64,
+    /// Input FIFO: host edges blocked by wfull, array edges waiting on rempty.
+    pub in_write_stalls: u64,
+    pub in_read_stalls: u64,
+    /// Output FIFO: array edges blocked by wfull, host edges waiting on rempty.
+    pub out_write_stalls: u64,
+    pub out_read_stalls: u64,
+    /// Occupancy histograms (`[k]` = edges after which k words were unread).
+    pub in_occupancy: Vec<u64>,
+    pub out_occupancy: Vec<u64>,
+}
+
+impl CdcTotals {
+    fn merge(&mut self, o: &CdcTotals) {
+        self.batches += o.batches;
+        self.words_in += o.words_in;
+        self.words_out += o.words_out;
+        self.time_ps += o.time_ps;
+        self.array_cycles += o.array_cycles;
+        self.host_cycles += o.host_cycles;
+        self.compute_cycles += o.compute_cycles;
+        self.in_write_stalls += o.in_write_stalls;
+        self.in_read_stalls += o.in_read_stalls;
+        self.out_write_stalls += o.out_write_stalls;
+        self.out_read_stalls += o.out_read_stalls;
+        add_hist(&mut self.in_occupancy, &o.in_occupancy);
+        add_hist(&mut self.out_occupancy, &o.out_occupancy);
+    }
+}
+
+fn add_hist(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// One batch with the array in its own clock domain: the input codes cross
+/// host -> array through an async FIFO (host writes every host edge, the
+/// array reads every array edge while words remain), the layers compute, and
+/// the logits cross array -> host (the array offers one per array edge, the
+/// host reads greedily). The words that come out of each FIFO are the ones
+/// used downstream, so a crossing that lost, duplicated or reordered a word
+/// would change the results; with a correct FIFO they are bit-identical to
+/// the single-clock run.
+#[allow(clippy::too_many_arguments)]
+fn run_batch_cdc(
+    model: &Model,
+    lowered: &[Lowered],
+    hw: &HwConfig,
+    cdc_cfg: &crate::hw::CdcConfig,
+    input: Vec<i32>,
+    batch: usize,
+    engine: Engine,
+) -> Result<(BatchOut, Option<CdcTotals>)> {
+    use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
+    let a_fmt = hw.activations();
+    let t_array = hw.clock_period_ps();
+    let t_host = cdc_cfg.host_period_ps;
+    let fifo = |width: u32| {
+        FifoSpec {
+            depth: cdc_cfg.fifo_depth as u64,
+            sync: cdc_cfg.sync_stages,
+            data_width: width,
+            ..FifoSpec::default()
+        }
+        .validate()
+    };
+    // Host -> array: activation codes as two's-complement words.
+    let words: Vec<u64> = input.iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
+    let tin = transfer(
+        &fifo(a_fmt.width())?,
+        &ClockPair::new(t_host, t_array),
+        &words,
+        &Pattern::Always,
+        &Pattern::Always,
+    )?;
+    let crossed: Vec<i32> = tin.popped.iter().map(|&w| a_fmt.from_bits(w) as i32).collect();
+    let mut out = run_batch(model, lowered, hw, crossed, batch, engine)?;
+    let compute: u64 = out.stats.iter().map(|s| s.cycles).sum();
+    // Array -> host: the logits, as 64-bit two's-complement words.
+    let last = out.codes.len() - 1;
+    let w64 = crate::numerics::IntFormat::signed(64)?;
+    let words: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
+    let tout =
+        transfer(&fifo(64)?, &ClockPair::new(t_array, t_host), &words, &Pattern::Always, &Pattern::Always)?;
+    out.codes[last] = tout.popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
+    let end_in = tin.pop_time_ps.last().copied().unwrap_or(0);
+    let end_out = tout.pop_time_ps.last().copied().unwrap_or(0);
+    let time_ps = end_in + compute * t_array + end_out;
+    let totals = CdcTotals {
+        batches: 1,
+        words_in: tin.popped.len() as u64,
+        words_out: tout.popped.len() as u64,
+        time_ps,
+        array_cycles: time_ps.div_ceil(t_array),
+        host_cycles: time_ps.div_ceil(t_host),
+        compute_cycles: compute,
+        in_write_stalls: tin.write_stalls,
+        in_read_stalls: tin.read_stalls,
+        out_write_stalls: tout.write_stalls,
+        out_read_stalls: tout.read_stalls,
+        in_occupancy: tin.occupancy.clone(),
+        out_occupancy: tout.occupancy.clone(),
+    };
+    Ok((out, Some(totals)))
 }
 
 /// Every layer's accumulators (`acc * 2^d + bias`) and output codes (logits
@@ -393,7 +531,7 @@ pub fn run_model(
             )));
         }
     }
-    let Raw { lowered, stats: per_layer, codes, exact, acc } = run_all(model, data, hw, opts, progress)?;
+    let Raw { lowered, stats: per_layer, codes, exact, acc, cdc } = run_all(model, data, hw, opts, progress)?;
     let n_layers = model.layers().len();
     let classes = model.num_classes();
     let logits = &codes[n_layers - 1];
@@ -488,6 +626,7 @@ pub fn run_model(
         flips,
         layers: layers_out,
         total,
+        cdc,
     })
 }
 

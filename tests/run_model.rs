@@ -147,7 +147,8 @@ fn bad_models_and_configs_are_one_line_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("models/cnn_w4a4.json")).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("shape", Box::new(|v| v["layers"][1]["weight"]["shape"][0] = 15.into()), "shape"),
         ("bits", Box::new(|v| v["layers"][1]["weight"]["bits"] = 17.into()), "bits"),
         ("step0", Box::new(|v| v["layers"][0]["weight"]["step"] = 0.0.into()), "step"),
@@ -179,4 +180,37 @@ fn bad_models_and_configs_are_one_line_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clock_domain_crossing_is_bit_identical_for_every_clock_ratio() {
+    let (m, d, r) = load("cnn_w4a4");
+    let base_text = std::fs::read_to_string(root().join("models/hw/default.json")).unwrap();
+    let single = HwConfig::from_json_str(&base_text, "single").unwrap();
+    let o = RunOptions::default();
+    let want = run_model(&m, &d, Some(&r), &single, &o, &|_| {}).unwrap();
+    assert!(want.cdc.is_none());
+    // host period, FIFO depth, sync stages; the array clock is 1000 ps.
+    for (host, depth, sync) in
+        [(1000, 16, 2), (1370, 16, 2), (333, 4, 2), (3000, 2, 3), (999, 8, 4), (10_000, 32, 2)]
+    {
+        let mut v: serde_json::Value = serde_json::from_str(&base_text).unwrap();
+        v["cdc"] = serde_json::json!({"host_period_ps": host, "fifo_depth": depth, "sync_stages": sync});
+        let hw = HwConfig::from_json_str(&v.to_string(), "cdc").unwrap();
+        let got = run_model(&m, &d, Some(&r), &hw, &o, &|_| {}).unwrap();
+        assert_eq!(got.predictions, want.predictions, "host {host} ps");
+        assert_eq!(got.total.to_json(), want.total.to_json(), "host {host} ps");
+        let c = got.cdc.expect("cdc totals");
+        assert_eq!(c.words_in as usize, d.len() * 64);
+        assert_eq!(c.words_out as usize, d.len() * 10);
+        assert_eq!(c.compute_cycles, want.total.cycles);
+        // The crossings cost time: more array cycles than computing alone.
+        assert!(c.array_cycles > c.compute_cycles, "host {host}");
+        // A slow host starves the array (it waits on an empty FIFO).
+        if host > 1000 {
+            assert!(c.in_read_stalls > 0, "host {host}");
+        }
+        // Occupancy never exceeds the depth.
+        assert!(c.in_occupancy.len() <= depth as usize + 1 && c.out_occupancy.len() <= depth as usize + 1);
+    }
 }

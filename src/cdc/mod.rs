@@ -173,7 +173,7 @@ pub fn simulate<O: Observer>(
         return Err(Error::field("--ren", ren_pct, "1..=100 (percent of read edges)"));
     }
     let (pw, pr) = (p(wen_pct), p(ren_pct));
-    let no_meta = cfg.meta().map_or(true, |m| m.setup_ps == 0 && m.hold_ps == 0);
+    let no_meta = cfg.meta().is_none_or(|m| m.setup_ps == 0 && m.hold_ps == 0);
     let plain = no_meta && cfg.fault() == Fault::None;
     if obs.is_noop() && plain {
         clocks.validate(cfg)?;

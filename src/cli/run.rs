@@ -298,6 +298,36 @@ fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         t.psum_ties,
         t.psum_rounded,
     );
+    if let Some(c) = &r.cdc {
+        let cc = hw.cdc();
+        let (th, d, sy) = cc.map_or((0, 0, 0), |c| (c.host_period_ps, c.fifo_depth, c.sync_stages));
+        let occ = |h: &[u64]| -> String {
+            let n: u64 = h.iter().sum();
+            let mean = if n == 0 {
+                0.0
+            } else {
+                h.iter().enumerate().map(|(k, &v)| k as f64 * v as f64).sum::<f64>() / n as f64
+            };
+            format!("mean {mean:.2}, max {}", h.iter().rposition(|&v| v > 0).unwrap_or(0))
+        };
+        let _ = writeln!(
+            s,
+            "clock domains: host {th} ps, array {} ps; async FIFOs depth {d}, {sy} sync stages\n  array domain: {} cycles ({} computing), host domain: {} cycles, {:.3} us per sample\n  input FIFO (host->array): {} words, {} host stall edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}",
+            hw.clock_period_ps(),
+            c.array_cycles,
+            c.compute_cycles,
+            c.host_cycles,
+            c.time_ps as f64 / 1e6 / r.samples.max(1) as f64,
+            c.words_in,
+            c.in_write_stalls,
+            c.in_read_stalls,
+            occ(&c.in_occupancy),
+            c.words_out,
+            c.out_write_stalls,
+            c.out_read_stalls,
+            occ(&c.out_occupancy),
+        );
+    }
     let _ = writeln!(
         s,
         "columns: psum bias = mean psum rounding error (units of 2^d); out bias/rms = output error vs exact real requant (output LSBs);\n         minP = narrowest accumulator with no overflow on this data; A2Q t/w = A2Q minimum width from data types / actual weights;\n         max|i-fq| = largest |integer code - fake-quant value/step| (last layer: in accumulator LSBs)"
@@ -367,6 +397,13 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "flips": flips,
         "layers": layers,
         "total": stats(&r.total),
+        "cdc": r.cdc.as_ref().map(|c| json!({
+            "batches": c.batches, "words_in": c.words_in, "words_out": c.words_out, "time_ps": c.time_ps,
+            "array_cycles": c.array_cycles, "host_cycles": c.host_cycles, "compute_cycles": c.compute_cycles,
+            "in_write_stalls": c.in_write_stalls, "in_read_stalls": c.in_read_stalls,
+            "out_write_stalls": c.out_write_stalls, "out_read_stalls": c.out_read_stalls,
+            "in_occupancy": c.in_occupancy, "out_occupancy": c.out_occupancy,
+        })),
         "wall_s": wall,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()

@@ -1,0 +1,618 @@
+//! Running a sweep: the out directory, parallel evaluation with append-and-
+//! flush of each finished point, resume, shards, merge and the final files.
+//!
+//! Out directory (`docs/dse.md`):
+//! - `sweep.json`: the canonical spec, resolved base, swept paths and the
+//!   spec hash (identical for a single run, each shard, and a merge);
+//! - `shard.json`: only in a shard's directory (`{"shard": i, "of": n}`);
+//! - `results.jsonl`: one record per finished point, appended and flushed as
+//!   points finish (any order); rewritten sorted by id when the run ends;
+//! - `results.csv`, `pareto.csv`, `plot_*.svg`: written at the end from the
+//!   sorted records only, so they are byte-identical whatever the thread
+//!   count, completion order, interruptions or sharding.
+
+use super::eval::{self, Evaluator, Metrics, METRIC_COLUMNS};
+use super::hw::get_path;
+use super::pareto::{self, Objective};
+use super::spec::{PlotsJson, Sweep};
+use super::svg::{self, Series};
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+/// `sweep.json`'s format tag.
+pub const FORMAT: &str = "bitmac-dse/1";
+
+/// A slice of a sweep: points with `id % count == index` (0-based index,
+/// as Slurm's `SLURM_ARRAY_TASK_ID` with `--array=0-(n-1)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub shard: u64,
+    pub of: u64,
+}
+
+impl FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Shard> {
+        let bad = || Error::field("--shard", format!("{s:?}"), "i/n with integers 0 <= i < n <= 100000");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (i, n): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if n == 0 || n > 100_000 || i >= n {
+            return Err(bad());
+        }
+        Ok(Shard { shard: i, of: n })
+    }
+}
+
+/// Options of one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub spec: PathBuf,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub shard: Option<Shard>,
+    /// Rayon threads (`None`: rayon's default).
+    pub threads: Option<usize>,
+    /// Draw a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a run or merge did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Points in this run's slice (all points for a full run or a merge).
+    pub points: usize,
+    pub ok: usize,
+    pub skipped: usize,
+    /// Points evaluated by this invocation (0 for a merge).
+    pub evaluated: usize,
+    /// Points on the Pareto front.
+    pub pareto: usize,
+}
+
+/// A point's status.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Skipped,
+}
+
+/// One line of `results.jsonl`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub id: u64,
+    pub status: Status,
+    /// The point's value of every swept path.
+    pub params: BTreeMap<String, Value>,
+    /// Why the point was skipped (null when ok).
+    pub reason: Option<String>,
+    /// The metrics (null when skipped).
+    pub metrics: Option<Metrics>,
+}
+
+/// `sweep.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    pub format: String,
+    pub name: String,
+    pub spec_hash: String,
+    pub points: u64,
+    pub params: Vec<String>,
+    pub quality: String,
+    pub plots: PlotsJson,
+    pub base: Value,
+    pub spec: Value,
+}
+
+fn meta_text(m: &Meta) -> String {
+    let mut s = serde_json::to_string_pretty(m).expect("meta serializes");
+    s.push('\n');
+    s
+}
+
+/// The ids of a slice, ascending.
+pub fn shard_ids(total: usize, shard: Option<Shard>) -> Vec<usize> {
+    match shard {
+        None => (0..total).collect(),
+        Some(s) => (0..total).filter(|i| (*i as u64) % s.of == s.shard).collect(),
+    }
+}
+
+/// Evaluate one point into its record. Combination and workload errors
+/// (exit code 2) become `skipped`; anything else aborts.
+pub fn evaluate_point(sweep: &Sweep, ev: &dyn Evaluator, id: usize) -> Result<Record> {
+    let params = sweep.points[id].clone();
+    let skipped = |e: Error| Record {
+        id: id as u64,
+        status: Status::Skipped,
+        params: params.clone(),
+        reason: Some(e.to_string()),
+        metrics: None,
+    };
+    let hw = match sweep.hw(id) {
+        Ok(hw) => hw,
+        Err(e) if e.is_input() => return Ok(skipped(e)),
+        Err(e) => return Err(e),
+    };
+    match ev.evaluate(&hw) {
+        Ok(m) => Ok(Record { id: id as u64, status: Status::Ok, params, reason: None, metrics: Some(m) }),
+        Err(e) if e.is_input() => Ok(skipped(e)),
+        Err(e) => Err(e.context(format!("point {id}"))),
+    }
+}
+
+/// Read `results.jsonl`. With `repair`, an incomplete last line (no
+/// trailing newline: the process was killed mid-write) is dropped and the
+/// file truncated to the last complete line; without it, it is an error.
+pub fn read_results(path: &Path, repair: bool) -> Result<BTreeMap<u64, Record>> {
+    let mut out = BTreeMap::new();
+    if !path.exists() {
+        return Ok(out);
+    }
+    let bytes = crate::io::read(path)?;
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    if complete < bytes.len() {
+        if !repair {
+            return Err(Error::input(format!(
+                "{}: the last line is incomplete (allowed: complete lines only; run the sweep with --resume to repair it)",
+                path.display()
+            )));
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, &e))?;
+        f.set_len(complete as u64).map_err(|e| Error::io(path, &e))?;
+        f.sync_all().map_err(|e| Error::io(path, &e))?;
+    }
+    let text = std::str::from_utf8(&bytes[..complete])
+        .map_err(|_| Error::input(format!("{}: not valid UTF-8", path.display())))?;
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line).map_err(|e| {
+            Error::input(format!(
+                "{}:{}: malformed record: {e} (allowed: records written by bitmac dse)",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        if out.insert(r.id, r).is_some() {
+            return Err(Error::input(format!("{}:{}: duplicate point id", path.display(), i + 1)));
+        }
+    }
+    Ok(out)
+}
+
+fn read_meta(dir: &Path) -> Result<(Meta, String)> {
+    let p = dir.join("sweep.json");
+    let text = crate::io::read_to_string(&p)?;
+    let m: Meta = serde_json::from_str(&text).map_err(|e| crate::error::json_error(p.display(), &e))?;
+    if m.format != FORMAT {
+        return Err(Error::field(format!("{}: format", p.display()), &m.format, FORMAT));
+    }
+    Ok((m, text))
+}
+
+fn read_shard(dir: &Path) -> Result<Option<Shard>> {
+    let p = dir.join("shard.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let s: Shard = crate::io::read_json(&p)?;
+    if s.of == 0 || s.shard >= s.of {
+        return Err(Error::field(
+            format!("{}: shard", p.display()),
+            format!("{}/{}", s.shard, s.of),
+            "i/n with 0 <= i < n",
+        ));
+    }
+    Ok(Some(s))
+}
+
+/// Run (or resume) a sweep.
+pub fn run(opts: &RunOptions) -> Result<Summary> {
+    let sweep = Sweep::load(&opts.spec)?;
+    let ev = eval::evaluator(&sweep)?;
+    let meta = Meta {
+        format: FORMAT.into(),
+        name: sweep.name.clone(),
+        spec_hash: sweep.hash.clone(),
+        points: sweep.points.len() as u64,
+        params: sweep.params.clone(),
+        quality: ev.quality_name().into(),
+        plots: sweep.plots.clone(),
+        base: sweep.base.clone(),
+        spec: sweep.spec.clone(),
+    };
+    let out = &opts.out;
+    let meta_path = out.join("sweep.json");
+    let jsonl = out.join("results.jsonl");
+    if meta_path.exists() {
+        if !opts.resume {
+            return Err(Error::input(format!(
+                "{}: already holds a sweep (allowed: an empty or new --out directory, or --resume to continue it)",
+                out.display()
+            )));
+        }
+        let (old, _) = read_meta(out)?;
+        if old.spec_hash != meta.spec_hash {
+            return Err(Error::input(format!(
+                "{}: spec hash {} differs from this spec's {} (allowed: --resume with the same spec, model and data; or a new --out)",
+                meta_path.display(),
+                &old.spec_hash[..16.min(old.spec_hash.len())],
+                &meta.spec_hash[..16]
+            )));
+        }
+        let old_shard = read_shard(out)?;
+        if old_shard != opts.shard {
+            let show = |s: Option<Shard>| s.map_or("none".to_string(), |s| format!("{}/{}", s.shard, s.of));
+            return Err(Error::input(format!(
+                "{}: was run with --shard {} (allowed: resume it with the same --shard, not {})",
+                out.display(),
+                show(old_shard),
+                show(opts.shard)
+            )));
+        }
+    } else {
+        if jsonl.exists() {
+            return Err(Error::input(format!(
+                "{}: has results.jsonl but no sweep.json (allowed: a directory made by bitmac dse)",
+                out.display()
+            )));
+        }
+        write_atomic(&meta_path, meta_text(&meta).as_bytes())?;
+        if let Some(s) = opts.shard {
+            let mut t = serde_json::to_string(&s).expect("shard serializes");
+            t.push('\n');
+            write_atomic(&out.join("shard.json"), t.as_bytes())?;
+        }
+    }
+
+    let ids = shard_ids(sweep.points.len(), opts.shard);
+    let done = read_results(&jsonl, true)?;
+    let id_set: BTreeSet<u64> = ids.iter().map(|i| *i as u64).collect();
+    if let Some(bad) = done.keys().find(|k| !id_set.contains(k)) {
+        return Err(Error::input(format!(
+            "{}: point {bad} does not belong to this sweep slice",
+            jsonl.display()
+        )));
+    }
+    let todo: Vec<usize> = ids.iter().copied().filter(|i| !done.contains_key(&(*i as u64))).collect();
+
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jsonl)
+        .map_err(|e| Error::io(&jsonl, &e))?;
+    let file = Mutex::new(file);
+    let pb = if opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let pb = indicatif::ProgressBar::new(todo.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "dse {bar:40.cyan/blue} {pos}/{len} points [{elapsed_precise} < {eta_precise}] {per_sec}",
+            )
+            .expect("valid template"),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let work = || -> Result<()> {
+        todo.par_iter().try_for_each(|&id| -> Result<()> {
+            let rec = evaluate_point(&sweep, ev.as_ref(), id)?;
+            let mut line = serde_json::to_string(&rec)
+                .map_err(|e| Error::internal(format!("record serialization: {e}")))?;
+            line.push('\n');
+            // One write per record: a kill leaves at most one partial line.
+            let mut f = file.lock().map_err(|_| Error::internal("results.jsonl lock poisoned"))?;
+            f.write_all(line.as_bytes()).map_err(|e| Error::io(&jsonl, &e))?;
+            f.flush().map_err(|e| Error::io(&jsonl, &e))?;
+            drop(f);
+            pb.inc(1);
+            Ok(())
+        })
+    };
+    match opts.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| Error::internal(format!("thread pool: {e}")))?
+            .install(work)?,
+        None => work()?,
+    }
+    pb.finish_and_clear();
+    drop(file);
+    let mut s = finalize(out, &meta, &ids)?;
+    s.evaluated = todo.len();
+    Ok(s)
+}
+
+/// Merge shard directories into `out`, producing the files one run makes.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
+    if dirs.is_empty() {
+        return Err(Error::input("dse merge: no shard directories given (allowed: one or more DIR)"));
+    }
+    let (meta, text0) = read_meta(&dirs[0])?;
+    let mut all: BTreeMap<u64, Record> = BTreeMap::new();
+    let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    let mut of = None;
+    for d in dirs {
+        let (m, text) = read_meta(d)?;
+        if text != text0 {
+            return Err(Error::input(format!(
+                "{}: a different sweep (spec hash {}) than {} ({}) (allowed: shards of one sweep)",
+                d.display(),
+                &m.spec_hash[..16.min(m.spec_hash.len())],
+                dirs[0].display(),
+                &meta.spec_hash[..16.min(meta.spec_hash.len())]
+            )));
+        }
+        let s = read_shard(d)?.unwrap_or(Shard { shard: 0, of: 1 });
+        if *of.get_or_insert(s.of) != s.of {
+            return Err(Error::input(format!(
+                "{}: shard {}/{} (allowed: all shards out of {})",
+                d.display(),
+                s.shard,
+                s.of,
+                of.unwrap_or(0)
+            )));
+        }
+        if let Some(prev) = seen.insert(s.shard, d.clone()) {
+            return Err(Error::input(format!(
+                "{}: shard {}/{} already given as {}",
+                d.display(),
+                s.shard,
+                s.of,
+                prev.display()
+            )));
+        }
+        let ids = shard_ids(meta.points as usize, Some(s));
+        let recs = read_results(&d.join("results.jsonl"), false)?;
+        let want: BTreeSet<u64> = ids.iter().map(|i| *i as u64).collect();
+        if let Some(bad) = recs.keys().find(|k| !want.contains(k)) {
+            return Err(Error::input(format!(
+                "{}: point {bad} does not belong to shard {}/{}",
+                d.display(),
+                s.shard,
+                s.of
+            )));
+        }
+        if recs.len() != ids.len() {
+            return Err(Error::input(format!(
+                "{}: shard {}/{} has {} of {} points (allowed: complete shards; rerun it with --resume)",
+                d.display(),
+                s.shard,
+                s.of,
+                recs.len(),
+                ids.len()
+            )));
+        }
+        all.extend(recs);
+    }
+    let of = of.unwrap_or(1);
+    let missing: Vec<String> =
+        (0..of).filter(|i| !seen.contains_key(i)).map(|i| format!("{i}/{of}")).collect();
+    if !missing.is_empty() {
+        return Err(Error::input(format!(
+            "dse merge: missing shards {} (allowed: all n shards)",
+            missing.join(", ")
+        )));
+    }
+    if out.join("shard.json").exists() {
+        return Err(Error::input(format!(
+            "{}: is a shard directory (allowed: a new --out for the merge)",
+            out.display()
+        )));
+    }
+    if out.join("sweep.json").exists() {
+        let (_, t) = read_meta(out)?;
+        if t != text0 {
+            return Err(Error::input(format!(
+                "{}: holds a different sweep (allowed: a new --out for the merge)",
+                out.display()
+            )));
+        }
+    }
+    write_atomic(&out.join("sweep.json"), text0.as_bytes())?;
+    write_records(&out.join("results.jsonl"), &all)?;
+    let ids: Vec<usize> = (0..meta.points as usize).collect();
+    finalize(out, &meta, &ids)
+}
+
+fn write_records(path: &Path, recs: &BTreeMap<u64, Record>) -> Result<()> {
+    let mut s = String::new();
+    for r in recs.values() {
+        s.push_str(
+            &serde_json::to_string(r).map_err(|e| Error::internal(format!("record serialization: {e}")))?,
+        );
+        s.push('\n');
+    }
+    write_atomic(path, s.as_bytes())
+}
+
+/// CSV cell quoting (RFC 4180: quote when the cell has a comma, quote or
+/// newline).
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn value_cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => csv_cell(s),
+        other => csv_cell(&other.to_string()),
+    }
+}
+
+fn num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(*b as u8 as f64),
+        _ => None,
+    }
+}
+
+fn label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Write the final files of a slice from `results.jsonl` (strict: every
+/// point of `ids` must be present).
+pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
+    let jsonl = out.join("results.jsonl");
+    let recs = read_results(&jsonl, false)?;
+    if recs.len() != ids.len() {
+        return Err(Error::internal(format!(
+            "{}: {} of {} points after the run",
+            jsonl.display(),
+            recs.len(),
+            ids.len()
+        )));
+    }
+    write_records(&jsonl, &recs)?;
+    let value = |r: &Record, p: &str| -> Value {
+        r.params.get(p).cloned().or_else(|| get_path(&meta.base, p).cloned()).unwrap_or(Value::Null)
+    };
+
+    // results.csv
+    let mut csv = String::from("id,status");
+    for p in &meta.params {
+        csv.push(',');
+        csv.push_str(&csv_cell(p));
+    }
+    for c in METRIC_COLUMNS {
+        csv.push(',');
+        csv.push_str(c);
+    }
+    csv.push_str(",reason\n");
+    for r in recs.values() {
+        let mut row =
+            vec![r.id.to_string(), if r.status == Status::Ok { "ok".into() } else { "skipped".into() }];
+        row.extend(meta.params.iter().map(|p| value_cell(&value(r, p))));
+        match &r.metrics {
+            Some(m) => row.extend(m.csv_cells()),
+            None => row.extend(METRIC_COLUMNS.iter().map(|_| String::new())),
+        }
+        row.push(csv_cell(r.reason.as_deref().unwrap_or("")));
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+
+    // pareto.csv
+    let ok: Vec<(&Record, &Metrics)> =
+        recs.values().filter_map(|r| r.metrics.as_ref().map(|m| (r, m))).collect();
+    let objs: Vec<Objective> = ok
+        .iter()
+        .map(|(_, m)| Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 })
+        .collect();
+    let front = pareto::front(&objs);
+    let mut pc = String::from("id");
+    for p in &meta.params {
+        pc.push(',');
+        pc.push_str(&csv_cell(p));
+    }
+    pc.push_str(&format!(",{},area,cycles\n", meta.quality));
+    for &i in &front {
+        let (r, m) = ok[i];
+        let mut row = vec![r.id.to_string()];
+        row.extend(meta.params.iter().map(|p| value_cell(&value(r, p))));
+        row.push(m.quality().to_string());
+        row.push(m.area.to_string());
+        row.push(m.cycles.to_string());
+        pc.push_str(&row.join(","));
+        pc.push('\n');
+    }
+    write_atomic(&out.join("pareto.csv"), pc.as_bytes())?;
+
+    // Plots.
+    let grouped =
+        |xp: &str, filter: &BTreeMap<String, Value>, y: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<Series> {
+            let mut rows: Vec<(String, f64, f64)> = ok
+                .iter()
+                .filter(|(r, _)| filter.iter().all(|(p, v)| value(r, p) == *v))
+                .filter_map(|(r, m)| Some((label(&value(r, &meta.plots.series)), num(&value(r, xp))?, y(m)?)))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+            let mut series: Vec<Series> = Vec::new();
+            let mut i = 0;
+            while i < rows.len() {
+                let name = rows[i].0.clone();
+                let mut pts = Vec::new();
+                while i < rows.len() && rows[i].0 == name {
+                    let x = rows[i].1;
+                    let (mut sum, mut n) = (0.0, 0.0);
+                    while i < rows.len() && rows[i].0 == name && rows[i].1 == x {
+                        sum += rows[i].2;
+                        n += 1.0;
+                        i += 1;
+                    }
+                    pts.push((x, sum / n));
+                }
+                series.push(Series { name, points: pts });
+            }
+            series
+        };
+    let qname = &meta.quality;
+    let subtitle = |filter: &BTreeMap<String, Value>| {
+        let mut s = format!("{}: one line per {}", meta.name, meta.plots.series);
+        for (p, v) in filter {
+            s.push_str(&format!(", {p} = {}", label(v)));
+        }
+        s.push_str("; mean over the other parameters");
+        s
+    };
+    let s1 = grouped(&meta.plots.x, &meta.plots.quality_where, &|m| Some(m.quality()));
+    let svg1 = svg::line_plot(
+        &format!("{qname} vs {}", meta.plots.x),
+        &subtitle(&meta.plots.quality_where),
+        &meta.plots.x,
+        qname,
+        &s1,
+    );
+    write_atomic(&out.join("plot_quality.svg"), svg1.as_bytes())?;
+    let s2 = grouped(&meta.plots.bias_x, &meta.plots.bias_where, &|m| m.psum_bias);
+    let svg2 = svg::line_plot(
+        &format!("partial-sum rounding bias vs {}", meta.plots.bias_x),
+        &subtitle(&meta.plots.bias_where),
+        &meta.plots.bias_x,
+        "mean psum rounding error (psum LSBs)",
+        &s2,
+    );
+    write_atomic(&out.join("plot_bias.svg"), svg2.as_bytes())?;
+    let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.area, o.quality)).collect();
+    let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].area, objs[i].quality)).collect();
+    let svg3 = svg::pareto_plot(
+        &format!("Pareto front: {qname}, area, cycles"),
+        &format!("{}: front over ({qname} up, area down, cycles down), shown against area", meta.name),
+        "area proxy (bit-cells)",
+        qname,
+        &all,
+        &fr,
+    );
+    write_atomic(&out.join("plot_pareto.svg"), svg3.as_bytes())?;
+
+    Ok(Summary {
+        points: ids.len(),
+        ok: ok.len(),
+        skipped: recs.len() - ok.len(),
+        evaluated: 0,
+        pareto: front.len(),
+    })
+}
