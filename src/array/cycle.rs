@@ -207,25 +207,6 @@ impl Buffer<'_> {
         }
     }
 
-    /// [`Buffer::writeback`] for d = 0 without a trace, mode fixed at compile
-    /// time (the per-cycle hot path of ws/is: one writeback per column).
-    #[inline(always)]
-    fn writeback_d0<const MODE: u8>(&mut self, col: usize, idx: usize, s: i64, e: i64) {
-        let acc = self.cfg.acc;
-        self.tally.max_psum = self.tally.max_psum.max(s.unsigned_abs());
-        let (nb, of) = add_m::<MODE>(&acc, self.b[idx], s);
-        self.b[idx] = nb;
-        self.tally.max_acc = self.tally.max_acc.max(nb.unsigned_abs());
-        self.be[idx] += e;
-        self.tally.width_or |= mag_m::<MODE>(self.be[idx]);
-        self.ex[idx] += e;
-        self.tally.writebacks += 1;
-        if of {
-            self.tally.ovf_psum += 1;
-            self.event(self.cfg.rows, col);
-        }
-    }
-
     /// Close the current cycle: settle the first overflow, emit the trace
     /// line, advance the cycle counter.
     fn end_cycle(&mut self, tile: usize, phase: &str, inputs: &str) {
@@ -451,12 +432,41 @@ impl<T> DrainRow<'_, T> {
 /// Consume every pending bottom-row output (d = 0, no trace).
 #[inline(always)]
 fn drain_d0<T: Lane, const MODE: u8>(buf: &mut Buffer, pending: &mut [bool], row: &DrainRow<T>) {
+    // Statistics in locals (the buffer vectors could alias them otherwise).
+    // With d = 0 the exact buffer equals the exact GEMM, so only `ex` is kept
+    // (`be` is read only by the rounding path).
+    let acc = buf.cfg.acc;
+    let (mut mp, mut ma, mut or) = (buf.tally.max_psum, buf.tally.max_acc, 0u64);
+    let (mut wbs, mut first_col) = (0u64, usize::MAX);
+    let mut ovf = 0u64;
+    let (b, ex) = (&mut buf.b, &mut buf.ex);
     for c in 0..pending.len() {
         if pending[c] {
             pending[c] = false;
             let (mm, nn) = row.out(c);
-            buf.writeback_d0::<MODE>(c, mm * row.n + nn, row.p[c].to_i64(), row.e[c].to_i64());
+            let idx = mm * row.n + nn;
+            let (s, e) = (row.p[c].to_i64(), row.e[c].to_i64());
+            mp = mp.max(s.unsigned_abs());
+            let (nb, of) = add_m::<MODE>(&acc, b[idx], s);
+            b[idx] = nb;
+            ma = ma.max(nb.unsigned_abs());
+            let x = ex[idx] + e;
+            ex[idx] = x;
+            or |= mag_m::<MODE>(x);
+            wbs += 1;
+            if of {
+                ovf += 1;
+                first_col = first_col.min(c);
+            }
         }
+    }
+    buf.tally.max_psum = mp;
+    buf.tally.max_acc = ma;
+    buf.tally.width_or |= or;
+    buf.tally.writebacks += wbs;
+    if ovf > 0 {
+        buf.tally.ovf_psum += ovf;
+        buf.event(buf.cfg.rows, first_col);
     }
 }
 
