@@ -406,6 +406,70 @@ fn mac_array<T: Lane, const MODE: u8, const TRACK: bool>(
     (total, first)
 }
 
+/// The bottom row of a stationary array as the psum buffer sees it.
+struct DrainRow<'a, T> {
+    ws: bool,
+    n: usize,
+    c0: usize,
+    p: &'a [T],
+    e: &'a [T],
+    tag: &'a [i64],
+}
+
+impl<T> DrainRow<'_, T> {
+    /// The output `(m, n)` of column `c`'s pending column sum.
+    #[inline(always)]
+    fn out(&self, c: usize) -> (usize, usize) {
+        let s = self.tag[c] as usize;
+        if self.ws {
+            (s, self.c0 + c)
+        } else {
+            (self.c0 + c, s)
+        }
+    }
+}
+
+/// Consume every pending bottom-row output (d = 0, no trace).
+#[inline(always)]
+fn drain_d0<T: Lane, const MODE: u8>(buf: &mut Buffer, pending: &mut [bool], row: &DrainRow<T>) {
+    // Statistics in locals (the buffer vectors could alias them otherwise).
+    // With d = 0 the exact buffer equals the exact GEMM, so only `ex` is kept
+    // (`be` is read only by the rounding path).
+    let acc = buf.cfg.acc;
+    let (mut mp, mut ma, mut or) = (buf.tally.max_psum, buf.tally.max_acc, 0u64);
+    let (mut wbs, mut first_col) = (0u64, usize::MAX);
+    let mut ovf = 0u64;
+    let (b, ex) = (&mut buf.b, &mut buf.ex);
+    for c in 0..pending.len() {
+        if pending[c] {
+            pending[c] = false;
+            let (mm, nn) = row.out(c);
+            let idx = mm * row.n + nn;
+            let (s, e) = (row.p[c].to_i64(), row.e[c].to_i64());
+            mp = mp.max(s.unsigned_abs());
+            let (nb, of) = add_m::<MODE>(&acc, b[idx], s);
+            b[idx] = nb;
+            ma = ma.max(nb.unsigned_abs());
+            let x = ex[idx] + e;
+            ex[idx] = x;
+            or |= mag_m::<MODE>(x);
+            wbs += 1;
+            if of {
+                ovf += 1;
+                first_col = first_col.min(c);
+            }
+        }
+    }
+    buf.tally.max_psum = mp;
+    buf.tally.max_acc = ma;
+    buf.tally.width_or |= or;
+    buf.tally.writebacks += wbs;
+    if ovf > 0 {
+        buf.tally.ovf_psum += ovf;
+        buf.event(buf.cfg.rows, first_col);
+    }
+}
+
 /// A whole-array kernel for one cycle (see [`mac_array`]).
 type Kernel<T> = fn(
     &Acc,
@@ -431,13 +495,12 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     let ws = cfg.dataflow == Dataflow::Ws;
     let (cdim, stream) = if ws { (n, m) } else { (m, n) };
     // stationary(kk, j): the value held by the PE of K index kk, column
-    // index j; moving(kk, s): the value of stream item s entering row kk.
+    // index j.
     let stationary = |kk: usize, j: usize| -> T::In {
         T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
     };
-    let moving = |kk: usize, s: usize| -> T::In {
-        T::in_from_i64(if ws { a.get(s, kk) } else { w.get(kk, s) } as i64)
-    };
+    // The moving operand as a flat slice: moving(kk, s) = mv[s*mv_s + kk*mv_k].
+    let (mv, mv_s, mv_k) = if ws { (a.data(), k, 1) } else { (w.data(), 1, n) };
     let sz = rr * cc;
     let z = T::default();
     let zi = T::In::default();
@@ -465,6 +528,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     let mut shadow = false;
 
     // Consume the bottom-row outputs committed in the previous cycle.
+    let fast_wb = cfg.rounder.k() == 0 && !tracing;
     let drain = |buf: &mut Buffer,
                  pending: &mut [bool],
                  preg: &[T],
@@ -472,14 +536,23 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                  tag: &[i64],
                  c0: usize,
                  shadow: bool| {
-        for c in 0..cc {
-            if pending[c] {
-                pending[c] = false;
-                let s = tag[c] as usize;
-                let (mm, nn) = if ws { (s, c0 + c) } else { (c0 + c, s) };
-                let i = (rr - 1) * cc + c;
-                let e = if shadow { ereg[i] } else { preg[i] };
-                buf.writeback(c, mm, nn, preg[i].to_i64(), e.to_i64());
+        let src = if shadow { ereg } else { preg };
+        let bottom = (rr - 1) * cc;
+        let wide = DrainRow { ws, n, c0, p: &preg[bottom..], e: &src[bottom..], tag };
+        if fast_wb {
+            match mode {
+                WRAP => drain_d0::<T, WRAP>(buf, pending, &wide),
+                SAT => drain_d0::<T, SAT>(buf, pending, &wide),
+                SATZ => drain_d0::<T, SATZ>(buf, pending, &wide),
+                _ => drain_d0::<T, SATS>(buf, pending, &wide),
+            }
+        } else {
+            for c in 0..cc {
+                if pending[c] {
+                    pending[c] = false;
+                    let (mm, nn) = wide.out(c);
+                    buf.writeback(c, mm, nn, wide.p[c].to_i64(), wide.e[c].to_i64());
+                }
             }
         }
     };
@@ -512,7 +585,11 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
             while done < stream * cu {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 for (r, e) in edge.iter_mut().enumerate() {
-                    *e = if r < ru && q >= r && q - r < stream { moving(k0 + r, q - r) } else { zi };
+                    *e = if r < ru && q >= r && q - r < stream {
+                        T::in_from_i64(mv[(q - r) * mv_s + (k0 + r) * mv_k] as i64)
+                    } else {
+                        zi
+                    };
                 }
                 // Until the first overflow every stored value is exact, so the
                 // exact shadow is not needed: run without it, and if this
