@@ -91,9 +91,3 @@ where
         Some(Command::Mtbf(a)) => mtbf::run(a),
     }
 }
-
-/// The error every not-yet-built subcommand returns.
-#[allow(dead_code)]
-fn not_built(name: &str) -> Error {
-    Error::input(format!("`bitmac {name}` is not available in this build yet"))
-}
