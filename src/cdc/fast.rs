@@ -9,7 +9,9 @@
 //! (always on: no draw at all; percent: one draw per edge) and the
 //! synchronizer depth (S = 2: two registers; other S: a ring), so the common
 //! case carries no per-edge dispatch. Every variant draws exactly the random
-//! numbers the general simulator draws, in the same order.
+//! numbers the general simulator draws, in the same order. Each instant is
+//! one of three cases (write edge only, read edge only, both), each with
+//! straight-line code for its domain(s) instead of `if hw` / `if hr` tests.
 
 use super::config::{ClockPair, FifoConfig};
 use super::sim::{stream, Pattern, TimeSrc, NEVER, STREAM_REN, STREAM_RJIT, STREAM_WEN, STREAM_WJIT};
@@ -253,20 +255,10 @@ impl Args<'_> {
         let mut wraw = wen.draw();
         let mut rraw = ren.draw();
         let mut last_t = 0;
-        while ritems < items && wedges + redges < max_edges {
-            let t = tw.min(tr);
-            if t == NEVER {
-                break;
-            }
-            let hw = tw == t;
-            let hr = tr == t;
-            let en_w = hw && wraw && witems < items;
-            let en_r = hr && rraw && ritems < items;
-            let wptr_old = wptr;
-            let rptr_old = rptr;
-            wedges += hw as u64;
-            redges += hr as u64;
-            if hr {
+        // One read edge, from the pre-instant write pointer `wptr_old`.
+        macro_rules! read_edge {
+            ($wptr_old:expr) => {{
+                let en_r = rraw && ritems < items;
                 r_en += en_r as u64;
                 r_pess += (rempty && occ > 0) as u64;
                 if en_r && !rempty {
@@ -290,7 +282,7 @@ impl Args<'_> {
                     ritems += 1;
                     rbin = (rbin + 1) & pmask;
                 }
-                let out_old = rq.shift(wptr_old);
+                let out_old = rq.shift($wptr_old);
                 rptr = rbin ^ (rbin >> 1);
                 let f = rptr == out_old;
                 if f != rempty {
@@ -305,8 +297,14 @@ impl Args<'_> {
                 }
                 tr = rt.next();
                 rraw = ren.draw();
-            }
-            if hw {
+            }};
+        }
+        // One write edge, from the pre-instant read pointer `rptr_old` (and
+        // after the read edge of the same instant, if any: `occ` is the
+        // truth after that pop, as in the general simulator).
+        macro_rules! write_edge {
+            ($rptr_old:expr) => {{
+                let en_w = wraw && witems < items;
                 w_en += en_w as u64;
                 w_pess += (wfull && occ < depth) as u64;
                 if en_w && !wfull {
@@ -322,7 +320,7 @@ impl Args<'_> {
                     witems += 1;
                     wbin = (wbin + 1) & pmask;
                 }
-                let out_old = wq.shift(rptr_old);
+                let out_old = wq.shift($rptr_old);
                 wptr = wbin ^ (wbin >> 1);
                 let f = wptr == (out_old ^ full_xor);
                 if f != wfull {
@@ -337,9 +335,34 @@ impl Args<'_> {
                 }
                 tw = wt.next();
                 wraw = wen.draw();
+            }};
+        }
+        // Both edge counters of an instant are incremented before either
+        // domain's update (the general simulator counts an instant's edges
+        // first), and the read edge goes first.
+        while ritems < items && wedges + redges < max_edges {
+            if tw < tr {
+                last_t = tw;
+                wedges += 1;
+                write_edge!(rptr);
+                occupancy[occ as usize] += 1;
+            } else if tr < tw {
+                last_t = tr;
+                redges += 1;
+                read_edge!(wptr);
+                occupancy[occ as usize] += 1;
+            } else {
+                if tw == NEVER {
+                    break;
+                }
+                last_t = tw;
+                wedges += 1;
+                redges += 1;
+                let rptr_old = rptr;
+                read_edge!(wptr);
+                write_edge!(rptr_old);
+                occupancy[occ as usize] += 2;
             }
-            occupancy[occ as usize] += hw as u64 + hr as u64;
-            last_t = t;
         }
         let mut st = Stats::new(depth);
         st.occupancy = occupancy;
