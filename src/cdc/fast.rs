@@ -285,16 +285,14 @@ impl Args<'_> {
                 let out_old = rq.shift($wptr_old);
                 rptr = rbin ^ (rbin >> 1);
                 let f = rptr == out_old;
-                if f != rempty {
-                    if !f {
-                        r_clears += 1;
-                        let h = &slots[(rbin & amask) as usize];
-                        if h.valid {
-                            bump(&mut lat_rclear, redges - h.push_r);
-                        }
+                if rempty && !f {
+                    r_clears += 1;
+                    let h = &slots[(rbin & amask) as usize];
+                    if h.valid {
+                        bump(&mut lat_rclear, redges - h.push_r);
                     }
-                    rempty = f;
                 }
+                rempty = f;
                 tr = rt.next();
                 rraw = ren.draw();
             }};
@@ -323,16 +321,14 @@ impl Args<'_> {
                 let out_old = wq.shift($rptr_old);
                 wptr = wbin ^ (wbin >> 1);
                 let f = wptr == (out_old ^ full_xor);
-                if f != wfull {
-                    if !f {
-                        w_clears += 1;
-                        let nx = &slots[(wbin & amask) as usize];
-                        if !nx.valid && nx.seq != NO_SEQ {
-                            bump(&mut lat_wclear, wedges - nx.pop_w);
-                        }
+                if wfull && !f {
+                    w_clears += 1;
+                    let nx = &slots[(wbin & amask) as usize];
+                    if !nx.valid && nx.seq != NO_SEQ {
+                        bump(&mut lat_wclear, wedges - nx.pop_w);
                     }
-                    wfull = f;
                 }
+                wfull = f;
                 tw = wt.next();
                 wraw = wen.draw();
             }};
