@@ -154,44 +154,6 @@ fn draw(rng: &mut ChaCha8Rng, f: IntFormat, n: usize) -> Vec<i32> {
     (0..n).map(|_| rng.gen_range(lo..=hi)).collect()
 }
 
-/// im2col of a `c x h x w` input for `kh x kw` filters: `M = oh*ow` rows of
-/// `K = c*kh*kw` (order c, kh, kw), zero padding.
-#[allow(clippy::too_many_arguments)]
-pub fn im2col(
-    x: &[i32],
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    stride: (usize, usize),
-    pad: (usize, usize),
-) -> (Vec<i32>, usize, usize) {
-    let oh = (h + 2 * pad.0 - kh) / stride.0 + 1;
-    let ow = (w + 2 * pad.1 - kw) / stride.1 + 1;
-    let kd = c * kh * kw;
-    let mut out = vec![0i32; oh * ow * kd];
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let row = &mut out[(oy * ow + ox) * kd..(oy * ow + ox + 1) * kd];
-            let mut t = 0;
-            for ci in 0..c {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let iy = (oy * stride.0 + ky) as isize - pad.0 as isize;
-                        let ix = (ox * stride.1 + kx) as isize - pad.1 as isize;
-                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                            row[t] = x[ci * h * w + iy as usize * w + ix as usize];
-                        }
-                        t += 1;
-                    }
-                }
-            }
-        }
-    }
-    (out, oh * ow, kd)
-}
-
 /// Error metrics of `out` against `exact`.
 pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
     let mut sig = 0f64;
@@ -257,17 +219,22 @@ impl Evaluator for Synthetic {
             }
             Shape::Conv { c, h, w, oc, kh, kw, stride, pad } => {
                 let x = draw(&mut rng, afmt, c * h * w);
-                // Filters drawn as [oc][c][kh][kw], lowered to K x N.
+                // Filters drawn as [oc][c][kh][kw] (OIHW), lowered by the
+                // datapath's own im2col.
                 let f = draw(&mut rng, wfmt, oc * c * kh * kw);
-                let kd = c * kh * kw;
-                let mut wt = vec![0i32; kd * oc];
-                for o in 0..oc {
-                    for t in 0..kd {
-                        wt[t * oc + o] = f[o * kd + t];
-                    }
-                }
-                let (a, m, kd) = im2col(&x, c, h, w, kh, kw, (stride, stride), (pad, pad));
-                (a, m, kd, wt, oc)
+                let shape = crate::layers::Conv2d {
+                    batch: 1,
+                    in_ch: c,
+                    height: h,
+                    width: w,
+                    out_ch: oc,
+                    kh,
+                    kw,
+                    stride: (stride, stride),
+                    padding: (pad, pad),
+                };
+                let (am, wm) = crate::layers::im2col(&shape, &x, &f)?;
+                (am.data().to_vec(), am.rows(), am.cols(), wm.data().to_vec(), oc)
             }
         };
         // The requant stage is not measured on synthetic workloads (they have

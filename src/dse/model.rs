@@ -10,7 +10,7 @@
 //! cannot overflow (see [`ModelEval::wide`]).
 
 use super::engine;
-use super::eval::{error_metrics, hw_metrics, im2col, stats_metrics, Evaluator, Metrics};
+use super::eval::{error_metrics, hw_metrics, stats_metrics, Evaluator, Metrics};
 use super::hw::Hw;
 use super::spec::{default_reference, Sweep, WorkloadJson};
 use crate::array::{Engine, Matrix, Stats};
@@ -183,19 +183,25 @@ impl ModelEval {
     }
 
     /// The lowered activations of a layer for all samples (rows = samples x
-    /// output positions). Row order changes no result: every output is
-    /// computed independently.
-    fn lower(l: &Lowered, a: Vec<i32>, ns: usize) -> Vec<i32> {
+    /// output positions, in `layers::im2col`'s `(sample, oy, ox)` order).
+    fn lower(l: &Lowered, a: Vec<i32>, ns: usize) -> Result<Vec<i32>> {
         match l.conv {
             Some((ci, h, w, kh, kw, s, p)) => {
-                let in_len = a.len() / ns;
-                let mut cols = Vec::with_capacity(ns * l.m * l.kd);
-                for x in a.chunks_exact(in_len) {
-                    cols.extend_from_slice(&im2col(x, ci, h, w, kh, kw, s, p).0);
-                }
-                cols
+                let shape = crate::layers::Conv2d {
+                    batch: ns,
+                    in_ch: ci,
+                    height: h,
+                    width: w,
+                    out_ch: l.n,
+                    kh,
+                    kw,
+                    stride: s,
+                    padding: p,
+                };
+                let (am, _) = crate::layers::im2col(&shape, &a, &l.w_nk)?;
+                Ok(am.data().to_vec())
             }
-            None => a,
+            None => Ok(a),
         }
     }
 
@@ -225,7 +231,7 @@ impl ModelEval {
         let mut a: Vec<i32> = self.inputs.concat();
         let mut logits = Vec::new();
         for (l, req) in self.layers.iter().zip(&reqs) {
-            let act = Self::lower(l, a, ns);
+            let act = Self::lower(l, a, ns)?;
             let acc = engine::gemm_exact(&act, ns * l.m, l.kd, &l.w_nk, l.n, Some(&l.bias));
             match req {
                 Some(rq) => a = Self::scatter(l, ns, |i| rq.apply(acc[i] as i128).0 as i32),
@@ -250,7 +256,7 @@ impl ModelEval {
         let mut logits: Vec<i128> = Vec::new();
         let mut stats = Stats::default();
         for (li, (l, req)) in self.layers.iter().zip(&reqs).enumerate() {
-            let act = Self::lower(l, a, ns);
+            let act = Self::lower(l, a, ns)?;
             let am = Matrix::new(ns * l.m, l.kd, act)?;
             let r = run_gemm(cfg, &am, &l.w, Some(&l.bias), req.as_ref().unwrap_or(&dummy), Engine::Fast)
                 .map_err(|e| e.context(format!("layer {li}")))?;
