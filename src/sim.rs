@@ -231,7 +231,7 @@ fn run_batch(
                     hw,
                     &shape,
                     &x,
-                    &conv_weights(layer),
+                    layer.weight().codes(),
                     Some(&low.bias),
                     &low.requant,
                     engine,
@@ -241,7 +241,7 @@ fn run_batch(
             }
             Layer::Dense(_) => {
                 let (_, k, _) = layer.gemm_dims();
-                let a = Matrix::new(batch, k, x.clone())?;
+                let a = Matrix::new(batch, k, std::mem::take(&mut x))?;
                 (layers::run_gemm(hw, &a, &low.weight, Some(&low.bias), &low.requant, engine)?, None)
             }
         };
@@ -274,11 +274,6 @@ fn run_batch(
         out.stats.push(gemm.stats);
     }
     Ok(out)
-}
-
-/// OIHW conv weights, flat.
-fn conv_weights(layer: &Layer) -> Vec<i32> {
-    layer.weight().codes().to_vec()
 }
 
 /// Per-layer results of running every sample: flat arrays in sample order.
@@ -582,6 +577,11 @@ pub struct ModelTrace {
     pub codes: Vec<Vec<Vec<i64>>>,
 }
 
+/// Split each layer's flat, sample-major values into `samples` equal rows.
+fn per_sample<T: Clone>(flat: &[Vec<T>], samples: usize) -> Vec<Vec<Vec<T>>> {
+    flat.iter().map(|v| v.chunks(v.len() / samples.max(1)).map(<[T]>::to_vec).collect()).collect()
+}
+
 /// Run `model` on `data` and return every layer's values per sample (for
 /// tests, vectors and debugging; no reference needed).
 pub fn run_model_trace(
@@ -593,17 +593,11 @@ pub fn run_model_trace(
 ) -> Result<ModelTrace> {
     let opts = RunOptions { engine, batch, max_explain: 0 };
     let raw = run_all(model, data, hw, &opts, &|_| {})?;
-    let split = |flat: &Vec<Vec<i128>>| -> Vec<Vec<Vec<i128>>> {
-        flat.iter().map(|v| v.chunks(v.len() / data.len().max(1)).map(<[i128]>::to_vec).collect()).collect()
-    };
+    let n = data.len();
     Ok(ModelTrace {
-        acc: split(&raw.acc),
-        exact: split(&raw.exact),
-        codes: raw
-            .codes
-            .iter()
-            .map(|v| v.chunks(v.len() / data.len().max(1)).map(<[i64]>::to_vec).collect())
-            .collect(),
+        acc: per_sample(&raw.acc, n),
+        exact: per_sample(&raw.exact, n),
+        codes: per_sample(&raw.codes, n),
     })
 }
 
@@ -742,11 +736,19 @@ fn explain(
     label: u8,
 ) -> Flip {
     let fq_pred = r.fake_quant.predictions[s];
+    let flip = |layer: &str, why: String| Flip {
+        sample: s,
+        label,
+        integer: int_pred,
+        fake_quant: fq_pred,
+        layer: layer.into(),
+        why,
+    };
     for (l, layer) in model.layers().iter().enumerate() {
-        let len = layer.output_len();
-        let base = s * len;
-        let (j, int, fq) = if lowered[l].logits {
-            // Logits: the element whose ranking changed most.
+        let base = s * layer.output_len();
+        if lowered[l].logits {
+            // Every hidden layer matched: the final accumulation decided.
+            // Report the logit that moved most against fake-quant.
             let row = &r.fake_quant.logits[s];
             let scale = lowered[l].real_scale;
             let (mut best, mut bd) = (0, -1f64);
@@ -766,54 +768,31 @@ fn explain(
                 row[fq_pred],
                 cause(exact[l][base + best], acc[l][base + best], None)
             );
-            return Flip {
-                sample: s,
-                label,
-                integer: int_pred,
-                fake_quant: fq_pred,
-                layer: layer.name().into(),
-                why,
-            };
-        } else {
-            let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
-                continue;
-            };
-            let row = &h.codes[s];
-            let mut best = None;
-            for (j, &f) in row.iter().enumerate() {
-                let d = (codes[l][base + j] - f as i64).abs();
-                if d > 0 && best.is_none_or(|(_, bd)| d > bd) {
-                    best = Some((j, d));
-                }
-            }
-            match best {
-                None => continue,
-                Some((j, _)) => (j, codes[l][base + j], row[j] as i64),
-            }
+            return flip(layer.name(), why);
+        }
+        let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
+            continue;
         };
+        // The most-different element of the first hidden layer that differs.
+        let row = &h.codes[s];
+        let mut best: Option<(usize, i64)> = None;
+        for (j, &f) in row.iter().enumerate() {
+            let d = (codes[l][base + j] - f as i64).abs();
+            if d > 0 && best.is_none_or(|(_, bd)| d > bd) {
+                best = Some((j, d));
+            }
+        }
+        let Some((j, _)) = best else { continue };
+        let (int, fq) = (codes[l][base + j], row[j] as i64);
         let why = format!(
             "{} output {}: integer code {int} vs fake-quant {fq}; {}",
             layer.name(),
             element_name(layer, j),
             cause(exact[l][base + j], acc[l][base + j], Some((&lowered[l].requant, int)))
         );
-        return Flip {
-            sample: s,
-            label,
-            integer: int_pred,
-            fake_quant: fq_pred,
-            layer: layer.name().into(),
-            why,
-        };
+        return flip(layer.name(), why);
     }
-    Flip {
-        sample: s,
-        label,
-        integer: int_pred,
-        fake_quant: fq_pred,
-        layer: "-".into(),
-        why: "no layer differs from the reference (argmax tie)".into(),
-    }
+    flip("-", "no layer differs from the reference (argmax tie)".into())
 }
 
 /// Classify a differing element: overflow or psum rounding changed the
