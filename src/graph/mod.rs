@@ -23,7 +23,9 @@
 
 mod builder;
 mod fold;
+pub mod format;
 pub mod reference;
+pub mod report;
 pub mod run;
 
 pub use builder::GraphBuilder;

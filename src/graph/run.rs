@@ -603,3 +603,70 @@ impl ChannelRequant {
         ChannelRequant::new(scalers, self.zero_point(), lo, hi).unwrap_or_else(|_| self.clone())
     }
 }
+
+/// Every node's values over a whole data set, in sample order.
+#[derive(Clone, Debug, Default)]
+pub struct GraphRun {
+    /// One entry per node: codes/acc/exact concatenated over samples,
+    /// statistics merged in sample order.
+    pub nodes: Vec<NodeOut>,
+}
+
+/// Run `inputs` (one code vector per sample) through `g` in batches of
+/// `batch`, in parallel over batches, merging in sample order (the result
+/// is independent of the thread count). `progress` gets the number of
+/// samples finished.
+pub fn run_all(
+    g: &Graph,
+    lowered: &[Lowered],
+    hw: &HwConfig,
+    inputs: &[Vec<i64>],
+    batch: usize,
+    engine: Engine,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<GraphRun> {
+    use rayon::prelude::*;
+    if batch == 0 {
+        return Err(Error::field("batch", 0, "1.."));
+    }
+    let in_len = g.tensor(g.input()).len();
+    let iq = &g.tensor(g.input()).quant;
+    for (s, x) in inputs.iter().enumerate() {
+        if x.len() != in_len {
+            return Err(Error::field(format!("sample {s}: input length"), x.len(), in_len));
+        }
+        if let Some(i) = x.iter().position(|&v| !iq.contains(v)) {
+            return Err(Error::field(
+                format!("sample {s}: input[{i}]"),
+                x[i],
+                format!("{}..={}", iq.min_code(), iq.max_code()),
+            ));
+        }
+    }
+    let starts: Vec<usize> = (0..inputs.len()).step_by(batch).collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let batches: Vec<Result<Vec<NodeOut>>> = starts
+        .par_iter()
+        .map(|&s0| {
+            let s1 = (s0 + batch).min(inputs.len());
+            let x: Vec<i64> = inputs[s0..s1].iter().flatten().copied().collect();
+            let r = run_batch(g, lowered, hw, x, s1 - s0, engine);
+            let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
+            progress(n);
+            r
+        })
+        .collect();
+    let mut run = GraphRun { nodes: vec![NodeOut::default(); g.nodes().len()] };
+    for b in batches {
+        for (acc, o) in run.nodes.iter_mut().zip(b?) {
+            acc.codes.extend_from_slice(&o.codes);
+            acc.acc.extend_from_slice(&o.acc);
+            acc.exact.extend_from_slice(&o.exact);
+            if let Some(st) = &o.stats {
+                acc.stats.get_or_insert_with(Stats::default).merge(st);
+            }
+            acc.ppu.merge(&o.ppu);
+        }
+    }
+    Ok(run)
+}
