@@ -231,3 +231,74 @@ fn builder_errors_name_node_and_tensor() {
     let e = b.add_node("d", Op::Flatten, &[TensorId(7)], None).unwrap_err().to_string();
     assert!(e.contains("tensor id 7"), "{e}");
 }
+
+fn repo(p: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// The committed model (models/graph_train.py): integer predictions equal
+/// the committed fake-quant reference on >= 99.5% of the test split, and
+/// every node equals the exact reference on a few samples.
+#[test]
+fn committed_graph_model_matches_its_fake_quant_reference() {
+    use bitmac::graph::format::GraphFile;
+    use bitmac::graph::report::{run_graph_model, GraphReference};
+    use bitmac::model::Dataset;
+    let mpath = repo("models/digits_resdw.graph.json");
+    let file = GraphFile::load(&mpath).unwrap();
+    let kinds: Vec<&str> = file.graph.nodes().iter().map(|n| n.op.kind()).collect();
+    for k in ["conv2d", "add", "maxpool", "global_avgpool", "dense"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let data_path = repo("models/data/digits_test.csv");
+    let data = Dataset::load(&data_path).unwrap();
+    let r = GraphReference::load(
+        &repo("models/digits_resdw.ref.json"),
+        Some(&std::fs::read(&mpath).unwrap()),
+        Some(&std::fs::read(&data_path).unwrap()),
+    )
+    .unwrap();
+    let hw = HwConfig::load(&repo("models/hw/default.json")).unwrap();
+    let opts = bitmac::sim::RunOptions { engine: Engine::Fast, batch: 8, max_explain: 5 };
+    let (rep, nodes) = run_graph_model(&file, &data, Some(&r), &hw, &opts, &|_| {}).unwrap();
+    let agree = rep.agree.unwrap();
+    assert!(agree * 1000 >= 995 * data.len(), "agreement {agree}/{}", data.len());
+    assert_eq!(nodes.len(), file.graph.nodes().len());
+    // Every node equals the exact reference (the default hw does not overflow on this model).
+    let g = &file.graph;
+    let low = lower(g, &hw).unwrap();
+    for s in [0usize, 17, 296] {
+        let x: Vec<f32> = data.image(s).iter().map(|&v| v as f32 * file.raw_scale).collect();
+        let input = g.quantize_input(&x).unwrap();
+        let outs = run_batch(g, &low, &hw, input.clone(), 1, Engine::Cycle).unwrap();
+        let rf = reference(g, &hw, &input).unwrap();
+        for (i, (o, rn)) in outs.iter().zip(&rf).enumerate() {
+            assert_eq!(o.codes, rn.codes, "sample {s} node {i}");
+        }
+    }
+}
+
+#[test]
+fn graph_file_errors_name_node_and_field() {
+    use bitmac::graph::format::GraphFile;
+    let good = std::fs::read_to_string(repo("models/digits_resdw.graph.json")).unwrap();
+    let cases = [
+        (r#""op":"relu","inputs":["add"]"#, r#""op":"gelu","inputs":["add"]"#, "node 3 (relu): op: \"gelu\""),
+        (r#""op":"relu","inputs":["add"]"#, r#""op":"relu","inputs":["nope"]"#, "node 3 (relu): inputs"),
+        (
+            r#""op":"relu","inputs":["add"]"#,
+            r#""op":"relu","inputs":["add"],"axis":1"#,
+            "field axis is not used by op relu",
+        ),
+        (r#""groups":8"#, r#""groups":3"#, "node 1 (dw, conv2d): groups"),
+        (r#""format":"bitmac-graph/1""#, r#""format":"bitmac-graph/9""#, "format"),
+    ];
+    for (from, to, want) in cases {
+        assert!(good.contains(from), "{from}");
+        let bad = good.replacen(from, to, 1);
+        let e = GraphFile::from_json_str(&bad, "m.json").unwrap_err().to_string();
+        assert!(e.contains(want) && e.starts_with("m.json"), "{want}: {e}");
+    }
+    let e = GraphFile::from_json_str(&good[..good.len() / 2], "m.json").unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+}
