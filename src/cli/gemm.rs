@@ -3,7 +3,7 @@
 //! The requant multiplier of a bare GEMM is given either as the real
 //! multiplier (`--multiplier M`) or as the three LSQ step sizes
 //! (`--scale-w`, `--scale-a`, `--scale-out`, combined as TFLite does, see
-//! `requant::layer_multiplier`); `--stage out` needs one of the two,
+//! `requant::step_multiplier`, the function every command uses); `--stage out` needs one of the two,
 //! `--stage acc` needs neither. Output format, ReLU and rounding scheme come
 //! from the hardware config's `requant` section.
 
@@ -13,7 +13,7 @@ use crate::hw::HwConfig;
 use crate::layers::run_gemm_traced;
 use crate::npy::{read_npy, write_npy, Dtype, NpyArray};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, Multiplier, Requantizer};
+use crate::requant::{quantize_multiplier, step_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `bitmac gemm` (boxed: the options are many, and the
@@ -91,9 +91,7 @@ fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
         }
         (Some(m), _) => Ok(Some(quantize_multiplier(m)?)),
         (None, 3) => {
-            let real =
-                layer_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?;
-            Ok(Some(quantize_multiplier(real)?))
+            Ok(Some(step_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?))
         }
         (None, 0) => Ok(None),
         (None, _) => Err(Error::input("--scale-w, --scale-a and --scale-out must be given together")),

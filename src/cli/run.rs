@@ -342,6 +342,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
                 "utilization": l.utilization,
                 "max_diff_vs_fake_quant": l.max_diff_vs_fake_quant,
                 "codes_differing": l.codes_differing,
+                "multiplier": l.multiplier.map(|m| json!({"m0": m.m0, "shift": m.shift})),
                 "stats": stats(&l.stats),
             })
         })

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::hw::HwConfig;
 use crate::layers::{conv2d, run_gemm_traced, Conv2d, GemmResult};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, Requantizer};
+use crate::requant::{quantize_multiplier, step_multiplier, Requantizer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -110,7 +110,7 @@ fn requantizer(hw: &HwConfig, s_a: f32, s_w: f32, s_out: f32) -> Result<Requanti
             return Err(Error::field(f, v, "finite and > 0"));
         }
     }
-    let mult = quantize_multiplier(layer_multiplier(s_w, s_a, s_out)?)?;
+    let mult = step_multiplier(s_w, s_a, s_out)?;
     let rq = hw.requant();
     Requantizer::new(mult, rq.rounding, rq.out, rq.relu)
 }
@@ -451,15 +451,12 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
     }
     let (fa, fw) = (hw.activations(), hw.weights());
     let hidden = model.output_quant(l).is_some();
-    let rq = match (model.requant_multiplier(l), model.output_quant(l)) {
+    // The hardware multiplier, exactly as `bitmac run` derives it
+    // (requant::step_multiplier); not the f64 reference multiplier.
+    let rq = match (model.multiplier(l)?, model.output_quant(l)) {
         (Some(m), Some(q)) => {
             let r = hw.requant();
-            Requantizer::new(
-                quantize_multiplier(m)?,
-                r.rounding,
-                IntFormat::new(q.signed(), q.bits())?,
-                layer.relu(),
-            )?
+            Requantizer::new(m, r.rounding, IntFormat::new(q.signed(), q.bits())?, layer.relu())?
         }
         // The last layer's accumulators are the logits: no output stage.
         _ => {
