@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Draw a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Refuse a sweep of synthetic workloads whose points x MACs per point
+    /// exceed this (`--max-work`, docs/limits.md).
+    pub max_work: u64,
 }
 
 /// What a run or merge did.
@@ -132,7 +135,7 @@ pub fn shard_ids(total: usize, shard: Option<Shard>) -> Vec<usize> {
 /// Evaluate one point into its record. Combination and workload errors
 /// (exit code 2) become `skipped`; anything else aborts.
 pub fn evaluate_point(sweep: &Sweep, ev: &dyn Evaluator, id: usize) -> Result<Record> {
-    let params = sweep.points[id].clone();
+    let params = sweep.points.get(id);
     let skipped = |e: Error| Record {
         id: id as u64,
         status: Status::Skipped,
@@ -279,6 +282,15 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     }
 
     let ids = shard_ids(sweep.points.len(), opts.shard);
+    if let Some(macs) = sweep.point_macs() {
+        crate::limits::check(
+            &format!("{}: {} points x {macs} MACs", opts.spec.display(), ids.len()),
+            ids.len() as u128 * macs,
+            opts.max_work,
+            "MACs",
+            Some("raise the limit with --max-work N, or run a --shard"),
+        )?;
+    }
     let done = read_results(&jsonl, true)?;
     let id_set: BTreeSet<u64> = ids.iter().map(|i| *i as u64).collect();
     if let Some(bad) = done.keys().find(|k| !id_set.contains(k)) {
