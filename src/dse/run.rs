@@ -346,7 +346,8 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
             jsonl.display()
         )));
     }
-    let todo: Vec<usize> = ids.iter().copied().filter(|i| done.binary_search(&(*i as u64)).is_err()).collect();
+    let todo: Vec<usize> =
+        ids.iter().copied().filter(|i| done.binary_search(&(*i as u64)).is_err()).collect();
     drop(done);
 
     let file = std::fs::OpenOptions::new()
@@ -539,10 +540,16 @@ struct Sorted {
 }
 
 impl Sorted {
-    fn open(path: &Path) -> Result<Sorted> {
+    fn open(path: &Path, expected: usize) -> Result<Sorted> {
         let mut index: Vec<(u64, u64, usize)> = Vec::new();
+        // Exact: no doubling slack for the largest buffer.
+        index
+            .try_reserve_exact(expected)
+            .map_err(|_| Error::input(format!("{}: cannot index {expected} records", path.display())))?;
         scan_results(path, false, |r, off, len| {
-            index.try_reserve(1).map_err(|_| Error::input(format!("{}: too many records", path.display())))?;
+            index
+                .try_reserve(1)
+                .map_err(|_| Error::input(format!("{}: too many records", path.display())))?;
             index.push((r.id, off, len));
             Ok(())
         })?;
@@ -560,13 +567,18 @@ impl Sorted {
         let (_, off, len) = self.index[i];
         buf.resize(len, 0);
         self.file.read_exact_at(buf, off).map_err(|e| Error::io(&self.path, &e))?;
-        serde_json::from_slice(buf).map_err(|e| Error::internal(format!("{}: re-read: {e}", self.path.display())))
+        serde_json::from_slice(buf)
+            .map_err(|e| Error::internal(format!("{}: re-read: {e}", self.path.display())))
     }
 }
 
 /// The rows of one line plot, grouped as the plot needs them: per series
-/// label, per x value (in `total_cmp` order), the y values in id order.
-type PlotRows = BTreeMap<String, BTreeMap<u64, (f64, Vec<f64>)>>;
+/// label, per x value (in `total_cmp` order), `(x, sum of y, count)` with
+/// the y values added in id order (the order of the sorted records), so the
+/// means are the same floats as summing the rows of a group in id order.
+/// (Swept values are integers, booleans or names, so no x is `-0.0` and
+/// the `total_cmp` groups are the `==` groups.)
+type PlotRows = BTreeMap<String, BTreeMap<u64, (f64, f64, f64)>>;
 
 /// `f64::total_cmp` order as a `u64` key.
 fn total_key(x: f64) -> u64 {
@@ -578,45 +590,22 @@ fn total_key(x: f64) -> u64 {
     }
 }
 
-/// Series from grouped rows: per label (sorted), per x (ascending, equal x
-/// merged), the mean of the y values in id order.
+/// Series from grouped rows: per label (sorted), per x (ascending), the
+/// mean of its y values.
 fn series_of(rows: PlotRows) -> Vec<Series> {
-    let mut out = Vec::new();
-    for (name, xs) in rows {
-        let mut pts: Vec<(f64, f64)> = Vec::new();
-        let (mut cur, mut sum, mut n) = (None::<f64>, 0.0f64, 0.0f64);
-        for (_, (x, ys)) in xs {
-            // A group starts at the first x (in total order) of a run of
-            // equal x (-0.0 and 0.0 are one group, labelled by the first).
-            match cur {
-                Some(c) if c == x => {}
-                Some(c) => {
-                    pts.push((c, sum / n));
-                    (sum, n) = (0.0, 0.0);
-                    cur = Some(x);
-                }
-                None => cur = Some(x),
-            }
-            for y in ys {
-                sum += y;
-                n += 1.0;
-            }
-        }
-        if let Some(c) = cur {
-            pts.push((c, sum / n));
-        }
-        out.push(Series { name, points: pts });
-    }
-    out
+    rows.into_iter()
+        .map(|(name, xs)| Series { name, points: xs.into_values().map(|(x, sum, n)| (x, sum / n)).collect() })
+        .collect()
 }
 
 /// Write the final files of a slice from `results.jsonl` (strict: every
 /// point of `ids` must be present). Streams: the records are read back one
-/// at a time in id order; memory is about 24 bytes per record (the index)
-/// plus 40 per ok point (Pareto objectives and plot values).
+/// at a time in id order; memory is 24 bytes per record (the index), about
+/// 56 per ok point (Pareto objectives and coordinates, the front's order)
+/// and one entry per distinct (series, x) of each line plot.
 pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     let jsonl = out.join("results.jsonl");
-    let sorted = Sorted::open(&jsonl)?;
+    let sorted = Sorted::open(&jsonl, ids.len())?;
     if sorted.index.len() != ids.len() {
         return Err(Error::internal(format!(
             "{}: {} of {} points after the run",
@@ -673,7 +662,9 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
                 }
                 if let (Some(x), Some(y)) = (num(&value(&r, xp)), y) {
                     let e = rows.entry(label(&value(&r, &meta.plots.series))).or_default();
-                    e.entry(total_key(x)).or_insert_with(|| (x, Vec::new())).1.push(y);
+                    let g = e.entry(total_key(x)).or_insert((x, 0.0, 0.0));
+                    g.1 += y;
+                    g.2 += 1.0;
                 }
             };
             add(&mut rows1, &meta.plots.x, &meta.plots.quality_where, Some(m.quality()));
@@ -747,11 +738,5 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     );
     write_atomic(&out.join("plot_pareto.svg"), svg3.as_bytes())?;
 
-    Ok(Summary {
-        points: ids.len(),
-        ok: n_ok,
-        skipped: n_all - n_ok,
-        evaluated: 0,
-        pareto: front.len(),
-    })
+    Ok(Summary { points: ids.len(), ok: n_ok, skipped: n_all - n_ok, evaluated: 0, pareto: front.len() })
 }
