@@ -67,6 +67,11 @@ pub struct GemmArgs {
     /// Output step size s_out.
     #[arg(long)]
     pub scale_out: Option<f32>,
+    /// Refuse a GEMM whose estimated work exceeds N MAC-steps (fast engine:
+    /// M*K*N; cycle engine: cycles x rows x cols; plus FIFO edges with a
+    /// cdc section). See docs/limits.md.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::GEMM_MAX_WORK)]
+    pub max_work: u64,
 }
 
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
@@ -146,6 +151,15 @@ pub fn run(args: Args) -> Result<i32> {
             Some(v)
         }
     };
+    // Bounded work (docs/limits.md): estimated from the validated shapes
+    // before anything runs.
+    crate::limits::check_gemm(
+        &hw,
+        engine,
+        (a.rows(), a.cols(), w.cols()),
+        args.max_work,
+        args.trace.is_some(),
+    )?;
     let mut trace = args.trace.as_ref().map(|_| String::new());
     let (res, cdc) = if hw.cdc().is_some() {
         // The array in its own clock domain: A crosses in, results cross out.
