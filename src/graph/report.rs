@@ -155,6 +155,12 @@ pub fn run_graph_model(
                 utilization,
                 max_diff_vs_fake_quant: max_diff,
                 codes_differing: None,
+                multiplier: match a.requant.scaler(0) {
+                    crate::ppu::Scaler::Fixed(r) if !a.accumulator && a.requant.per_tensor() => {
+                        Some(r.multiplier())
+                    }
+                    _ => None,
+                },
             });
             let (b, w) = match &node.op {
                 Op::Conv2d(c) => (&c.bias, &c.weight),

@@ -126,6 +126,11 @@ impl ChannelRequant {
         &self.scalers[if self.scalers.len() == 1 { 0 } else { c }]
     }
 
+    /// True when one scaler serves every channel.
+    pub fn per_tensor(&self) -> bool {
+        self.scalers.len() == 1
+    }
+
     /// Output zero point.
     pub fn zero_point(&self) -> i64 {
         self.zero_point
