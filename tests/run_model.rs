@@ -327,7 +327,10 @@ fn run_data_sets_and_reference_keep_their_word() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("data_sha256") && err.contains("edited.csv") && err.contains("--reference none"), "{err}");
+    assert!(
+        err.contains("data_sha256") && err.contains("edited.csv") && err.contains("--reference none"),
+        "{err}"
+    );
     // The default model with its embedded reference and other data: also checked.
     let out = bitmac(&["run", "--data", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
@@ -381,8 +384,14 @@ fn run_data_sets_and_reference_keep_their_word() {
     let lab = labels.to_str().unwrap();
     for (args, needle) in [
         (vec!["run", "--data", p.to_str().unwrap()], "--labels"),
-        (vec!["run", "--data", dir.join("x_63.npy").to_str().unwrap(), "--labels", lab], "x_63.npy: 63 values"),
-        (vec!["run", "--data", dir.join("x_big.npy").to_str().unwrap(), "--labels", lab], "x_big.npy: sample 0 value [0]"),
+        (
+            vec!["run", "--data", dir.join("x_63.npy").to_str().unwrap(), "--labels", lab],
+            "x_63.npy: 63 values",
+        ),
+        (
+            vec!["run", "--data", dir.join("x_big.npy").to_str().unwrap(), "--labels", lab],
+            "x_big.npy: sample 0 value [0]",
+        ),
     ] {
         let out = bitmac(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -412,7 +421,9 @@ fn run_data_sets_and_reference_keep_their_word() {
     assert!(out.status.code() == Some(2) && err.contains("label") && err.contains("10 classes"), "{err}");
 
     // The text report fits 80 columns, with and without explanations.
-    for args in [vec!["run"], vec!["run", "--set", "psum.drop_bits=6"], vec!["run", "--hw", "models/hw/cdc.json"]] {
+    for args in
+        [vec!["run"], vec!["run", "--set", "psum.drop_bits=6"], vec!["run", "--hw", "models/hw/cdc.json"]]
+    {
         let out = bitmac(&args);
         assert!(out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);

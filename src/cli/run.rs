@@ -118,10 +118,7 @@ pub fn run(args: Args) -> Result<i32> {
             (d, p.display().to_string(), model::sha256_hex(text.as_bytes()))
         }
         (_, Some(l)) => {
-            return Err(Error::input(format!(
-                "--labels {}: only used with --data INPUTS.npy",
-                l.display()
-            )))
+            return Err(Error::input(format!("--labels {}: only used with --data INPUTS.npy", l.display())))
         }
         (None, None) => (
             model::default_test_data()?,
@@ -141,7 +138,9 @@ pub fn run(args: Args) -> Result<i32> {
                 None
             }
         }
-        (None, None) => Some((model::default_reference()?, "(embedded) models/cnn_w4a4.ref.json".to_string())),
+        (None, None) => {
+            Some((model::default_reference()?, "(embedded) models/cnn_w4a4.ref.json".to_string()))
+        }
     };
     if let Some((r, what)) = &reference {
         r.check_model(&model).map_err(|e| e.context(what))?;

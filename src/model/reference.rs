@@ -214,7 +214,11 @@ impl Reference {
         let classes = check_rows("fake_quant.logits", &s.fake_quant.logits)?;
         // Labels index the logits (the class count is the logit width).
         if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
-            return Err(Error::field(format!("labels[{i}]"), l, format!("0..={} (the logit count - 1)", classes - 1)));
+            return Err(Error::field(
+                format!("labels[{i}]"),
+                l,
+                format!("0..={} (the logit count - 1)", classes - 1),
+            ));
         }
         if check_rows("integer.logits", &s.integer.logits)? != classes {
             return Err(Error::input("integer.logits: row width differs from fake_quant.logits"));
