@@ -72,7 +72,7 @@ type WideCell = Arc<OnceLock<std::result::Result<Wide, String>>>;
 pub struct ModelEval {
     layers: Vec<Lowered>,
     inputs: Vec<Vec<i32>>,
-    labels: Vec<u8>,
+    labels: Vec<u32>,
     fake_quant: Vec<usize>,
     exact: [OnceLock<Vec<i64>>; 2],
     /// Wide runs by their key (see [`ModelEval::wide`]).
