@@ -9,7 +9,9 @@
 use super::config::{Domain, FifoConfig};
 use super::sim::{Data, EdgeRec, Observer, Sim, Source};
 use crate::error::{Error, Result};
-use std::fmt::Write;
+use crate::io::AtomicFile;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// The column header comment.
 pub const HEADER: &str = "# time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr";
@@ -98,12 +100,20 @@ impl TraceLine {
     }
 }
 
-/// Observer that formats trace lines into a String.
+/// Observer that formats trace lines into a String, or streams them into an
+/// [`AtomicFile`] (built with [`TraceWriter::to_file`]; memory stays bounded
+/// by the 64 KiB buffer).
 pub struct TraceWriter {
-    /// The text so far.
+    /// The text so far (in-memory writer), or the not yet flushed tail of it
+    /// (streaming writer).
     pub out: String,
     hex: usize,
+    sink: Option<AtomicFile>,
+    err: Option<std::io::Error>,
 }
+
+/// Buffered bytes at which a streaming writer flushes to its file.
+pub(crate) const FLUSH_BYTES: usize = 1 << 16;
 
 impl TraceWriter {
     /// A writer with the standard comment header plus `extra` comment lines.
@@ -116,7 +126,37 @@ impl TraceWriter {
         }
         out.push_str(HEADER);
         out.push('\n');
-        TraceWriter { out, hex: cfg.ptr_hex_digits() }
+        TraceWriter { out, hex: cfg.ptr_hex_digits(), sink: None, err: None }
+    }
+
+    /// The same writer streaming into `file` (not committed: the caller
+    /// commits what [`TraceWriter::finish_file`] returns, or drops it).
+    pub fn to_file(cfg: &FifoConfig, extra: &[String], file: AtomicFile) -> TraceWriter {
+        let mut w = TraceWriter::new(cfg, extra);
+        w.sink = Some(file);
+        w
+    }
+
+    fn spill(&mut self) {
+        if let Some(f) = &mut self.sink {
+            if self.err.is_none() {
+                if let Err(e) = f.write_all(self.out.as_bytes()) {
+                    self.err = Some(e);
+                }
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Streaming writer: write the rest and return the (uncommitted) file;
+    /// an I/O error during the run is reported here, naming the file.
+    pub fn finish_file(mut self) -> Result<AtomicFile> {
+        self.spill();
+        let f = self.sink.take().ok_or_else(|| Error::internal("trace writer has no file"))?;
+        match self.err.take() {
+            Some(e) => Err(Error::io(f.path(), &e)),
+            None => Ok(f),
+        }
     }
 }
 
@@ -127,6 +167,9 @@ impl Observer for TraceWriter {
         }
         if let Some(r) = r {
             TraceLine::from_sim(sim, t, Domain::R, r).write_to(&mut self.out, self.hex);
+        }
+        if self.out.len() >= FLUSH_BYTES {
+            self.spill();
         }
     }
 }

@@ -9,7 +9,10 @@
 
 use super::config::FifoConfig;
 use super::sim::{Data, EdgeRec, Observer, Sim};
-use std::fmt::Write;
+use crate::error::{Error, Result};
+use crate::io::AtomicFile;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// Signal order and identifiers: (name, width, id).
 pub const SIGNALS: [(&str, char); 14] = [
@@ -31,8 +34,11 @@ pub const SIGNALS: [(&str, char); 14] = [
 
 /// The VCD observer.
 pub struct VcdWriter {
-    /// The text so far (call [`VcdWriter::finish`] at the end).
+    /// The text so far (call [`VcdWriter::finish`] at the end), or, when
+    /// streaming ([`VcdWriter::to_file`]), the not yet flushed tail.
     pub out: String,
+    sink: Option<AtomicFile>,
+    err: Option<std::io::Error>,
     last: [Option<u64>; 14],
     widths: [u32; 14],
     pending: Vec<(u64, usize)>,
@@ -53,7 +59,17 @@ impl VcdWriter {
             let _ = writeln!(out, "$var wire {} {} {} $end", widths[i], id, name);
         }
         out.push_str("$upscope $end\n$enddefinitions $end\n");
-        let mut v = VcdWriter { out, last: [None; 14], widths, pending: Vec::new(), wper, rper, cur_t: None };
+        let mut v = VcdWriter {
+            out,
+            sink: None,
+            err: None,
+            last: [None; 14],
+            widths,
+            pending: Vec::new(),
+            wper,
+            rper,
+            cur_t: None,
+        };
         v.at(0);
         v.out.push_str("$dumpvars\n");
         let init = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -104,6 +120,37 @@ impl VcdWriter {
         self.flush_until(u64::MAX);
         self.out
     }
+
+    /// The same writer streaming into `file` (see
+    /// [`super::trace::TraceWriter::to_file`]).
+    pub fn to_file(cfg: &FifoConfig, wper: u64, rper: u64, file: AtomicFile) -> VcdWriter {
+        let mut v = VcdWriter::new(cfg, wper, rper);
+        v.sink = Some(file);
+        v
+    }
+
+    fn spill(&mut self) {
+        if let Some(f) = &mut self.sink {
+            if self.err.is_none() {
+                if let Err(e) = f.write_all(self.out.as_bytes()) {
+                    self.err = Some(e);
+                }
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Streaming writer: flush the pending clock falls and the rest, and
+    /// return the (uncommitted) file; an I/O error of the run is reported here.
+    pub fn finish_file(mut self) -> Result<AtomicFile> {
+        self.flush_until(u64::MAX);
+        self.spill();
+        let f = self.sink.take().ok_or_else(|| Error::internal("VCD writer has no file"))?;
+        match self.err.take() {
+            Some(e) => Err(Error::io(f.path(), &e)),
+            None => Ok(f),
+        }
+    }
 }
 
 impl Observer for VcdWriter {
@@ -140,5 +187,8 @@ impl Observer for VcdWriter {
         self.set(7, sim.rptr() as u64);
         self.set(8, sim.wq_rptr() as u64);
         self.set(9, sim.rq_wptr() as u64);
+        if self.out.len() >= super::trace::FLUSH_BYTES {
+            self.spill();
+        }
     }
 }

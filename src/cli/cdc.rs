@@ -5,7 +5,7 @@ use crate::cdc::{
     self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
 };
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Arguments of `bitmac cdc`.
@@ -29,13 +29,13 @@ pub struct Args {
     /// Peak read-clock jitter (ps).
     #[arg(long, value_name = "PS", default_value_t = 0)]
     pub rjitter_ps: u64,
-    /// FIFO depth (power of two, 2..=65536).
+    /// FIFO depth (power of two, 2..=65536; --replay: default from the trace header).
     #[arg(long)]
     pub depth: Option<u64>,
-    /// Synchronizer flops per direction (2..=16; 1 only with --fault single-flop).
+    /// Synchronizer flops per direction: 2..=16, or 1 with --fault single-flop; --replay accepts 1..=16 (default from the trace header). Flags combinational on K flops: --sync K-1.
     #[arg(long)]
     pub sync: Option<u32>,
-    /// Data width in bits (1..=64).
+    /// Data width in bits (1..=64; --replay: default from the trace header).
     #[arg(long)]
     pub data_width: Option<u32>,
     /// Words the producer offers (0, 1, 2, ... modulo 2^data_width).
@@ -71,7 +71,7 @@ pub struct Args {
     /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
     #[arg(long, value_name = "PS")]
     pub fault_skew_ps: Option<u64>,
-    /// Bound on rising edges (both domains) before the run is stopped.
+    /// Bound on rising edges (both domains) before the run is stopped; overrides the default bound and its limit (docs/cdc.md section 7).
     #[arg(long)]
     pub max_edges: Option<u64>,
     /// Write the edge trace to FILE.
@@ -130,28 +130,75 @@ fn parse_fault(a: &Args, clocks_hint: u64) -> Result<Fault> {
     Ok(f)
 }
 
+/// `key=value` settings of a trace's comment header (`# depth=16 sync=2 ...`),
+/// as `bitmac cdc --trace` writes them: the first value of each key wins.
+fn header_value(text: &str, key: &str) -> Option<String> {
+    for l in text.lines() {
+        let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
+        let Some(c) = l.strip_prefix('#') else { break };
+        for tok in c.split_whitespace() {
+            if let Some(v) = tok.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// `--FLAG` if given, else the trace header's `key=`, else an error naming both.
+fn flag_or_header<T: std::str::FromStr>(
+    v: Option<T>,
+    flag: &str,
+    text: &str,
+    key: &str,
+    name: &str,
+) -> Result<T> {
+    if let Some(v) = v {
+        return Ok(v);
+    }
+    match header_value(text, key) {
+        Some(s) => s.parse().map_err(|_| {
+            Error::input(format!("{name}: header {key}={s} is not a valid {flag} (pass {flag} explicitly)"))
+        }),
+        None => Err(Error::input(format!("{flag} is required: {name} has no `{key}=` in its header"))),
+    }
+}
+
+fn replay(a: &Args, path: &std::path::Path) -> Result<i32> {
+    let text = crate::io::read_to_string(path)?;
+    let name = path.display().to_string();
+    let depth = flag_or_header(a.depth, "--depth", &text, "depth", &name)?;
+    let sync = flag_or_header(a.sync, "--sync", &text, "sync", &name)?;
+    let data_width = flag_or_header(a.data_width, "--data-width", &text, "data_width", &name)?;
+    if !(1..=cdc::config::MAX_SYNC).contains(&sync) {
+        return Err(Error::field("--sync", sync, format!("1..={} for --replay", cdc::config::MAX_SYNC)));
+    }
+    let cfg = FifoSpec {
+        depth,
+        sync,
+        data_width,
+        fault: if sync == 1 { Fault::SingleFlop } else { Fault::None },
+        meta: None,
+        seed: 0,
+    }
+    .validate()?;
+    let lines = trace::parse(&text, &name, &cfg)?;
+    let n = trace::replay(&lines, &name, &cfg)?;
+    println!("{n} edges match");
+    Ok(0)
+}
+
 /// Run `bitmac cdc`.
 pub fn run(a: Args) -> Result<i32> {
+    if let Some(path) = &a.replay {
+        return replay(&a, path);
+    }
     let depth = need(a.depth, "--depth")?;
     let sync = need(a.sync, "--sync")?;
     let data_width = need(a.data_width, "--data-width")?;
-    if let Some(path) = &a.replay {
-        let cfg = FifoSpec {
-            depth,
-            sync,
-            data_width,
-            fault: if sync == 1 { Fault::SingleFlop } else { Fault::None },
-            meta: None,
-            seed: 0,
-        }
-        .validate()?;
-        let text = crate::io::read_to_string(path)?;
-        let name = path.display().to_string();
-        let lines = trace::parse(&text, &name, &cfg)?;
-        let n = trace::replay(&lines, &name, &cfg)?;
-        println!("{n} edges match");
-        return Ok(0);
-    }
     let wclk = need(a.wclk_ps, "--wclk-ps")?;
     let rclk = need(a.rclk_ps, "--rclk-ps")?;
     let words = need(a.words, "--words")?;
@@ -168,25 +215,63 @@ pub fn run(a: Args) -> Result<i32> {
         r: Clock { period_ps: rclk, phase_ps: a.rphase_ps, jitter_ps: a.rjitter_ps },
     };
     clocks.validate(&cfg)?;
+    if words == 0 {
+        return Err(Error::field("--words", 0, "1..=18446744073709551614"));
+    }
+    if !(1..=100).contains(&a.wen) {
+        return Err(Error::field("--wen", a.wen, "1..=100 (percent of write edges)"));
+    }
+    if !(1..=100).contains(&a.ren) {
+        return Err(Error::field("--ren", a.ren, "1..=100 (percent of read edges)"));
+    }
+    let observed = a.trace.is_some() || a.vcd.is_some();
+    // Refuse unbounded work before creating any file (docs/cdc.md section 7).
+    let limit = if observed { cdc::EDGE_LIMIT_OBSERVED } else { cdc::EDGE_LIMIT };
+    let max_edges = cdc::edge_bound(&cfg, &clocks, words, a.wen.min(a.ren), a.max_edges, limit)?;
     let desc = cdc::describe(&cfg, &clocks);
     let extra = cdc::trace_header(&cfg, &clocks, words, a.wen, a.ren);
-    let report = if a.trace.is_none() && a.vcd.is_none() {
-        cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut NoObserver)?
+    // Outputs stream into temporary files; they are published (renamed) only
+    // once the run is complete and reportable, and removed on any error.
+    let mut outputs: Vec<crate::io::AtomicFile> = Vec::new();
+    let report = if !observed {
+        cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, Some(max_edges), &mut NoObserver)?
     } else {
-        let mut obs = Both {
-            tr: a.trace.as_ref().map(|_| trace::TraceWriter::new(&cfg, &extra)),
-            vcd: a.vcd.as_ref().map(|_| vcd::VcdWriter::new(&cfg, wclk, rclk)),
-        };
-        let rep = cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut obs)?;
-        if let (Some(p), Some(t)) = (&a.trace, obs.tr.take()) {
-            write_atomic(p, t.out.as_bytes())?;
+        let mut obs = Both { tr: None, vcd: None };
+        if let Some(p) = &a.trace {
+            obs.tr = Some(trace::TraceWriter::to_file(&cfg, &extra, crate::io::AtomicFile::create(p)?));
         }
-        if let (Some(p), Some(v)) = (&a.vcd, obs.vcd.take()) {
-            write_atomic(p, v.finish().as_bytes())?;
+        if let Some(p) = &a.vcd {
+            obs.vcd = Some(vcd::VcdWriter::to_file(&cfg, wclk, rclk, crate::io::AtomicFile::create(p)?));
+        }
+        let rep = cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, Some(max_edges), &mut obs)?;
+        if let Some(t) = obs.tr.take() {
+            outputs.push(t.finish_file()?);
+        }
+        if let Some(v) = obs.vcd.take() {
+            outputs.push(v.finish_file()?);
         }
         rep
     };
+    let v = &report.verdict;
+    let only_unfinished = !v.finished
+        && v.duplicated == 0
+        && v.reordered == 0
+        && v.truly_full_pushes == 0
+        && v.truly_empty_pops == 0
+        && v.garbage == 0
+        && v.corrupt_crossings == 0
+        && v.lost == words - report.stats.r.client_ops.min(words);
+    if only_unfinished && cfg.fault() == Fault::None {
+        // An input error (the bound was too small): no output is written.
+        return Err(Error::input(format!(
+            "run did not finish: {} of {} words taken after {} edges (raise --max-edges; no output written)",
+            report.stats.r.client_ops,
+            words,
+            report.stats.w.edges + report.stats.r.edges
+        )));
+    }
     if let Some(p) = &a.meta_log {
+        let mut f = crate::io::AtomicFile::create(p)?;
         let mut s = String::from("# time_ps dom kind old new seen\n");
         for e in &report.events {
             let k = match e.kind {
@@ -203,8 +288,16 @@ pub fn run(a: Args) -> Result<i32> {
                 e.new,
                 e.seen
             ));
+            if s.len() >= 1 << 16 {
+                f.write_all(s.as_bytes()).map_err(|e| Error::io(p, &e))?;
+                s.clear();
+            }
         }
-        write_atomic(p, s.as_bytes())?;
+        f.write_all(s.as_bytes()).map_err(|e| Error::io(p, &e))?;
+        outputs.push(f);
+    }
+    for f in outputs {
+        f.commit()?;
     }
     if a.json {
         let mut ev = std::collections::BTreeMap::new();
@@ -226,27 +319,10 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         print_summary(&desc, &report);
     }
-    let v = &report.verdict;
-    let only_unfinished = !v.finished
-        && v.duplicated == 0
-        && v.reordered == 0
-        && v.truly_full_pushes == 0
-        && v.truly_empty_pops == 0
-        && v.garbage == 0
-        && v.corrupt_crossings == 0
-        && v.lost == words - report.stats.r.client_ops.min(words);
-    if only_unfinished && cfg.fault() == Fault::None {
-        return Err(Error::input(format!(
-            "run did not finish: {} of {} words taken after {} edges (raise --max-edges)",
-            report.stats.r.client_ops,
-            words,
-            report.stats.w.edges + report.stats.r.edges
-        )));
-    }
     if !report.verdict.clean {
         if !report.finished {
             eprintln!(
-                "bitmac: run stopped after {} edges with {} of {} words taken (raise --max-edges if the FIFO is correct)",
+                "bitmac: run stopped after {} edges with {} of {} words taken (raise --max-edges if the FIFO is correct); the trace/VCD written hold every edge simulated",
                 report.stats.w.edges + report.stats.r.edges,
                 report.stats.r.client_ops,
                 words
