@@ -18,7 +18,7 @@ pub mod stats;
 pub mod trace;
 pub mod vcd;
 
-pub use config::{Clock, ClockPair, Domain, Fault, FifoConfig, FifoSpec, Meta};
+pub use config::{Clock, ClockPair, Domain, Fault, FifoConfig, FifoSpec, Meta, Variant};
 pub use sim::{Data, EdgeRec, MetaEvent, MetaKind, NoObserver, Observer, Pattern, Sim};
 pub use stats::{DomainStats, Stats, Verdict};
 
@@ -217,12 +217,12 @@ fn run_core<O: Observer>(
     if log {
         sim.log = Some(WordLog::default());
     }
-    while sim.r.items < items && sim.w.edges + sim.r.edges < max_edges {
+    while sim.delivered < items && sim.w.edges + sim.r.edges < max_edges {
         if !sim.step(obs) {
             break;
         }
     }
-    let finished = sim.r.items >= items;
+    let finished = sim.delivered >= items;
     let mut stats = sim.stats.clone();
     stats.w.edges = sim.w.edges;
     stats.r.edges = sim.r.edges;
@@ -265,7 +265,8 @@ pub fn simulate<O: Observer>(
     }
     let (pw, pr) = (p(wen_pct), p(ren_pct));
     let no_meta = cfg.meta().is_none_or(|m| m.setup_ps == 0 && m.hold_ps == 0);
-    let plain = no_meta && cfg.fault() == Fault::None;
+    // Variants run on the general simulator (the fast path is the plain core).
+    let plain = no_meta && cfg.fault() == Fault::None && cfg.variant().is_plain();
     if obs.is_noop() && plain {
         clocks.validate(cfg)?;
         let max_edges = edge_bound(cfg, clocks, n_words, wen_pct.min(ren_pct), max_edges, EDGE_LIMIT)?;
@@ -441,7 +442,7 @@ pub fn describe(cfg: &FifoConfig, clocks: &ClockPair) -> String {
         None => "off".into(),
     };
     format!(
-        "depth={} sync={} data_width={} wclk_ps={} wphase_ps={} wjitter_ps={} rclk_ps={} rphase_ps={} rjitter_ps={} seed={} meta={} fault={}",
+        "depth={} sync={} data_width={} wclk_ps={} wphase_ps={} wjitter_ps={} rclk_ps={} rphase_ps={} rjitter_ps={} seed={} meta={} fault={}{}",
         cfg.depth(),
         cfg.sync(),
         cfg.data_width(),
@@ -453,6 +454,7 @@ pub fn describe(cfg: &FifoConfig, clocks: &ClockPair) -> String {
         clocks.r.jitter_ps,
         cfg.seed(),
         meta,
-        cfg.fault().name()
+        cfg.fault().name(),
+        cfg.variant().describe()
     )
 }

@@ -14,8 +14,9 @@ use crate::io::AtomicFile;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-/// Signal order and identifiers: (name, width, id).
-pub const SIGNALS: [(&str, char); 14] = [
+/// Signal order and identifiers: (name, id). The first 14 are always
+/// dumped; the last 5 only for a FIFO variant (docs/cdc.md §16).
+pub const SIGNALS: [(&str, char); 19] = [
     ("wclk", '!'),
     ("rclk", '"'),
     ("winc", '#'),
@@ -30,6 +31,11 @@ pub const SIGNALS: [(&str, char); 14] = [
     ("rdata", ','),
     ("push", '-'),
     ("pop", '.'),
+    ("wafull", '/'),
+    ("raempty", '0'),
+    ("rvalid", '1'),
+    ("dout", '2'),
+    ("rtake", '3'),
 ];
 
 /// The VCD observer.
@@ -39,8 +45,9 @@ pub struct VcdWriter {
     pub out: String,
     sink: Option<AtomicFile>,
     err: Option<std::io::Error>,
-    last: [Option<u64>; 14],
-    widths: [u32; 14],
+    last: [Option<u64>; 19],
+    widths: [u32; 19],
+    nsig: usize,
     pending: Vec<(u64, usize)>,
     wper: u64,
     rper: u64,
@@ -52,10 +59,11 @@ impl VcdWriter {
     pub fn new(cfg: &FifoConfig, wper: u64, rper: u64) -> VcdWriter {
         let pb = cfg.addr_bits() + 1;
         let dw = cfg.data_width();
-        let widths = [1, 1, 1, 1, 1, 1, pb, pb, pb, pb, dw, dw, 1, 1];
+        let widths = [1, 1, 1, 1, 1, 1, pb, pb, pb, pb, dw, dw, 1, 1, 1, 1, 1, dw, 1];
+        let nsig = if cfg.variant().is_plain() { 14 } else { 19 };
         let mut out = String::new();
         out.push_str("$date bitmac $end\n$version bitmac cdc $end\n$timescale 1ps $end\n$scope module bitmac_cdc $end\n");
-        for (i, (name, id)) in SIGNALS.iter().enumerate() {
+        for (i, (name, id)) in SIGNALS.iter().enumerate().take(nsig) {
             let _ = writeln!(out, "$var wire {} {} {} $end", widths[i], id, name);
         }
         out.push_str("$upscope $end\n$enddefinitions $end\n");
@@ -63,7 +71,8 @@ impl VcdWriter {
             out,
             sink: None,
             err: None,
-            last: [None; 14],
+            last: [None; 19],
+            nsig,
             widths,
             pending: Vec::new(),
             wper,
@@ -72,8 +81,8 @@ impl VcdWriter {
         };
         v.at(0);
         v.out.push_str("$dumpvars\n");
-        let init = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-        for (i, x) in init.iter().enumerate() {
+        let init = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        for (i, x) in init.iter().enumerate().take(nsig) {
             v.emit(i, *x);
         }
         v.out.push_str("$end\n");
@@ -187,6 +196,18 @@ impl Observer for VcdWriter {
         self.set(7, sim.rptr() as u64);
         self.set(8, sim.wq_rptr() as u64);
         self.set(9, sim.rq_wptr() as u64);
+        if self.nsig > 14 {
+            self.set(14, sim.wafull().unwrap_or(false) as u64);
+            self.set(15, sim.raempty().unwrap_or(true) as u64);
+            let port = sim.port();
+            self.set(16, port.is_some() as u64);
+            if let Some(Data::Word(v)) = port {
+                self.set(17, v);
+            }
+            if let Some(r) = r {
+                self.set(18, !matches!(r.take, Data::None) as u64);
+            }
+        }
         if self.out.len() >= super::trace::FLUSH_BYTES {
             self.spill();
         }

@@ -3,6 +3,7 @@
 
 use crate::cdc::{
     self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
+    Variant,
 };
 use crate::error::{Error, Result};
 use std::io::Write as _;
@@ -71,6 +72,9 @@ pub struct Args {
     /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
     #[arg(long, value_name = "PS")]
     pub fault_skew_ps: Option<u64>,
+    /// FIFO variant options (boxed: keeps the command enum small).
+    #[command(flatten)]
+    pub var: Box<VariantArgs>,
     /// Bound on rising edges (both domains) before the run is stopped; overrides the default bound and its limit (docs/cdc.md section 7).
     #[arg(long)]
     pub max_edges: Option<u64>,
@@ -86,6 +90,23 @@ pub struct Args {
     /// Replay TRACE (takes time, dom, en of each line) and compare every field.
     #[arg(long, value_name = "TRACE")]
     pub replay: Option<PathBuf>,
+}
+
+/// The FIFO variant flags of `bitmac cdc` (docs/cdc.md section 16).
+#[derive(clap::Args, Debug, Default)]
+pub struct VariantArgs {
+    /// FIFO variant: registers in front of the read port, 0..=3 (docs/cdc.md section 16; --replay: default from the trace header).
+    #[arg(long, value_name = "N")]
+    pub read_stages: Option<u32>,
+    /// FIFO variant: read data `fwft` (first word falls through, default) or `registered` (delivered one read edge after the read).
+    #[arg(long, value_name = "STYLE")]
+    pub read_data: Option<String>,
+    /// FIFO variant: almost-full flag, set when the write side's occupancy estimate is >= AF (1..=depth).
+    #[arg(long, value_name = "AF")]
+    pub almost_full: Option<u32>,
+    /// FIFO variant: almost-empty flag, set when the read side's occupancy estimate is <= AE (0..=depth-1).
+    #[arg(long, value_name = "AE")]
+    pub almost_empty: Option<u32>,
 }
 
 fn need<T: Copy>(v: Option<T>, flag: &str) -> Result<T> {
@@ -167,6 +188,63 @@ fn flag_or_header<T: std::str::FromStr>(
     }
 }
 
+fn parse_read_data(s: &str) -> Result<bool> {
+    match s {
+        "fwft" => Ok(true),
+        "registered" => Ok(false),
+        o => Err(Error::field("--read-data", o, "fwft, registered")),
+    }
+}
+
+/// The variant from the flags (a run: absent flags are the plain core).
+fn variant_from_flags(a: &Args) -> Result<Variant> {
+    Ok(Variant {
+        read_stages: a.var.read_stages.unwrap_or(0),
+        fwft: a.var.read_data.as_deref().map(parse_read_data).transpose()?.unwrap_or(true),
+        almost_full: a.var.almost_full,
+        almost_empty: a.var.almost_empty,
+    })
+}
+
+/// The variant for `--replay`: each flag, else the trace header's value
+/// (`read_stages=`, `read_data=`, `almost_full=`, `almost_empty=`; `-` = off),
+/// else the plain core.
+fn variant_for_replay(a: &Args, text: &str, name: &str) -> Result<Variant> {
+    let thr = |v: Option<u32>, flag: &str, key: &str| -> Result<Option<u32>> {
+        if v.is_some() {
+            return Ok(v);
+        }
+        match header_value(text, key).as_deref() {
+            None | Some("-") => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                Error::input(format!(
+                    "{name}: header {key}={s} is not a valid {flag} (pass {flag} explicitly)"
+                ))
+            }),
+        }
+    };
+    let read_stages = match a.var.read_stages {
+        Some(n) => n,
+        None => match header_value(text, "read_stages") {
+            None => 0,
+            Some(s) => s.parse().map_err(|_| {
+                Error::input(format!("{name}: header read_stages={s} is not a valid --read-stages"))
+            })?,
+        },
+    };
+    let fwft = match (&a.var.read_data, header_value(text, "read_data")) {
+        (Some(s), _) => parse_read_data(s)?,
+        (None, Some(s)) => parse_read_data(&s).map_err(|e| e.context(format!("{name}: header")))?,
+        (None, None) => true,
+    };
+    Ok(Variant {
+        read_stages,
+        fwft,
+        almost_full: thr(a.var.almost_full, "--almost-full", "almost_full")?,
+        almost_empty: thr(a.var.almost_empty, "--almost-empty", "almost_empty")?,
+    })
+}
+
 fn replay(a: &Args, path: &std::path::Path) -> Result<i32> {
     let text = crate::io::read_to_string(path)?;
     let name = path.display().to_string();
@@ -184,7 +262,8 @@ fn replay(a: &Args, path: &std::path::Path) -> Result<i32> {
         meta: None,
         seed: 0,
     }
-    .validate()?;
+    .validate()?
+    .with_variant(variant_for_replay(a, &text, &name)?)?;
     let lines = trace::parse(&text, &name, &cfg)?;
     let n = trace::replay(&lines, &name, &cfg)?;
     println!("{n} edges match");
@@ -209,7 +288,9 @@ pub fn run(a: Args) -> Result<i32> {
     let meta = a
         .meta
         .then_some(Meta { setup_ps: a.meta_setup_ps.unwrap_or(20), hold_ps: a.meta_hold_ps.unwrap_or(10) });
-    let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }.validate()?;
+    let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }
+        .validate()?
+        .with_variant(variant_from_flags(&a)?)?;
     let clocks = ClockPair {
         w: Clock { period_ps: wclk, phase_ps: a.wphase_ps, jitter_ps: a.wjitter_ps },
         r: Clock { period_ps: rclk, phase_ps: a.rphase_ps, jitter_ps: a.rjitter_ps },
