@@ -196,6 +196,7 @@ module systolic_array #(
     reg signed [WW:0] top_w  [0:C-1];    // weight entering column c at the top (ws preload, os)
     reg signed [AW:0] ain;
     reg signed [WW:0] win;
+    reg signed [PRODW-1:0] prodn;
     reg signed [NW-1:0] pin, prod, rv, bold;
     reg [NW:0] nr;
     reg [31:0] s, src, idx, mm, nn, len;
@@ -302,36 +303,36 @@ module systolic_array #(
                 end
             end
 
-            // -- the PE array --
+            // -- the PE array (indices are constants once the loops unroll) --
             for (r = 0; r < R; r = r + 1) begin
                 for (c = 0; c < C; c = c + 1) begin
-                    i = r * C + c;
-                    ro[i] <= 1'b0;
+                    ro[r * C + c] <= 1'b0;
                     case (state)
                         S_PRE: begin
                             // stationary values shift down one row per cycle
-                            if (ws) rw[i] <= (r == 0) ? top_w[c] : rw[(r == 0) ? 0 : i - C];
-                            else ra[i] <= (r == 0) ? top_a[c] : ra[(r == 0) ? 0 : i - C];
+                            if (ws) rw[r * C + c] <= (r == 0) ? top_w[c] : rw[(r == 0) ? 0 : (r - 1) * C + c];
+                            else ra[r * C + c] <= (r == 0) ? top_a[c] : ra[(r == 0) ? 0 : (r - 1) * C + c];
                         end
                         S_STREAM, S_OSMAC: begin
-                            ain = (!ws && !os) ? ra[i] : ((c == 0) ? edge_a[r] : ra[(c == 0) ? 0 : i - 1]);
-                            if (os) win = (r == 0) ? top_w[c] : rw[(r == 0) ? 0 : i - C];
-                            else if (ws) win = rw[i];
-                            else win = (c == 0) ? edge_w[r] : rw[(c == 0) ? 0 : i - 1];
-                            prod = ain * win;
-                            if (os) pin = rp[i];
-                            else pin = (r == 0) ? 0 : rp[(r == 0) ? 0 : i - C];
+                            ain = (!ws && !os) ? ra[r * C + c] : ((c == 0) ? edge_a[r] : ra[(c == 0) ? 0 : r * C + c - 1]);
+                            if (os) win = (r == 0) ? top_w[c] : rw[(r == 0) ? 0 : (r - 1) * C + c];
+                            else if (ws) win = rw[r * C + c];
+                            else win = (c == 0) ? edge_w[r] : rw[(c == 0) ? 0 : r * C + c - 1];
+                            prodn = ain * win;            // exact in AW+WW+2 bits
+                            prod = prodn;
+                            if (os) pin = rp[r * C + c];
+                            else pin = (r == 0) ? 0 : rp[(r == 0) ? 0 : (r - 1) * C + c];
                             nr = narrow(pin + prod, pbits, ovf);
-                            rp[i] <= nr[PW-1:0];
-                            ro[i] <= nr[NW];
-                            ra[i] <= ain;
-                            rw[i] <= win;
+                            rp[r * C + c] <= nr[PW-1:0];
+                            ro[r * C + c] <= nr[NW];
+                            ra[r * C + c] <= ain;
+                            rw[r * C + c] <= win;
                         end
                         S_DRAIN: begin
                             // results shift down and leave at the bottom; operand pipelines cleared
-                            rp[i] <= (r == 0) ? 0 : rp[(r == 0) ? 0 : i - C];
-                            ra[i] <= 0;
-                            rw[i] <= 0;
+                            rp[r * C + c] <= (r == 0) ? 0 : rp[(r == 0) ? 0 : (r - 1) * C + c];
+                            ra[r * C + c] <= 0;
+                            rw[r * C + c] <= 0;
                         end
                         default: ;                    // S_WB: everything holds
                     endcase
