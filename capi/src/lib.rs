@@ -616,3 +616,166 @@ pub unsafe extern "C" fn bitmac_fifo_get(fifo: *const BitmacFifo, field: i32) ->
         -1
     }
 }
+
+/// A GEMM built element by element, for callers that cannot pass arrays
+/// (SystemVerilog DPI-C without open arrays): `bitmac_job_new`, then
+/// `bitmac_job_set_a` / `_set_w` / `_set_bias` (zero-initialized; no bias
+/// until one is set), `bitmac_job_run`, `bitmac_job_get`. The job owns a
+/// copy of the config.
+pub struct BitmacJob {
+    cfg: HwConfig,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Vec<i64>,
+    w: Vec<i64>,
+    bias: Option<Vec<i32>>,
+    out: Vec<i64>,
+    stats: BitmacGemmStats,
+}
+
+/// A job for `A (m x k) x W (k x n)` on `hw`; each dimension 1..=2^24 and
+/// `m*k + k*n + m*n <= 2^28` elements.
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_new(
+    hw: *const BitmacHw,
+    m: u32,
+    k: u32,
+    n: u32,
+    job: *mut *mut BitmacJob,
+) -> i32 {
+    guard(|| {
+        let h = hw.as_ref().ok_or_else(|| null("hw"))?;
+        let o = out(job, "job")?;
+        for (name, v) in [("m", m), ("k", k), ("n", n)] {
+            if !(1..=1 << 24).contains(&v) {
+                return Err(Error::field(name, v, "1..=16777216").into());
+            }
+        }
+        let (m, k, n) = (m as usize, k as usize, n as usize);
+        let total = m * k + k * n + m * n;
+        if total > 1 << 28 {
+            return Err(Error::field("job elements (m*k + k*n + m*n)", total, "..=268435456").into());
+        }
+        *o = Box::into_raw(Box::new(BitmacJob {
+            cfg: h.cfg.clone(),
+            m,
+            k,
+            n,
+            a: vec![0; m * k],
+            w: vec![0; k * n],
+            bias: None,
+            out: vec![0; m * n],
+            stats: BitmacGemmStats::default(),
+        }));
+        Ok(())
+    })
+}
+
+/// Release a job (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_free(job: *mut BitmacJob) {
+    if !job.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(job))));
+    }
+}
+
+fn index(what: &str, i: u32, j: u32, rows: usize, cols: usize) -> Result<usize, Fail> {
+    let (i, j) = (i as usize, j as usize);
+    if i >= rows || j >= cols {
+        return Err(Error::input(format!("{what}[{i},{j}]: index out of range (shape {rows}x{cols})")).into());
+    }
+    Ok(i * cols + j)
+}
+
+/// `A[i][j] = v` (checked against the operand format when the job runs).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_set_a(job: *mut BitmacJob, i: u32, j: u32, v: i64) -> i32 {
+    guard(|| {
+        let jb = out(job, "job")?;
+        let ix = index("A", i, j, jb.m, jb.k)?;
+        jb.a[ix] = v;
+        Ok(())
+    })
+}
+
+/// `W[i][j] = v`.
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_set_w(job: *mut BitmacJob, i: u32, j: u32, v: i64) -> i32 {
+    guard(|| {
+        let jb = out(job, "job")?;
+        let ix = index("W", i, j, jb.k, jb.n)?;
+        jb.w[ix] = v;
+        Ok(())
+    })
+}
+
+/// `bias[j] = v` (the first call enables the bias; the others are 0).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_set_bias(job: *mut BitmacJob, j: u32, v: i32) -> i32 {
+    guard(|| {
+        let jb = out(job, "job")?;
+        let ix = index("bias", 0, j, 1, jb.n)?;
+        jb.bias.get_or_insert_with(|| vec![0; jb.n])[ix] = v;
+        Ok(())
+    })
+}
+
+/// Run the job as `bitmac_gemm` does (same `stage`, `engine`, `multiplier`).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_run(
+    job: *mut BitmacJob,
+    stage: i32,
+    engine: i32,
+    multiplier: f64,
+) -> i32 {
+    guard(|| {
+        let jb = out(job, "job")?;
+        let mut st = BitmacGemmStats::default();
+        let bias = jb.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
+        let hw = BitmacHw { cfg: jb.cfg.clone(), what: String::new() };
+        let mut res = vec![0i64; jb.m * jb.n];
+        let rc = bitmac_gemm(
+            &hw,
+            jb.a.as_ptr(),
+            jb.m,
+            jb.k,
+            jb.w.as_ptr(),
+            jb.n,
+            bias,
+            stage,
+            engine,
+            multiplier,
+            res.as_mut_ptr(),
+            &mut st,
+        );
+        if rc != BITMAC_OK {
+            let msg = LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned());
+            return Err(Fail(rc, msg));
+        }
+        jb.out = res;
+        jb.stats = st;
+        Ok(())
+    })
+}
+
+/// Output `[i][j]` of the last run.
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_get(job: *const BitmacJob, i: u32, j: u32, value: *mut i64) -> i32 {
+    guard(|| {
+        let jb = job.as_ref().ok_or_else(|| null("job"))?;
+        let ix = index("out", i, j, jb.m, jb.n)?;
+        *out(value, "value")? = jb.out[ix];
+        Ok(())
+    })
+}
+
+/// The statistics of the last run.
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_job_stats(job: *const BitmacJob, stats: *mut BitmacGemmStats) -> i32 {
+    guard(|| {
+        let jb = job.as_ref().ok_or_else(|| null("job"))?;
+        *out(stats, "stats")? = jb.stats;
+        Ok(())
+    })
+}

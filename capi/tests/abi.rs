@@ -289,3 +289,52 @@ fn fifo_steps_like_the_library() {
     assert_eq!(unsafe { bitmac_fifo_new(3, 2, 8, &mut f) }, BITMAC_E_INPUT);
     assert!(last_error().starts_with("--depth: 3"), "{}", last_error());
 }
+
+#[test]
+fn job_equals_gemm() {
+    let h = hw(HW);
+    let (m, k, n) = (3usize, 6usize, 2usize);
+    let a: Vec<i64> = (0..m * k).map(|i| (i % 16) as i64 - 8).collect();
+    let w: Vec<i64> = (0..k * n).map(|i| 7 - (i % 16) as i64).collect();
+    let bias = [0i32, -77];
+    let mut want = vec![0i64; m * n];
+    let rc = unsafe {
+        bitmac_gemm(
+            h,
+            a.as_ptr(),
+            m,
+            k,
+            w.as_ptr(),
+            n,
+            bias.as_ptr(),
+            BITMAC_STAGE_OUT,
+            BITMAC_ENGINE_FAST,
+            0.2,
+            want.as_mut_ptr(),
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, BITMAC_OK);
+    let mut j = ptr::null_mut();
+    assert_eq!(unsafe { bitmac_job_new(h, m as u32, k as u32, n as u32, &mut j) }, BITMAC_OK);
+    unsafe { bitmac_hw_free(h) }; // the job owns a copy
+    for i in 0..m * k {
+        assert_eq!(unsafe { bitmac_job_set_a(j, (i / k) as u32, (i % k) as u32, a[i]) }, BITMAC_OK);
+    }
+    for i in 0..k * n {
+        assert_eq!(unsafe { bitmac_job_set_w(j, (i / n) as u32, (i % n) as u32, w[i]) }, BITMAC_OK);
+    }
+    assert_eq!(unsafe { bitmac_job_set_bias(j, 1, -77) }, BITMAC_OK);
+    assert_eq!(unsafe { bitmac_job_run(j, BITMAC_STAGE_OUT, BITMAC_ENGINE_CYCLE, 0.2) }, BITMAC_OK);
+    for i in 0..m * n {
+        let mut v = 0;
+        assert_eq!(unsafe { bitmac_job_get(j, (i / n) as u32, (i % n) as u32, &mut v) }, BITMAC_OK);
+        assert_eq!(v, want[i]);
+    }
+    assert_eq!(unsafe { bitmac_job_set_a(j, 3, 0, 1) }, BITMAC_E_INPUT);
+    assert_eq!(last_error(), "A[3,0]: index out of range (shape 3x6)");
+    assert_eq!(unsafe { bitmac_job_set_a(j, 0, 0, 100) }, BITMAC_OK);
+    assert_eq!(unsafe { bitmac_job_run(j, BITMAC_STAGE_OUT, BITMAC_ENGINE_FAST, 0.2) }, BITMAC_E_INPUT);
+    assert!(last_error().starts_with("A[0,0]: 100 is out of range"), "{}", last_error());
+    unsafe { bitmac_job_free(j) };
+}
