@@ -100,6 +100,13 @@ typedef struct BitmacFifo BitmacFifo;
 // A validated hardware configuration (opaque).
 typedef struct BitmacHw BitmacHw;
 
+// A GEMM built element by element, for callers that cannot pass arrays
+// (SystemVerilog DPI-C without open arrays): `bitmac_job_new`, then
+// `bitmac_job_set_a` / `_set_w` / `_set_bias` (zero-initialized; no bias
+// until one is set), `bitmac_job_run`, `bitmac_job_get`. The job owns a
+// copy of the config.
+typedef struct BitmacJob BitmacJob;
+
 // GEMM statistics (`docs/datapath.md` §6; the full set is in `bitmac gemm --stats`).
 typedef struct BitmacGemmStats {
   // Cycles of the array (`docs/datapath.md` §5).
@@ -262,6 +269,35 @@ int32_t bitmac_fifo_state(const struct BitmacFifo *fifo, struct BitmacFifoState 
 // (SystemVerilog DPI): the value, or -1 for a NULL handle or an unknown
 // field (message in `bitmac_last_error`).
 int64_t bitmac_fifo_get(const struct BitmacFifo *fifo, int32_t field);
+
+// A job for `A (m x k) x W (k x n)` on `hw`; each dimension 1..=2^24 and
+// `m*k + k*n + m*n <= 2^28` elements.
+int32_t bitmac_job_new(const struct BitmacHw *hw,
+                       uint32_t m,
+                       uint32_t k,
+                       uint32_t n,
+                       struct BitmacJob **job);
+
+// Release a job (NULL is ignored).
+void bitmac_job_free(struct BitmacJob *job);
+
+// `A[i][j] = v` (checked against the operand format when the job runs).
+int32_t bitmac_job_set_a(struct BitmacJob *job, uint32_t i, uint32_t j, int64_t v);
+
+// `W[i][j] = v`.
+int32_t bitmac_job_set_w(struct BitmacJob *job, uint32_t i, uint32_t j, int64_t v);
+
+// `bias[j] = v` (the first call enables the bias; the others are 0).
+int32_t bitmac_job_set_bias(struct BitmacJob *job, uint32_t j, int32_t v);
+
+// Run the job as `bitmac_gemm` does (same `stage`, `engine`, `multiplier`).
+int32_t bitmac_job_run(struct BitmacJob *job, int32_t stage, int32_t engine, double multiplier);
+
+// Output `[i][j]` of the last run.
+int32_t bitmac_job_get(const struct BitmacJob *job, uint32_t i, uint32_t j, int64_t *value);
+
+// The statistics of the last run.
+int32_t bitmac_job_stats(const struct BitmacJob *job, struct BitmacGemmStats *stats);
 
 #ifdef __cplusplus
 }  // extern "C"
