@@ -14,6 +14,7 @@ pub mod lsq;
 pub mod numerics;
 
 pub mod array;
+pub mod gemm;
 pub mod hw;
 pub mod layers;
 pub mod npy;

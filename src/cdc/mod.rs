@@ -15,12 +15,14 @@ mod fast;
 pub mod mtbf;
 mod sim;
 pub mod stats;
+pub mod step;
 pub mod trace;
 pub mod vcd;
 
 pub use config::{Clock, ClockPair, Domain, Fault, FifoConfig, FifoSpec, Meta, Variant};
 pub use sim::{Data, EdgeRec, MetaEvent, MetaKind, NoObserver, Observer, Pattern, Sim};
 pub use stats::{DomainStats, Stats, Verdict};
+pub use step::{StepEdge, StepFifo};
 
 use crate::error::{Error, Result};
 use sim::{Source, WordLog};

@@ -490,7 +490,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
             let mut line = serde_json::to_string(&r)
                 .map_err(|e| Error::internal(format!("record serialization: {e}")))?;
             line.push('\n');
-            cat.write(line.as_bytes())
+            cat.put(line.as_bytes())
         })?;
     }
     cat.commit()?;
@@ -630,7 +630,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     header.push_str(",reason\n");
     let mut sorted_jsonl = crate::io::AtomicFile::create(&jsonl)?;
     let mut csv = crate::io::AtomicFile::create(&out.join("results.csv"))?;
-    csv.write(header.as_bytes())?;
+    csv.put(header.as_bytes())?;
     // Per ok point: its index in `sorted` and objectives.
     let mut ok_at: Vec<usize> = Vec::new();
     let mut objs: Vec<Objective> = Vec::new();
@@ -641,7 +641,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         let mut line =
             serde_json::to_string(&r).map_err(|e| Error::internal(format!("record serialization: {e}")))?;
         line.push('\n');
-        sorted_jsonl.write(line.as_bytes())?;
+        sorted_jsonl.put(line.as_bytes())?;
         let mut row =
             vec![r.id.to_string(), if r.status == Status::Ok { "ok".into() } else { "skipped".into() }];
         row.extend(meta.params.iter().map(|p| value_cell(&value(&r, p))));
@@ -652,7 +652,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         row.push(csv_cell(r.reason.as_deref().unwrap_or("")));
         let mut text = row.join(",");
         text.push('\n');
-        csv.write(text.as_bytes())?;
+        csv.put(text.as_bytes())?;
         if let Some(m) = &r.metrics {
             ok_at.push(i);
             objs.push(Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 });
