@@ -25,6 +25,7 @@ pub mod model;
 pub mod sim;
 
 pub mod dse;
+pub mod plot;
 pub mod vectors;
 
 pub mod cli;

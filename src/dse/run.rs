@@ -15,9 +15,9 @@ use super::eval::{self, Evaluator, Metrics, METRIC_COLUMNS};
 use super::hw::get_path;
 use super::pareto::{self, Objective};
 use super::spec::{PlotsJson, Sweep};
-use super::svg::{self, Series};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
+use crate::plot::{self, Labels, Plot, Series};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -579,34 +579,26 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         s
     };
     let s1 = grouped(&meta.plots.x, &meta.plots.quality_where, &|m| Some(m.quality()));
-    let svg1 = svg::line_plot(
-        &format!("{qname} vs {}", meta.plots.x),
-        &subtitle(&meta.plots.quality_where),
-        &meta.plots.x,
-        qname,
-        &s1,
-    );
-    write_atomic(&out.join("plot_quality.svg"), svg1.as_bytes())?;
+    let title1 = format!("{qname} vs {}", meta.plots.x);
+    let sub1 = subtitle(&meta.plots.quality_where);
+    let l1 = Labels { title: &title1, subtitle: &sub1, x: &meta.plots.x, y: qname };
+    plot::write(out, "plot_quality", &plot::render(&l1, &Plot::Lines { series: &s1 })?)?;
     let s2 = grouped(&meta.plots.bias_x, &meta.plots.bias_where, &|m| m.psum_bias);
-    let svg2 = svg::line_plot(
-        &format!("partial-sum rounding bias vs {}", meta.plots.bias_x),
-        &subtitle(&meta.plots.bias_where),
-        &meta.plots.bias_x,
-        "mean psum rounding error (psum LSBs)",
-        &s2,
-    );
-    write_atomic(&out.join("plot_bias.svg"), svg2.as_bytes())?;
+    let title2 = format!("partial-sum rounding bias vs {}", meta.plots.bias_x);
+    let sub2 = subtitle(&meta.plots.bias_where);
+    let l2 = Labels {
+        title: &title2,
+        subtitle: &sub2,
+        x: &meta.plots.bias_x,
+        y: "mean psum rounding error (psum LSBs)",
+    };
+    plot::write(out, "plot_bias", &plot::render(&l2, &Plot::Lines { series: &s2 })?)?;
     let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.area, o.quality)).collect();
     let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].area, objs[i].quality)).collect();
-    let svg3 = svg::pareto_plot(
-        &format!("Pareto front: {qname}, area, cycles"),
-        &format!("{}: front over ({qname} up, area down, cycles down), shown against area", meta.name),
-        "area proxy (bit-cells)",
-        qname,
-        &all,
-        &fr,
-    );
-    write_atomic(&out.join("plot_pareto.svg"), svg3.as_bytes())?;
+    let title3 = format!("Pareto front: {qname}, area, cycles");
+    let sub3 = format!("{}: front over ({qname} up, area down, cycles down), shown against area", meta.name);
+    let l3 = Labels { title: &title3, subtitle: &sub3, x: "area proxy (bit-cells)", y: qname };
+    plot::write(out, "plot_pareto", &plot::render(&l3, &Plot::Scatter { all: &all, front: &fr })?)?;
 
     Ok(Summary {
         points: ids.len(),
