@@ -26,6 +26,7 @@ pub mod sim;
 
 pub mod dse;
 pub mod plot;
+pub mod energy;
 pub mod vectors;
 
 pub mod cli;

@@ -11,13 +11,13 @@ proptest! {
 
     #[test]
     fn pareto_front_matches_brute_force(pts in prop::collection::vec((0u8..6, 0u8..6, 0u8..6), 0..60)) {
-        let c: Vec<Objective> = pts.iter().map(|(q, a, y)| Objective { quality: *q as f64, area: *a as f64, cycles: *y as f64 }).collect();
+        let c: Vec<Objective> = pts.iter().map(|(q, a, y)| Objective { quality: *q as f64, cost: *a as f64, cycles: *y as f64 }).collect();
         // Brute force: i is on the front iff no j is >= in quality, <= in
         // area and cycles, and differs somewhere.
         let brute: Vec<usize> = (0..c.len()).filter(|&i| {
             !(0..c.len()).any(|j| {
                 let (p, q) = (&c[j], &c[i]);
-                p.quality >= q.quality && p.area <= q.area && p.cycles <= q.cycles && (p.quality, p.area, p.cycles) != (q.quality, q.area, q.cycles)
+                p.quality >= q.quality && p.cost <= q.cost && p.cycles <= q.cycles && (p.quality, p.cost, p.cycles) != (q.quality, q.cost, q.cycles)
             })
         }).collect();
         prop_assert_eq!(pareto::front(&c), brute);

@@ -518,9 +518,11 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     // pareto.csv
     let ok: Vec<(&Record, &Metrics)> =
         recs.values().filter_map(|r| r.metrics.as_ref().map(|m| (r, m))).collect();
+    let energy_cost = meta.plots.pareto_cost == "energy_pj";
+    let cost = |m: &Metrics| if energy_cost { m.energy_pj } else { m.area as f64 };
     let objs: Vec<Objective> = ok
         .iter()
-        .map(|(_, m)| Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 })
+        .map(|(_, m)| Objective { quality: m.quality(), cost: cost(m), cycles: m.cycles as f64 })
         .collect();
     let front = pareto::front(&objs);
     let mut pc = String::from("id");
@@ -528,13 +530,14 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         pc.push(',');
         pc.push_str(&csv_cell(p));
     }
-    pc.push_str(&format!(",{},area,cycles\n", meta.quality));
+    let cost_name = if energy_cost { "energy_pj" } else { "area" };
+    pc.push_str(&format!(",{},{cost_name},cycles\n", meta.quality));
     for &i in &front {
         let (r, m) = ok[i];
         let mut row = vec![r.id.to_string()];
         row.extend(meta.params.iter().map(|p| value_cell(&value(r, p))));
         row.push(m.quality().to_string());
-        row.push(m.area.to_string());
+        row.push(if energy_cost { m.energy_pj.to_string() } else { m.area.to_string() });
         row.push(m.cycles.to_string());
         pc.push_str(&row.join(","));
         pc.push('\n');
@@ -593,11 +596,13 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         y: "mean psum rounding error (psum LSBs)",
     };
     plot::write(out, "plot_bias", &plot::render(&l2, &Plot::Lines { series: &s2 })?)?;
-    let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.area, o.quality)).collect();
-    let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].area, objs[i].quality)).collect();
-    let title3 = format!("Pareto front: {qname}, area, cycles");
-    let sub3 = format!("{}: front over ({qname} up, area down, cycles down), shown against area", meta.name);
-    let l3 = Labels { title: &title3, subtitle: &sub3, x: "area proxy (bit-cells)", y: qname };
+    let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.cost, o.quality)).collect();
+    let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].cost, objs[i].quality)).collect();
+    let title3 = format!("Pareto front: {qname}, {cost_name}, cycles");
+    let sub3 =
+        format!("{}: front over ({qname} up, {cost_name} down, cycles down), shown against {cost_name}", meta.name);
+    let xl = if energy_cost { "energy per inference (pJ)" } else { "area proxy (bit-cells)" };
+    let l3 = Labels { title: &title3, subtitle: &sub3, x: xl, y: qname };
     plot::write(out, "plot_pareto", &plot::render(&l3, &Plot::Scatter { all: &all, front: &fr })?)?;
 
     Ok(Summary {
