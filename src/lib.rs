@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod io;
+pub mod limits;
 
 pub mod lsq;
 pub mod numerics;
@@ -21,6 +22,7 @@ pub mod scalesim;
 
 pub mod cdc;
 
+pub mod graph;
 pub mod model;
 pub mod sim;
 
@@ -30,5 +32,6 @@ pub mod energy;
 pub mod vectors;
 
 pub mod cli;
+pub mod fuzzing;
 
 pub use error::{Error, Result};

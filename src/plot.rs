@@ -63,6 +63,10 @@ pub struct Rendered {
     pub png: Vec<u8>,
 }
 
+/// Above this many points a scatter draws one background circle per
+/// occupied pixel instead of one per point, so its size stays bounded.
+pub const SCATTER_MAX_EXACT: usize = 100_000;
+
 /// What to draw.
 pub enum Plot<'a> {
     /// One polyline with markers per series, legend on the right.
@@ -416,7 +420,16 @@ fn scatter_plot<DB: DrawingBackend>(
     let ys: Vec<f64> = all.iter().map(|p| p.1).collect();
     let mut c = chart(area, labels, range(&xs), &xs, range(&ys), &ys)?;
     let grey = RGBColor(0x9a, 0x9a, 0x9a);
-    c.draw_series(all.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(plot_err)?;
+    if all.len() <= SCATTER_MAX_EXACT {
+        c.draw_series(all.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(plot_err)?;
+    } else {
+        // Bounded output for huge sweeps: one circle per occupied pixel
+        // (plotters' own mapping to whole pixels), in first-seen order.
+        let plotting = c.plotting_area().clone();
+        let mut seen = std::collections::BTreeSet::new();
+        let firsts = all.iter().filter(|p| seen.insert(plotting.map_coordinate(p)));
+        c.draw_series(firsts.map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(plot_err)?;
+    }
     let red = COLORS[1];
     c.draw_series(front.iter().map(|p| Circle::new(*p, 5, red.filled()))).map_err(plot_err)?;
     let font = (FONT, 13).into_font().color(&BLACK);

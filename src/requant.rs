@@ -134,6 +134,16 @@ pub fn layer_multiplier(s_w: f32, s_a: f32, s_out: f32) -> Result<f64> {
     Ok(prod as f64 / s_out as f64)
 }
 
+/// THE quantized requantization multiplier of a layer with weight step
+/// `s_w`, input (activation) step `s_a` and output step `s_out`:
+/// `quantize_multiplier(layer_multiplier(s_w, s_a, s_out))`, i.e.
+/// `M = f64(f32(s_a * s_w)) / f64(s_out)` then TFLite `QuantizeMultiplier`
+/// (`docs/requant.md`). Every command that derives a multiplier from step
+/// sizes (`run`, `gemm --scale-*`, `gen`, `dse`) calls this one function.
+pub fn step_multiplier(s_w: f32, s_a: f32, s_out: f32) -> Result<Multiplier> {
+    quantize_multiplier(layer_multiplier(s_w, s_a, s_out)?)
+}
+
 /// A validated requantizer: multiplier, scheme, output format and ReLU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Requantizer {

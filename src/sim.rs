@@ -4,7 +4,7 @@
 //!
 //! Per layer `l` (see `docs/model-format.md` and `docs/datapath.md`):
 //! - the GEMM runs on the hardware config's array with the layer's codes;
-//! - hidden layers requantize with `M = layer_multiplier(s_w, s_a, s_out)`
+//! - hidden layers requantize with `Model::multiplier` (= `requant::step_multiplier`)
 //!   (`docs/requant.md`), the output format being the next layer's input
 //!   quantizer (bits, signedness) and ReLU fused as the model says;
 //! - the last layer's logits are the exact integers `acc * 2^d + bias`
@@ -72,6 +72,9 @@ pub struct LayerReport {
     /// Elements whose integer code differs from the fake-quant code (hidden
     /// layers; `None` for the last layer or without a reference).
     pub codes_differing: Option<u64>,
+    /// The requantization multiplier the datapath used (hidden layers;
+    /// `None` for the last layer, whose accumulators are the logits).
+    pub multiplier: Option<crate::requant::Multiplier>,
 }
 
 /// Why one sample's prediction differs from the fake-quant prediction.
@@ -149,10 +152,12 @@ fn lower(model: &Model, hw: &HwConfig) -> Result<Vec<Lowered>> {
         let rounding = hw.requant().rounding;
         let (requant, logits, real_scale) = match model.output_quant(l) {
             Some(oq) => {
+                // The one multiplier function (requant::step_multiplier).
+                let mult =
+                    model.multiplier(l)?.ok_or_else(|| Error::internal("hidden layer without multiplier"))?;
                 let m = layer_multiplier(wq.step(), aq.step(), oq.step()).map_err(ctx)?;
                 let ofmt = IntFormat::new(oq.signed(), oq.bits()).map_err(ctx)?;
-                let rq = Requantizer::new(quantize_multiplier(m).map_err(ctx)?, rounding, ofmt, layer.relu())
-                    .map_err(ctx)?;
+                let rq = Requantizer::new(mult, rounding, ofmt, layer.relu()).map_err(ctx)?;
                 (rq, false, m)
             }
             None => {
@@ -672,6 +677,7 @@ pub fn run_model(
             utilization,
             max_diff_vs_fake_quant: max_diff,
             codes_differing: differing,
+            multiplier: (!lowered[l].logits).then(|| lowered[l].requant.multiplier()),
         });
     }
 

@@ -162,12 +162,12 @@ fn requant_multiplier_and_ranges() {
     let (model, _, _) = load_all("cnn_w4a4");
     let l0 = &model.layers()[0];
     let l1 = &model.layers()[1];
-    let m = model.requant_multiplier(0).unwrap();
+    let m = model.reference_multiplier(0).unwrap();
     let want =
         (l0.weight().quant().step() as f64 * l0.input_quant().step() as f64) / l1.input_quant().step() as f64;
     assert_eq!(m.to_bits(), want.to_bits());
     assert_eq!(model.output_range(0), Some((0, 15)));
-    assert_eq!(model.requant_multiplier(2), None);
+    assert_eq!(model.reference_multiplier(2), None);
     assert_eq!(model.output_quant(2), None);
     assert_eq!(l0.input_quant().bits(), 8);
     assert_eq!(l0.weight().quant().bits(), 8);

@@ -433,16 +433,32 @@ impl Model {
         self.layers.get(l + 1).map(Layer::input_quant)
     }
 
-    /// The real requantization multiplier of hidden layer `l`,
-    /// `M = (f64(s_w) * f64(s_a)) / f64(s_out)`: the product is exact in
-    /// f64, the division rounds to nearest even. `None` for the last layer.
-    /// The datapath derives its fixed-point multiplier from this value.
-    pub fn requant_multiplier(&self, l: usize) -> Option<f64> {
+    /// The real multiplier of the f64 **integer reference** (not the
+    /// hardware's) for hidden layer `l`, `M_ref = (f64(s_w) * f64(s_a)) /
+    /// f64(s_out)`: the product is exact in f64, the division rounds to
+    /// nearest even. It is the formula of `models/export.py`, which computed
+    /// the committed `integer` references; only [`super::reference_trace`]
+    /// uses it. `None` for the last layer. The hardware multiplier is
+    /// [`Model::multiplier`].
+    pub fn reference_multiplier(&self, l: usize) -> Option<f64> {
         let layer = self.layers.get(l)?;
         let out = self.output_quant(l)?;
         let sw = layer.weight().quant().step() as f64;
         let sa = layer.input_quant().step() as f64;
         Some((sw * sa) / out.step() as f64)
+    }
+
+    /// The hardware requantization multiplier of hidden layer `l`:
+    /// [`crate::requant::step_multiplier`]`(s_w, s_a, s_out)`, the one
+    /// function every command uses (`docs/requant.md`). `Ok(None)` for the
+    /// last layer (its accumulators are the logits; no requantization).
+    pub fn multiplier(&self, l: usize) -> Result<Option<crate::requant::Multiplier>> {
+        let (Some(layer), Some(out)) = (self.layers.get(l), self.output_quant(l)) else {
+            return Ok(None);
+        };
+        crate::requant::step_multiplier(layer.weight().quant().step(), layer.input_quant().step(), out.step())
+            .map(Some)
+            .map_err(|e| e.context(format!("layer {l} ({}) multiplier", layer.name())))
     }
 
     /// The real value of one unit of layer `l`'s accumulator,
