@@ -29,6 +29,8 @@ pub mod ppu;
 pub mod sim;
 
 pub mod dse;
+pub mod energy;
+pub mod plot;
 pub mod vectors;
 
 pub mod cli;
