@@ -81,7 +81,7 @@ pub(super) fn run(args: &Args, path: &Path, engine: Engine, t0: Instant) -> Resu
     let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
     if let Some(dir) = &args.dump {
         let raw = super::sample_of(&data, args.sample)?;
-        let x: Vec<f32> = raw.iter().map(|&r| r as f32 * file.raw_scale).collect();
+        let x: Vec<f32> = raw.iter().map(|&r| r * file.raw_scale).collect();
         let input = file.graph.quantize_input(&x)?;
         return write_dump(&file.graph, &hw, &input, args.sample, engine, dir);
     }
