@@ -74,6 +74,10 @@ pub struct GemmArgs {
     /// Write the GEMM's energy breakdown (docs/energy.md) as JSON here.
     #[arg(long, value_name = "FILE")]
     pub energy: Option<PathBuf>,
+    /// Write plots here: DIR/psum_residues.svg and .png, the histogram of
+    /// the partial-sum residues around the rounding centre.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
@@ -150,6 +154,14 @@ pub fn run(args: Args) -> Result<i32> {
             .map_err(|e| Error::internal(format!("energy JSON: {e}")))?;
         text.push('\n');
         crate::io::write_atomic(p, text.as_bytes())?;
+    }
+    if let Some(dir) = &args.plot {
+        let what = format!("{}x{}x{} GEMM, {} roundings", res.m, a.cols(), res.n, res.stats.psum_rounded);
+        crate::plot::write(
+            dir,
+            "psum_residues",
+            &crate::plot::residue_histogram(&res.stats.psum_residues, &what)?,
+        )?;
     }
     if let (Some(p), Some(t)) = (&args.trace, &res.trace) {
         crate::io::write_atomic(p, t.as_bytes())?;
