@@ -346,3 +346,31 @@ pub fn for_hw(
     };
     gemm_energy(hw.energy(), &shape)
 }
+
+impl Breakdown {
+    /// The JSON form `bitmac gemm --energy` and `bitmac run --json` write:
+    /// every term in pJ (Rust's shortest round-trip float formatting), the
+    /// total, the skipped products and the access counts; keys sorted
+    /// alphabetically (serde_json's map), so the bytes are fixed.
+    pub fn to_json(&self) -> serde_json::Value {
+        let a = &self.accesses;
+        serde_json::json!({
+            "mul_pj": self.mul_pj,
+            "add_pj": self.add_pj,
+            "reg_pj": self.reg_pj,
+            "sram_pj": self.sram_pj,
+            "dram_pj": self.dram_pj,
+            "requant_pj": self.requant_pj,
+            "total_pj": self.total(),
+            "skipped_products": self.skipped_products,
+            "accesses": {
+                "ifmap_sram_reads": a.ifmap_sram_reads,
+                "filter_sram_reads": a.filter_sram_reads,
+                "ofmap_sram_writes": a.ofmap_sram_writes,
+                "ofmap_sram_reads": a.ofmap_sram_reads,
+                "dram_reads": a.dram_reads,
+                "dram_writes": a.dram_writes,
+            },
+        })
+    }
+}

@@ -119,6 +119,9 @@ pub struct GemmOutput {
     pub trace: Option<String>,
     /// The clock-domain summary line(s), with a `cdc` section.
     pub cdc_summary: Option<String>,
+    /// The GEMM's energy (`docs/energy.md`), zero products counted from
+    /// the operands.
+    pub energy: crate::energy::Breakdown,
 }
 
 /// Run one GEMM through the array with `hw`'s requant section (see the
@@ -182,5 +185,8 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
         };
         (res.out, dtype)
     };
-    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary })
+    let (m, k, n) = (req.a.rows(), req.a.cols(), req.w.cols());
+    let zeros = crate::energy::zero_products(req.a.data(), m, k, req.w.data(), n);
+    let energy = crate::energy::for_hw(hw, m as u64, k as u64, n as u64, Some(zeros), !stage_acc);
+    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary, energy })
 }

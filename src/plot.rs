@@ -12,9 +12,9 @@
 //!   `(≈ RND)`. Markers are drawn after all lines, so none hides one.
 //! - **Ticks follow the axis type.** An axis whose values are all integers
 //!   gets integer ticks only: the values themselves when there are at most
-//!   16 distinct ones (a swept parameter such as accumulator bits), else
-//!   steps of 1, 2 or 5 × 10^k that are ≥ 1. Other axes get 1, 2, 5 × 10^k
-//!   steps, 4 to 10 ticks.
+//!   16 distinct ones on an x axis (a swept parameter such as accumulator
+//!   bits), else (and always on a y axis) steps of 1, 2 or 5 × 10^k that
+//!   are ≥ 1. Other axes get 1, 2, 5 × 10^k steps, 4 to 10 ticks.
 //! - **Deterministic bytes.** The font is the committed DejaVu Sans
 //!   (`assets/fonts/`, Bitstream Vera licence), never a system font; the SVG
 //!   is text from integer pixel coordinates; the PNG is 8-bit RGB, written by
@@ -131,12 +131,23 @@ pub fn write(dir: &std::path::Path, name: &str, r: &Rendered) -> Result<()> {
     crate::io::write_atomic(&dir.join(format!("{name}.png")), &r.png)
 }
 
-/// Ticks for an axis over `[lo, hi]` whose data values are `vals`.
+/// Ticks for an x axis over `[lo, hi]` whose data values are `vals` (see
+/// the module doc); [`ticks_y`] for a y axis.
 ///
 /// Returns the tick positions and the decimals to print them with.
 pub fn ticks(lo: f64, hi: f64, vals: &[f64]) -> (Vec<f64>, usize) {
+    ticks_of(lo, hi, vals, true)
+}
+
+/// Ticks for a y axis: as [`ticks`], but never the values themselves (a
+/// y axis shows measurements, not swept parameters).
+pub fn ticks_y(lo: f64, hi: f64, vals: &[f64]) -> (Vec<f64>, usize) {
+    ticks_of(lo, hi, vals, false)
+}
+
+fn ticks_of(lo: f64, hi: f64, vals: &[f64], use_values: bool) -> (Vec<f64>, usize) {
     let integer = !vals.is_empty() && vals.iter().all(|v| v.is_finite() && v.fract() == 0.0);
-    if integer {
+    if integer && use_values {
         let mut d: Vec<f64> = vals.to_vec();
         d.sort_by(f64::total_cmp);
         d.dedup();
@@ -253,7 +264,7 @@ fn chart<'a, DB: DrawingBackend>(
     ys: &[f64],
 ) -> Result<Chart<'a, DB>> {
     let (xt, xd) = ticks(x0, x1, xs);
-    let (yt, yd) = ticks(y0, y1, ys);
+    let (yt, yd) = ticks_y(y0, y1, ys);
     let mut c = ChartBuilder::on(area)
         .margin(8)
         .x_label_area_size(44)
@@ -461,4 +472,29 @@ fn histogram_plot<DB: DrawingBackend>(
     }))
     .map_err(plot_err)?;
     Ok(())
+}
+
+/// The psum residue histogram (`Stats::psum_residues`) as a plot: one bar
+/// per residue offset from the rounding centre (−8..=8; the bar at 0 counts
+/// ties); residues further away are counted in the subtitle.
+pub fn residue_histogram(h: &crate::array::ResidueHistogram, what: &str) -> Result<Rendered> {
+    let half = crate::array::stats::HIST_HALF;
+    let bins: Vec<(i64, u64)> = h.bins.iter().enumerate().map(|(i, &c)| (i as i64 - half, c)).collect();
+    let sub = format!("{what}; further below the window: {}, above: {}", h.below, h.above);
+    let labels = Labels {
+        title: "partial-sum residues around the rounding centre",
+        subtitle: &sub,
+        x: "residue - centre (input LSBs; 0 = tie)",
+        y: "roundings",
+    };
+    render(&labels, &Plot::Histogram { bins: &bins })
+}
+
+/// A histogram stored as counts per value `0..len` (FIFO occupancy,
+/// latencies), with the values that never occur left out at both ends.
+pub fn count_histogram(counts: &[u64], title: &str, subtitle: &str, x: &str, y: &str) -> Result<Rendered> {
+    let first = counts.iter().position(|&c| c > 0).unwrap_or(0);
+    let last = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    let bins: Vec<(i64, u64)> = (first..last).map(|i| (i as i64, counts[i])).collect();
+    render(&Labels { title, subtitle, x, y }, &Plot::Histogram { bins: &bins })
 }

@@ -74,6 +74,9 @@ pub struct LayerReport {
     /// The requantization multiplier the datapath used (hidden layers;
     /// `None` for the last layer, whose accumulators are the logits).
     pub multiplier: Option<crate::requant::Multiplier>,
+    /// Energy of one inference of this layer (`docs/energy.md`; value
+    /// independent: no zero skipping).
+    pub energy: crate::energy::Breakdown,
 }
 
 /// Why one sample's prediction differs from the fake-quant prediction.
@@ -617,6 +620,7 @@ pub fn run_model(
             max_diff_vs_fake_quant: max_diff,
             codes_differing: differing,
             multiplier: (!lowered[l].logits).then(|| lowered[l].requant.multiplier()),
+            energy: crate::energy::for_hw(hw, gm as u64, gk as u64, gn as u64, None, !lowered[l].logits),
         });
     }
 

@@ -131,6 +131,9 @@ fn integer_axes_get_integer_ticks() {
     // One integer value on a padded range: the value itself.
     let (t, _) = plot::ticks(3.8, 4.2, &[4.0]);
     assert_eq!(t, vec![4.0]);
+    // A y axis of counts: integer 1-2-5 steps, never the values themselves.
+    let (t, _) = plot::ticks_y(0.0, 350.0, &[293.0, 301.0, 347.0]);
+    assert!(t.len() >= 4 && t.iter().all(|v| v.fract() == 0.0 && (v % 50.0 == 0.0)), "{t:?}");
     // A real-valued axis gets 1-2-5 steps with enough decimals.
     let (t, d) = plot::ticks(0.0, 1.0, &[0.13, 0.97]);
     assert!(t.len() >= 4 && t.len() <= 11, "{t:?}");

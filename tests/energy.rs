@@ -166,3 +166,48 @@ fn bad_tables_name_the_field() {
         assert!(e.contains(field) && e.contains("hw.json") && !e.contains('\n'), "{extra}: {e}");
     }
 }
+
+#[test]
+fn gemm_energy_uses_the_operands_and_the_cli_writes_it() {
+    use bitmac::npy::{write_npy, Dtype, NpyArray};
+    let d = std::env::temp_dir().join(format!("bitmac-energy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let hw_path = d.join("hw.json");
+    std::fs::write(&hw_path, hw_with(r#"{"energy": {"skip_zero_products": true}}"#)).unwrap();
+    let (m, k, n) = (5usize, 7usize, 3usize);
+    // Every third activation and every second weight is zero.
+    let a: Vec<i64> = (0..m * k).map(|i| if i % 3 == 0 { 0 } else { (i % 5) as i64 + 1 }).collect();
+    let w: Vec<i64> = (0..k * n).map(|i| if i % 2 == 0 { 0 } else { (i % 7) as i64 - 3 }).collect();
+    let mut zeros = 0u64;
+    for i in 0..m {
+        for j in 0..n {
+            for q in 0..k {
+                zeros += (a[i * k + q] * w[q * n + j] == 0) as u64;
+            }
+        }
+    }
+    write_npy(&d.join("a.npy"), &NpyArray::new(vec![m, k], Dtype::I8, a).unwrap()).unwrap();
+    write_npy(&d.join("w.npy"), &NpyArray::new(vec![k, n], Dtype::I8, w).unwrap()).unwrap();
+    let p = |s: &str| d.join(s).display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(["gemm", "--hw", &p("hw.json"), "--a", &p("a.npy"), "--w", &p("w.npy"), "--out", &p("o.npy")])
+        .args(["--stage", "acc", "--energy", &p("e.json")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("e.json")).unwrap()).unwrap();
+    assert_eq!(e["skipped_products"], zeros);
+    let hw = HwConfig::load(&hw_path).unwrap();
+    let t = hw.energy();
+    let mul = ((m * k * n) as u64 - zeros) as f64 * t.mul_pj(hw.activations().width(), hw.weights().width());
+    assert!(close(e["mul_pj"].as_f64().unwrap(), mul));
+    assert_eq!(e["requant_pj"].as_f64().unwrap(), 0.0, "--stage acc: nothing is requantized");
+    let parts: f64 = ["mul_pj", "add_pj", "reg_pj", "sram_pj", "dram_pj", "requant_pj"]
+        .iter()
+        .map(|f| e[f].as_f64().unwrap())
+        .sum();
+    assert!(close(e["total_pj"].as_f64().unwrap(), parts));
+    let _ = std::fs::remove_dir_all(&d);
+}

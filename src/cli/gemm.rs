@@ -71,6 +71,13 @@ pub struct GemmArgs {
     /// cdc section). See docs/limits.md.
     #[arg(long, value_name = "N", default_value_t = crate::limits::GEMM_MAX_WORK)]
     pub max_work: u64,
+    /// Write the GEMM's energy breakdown (docs/energy.md) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub energy: Option<PathBuf>,
+    /// Write plots here: DIR/psum_residues.svg and .png, the histogram of
+    /// the partial-sum residues around the rounding centre.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
@@ -141,6 +148,20 @@ pub fn run(args: Args) -> Result<i32> {
     write_npy(&args.out, &arr)?;
     if let Some(p) = &args.stats {
         crate::io::write_atomic(p, res.stats.to_json().as_bytes())?;
+    }
+    if let Some(p) = &args.energy {
+        let mut text = serde_json::to_string_pretty(&res.energy.to_json())
+            .map_err(|e| Error::internal(format!("energy JSON: {e}")))?;
+        text.push('\n');
+        crate::io::write_atomic(p, text.as_bytes())?;
+    }
+    if let Some(dir) = &args.plot {
+        let what = format!("{}x{}x{} GEMM, {} roundings", res.m, a.cols(), res.n, res.stats.psum_rounded);
+        crate::plot::write(
+            dir,
+            "psum_residues",
+            &crate::plot::residue_histogram(&res.stats.psum_residues, &what)?,
+        )?;
     }
     if let (Some(p), Some(t)) = (&args.trace, &res.trace) {
         crate::io::write_atomic(p, t.as_bytes())?;

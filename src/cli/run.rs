@@ -482,6 +482,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
                 "codes_differing": l.codes_differing,
                 "multiplier": l.multiplier.map(|m| json!({"m0": m.m0, "shift": m.shift})),
                 "stats": stats(&l.stats),
+                "energy_per_inference": l.energy.to_json(),
             })
         })
         .collect();
@@ -509,6 +510,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "flips": flips,
         "layers": layers,
         "total": stats(&r.total),
+        "energy_per_inference_pj": r.layers.iter().map(|l| l.energy.total()).sum::<f64>(),
         "cdc": r.cdc.as_ref().map(|c| json!({
             "batches": c.batches, "words_in": c.words_in, "words_out": c.words_out, "time_ps": c.time_ps,
             "array_cycles": c.array_cycles, "host_cycles": c.host_cycles, "compute_cycles": c.compute_cycles,

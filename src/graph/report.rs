@@ -161,6 +161,15 @@ pub fn run_graph_model(
                     }
                     _ => None,
                 },
+                energy: {
+                    // One GEMM per group (docs/graph.md), summed in group order.
+                    let mut e = crate::energy::Breakdown::default();
+                    for wg in &a.weights {
+                        let (kg, ng) = (wg.rows() as u64, wg.cols() as u64);
+                        e.add(&crate::energy::for_hw(hw, px as u64, kg, ng, None, !a.accumulator));
+                    }
+                    e
+                },
             });
             let (b, w) = match &node.op {
                 Op::Conv2d(c) => (&c.bias, &c.weight),
