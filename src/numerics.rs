@@ -191,7 +191,7 @@ impl fmt::Display for RoundMode {
 impl FromStr for RoundMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<RoundMode> {
-        RoundMode::ALL.iter().copied().find(|m| m.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+        RoundMode::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
             Error::input(format!(
                 "rounding mode: unknown {s:?} (allowed: TRN, TRN_ZERO, RND, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV, RND_CONV_ODD)"
             ))
@@ -240,7 +240,7 @@ impl fmt::Display for OverflowMode {
 impl FromStr for OverflowMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<OverflowMode> {
-        OverflowMode::ALL.iter().copied().find(|m| m.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+        OverflowMode::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
             Error::input(format!("overflow mode: unknown {s:?} (allowed: WRAP, SAT, SAT_ZERO, SAT_SYM)"))
         })
     }
