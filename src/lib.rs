@@ -8,11 +8,13 @@
 
 pub mod error;
 pub mod io;
+pub mod limits;
 
 pub mod lsq;
 pub mod numerics;
 
 pub mod array;
+pub mod gemm;
 pub mod hw;
 pub mod layers;
 pub mod npy;
@@ -21,12 +23,17 @@ pub mod scalesim;
 
 pub mod cdc;
 
+pub mod graph;
 pub mod model;
+pub mod ppu;
 pub mod sim;
 
 pub mod dse;
+pub mod energy;
+pub mod plot;
 pub mod vectors;
 
 pub mod cli;
+pub mod fuzzing;
 
 pub use error::{Error, Result};

@@ -58,6 +58,14 @@ pub struct Args {
     /// then each layer's psum bias (units of 2^d) and output bias.
     #[arg(long, conflicts_with = "json")]
     row: bool,
+    /// Refuse a run whose estimated datapath work exceeds N MAC-steps
+    /// (docs/limits.md).
+    #[arg(long, value_name = "N", default_value_t = crate::limits::RUN_MAX_WORK)]
+    max_work: u64,
+    /// Refuse a run whose per-sample results would take more than N bytes
+    /// (docs/limits.md).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::RUN_MAX_MEM_BYTES)]
+    max_mem: u64,
 }
 
 impl Default for Args {
@@ -75,6 +83,8 @@ impl Default for Args {
             explain: 10,
             json: false,
             row: false,
+            max_work: crate::limits::RUN_MAX_WORK,
+            max_mem: crate::limits::RUN_MAX_MEM_BYTES,
         }
     }
 }
@@ -83,6 +93,9 @@ impl Default for Args {
 pub fn run(args: Args) -> Result<i32> {
     let t0 = Instant::now();
     let engine: Engine = args.engine.parse()?;
+    if let Some(p) = args.model.as_ref().filter(|p| graph_cli::is_graph(p)) {
+        return graph_cli::run(&args, p, engine, t0);
+    }
     // The model and data, with the SHA-256 of the bytes actually used (the
     // reference records which files it was made from).
     let (model, model_path, model_name, model_sha) = match &args.model {
@@ -155,6 +168,22 @@ pub fn run(args: Args) -> Result<i32> {
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
     let hw = HwConfig::from_json_str(&hw_text, &hw_name).map_err(|e| name_the_set(e, &args.set))?;
     let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
+    // Bounded work and memory (docs/limits.md), estimated before running.
+    let hint = |flag: &str| format!("raise the limit with {flag} N");
+    crate::limits::check(
+        &format!("{} samples of {} in batches of {}", data.len(), model.name(), args.batch),
+        crate::limits::run_work(&model, &hw, engine, data.len(), args.batch),
+        args.max_work,
+        "MAC-steps",
+        Some(&hint("--max-work")),
+    )?;
+    crate::limits::check(
+        &format!("{} samples of {} (per-sample results)", data.len(), model.name()),
+        crate::limits::run_memory(&model, data.len()),
+        args.max_mem,
+        "bytes",
+        Some(&hint("--max-mem")),
+    )?;
 
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let pb = indicatif::ProgressBar::new(data.len() as u64);
@@ -484,3 +513,6 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
+
+#[path = "run_graph.rs"]
+mod graph_cli;

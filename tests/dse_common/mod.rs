@@ -61,6 +61,9 @@ pub const FINAL_FILES: &[&str] = &[
     "plot_quality.svg",
     "plot_bias.svg",
     "plot_pareto.svg",
+    "plot_quality.png",
+    "plot_bias.png",
+    "plot_pareto.png",
 ];
 
 /// Assert two out directories hold byte-identical final files.
@@ -80,5 +83,6 @@ pub fn opts(spec: &Path, out: &Path) -> bitmac::dse::RunOptions {
         shard: None,
         threads: Some(1),
         progress: false,
+        max_work: bitmac::limits::DSE_MAX_WORK,
     }
 }

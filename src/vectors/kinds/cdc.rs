@@ -67,6 +67,11 @@ pub struct CdcCase {
     pub vcd: bool,
 }
 
+/// Largest default edge bound of a `cdc` vector case: 2^24 rising edges. A
+/// correct FIFO finishes in about 1/16 of its bound, so a case's trace stays
+/// near 2^20 lines (~35 MB) at most; the bound itself caps it at 2^24.
+pub const CASE_EDGE_LIMIT: u64 = 1 << 24;
+
 struct Both {
     tr: trace::TraceWriter,
     vcd: Option<vcd::VcdWriter>,
@@ -102,6 +107,21 @@ pub(crate) fn generate(c: &CdcCase) -> Result<KindOutput> {
         r: Clock { period_ps: c.rclk_ps, phase_ps: c.rphase_ps, jitter_ps: c.rjitter_ps },
     };
     clocks.validate(&cfg)?;
+    // Bounded work (docs/limits.md): the run's own edge cap, which also
+    // bounds the trace and VCD held in memory (about 100 bytes per edge).
+    for (f, v) in [("wen", c.wen), ("ren", c.ren)] {
+        if !(1..=100).contains(&v) {
+            return Err(Error::field(f, v, "1..=100 (percent of edges)"));
+        }
+    }
+    let edges = cdc::default_max_edges(&cfg, &clocks, words, c.wen.min(c.ren));
+    crate::limits::check(
+        "wclk_ps, rclk_ps, depth, sync, words, wen, ren (the run's edge bound)",
+        u128::from(edges),
+        crate::limits::GEN_CDC_MAX_EDGES,
+        "edges",
+        Some("vector cases are kept small: use closer clock periods, fewer words or higher enables"),
+    )?;
     // The same header `bitmac cdc --trace` writes.
     let desc = cdc::describe(&cfg, &clocks);
     let extra = [
@@ -110,11 +130,22 @@ pub(crate) fn generate(c: &CdcCase) -> Result<KindOutput> {
         "one line per rising edge after reset release; W before R at an instant; state after the instant"
             .to_string(),
     ];
+    // Bounded work and memory (the trace and VCD are held in memory): the
+    // default edge bound (docs/cdc.md §7) must stay within CASE_EDGE_LIMIT.
+    let max_edges = cdc::edge_bound_named(
+        &cfg,
+        &clocks,
+        words,
+        c.wen.min(c.ren).clamp(1, 100),
+        None,
+        CASE_EDGE_LIMIT,
+        ["words", "wclk_ps/rclk_ps", "max_edges"],
+    )?;
     let mut obs = Both {
         tr: trace::TraceWriter::new(&cfg, &extra),
         vcd: c.vcd.then(|| vcd::VcdWriter::new(&cfg, c.wclk_ps, c.rclk_ps)),
     };
-    let report = cdc::simulate(&cfg, &clocks, words, c.wen, c.ren, None, &mut obs)?;
+    let report = cdc::simulate(&cfg, &clocks, words, c.wen, c.ren, Some(max_edges), &mut obs)?;
     if !report.finished || !report.verdict.clean {
         return Err(Error::input(format!(
             "the scenario did not move every word cleanly ({}); vector cases must",
