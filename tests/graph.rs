@@ -268,7 +268,7 @@ fn committed_graph_model_matches_its_fake_quant_reference() {
     let g = &file.graph;
     let low = lower(g, &hw).unwrap();
     for s in [0usize, 17, 296] {
-        let x: Vec<f32> = data.image(s).iter().map(|&v| v as f32 * file.raw_scale).collect();
+        let x: Vec<f32> = data.image(s).iter().map(|&v| v * file.raw_scale).collect();
         let input = g.quantize_input(&x).unwrap();
         let outs = run_batch(g, &low, &hw, input.clone(), 1, Engine::Cycle).unwrap();
         let rf = reference(g, &hw, &input).unwrap();

@@ -519,3 +519,27 @@ fn config_messages_keep_the_promise_of_hw_config_md() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 10 item 6: the committed table of docs/seed-question.md is exactly
+/// what its script prints (CI runs this test, so a change of bitmac's
+/// numbers that is not reflected in the doc fails).
+#[test]
+fn seed_question_table_is_what_its_script_prints() {
+    let out = Command::new("bash")
+        .arg("docs/seed-question.sh")
+        .env("BITMAC", env!("CARGO_BIN_EXE_bitmac"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let doc = std::fs::read_to_string(root().join("docs/seed-question.md")).unwrap();
+    let table: Vec<&str> =
+        doc.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed.len(), 20, "header, separator and 18 rows");
+    for (i, (p, d)) in printed.iter().zip(&table).enumerate() {
+        assert_eq!(p, d, "docs/seed-question.md table line {i} differs from docs/seed-question.sh");
+    }
+    assert_eq!(printed.len(), table.len());
+}
