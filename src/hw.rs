@@ -52,7 +52,7 @@ impl FromStr for Dataflow {
         Dataflow::ALL
             .iter()
             .copied()
-            .find(|d| d.name().eq_ignore_ascii_case(s))
+            .find(|d| d.name() == s)
             .ok_or_else(|| Error::input(format!("dataflow: unknown {s:?} (allowed: ws, os, is)")))
     }
 }
@@ -214,6 +214,55 @@ pub struct HwConfig {
     spec: HwSpec,
 }
 
+/// The documented range of every numeric field (docs/hw-config.md), the one
+/// table both the validation and the JSON type errors use.
+const RANGES: [(&str, u64, u64); 10] = [
+    ("array.rows", 1, 256),
+    ("array.cols", 1, 256),
+    ("weights.bits", 2, 16),
+    ("activations.bits", 2, 16),
+    ("accumulator.bits", 2, 64),
+    ("requant.out_bits", 2, 16),
+    ("clock.period_ps", 1, 1_000_000_000),
+    ("cdc.host_period_ps", 1, 1_000_000_000),
+    ("cdc.fifo_depth", 2, 4096),
+    ("cdc.sync_stages", 2, 8),
+];
+
+/// What a field allows, for error messages: the numeric ranges of
+/// [`RANGES`], the names of the enum fields, the dependent ranges in words.
+fn allowed(path: &str) -> Option<String> {
+    if let Some((_, lo, hi)) = RANGES.iter().find(|(f, _, _)| *f == path) {
+        return Some(if path == "cdc.fifo_depth" {
+            format!("a power of two in {lo}..={hi}")
+        } else {
+            format!("an integer {lo}..={hi}")
+        });
+    }
+    Some(
+        match path {
+            "array.dataflow" => "one of ws, os, is",
+            "accumulator.overflow" => "one of WRAP, SAT, SAT_ZERO, SAT_SYM",
+            "psum.rounding" => {
+                "one of TRN, TRN_ZERO, RND, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV, RND_CONV_ODD"
+            }
+            "requant.rounding" => "one of double, single",
+            "psum.drop_bits" => "an integer 0..=min(accumulator.bits - 1, 32, 65 - accumulator.bits)",
+            "psum.offset" => "an integer within the rounding mode's offset range (docs/hw-config.md)",
+            "weights.signed" | "activations.signed" | "requant.relu" | "requant.out_signed" => {
+                "true or false"
+            }
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+fn checked(field: &str, v: u64) -> Result<u64> {
+    let (_, lo, hi) = RANGES.iter().find(|(f, _, _)| *f == field).copied().unwrap_or((field, 0, u64::MAX));
+    in_range(field, v, lo, hi)
+}
+
 fn in_range(field: &str, v: u64, lo: u64, hi: u64) -> Result<u64> {
     if v < lo || v > hi {
         return Err(Error::field(field, v, format!("{lo}..={hi}")));
@@ -228,14 +277,14 @@ fn parse_named<T: FromStr>(field: &str, v: &str, allowed: &str) -> Result<T> {
 impl HwConfig {
     /// Validate a spec. Errors name the field's JSON path.
     pub fn from_spec(spec: &HwSpec) -> Result<HwConfig> {
-        let rows = in_range("array.rows", spec.array.rows, 1, 256)? as usize;
-        let cols = in_range("array.cols", spec.array.cols, 1, 256)? as usize;
+        let rows = checked("array.rows", spec.array.rows)? as usize;
+        let cols = checked("array.cols", spec.array.cols)? as usize;
         let dataflow: Dataflow = parse_named("array.dataflow", &spec.array.dataflow, "ws, os, is")?;
-        let wb = in_range("weights.bits", spec.weights.bits, 2, 16)? as u32;
-        let ab = in_range("activations.bits", spec.activations.bits, 2, 16)? as u32;
+        let wb = checked("weights.bits", spec.weights.bits)? as u32;
+        let ab = checked("activations.bits", spec.activations.bits)? as u32;
         let weights = IntFormat::new(spec.weights.signed, wb)?;
         let activations = IntFormat::new(spec.activations.signed, ab)?;
-        let acc_bits = in_range("accumulator.bits", spec.accumulator.bits, 2, 64)? as u32;
+        let acc_bits = checked("accumulator.bits", spec.accumulator.bits)? as u32;
         let overflow: OverflowMode =
             parse_named("accumulator.overflow", &spec.accumulator.overflow, "WRAP, SAT, SAT_ZERO, SAT_SYM")?;
         // d <= P-1 (something must remain), d <= 32 (exact error sums), and
@@ -262,18 +311,18 @@ impl HwConfig {
         Rounder::new(drop_bits, rounding, spec.psum.offset).map_err(|e| e.context("psum"))?;
         let rq_rounding: RequantRounding =
             parse_named("requant.rounding", &spec.requant.rounding, "double, single")?;
-        let ob = in_range("requant.out_bits", spec.requant.out_bits, 2, 16)? as u32;
+        let ob = checked("requant.out_bits", spec.requant.out_bits)? as u32;
         let out = IntFormat::new(spec.requant.out_signed, ob)?;
-        let clock_period_ps = in_range("clock.period_ps", spec.clock.period_ps, 1, 1_000_000_000)?;
+        let clock_period_ps = checked("clock.period_ps", spec.clock.period_ps)?;
         let cdc = match &spec.cdc {
             None => None,
             Some(c) => {
-                let host_period_ps = in_range("cdc.host_period_ps", c.host_period_ps, 1, 1_000_000_000)?;
-                let fifo_depth = in_range("cdc.fifo_depth", c.fifo_depth, 2, 4096)?;
+                let host_period_ps = checked("cdc.host_period_ps", c.host_period_ps)?;
+                let fifo_depth = checked("cdc.fifo_depth", c.fifo_depth)?;
                 if !fifo_depth.is_power_of_two() {
                     return Err(Error::field("cdc.fifo_depth", fifo_depth, "a power of two in 2..=4096"));
                 }
-                let sync_stages = in_range("cdc.sync_stages", c.sync_stages, 2, 8)?;
+                let sync_stages = checked("cdc.sync_stages", c.sync_stages)?;
                 Some(CdcConfig {
                     host_period_ps,
                     fifo_depth: fifo_depth as u32,
@@ -310,14 +359,14 @@ impl HwConfig {
 
     /// Parse and validate JSON text; `what` names the source in errors.
     pub fn from_json_str(text: &str, what: &str) -> Result<HwConfig> {
-        let spec: HwSpec = serde_json::from_str(text).map_err(|e| crate::error::json_error(what, &e))?;
+        let spec: HwSpec = crate::error::parse_json(text, what, &allowed)?;
         HwConfig::from_spec(&spec).map_err(|e| e.context(what))
     }
 
     /// Load a JSON file.
     pub fn load(path: &Path) -> Result<HwConfig> {
-        let spec: HwSpec = crate::io::read_json(path)?;
-        HwConfig::from_spec(&spec).map_err(|e| e.context(path.display()))
+        let text = crate::io::read_to_string(path)?;
+        HwConfig::from_json_str(&text, &path.display().to_string())
     }
 
     /// The spec this config was validated from (for editing and re-validating,

@@ -5,7 +5,7 @@
 //! synced, then renamed over the destination (rename is atomic on POSIX
 //! within one filesystem).
 
-use crate::error::{json_error, Error, Result};
+use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -123,7 +123,7 @@ pub fn read_to_string(path: &Path) -> Result<String> {
 /// `deny_unknown_fields`).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| json_error(path.display(), &e))
+    crate::error::parse_json(&text, path.display(), &|_| None)
 }
 
 /// Write a file atomically by streaming into the temporary file: `fill`

@@ -191,7 +191,7 @@ impl fmt::Display for RoundMode {
 impl FromStr for RoundMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<RoundMode> {
-        RoundMode::ALL.iter().copied().find(|m| m.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+        RoundMode::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
             Error::input(format!(
                 "rounding mode: unknown {s:?} (allowed: TRN, TRN_ZERO, RND, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV, RND_CONV_ODD)"
             ))
@@ -240,7 +240,7 @@ impl fmt::Display for OverflowMode {
 impl FromStr for OverflowMode {
     type Err = Error;
     fn from_str(s: &str) -> Result<OverflowMode> {
-        OverflowMode::ALL.iter().copied().find(|m| m.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+        OverflowMode::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
             Error::input(format!("overflow mode: unknown {s:?} (allowed: WRAP, SAT, SAT_ZERO, SAT_SYM)"))
         })
     }
@@ -581,6 +581,19 @@ pub fn uniform_bias_nonneg(mode: RoundMode, k: u32, offset: i64) -> Result<(i128
 
 #[cfg(test)]
 mod tests {
+
+    /// docs/numerics.md, "Signed 1-bit with SAT_SYM": every value stores 0.
+    #[test]
+    fn sat_sym_signed_one_bit_stores_zero() {
+        let n = Narrower::new(IntFormat::signed(1).unwrap(), OverflowMode::SatSym);
+        for (x, ovf) in [(-5, true), (-1, true), (0, false), (1, true), (7, true)] {
+            assert_eq!(n.narrow(x), (0, ovf), "{x}");
+        }
+        // SAT keeps -1 (the format's minimum), unlike SAT_SYM.
+        let s = Narrower::new(IntFormat::signed(1).unwrap(), OverflowMode::Sat);
+        assert_eq!(s.narrow(-5), (-1, true));
+    }
+
     use super::*;
 
     #[test]

@@ -178,7 +178,7 @@ fn cli_bad_inputs_one_line_exit_2() {
         ),
         ("malformed", Some(r#"{"kind": "act", "nbit": 4,, }"#.to_string()), "malformed JSON"),
         ("truncated", Some(r#"{"kind": "act", "nbit": 4"#.to_string()), "truncated JSON"),
-        ("unknown_field", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "bias": 3"#)), "unknown field `bias`"),
+        ("unknown_field", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "bias": 3"#)), "bias: unknown field"),
         (
             "unknown_kind",
             Some(r#"{"kind": "bias", "nbit": 4, "step": 0.5, "x": [1]}"#.to_string()),
@@ -189,15 +189,15 @@ fn cli_bad_inputs_one_line_exit_2() {
             Some(ok(r#""variant": "lsq+", "nbit": 4, "step": 0.5, "x": [1]"#)),
             "variant: \"lsq+\"",
         ),
-        ("missing_step", Some(ok(r#""nbit": 4, "x": [1]"#)), "missing field `step`"),
+        ("missing_step", Some(ok(r#""nbit": 4, "x": [1]"#)), "step: missing"),
         ("x_overflow", Some(ok(r#""nbit": 4, "step": 0.5, "x": [1, 1e39]"#)), "x[1]: 1e39 is out of range"),
         (
             "gy_overflow",
             Some(ok(r#""nbit": 4, "step": 0.5, "x": [1], "grad_y": [-4e38]"#)),
             "grad_y[0]: -4e38",
         ),
-        ("x_string", Some(ok(r#""nbit": 4, "step": 0.5, "x": ["1"]"#)), "invalid type"),
-        ("nbit_float", Some(ok(r#""nbit": 4.5, "step": 0.5, "x": [1]"#)), "invalid type"),
+        ("x_string", Some(ok(r#""nbit": 4, "step": 0.5, "x": ["1"]"#)), "x[0]: \"1\" has the wrong type"),
+        ("nbit_float", Some(ok(r#""nbit": 4.5, "step": 0.5, "x": [1]"#)), "nbit: 4.5 has the wrong type"),
         (
             "grad_s_overflow",
             Some(ok(r#""nbit": 8, "step": 1, "x": [1e3, 1e3], "grad_y": [3e38, 3e38]"#)),

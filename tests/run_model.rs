@@ -434,3 +434,112 @@ fn run_data_sets_and_reference_keep_their_word() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 10 item 4: config errors name the JSON path, the bad value and the
+/// allowed range once; `--set` errors name the `--set` argument; missing CLI
+/// arguments are named; enum spellings are exact on every enum field.
+#[test]
+fn config_messages_keep_the_promise_of_hw_config_md() {
+    let dir = std::env::temp_dir().join(format!("bitmac-run-msg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("models/hw/default.json")).unwrap())
+            .unwrap();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "neg",
+            Box::new(|v| v["array"]["rows"] = (-1).into()),
+            &["array.rows: -1 is out of range", "1..=256"],
+        ),
+        (
+            "str",
+            Box::new(|v| v["array"]["cols"] = "x".into()),
+            &["array.cols: \"x\" has the wrong type", "1..=256"],
+        ),
+        ("float", Box::new(|v| v["accumulator"]["bits"] = 2.5.into()), &["accumulator.bits: 2.5", "2..=64"]),
+        ("bool", Box::new(|v| v["weights"]["signed"] = 1.into()), &["weights.signed: 1", "true or false"]),
+        (
+            "missing",
+            Box::new(|v| {
+                v["array"].as_object_mut().unwrap().remove("dataflow");
+            }),
+            &["array.dataflow: missing"],
+        ),
+        (
+            "unknown",
+            Box::new(|v| v["array"]["colour"] = 1.into()),
+            &["array.colour: unknown field", "rows, cols"],
+        ),
+    ];
+    for (tag, edit, needles) in cases {
+        let mut v = good.clone();
+        edit(&mut v);
+        let p = dir.join(format!("{tag}.json"));
+        std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let out = bitmac(&["run", "--hw", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{tag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{tag}: {err}");
+        assert!(err.contains(&format!("{tag}.json: ")), "{tag}: the message names the file: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{tag}: {err} lacks {n:?}");
+        }
+        assert!(!err.contains("invalid value: invalid value") && !err.contains("line "), "{tag}: {err}");
+    }
+    // --set names its argument.
+    for (set, needle) in
+        [("array.rows=-1", "1..=256"), ("accumulator.bits=99", "2..=64"), ("array.colour=1", "unknown field")]
+    {
+        let out = bitmac(&["run", "--set", set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(err.starts_with(&format!("bitmac: --set {set}: ")) && err.contains(needle), "{err}");
+    }
+    // Missing required CLI arguments are named.
+    let out = bitmac(&["gemm"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("--hw") && err.contains("--out") && err.trim_end().lines().count() == 1, "{err}");
+    // Every enum field: the documented spelling works, any other case is refused.
+    for (path, ok, bad) in [
+        ("array.dataflow", "os", "OS"),
+        ("accumulator.overflow", "SAT_SYM", "sat_sym"),
+        ("psum.rounding", "RND_CONV", "rnd_conv"),
+        ("requant.rounding", "double", "DOUBLE"),
+    ] {
+        let out = bitmac(&["run", "--set", &format!("{path}={ok}"), "--json"]);
+        assert!(out.status.success(), "{path}={ok}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = bitmac(&["run", "--set", &format!("{path}={bad}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path}={bad}");
+        assert!(err.contains(&format!("{path}: \"{bad}\"")) && err.contains(ok), "{err}");
+    }
+    let out = bitmac(&["run", "--engine", "FAST"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 10 item 6: the committed table of docs/seed-question.md is exactly
+/// what its script prints (CI runs this test, so a change of bitmac's
+/// numbers that is not reflected in the doc fails).
+#[test]
+fn seed_question_table_is_what_its_script_prints() {
+    let out = Command::new("bash")
+        .arg("docs/seed-question.sh")
+        .env("BITMAC", env!("CARGO_BIN_EXE_bitmac"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let doc = std::fs::read_to_string(root().join("docs/seed-question.md")).unwrap();
+    let table: Vec<&str> =
+        doc.lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed.len(), 20, "header, separator and 18 rows");
+    for (i, (p, d)) in printed.iter().zip(&table).enumerate() {
+        assert_eq!(p, d, "docs/seed-question.md table line {i} differs from docs/seed-question.sh");
+    }
+    assert_eq!(printed.len(), table.len());
+}

@@ -73,9 +73,17 @@ where
                 _ => {
                     // clap's message spans several lines (usage, tip); keep
                     // the first, which names the argument and the problem.
+                    // A first line ending in ':' introduces a list (e.g. the
+                    // missing required arguments): keep the list, joined.
                     let text = e.to_string();
-                    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-                    let first = first.trim_start_matches("error: ");
+                    let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
+                    let mut first =
+                        lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+                    if first.ends_with(':') {
+                        let items: Vec<&str> =
+                            lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+                        first = format!("{} {}", first, items.join(", "));
+                    }
                     return Err(Error::input(format!("{first} (see bitmac --help)")));
                 }
             }

@@ -176,7 +176,7 @@ pub fn run(args: Args) -> Result<i32> {
     };
     let hw_name = args.hw.as_ref().map_or("models/hw/default.json".to_string(), |p| p.display().to_string());
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
-    let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
+    let hw = HwConfig::from_json_str(&hw_text, &hw_name).map_err(|e| name_the_set(e, &args.set))?;
     if let Some(dir) = &args.dump {
         let graph = crate::graph::from_model(&model)?;
         let x = sample_of(&data, args.sample)?;
@@ -272,6 +272,20 @@ pub fn apply_overrides(text: &str, what: &str, sets: &[String]) -> Result<String
         }
     }
     serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// Prefix a config error with the `--set` argument that produced the bad
+/// field (the last one naming it), so the user sees what they typed rather
+/// than a position in the re-serialized JSON.
+fn name_the_set(e: Error, sets: &[String]) -> Error {
+    let msg = e.to_string();
+    for s in sets.iter().rev() {
+        let path = s.split_once('=').map_or(s.as_str(), |(p, _)| p);
+        if msg.contains(&format!(": {path}: ")) || msg.contains(&format!(": {path} ")) {
+            return e.context(format!("--set {s}"));
+        }
+    }
+    e
 }
 
 fn pct(x: f64) -> String {
