@@ -24,9 +24,6 @@ pub const GEN_MAX_PE_STEPS: u64 = 1 << 26;
 /// `gen`/`check`: bound on a case's estimated array trace, in bytes (the
 /// trace is always built: `acc.stream` is derived from it).
 pub const GEN_MAX_TRACE_BYTES: u64 = 1 << 28;
-/// `gen`/`check` (cdc kind): bound on the rising edges a case may run,
-/// as given by `cdc::default_max_edges` (the run's own edge cap).
-pub const GEN_CDC_MAX_EDGES: u64 = 1 << 22;
 /// `scalesim`: default bound on the folds of a whole topology (the cycle
 /// models step once per fold).
 pub const SCALESIM_MAX_FOLDS: u64 = 1 << 24;
