@@ -100,6 +100,9 @@ pub struct GemmRequest<'a> {
     pub multiplier: Option<Multiplier>,
     /// Produce the per-cycle trace (`docs/datapath.md` §7; cycle engine only).
     pub trace: bool,
+    /// Refuse a GEMM whose estimated work exceeds this many MAC-steps
+    /// (`docs/limits.md`; default [`crate::limits::GEMM_MAX_WORK`]).
+    pub max_work: u64,
 }
 
 /// What a GEMM returns.
@@ -141,6 +144,15 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
         };
     let rq = hw.requant();
     let requant = Requantizer::new(mult, rq.rounding, rq.out, rq.relu)?;
+    // Bounded work (docs/limits.md): estimated from the validated shapes
+    // before anything runs.
+    crate::limits::check_gemm(
+        hw,
+        req.engine,
+        (req.a.rows(), req.a.cols(), req.w.cols()),
+        req.max_work,
+        req.trace,
+    )?;
     let stage_acc = req.stage == Stage::Acc;
     let mut trace = req.trace.then(String::new);
     let (res, cdc_summary) = if let Some(cc) = hw.cdc() {

@@ -347,7 +347,16 @@ pub unsafe extern "C" fn bitmac_gemm(
         let am = Matrix::from_i64(m, k, std::slice::from_raw_parts(a, mk), h.cfg.activations(), "A")?;
         let wm = Matrix::from_i64(k, n, std::slice::from_raw_parts(w, kn), h.cfg.weights(), "W")?;
         let bias = (!bias.is_null()).then(|| std::slice::from_raw_parts(bias, n));
-        let req = GemmRequest { a: &am, w: &wm, bias, stage, engine, multiplier: mult, trace: false };
+        let req = GemmRequest {
+            a: &am,
+            w: &wm,
+            bias,
+            stage,
+            engine,
+            multiplier: mult,
+            trace: false,
+            max_work: bitmac::limits::GEMM_MAX_WORK,
+        };
         let res = bitmac::gemm::gemm(&h.cfg, &req)?;
         std::slice::from_raw_parts_mut(out_values, mn).copy_from_slice(&res.values);
         let s = &res.stats;

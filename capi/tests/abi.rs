@@ -91,6 +91,7 @@ fn gemm_equals_the_library() {
                 engine: lib_engine,
                 multiplier: Some(bitmac::requant::quantize_multiplier(0.37).unwrap()),
                 trace: false,
+                max_work: bitmac::limits::GEMM_MAX_WORK,
             };
             let want = bitmac::gemm::gemm(&cfg, &req).unwrap();
             assert_eq!(out, want.values);
@@ -318,18 +319,18 @@ fn job_equals_gemm() {
     let mut j = ptr::null_mut();
     assert_eq!(unsafe { bitmac_job_new(h, m as u32, k as u32, n as u32, &mut j) }, BITMAC_OK);
     unsafe { bitmac_hw_free(h) }; // the job owns a copy
-    for i in 0..m * k {
-        assert_eq!(unsafe { bitmac_job_set_a(j, (i / k) as u32, (i % k) as u32, a[i]) }, BITMAC_OK);
+    for (i, &v) in a.iter().enumerate() {
+        assert_eq!(unsafe { bitmac_job_set_a(j, (i / k) as u32, (i % k) as u32, v) }, BITMAC_OK);
     }
-    for i in 0..k * n {
-        assert_eq!(unsafe { bitmac_job_set_w(j, (i / n) as u32, (i % n) as u32, w[i]) }, BITMAC_OK);
+    for (i, &v) in w.iter().enumerate() {
+        assert_eq!(unsafe { bitmac_job_set_w(j, (i / n) as u32, (i % n) as u32, v) }, BITMAC_OK);
     }
     assert_eq!(unsafe { bitmac_job_set_bias(j, 1, -77) }, BITMAC_OK);
     assert_eq!(unsafe { bitmac_job_run(j, BITMAC_STAGE_OUT, BITMAC_ENGINE_CYCLE, 0.2) }, BITMAC_OK);
-    for i in 0..m * n {
+    for (i, &want_i) in want.iter().enumerate() {
         let mut v = 0;
         assert_eq!(unsafe { bitmac_job_get(j, (i / n) as u32, (i % n) as u32, &mut v) }, BITMAC_OK);
-        assert_eq!(v, want[i]);
+        assert_eq!(v, want_i);
     }
     assert_eq!(unsafe { bitmac_job_set_a(j, 3, 0, 1) }, BITMAC_E_INPUT);
     assert_eq!(last_error(), "A[3,0]: index out of range (shape 3x6)");

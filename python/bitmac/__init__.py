@@ -126,7 +126,7 @@ def _from_i64(b: bytes, shape: Sequence[int], dtype: Any = np.int64) -> np.ndarr
     return np.frombuffer(b, dtype="<i8").reshape(shape).astype(dtype)
 
 
-def _gemm(hw, a, w, bias, stage, engine, multiplier, scales, trace):
+def _gemm(hw, a, w, bias, stage, engine, multiplier, scales, trace, max_work):
     if not isinstance(hw, HwConfig):
         hw = HwConfig(hw)
     a64 = _int64(a, "A", 2)
@@ -139,6 +139,7 @@ def _gemm(hw, a, w, bias, stage, engine, multiplier, scales, trace):
     vals, m, n, dtype, stats, tr, cdc = _native.gemm(
         hw._hw, a64.tobytes(), a64.shape, w64.tobytes(), w64.shape, b, stage, engine,
         None if multiplier is None else float(multiplier), scales, trace,
+        *(() if max_work is None else (int(max_work),)),
     )
     out = _from_i64(vals, (m, n), np.dtype(dtype))
     st = json.loads(stats)
@@ -156,15 +157,17 @@ def gemm(
     engine: str = "fast",
     multiplier: Optional[float] = None,
     scales: Optional[Tuple[float, float, float]] = None,
+    max_work: Optional[int] = None,
 ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """One integer GEMM ``A (M x K) x W (K x N)`` through the array, exactly as ``bitmac gemm``.
 
     ``stage="out"`` returns the requantized codes (needs ``multiplier`` M, or ``scales`` =
     ``(s_w, s_a, s_out)``); ``stage="acc"`` returns ``acc * 2^d`` before bias. The array's dtype
     is the one ``bitmac gemm`` writes (int8/16/32/64). Returns ``(array, stats)`` with the
-    statistics of ``docs/datapath.md`` §6 (``bitmac gemm --stats``).
+    statistics of ``docs/datapath.md`` §6 (``bitmac gemm --stats``). ``max_work`` is
+    ``bitmac gemm --max-work`` (``docs/limits.md``; default the CLI's).
     """
-    out, st, _ = _gemm(hw, a, w, bias, stage, engine, multiplier, scales, False)
+    out, st, _ = _gemm(hw, a, w, bias, stage, engine, multiplier, scales, False, max_work)
     return out, st
 
 
@@ -176,9 +179,10 @@ def gemm_trace(
     stage: str = "out",
     multiplier: Optional[float] = None,
     scales: Optional[Tuple[float, float, float]] = None,
+    max_work: Optional[int] = None,
 ) -> Tuple[np.ndarray, Dict[str, Any], "Trace"]:
     """:func:`gemm` on the cycle engine, plus its per-cycle :class:`Trace` (``docs/datapath.md`` §7)."""
-    out, st, tr = _gemm(hw, a, w, bias, stage, "cycle", multiplier, scales, True)
+    out, st, tr = _gemm(hw, a, w, bias, stage, "cycle", multiplier, scales, True, max_work)
     return out, st, Trace(tr)
 
 

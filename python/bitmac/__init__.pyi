@@ -39,6 +39,7 @@ def gemm(
     engine: str = ...,
     multiplier: Optional[float] = ...,
     scales: Optional[Tuple[float, float, float]] = ...,
+    max_work: Optional[int] = ...,
 ) -> Tuple[np.ndarray, Dict[str, Any]]: ...
 def gemm_trace(
     hw: HwLike,
@@ -48,6 +49,7 @@ def gemm_trace(
     stage: str = ...,
     multiplier: Optional[float] = ...,
     scales: Optional[Tuple[float, float, float]] = ...,
+    max_work: Optional[int] = ...,
 ) -> Tuple[np.ndarray, Dict[str, Any], Trace]: ...
 
 class TraceCycle:

@@ -133,7 +133,7 @@ fn matrix(data: &[u8], rows: usize, cols: usize, fmt: IntFormat, what: &str) -> 
 /// One GEMM (`bitmac gemm`): returns (values as int64 bytes, m, n, the CLI's
 /// .npy dtype name, stats JSON, trace text or None, cdc summary or None).
 #[pyfunction]
-#[pyo3(signature = (hw, a, a_shape, w, w_shape, bias, stage, engine, multiplier, scales, trace))]
+#[pyo3(signature = (hw, a, a_shape, w, w_shape, bias, stage, engine, multiplier, scales, trace, max_work=bitmac::limits::GEMM_MAX_WORK))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn gemm<'py>(
     py: Python<'py>,
@@ -148,6 +148,7 @@ fn gemm<'py>(
     multiplier: Option<f64>,
     scales: Option<(f32, f32, f32)>,
     trace: bool,
+    max_work: u64,
 ) -> PyRes<(Bound<'py, PyBytes>, usize, usize, &'static str, String, Option<String>, Option<String>)> {
     let cfg = &hw.cfg;
     let engine: Engine = engine.parse().map_err(err)?;
@@ -163,7 +164,8 @@ fn gemm<'py>(
         None => None,
         Some(b) => Some(bitmac::gemm::bias_i32(&i64s(b, "bias")?, "bias").map_err(err)?),
     };
-    let req = GemmRequest { a: &a, w: &w, bias: bias.as_deref(), stage, engine, multiplier: mult, trace };
+    let req =
+        GemmRequest { a: &a, w: &w, bias: bias.as_deref(), stage, engine, multiplier: mult, trace, max_work };
     let res = py.detach(|| bitmac::gemm::gemm(cfg, &req)).map_err(err)?;
     let dtype = match res.dtype {
         bitmac::npy::Dtype::I8 => "int8",

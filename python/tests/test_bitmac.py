@@ -129,6 +129,8 @@ def test_user_errors_raise_value_error_with_the_cli_message(tmp_path):
         bitmac.gemm(hw, np.zeros((2, 2), np.int8), np.zeros((2, 2), np.int8))
     with pytest.raises(ValueError, match=r'^--stage: "x" is out of range \(allowed: out, acc\)'):
         bitmac.gemm(hw, np.zeros((2, 2), np.int8), np.zeros((2, 2), np.int8), stage="x")
+    with pytest.raises(ValueError, match=r"raise the limit with --max-work N"):
+        bitmac.gemm(hw, np.zeros((8, 8), np.int8), np.zeros((8, 8), np.int8), stage="acc", max_work=100)
     with pytest.raises(ValueError, match="integer array"):
         bitmac.gemm(hw, np.zeros((2, 2)), np.zeros((2, 2), np.int8), multiplier=1.0)
     with pytest.raises(ValueError, match="neither a file nor a preset"):

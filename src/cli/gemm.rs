@@ -125,15 +125,6 @@ pub fn run(args: Args) -> Result<i32> {
             Some(crate::gemm::bias_i32(&arr.data, &format!("{}: bias", p.display()))?)
         }
     };
-    // Bounded work (docs/limits.md): estimated from the validated shapes
-    // before anything runs.
-    crate::limits::check_gemm(
-        &hw,
-        engine,
-        (a.rows(), a.cols(), w.cols()),
-        args.max_work,
-        args.trace.is_some(),
-    )?;
     let req = GemmRequest {
         a: &a,
         w: &w,
@@ -142,6 +133,9 @@ pub fn run(args: Args) -> Result<i32> {
         engine,
         multiplier: mult,
         trace: args.trace.is_some(),
+        // Bounded work (docs/limits.md): checked by `gemm::gemm` from the
+        // validated shapes before anything runs.
+        max_work: args.max_work,
     };
     let res = crate::gemm::gemm(&hw, &req)?;
     let arr = NpyArray::new(vec![res.m, res.n], res.dtype, res.values)?;

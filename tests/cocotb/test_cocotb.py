@@ -72,3 +72,12 @@ def test_async_fifo(tmp_path, cfg):
              REN=ren, SEED=7 + asize + sync)
     run("async_fifo", "async_fifo.v", "tb_async_fifo", p, tmp_path,
         verilog_params=dict(ASIZE=asize, SYNC=sync, DSIZE=dsize))
+
+
+# The full array of tests/rtl/systolic_array.v (runtime configuration, one build per shape).
+@pytest.mark.parametrize("shape", [(3, 4), (4, 2)], ids=lambda s: "r{}c{}".format(*s))
+def test_systolic_array(tmp_path, shape):
+    r, c = shape
+    p = dict(R=r, C=c, SEED=40 + r * c)
+    run("systolic_array", "systolic_array.v", "tb_systolic_array", p, tmp_path,
+        verilog_params=dict(R=r, C=c, AW=8, WW=8, ADEPTH=256, WDEPTH=256, BDEPTH=256, RUNTIME_CFG=1))
