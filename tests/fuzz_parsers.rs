@@ -6,7 +6,7 @@
 //! failure with the shrunk input) and that a refusal is one non-empty line.
 //!
 //! The bounded run here is `BITMAC_FUZZ_CASES` cases per parser (default
-//! 24, a few seconds in all). The long run:
+//! 64, about a second in all). The long run:
 //!
 //! ```text
 //! BITMAC_FUZZ_CASES=20000 cargo test --release --test fuzz_parsers
@@ -21,7 +21,7 @@ fn root() -> PathBuf {
 }
 
 fn cases() -> u32 {
-    std::env::var("BITMAC_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24)
+    std::env::var("BITMAC_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
 }
 
 /// Seed inputs of each parser: committed files, plus a `.npy` made here.

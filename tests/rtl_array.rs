@@ -180,6 +180,8 @@ impl Case {
             requant: RequantSpec { rounding: "double".into(), relu: false, out_bits: 8, out_signed: true },
             clock: ClockSpec { period_ps: 1000 },
             cdc: None,
+            memory: None,
+            energy: None,
         };
         ArrayConfig::from_hw(&HwConfig::from_spec(&spec).expect("valid random config")).unwrap()
     }

@@ -9,11 +9,10 @@
 
 use crate::array::Engine;
 use crate::error::{Error, Result};
+use crate::gemm::{GemmRequest, Stage};
 use crate::hw::HwConfig;
-use crate::layers::run_gemm_traced;
-use crate::npy::{read_npy, write_npy, Dtype, NpyArray};
+use crate::npy::{read_npy, write_npy, NpyArray};
 use crate::numerics::IntFormat;
-use crate::requant::{quantize_multiplier, step_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `bitmac gemm` (boxed: the options are many, and the
@@ -87,47 +86,22 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
         .map_err(|e| e.context(path.display()))
 }
 
-fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
-    let scales = [args.scale_w, args.scale_a, args.scale_out];
-    let n_scales = scales.iter().filter(|s| s.is_some()).count();
-    match (args.multiplier, n_scales) {
-        (Some(_), n) if n > 0 => {
-            Err(Error::input("give either --multiplier or --scale-w/--scale-a/--scale-out, not both"))
-        }
-        (Some(m), _) => Ok(Some(quantize_multiplier(m)?)),
-        (None, 3) => {
-            Ok(Some(step_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?))
-        }
-        (None, 0) => Ok(None),
-        (None, _) => Err(Error::input("--scale-w, --scale-a and --scale-out must be given together")),
-    }
-}
-
 /// Run `bitmac gemm`.
 pub fn run(args: Args) -> Result<i32> {
     let args = *args.opts;
     let hw = HwConfig::load(&args.hw)?;
     let engine: Engine = args.engine.parse()?;
-    let stage_acc = match args.stage.as_str() {
-        "out" => false,
-        "acc" => true,
-        s => return Err(Error::field("--stage", format!("{s:?}"), "out, acc")),
-    };
+    let stage: Stage = args.stage.parse()?;
     if args.trace.is_some() && engine != Engine::Cycle {
         return Err(Error::input("--trace needs --engine cycle"));
     }
-    let mult = multiplier(&args)?;
-    let mult =
-        match (mult, stage_acc) {
-            (Some(m), _) => m,
-            // The accumulators do not depend on the multiplier; any valid one.
-            (None, true) => quantize_multiplier(1.0)?,
-            (None, false) => return Err(Error::input(
-                "--stage out needs the requant multiplier: --multiplier M or --scale-w/--scale-a/--scale-out",
-            )),
-        };
-    let rq = hw.requant();
-    let requant = Requantizer::new(mult, rq.rounding, rq.out, rq.relu)?;
+    let mult = crate::gemm::multiplier(args.multiplier, [args.scale_w, args.scale_a, args.scale_out])?;
+    if mult.is_none() && stage == Stage::Out {
+        // Checked before reading the matrices, as before the library split.
+        return Err(Error::input(
+            "--stage out needs the requant multiplier: --multiplier M or --scale-w/--scale-a/--scale-out",
+        ));
+    }
     let a = matrix(&args.a, hw.activations(), "A")?;
     let w = matrix(&args.w, hw.weights(), "W")?;
     let bias = match &args.bias {
@@ -141,14 +115,7 @@ pub fn run(args: Args) -> Result<i32> {
                     arr.shape
                 )));
             }
-            let mut v = Vec::with_capacity(arr.data.len());
-            for (i, &x) in arr.data.iter().enumerate() {
-                let x = i32::try_from(x).map_err(|_| {
-                    Error::field(format!("{}: bias[{i}]", p.display()), x, "-2147483648..=2147483647 (int32)")
-                })?;
-                v.push(x);
-            }
-            Some(v)
+            Some(crate::gemm::bias_i32(&arr.data, &format!("{}: bias", p.display()))?)
         }
     };
     // Bounded work (docs/limits.md): estimated from the validated shapes
@@ -160,46 +127,22 @@ pub fn run(args: Args) -> Result<i32> {
         args.max_work,
         args.trace.is_some(),
     )?;
-    let mut trace = args.trace.as_ref().map(|_| String::new());
-    let (res, cdc) = if hw.cdc().is_some() {
-        // The array in its own clock domain: A crosses in, results cross out.
-        let (r, c) =
-            crate::sim::gemm_cdc(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut(), stage_acc)?;
-        (r, Some(c))
-    } else {
-        (run_gemm_traced(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut())?, None)
+    let req = GemmRequest {
+        a: &a,
+        w: &w,
+        bias: bias.as_deref(),
+        stage,
+        engine,
+        multiplier: mult,
+        trace: args.trace.is_some(),
     };
-    let shape = vec![res.m, res.n];
-    let arr = if stage_acc {
-        let wide = hw.acc_bits() + res.drop_bits > 32;
-        let dtype = if wide { Dtype::I64 } else { Dtype::I32 };
-        let mut data = Vec::with_capacity(res.acc.len());
-        for i in 0..res.acc.len() {
-            let v = res.acc_value(i);
-            data.push(i64::try_from(v).map_err(|_| {
-                Error::field(
-                    format!("accumulator value [{},{}]", i / res.n, i % res.n),
-                    v,
-                    "int64 (.npy output)",
-                )
-            })?);
-        }
-        NpyArray::new(shape, dtype, data)?
-    } else {
-        let f = rq.out;
-        let w = f.width() + u32::from(!f.is_signed());
-        let dtype = match w {
-            0..=8 => Dtype::I8,
-            9..=16 => Dtype::I16,
-            _ => Dtype::I32,
-        };
-        NpyArray::new(shape, dtype, res.out)?
-    };
+    let res = crate::gemm::gemm(&hw, &req)?;
+    let arr = NpyArray::new(vec![res.m, res.n], res.dtype, res.values)?;
     write_npy(&args.out, &arr)?;
     if let Some(p) = &args.stats {
         crate::io::write_atomic(p, res.stats.to_json().as_bytes())?;
     }
-    if let (Some(p), Some(t)) = (&args.trace, &trace) {
+    if let (Some(p), Some(t)) = (&args.trace, &res.trace) {
         crate::io::write_atomic(p, t.as_bytes())?;
     }
     eprintln!(
@@ -214,8 +157,8 @@ pub fn run(args: Args) -> Result<i32> {
         res.stats.overflows(),
         res.stats.min_acc_bits
     );
-    if let (Some(c), Some(cc)) = (&cdc, hw.cdc()) {
-        eprintln!("{}", c.summary(&cc, hw.clock_period_ps()));
+    if let Some(c) = &res.cdc_summary {
+        eprintln!("{c}");
     }
     Ok(0)
 }
