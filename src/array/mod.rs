@@ -355,6 +355,19 @@ pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
     Ok(())
 }
 
+/// Run a GEMM on the cycle engine and return its per-cycle trace with the
+/// register fields of `docs/datapath.md` §7 (every PE's activation, weight
+/// and psum register after every cycle) appended to every line. For
+/// checking an RTL array register by register (`tests/rtl_array.rs`).
+pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
+    check_operands(cfg, a, w)?;
+    let mut text = String::new();
+    let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
+    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
+    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
+    Ok((out, text))
+}
+
 /// Run a GEMM on the array with the chosen engine. `trace` (cycle engine
 /// only) receives the per-cycle trace described in `docs/datapath.md`.
 pub fn run_array(
@@ -377,19 +390,6 @@ pub fn run_array(
     out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
     out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
     Ok(out)
-}
-
-/// Run a GEMM on the cycle engine and return its per-cycle trace with the
-/// register fields of `docs/datapath.md` §7 (every PE's activation, weight
-/// and psum register after every cycle) appended to every line. For
-/// checking an RTL array register by register (`tests/rtl_array.rs`).
-pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
-    check_operands(cfg, a, w)?;
-    let mut text = String::new();
-    let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
-    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
-    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
-    Ok((out, text))
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
