@@ -10,8 +10,8 @@
 use crate::array::Engine;
 use crate::error::{Error, Result};
 use crate::hw::HwConfig;
-use crate::layers::run_gemm_traced;
-use crate::npy::{read_npy, write_npy, Dtype, NpyArray};
+use crate::layers::run_gemm_chunked;
+use crate::npy::{read_npy, write_typed, Dtype};
 use crate::numerics::IntFormat;
 use crate::requant::{layer_multiplier, quantize_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
@@ -69,8 +69,10 @@ pub struct GemmArgs {
     pub scale_out: Option<f32>,
 }
 
+/// An operand matrix straight from the file's native width (one bulk
+/// read, one range-checked narrowing copy; no `i64` intermediate).
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
-    let arr = read_npy(path)?;
+    let arr = crate::npy::read(path)?;
     if arr.shape.len() != 2 {
         return Err(Error::input(format!(
             "{}: {what} must be 2-D, got shape {:?}",
@@ -78,8 +80,27 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
             arr.shape
         )));
     }
-    crate::array::Matrix::from_i64(arr.shape[0], arr.shape[1], &arr.data, fmt, what)
-        .map_err(|e| e.context(path.display()))
+    let (rows, cols) = (arr.shape[0], arr.shape[1]);
+    let (lo, hi) = (fmt.min(), fmt.max());
+    let data = arr.data.to_i32_in(lo as i64, hi as i64).map_err(|bad| match bad {
+        Some((i, v)) => Error::field(
+            format!("{what}[{},{}]", i / cols.max(1), i % cols.max(1)),
+            v,
+            format!("{lo}..={hi} ({fmt} multiplier input)"),
+        )
+        .context(path.display()),
+        None => Error::input(format!(
+            "{}: {what} has dtype {} (allowed: int8/16/32/64, uint8/16/32/64)",
+            path.display(),
+            arr.data.dtype_name()
+        )),
+    })?;
+    crate::array::Matrix::new(rows, cols, data).map_err(|e| e.context(path.display()))
+}
+
+/// Rows per chunk of the streamed output stage (about 2^18 outputs).
+fn chunk_rows(n: usize) -> usize {
+    ((1usize << 18) / n.max(1)).max(1)
 }
 
 fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
@@ -149,61 +170,147 @@ pub fn run(args: Args) -> Result<i32> {
         }
     };
     let mut trace = args.trace.as_ref().map(|_| String::new());
-    let (res, cdc) = if hw.cdc().is_some() {
+    let (m, n) = (a.rows(), w.cols());
+    let shape = [m, n];
+    // The output dtype: `acc` stage int32 unless P + d > 32; `out` stage the
+    // narrowest signed type holding the output format.
+    let wide = hw.acc_bits() + hw.psum().drop_bits > 32;
+    let f = rq.out;
+    let out_dtype = match f.width() + u32::from(!f.is_signed()) {
+        0..=8 => Dtype::I8,
+        9..=16 => Dtype::I16,
+        _ => Dtype::I32,
+    };
+    let mut out = OutBuf::new(
+        if stage_acc {
+            if wide {
+                Dtype::I64
+            } else {
+                Dtype::I32
+            }
+        } else {
+            out_dtype
+        },
+        m * n,
+    )?;
+    let (stats, cdc) = if hw.cdc().is_some() {
         // The array in its own clock domain: A crosses in, results cross out.
         let (r, c) =
             crate::sim::gemm_cdc(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut(), stage_acc)?;
-        (r, Some(c))
-    } else {
-        (run_gemm_traced(&hw, &a, &w, bias.as_deref(), &requant, engine, trace.as_mut())?, None)
-    };
-    let shape = vec![res.m, res.n];
-    let arr = if stage_acc {
-        let wide = hw.acc_bits() + res.drop_bits > 32;
-        let dtype = if wide { Dtype::I64 } else { Dtype::I32 };
-        let mut data = Vec::with_capacity(res.acc.len());
-        for i in 0..res.acc.len() {
-            let v = res.acc_value(i);
-            data.push(i64::try_from(v).map_err(|_| {
-                Error::field(
-                    format!("accumulator value [{},{}]", i / res.n, i % res.n),
-                    v,
-                    "int64 (.npy output)",
-                )
-            })?);
+        if stage_acc {
+            out.put_acc(0, n, &r.acc, r.drop_bits)?;
+        } else {
+            out.put(0, &r.out);
         }
-        NpyArray::new(shape, dtype, data)?
+        (r.stats, Some(c))
     } else {
-        let f = rq.out;
-        let w = f.width() + u32::from(!f.is_signed());
-        let dtype = match w {
-            0..=8 => Dtype::I8,
-            9..=16 => Dtype::I16,
-            _ => Dtype::I32,
-        };
-        NpyArray::new(shape, dtype, res.out)?
+        let d = hw.psum().drop_bits;
+        let st = run_gemm_chunked(
+            &hw,
+            &a,
+            &w,
+            bias.as_deref(),
+            &requant,
+            engine,
+            trace.as_mut(),
+            chunk_rows(n),
+            |c| {
+                let at = c.row0 * n;
+                if stage_acc {
+                    out.put_acc(at, n, c.acc, d)
+                } else {
+                    out.put(at, c.out);
+                    Ok(())
+                }
+            },
+        )?;
+        (st, None)
     };
-    write_npy(&args.out, &arr)?;
+    out.write(&args.out, &shape)?;
     if let Some(p) = &args.stats {
-        crate::io::write_atomic(p, res.stats.to_json().as_bytes())?;
+        crate::io::write_atomic(p, stats.to_json().as_bytes())?;
     }
     if let (Some(p), Some(t)) = (&args.trace, &trace) {
         crate::io::write_atomic(p, t.as_bytes())?;
     }
     eprintln!(
         "gemm {}x{}x{} on {}x{} {}: {} cycles, {} overflows, min accumulator {} bits",
-        res.m,
+        m,
         a.cols(),
-        res.n,
+        n,
         hw.rows(),
         hw.cols(),
         hw.dataflow(),
-        res.stats.cycles,
-        res.stats.overflows(),
-        res.stats.min_acc_bits
+        stats.cycles,
+        stats.overflows(),
+        stats.min_acc_bits
     );
     if let (Some(c), Some(cc)) = (&cdc, hw.cdc()) {
         eprintln!("{}", c.summary(&cc, hw.clock_period_ps()));
     }
     Ok(0)
+}
+
+/// The output array in its native width, filled chunk by chunk and written
+/// in bulk at the end (the values are in range by construction: output
+/// codes lie in the output format, accumulators are checked).
+enum OutBuf {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+impl OutBuf {
+    fn new(dtype: Dtype, len: usize) -> Result<OutBuf> {
+        fn z<T: Clone + Default>(len: usize) -> Result<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len)
+                .map_err(|_| Error::input(format!("output of {len} elements does not fit in memory")))?;
+            v.resize(len, T::default());
+            Ok(v)
+        }
+        Ok(match dtype {
+            Dtype::I8 => OutBuf::I8(z(len)?),
+            Dtype::I16 => OutBuf::I16(z(len)?),
+            Dtype::I32 => OutBuf::I32(z(len)?),
+            _ => OutBuf::I64(z(len)?),
+        })
+    }
+
+    /// Output codes at flat index `at` (each fits the buffer's type).
+    fn put(&mut self, at: usize, codes: &[i64]) {
+        match self {
+            OutBuf::I8(v) => v[at..at + codes.len()].iter_mut().zip(codes).for_each(|(d, &c)| *d = c as i8),
+            OutBuf::I16(v) => v[at..at + codes.len()].iter_mut().zip(codes).for_each(|(d, &c)| *d = c as i16),
+            OutBuf::I32(v) => v[at..at + codes.len()].iter_mut().zip(codes).for_each(|(d, &c)| *d = c as i32),
+            OutBuf::I64(v) => v[at..at + codes.len()].copy_from_slice(codes),
+        }
+    }
+
+    /// Accumulator values `acc * 2^d` at flat index `at`, each checked to
+    /// fit the buffer's type (int32 when P + d <= 32, else int64).
+    fn put_acc(&mut self, at: usize, n: usize, acc: &[i64], d: u32) -> Result<()> {
+        for (j, &x) in acc.iter().enumerate() {
+            let v = (x as i128) << d;
+            let i = at + j;
+            let bad =
+                || Error::field(format!("accumulator value [{},{}]", i / n, i % n), v, "int64 (.npy output)");
+            match self {
+                OutBuf::I32(o) => o[i] = i32::try_from(v).map_err(|_| bad())?,
+                OutBuf::I64(o) => o[i] = i64::try_from(v).map_err(|_| bad())?,
+                _ => return Err(Error::internal("accumulator output buffer must be int32 or int64")),
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &Path, shape: &[usize]) -> Result<()> {
+        match self {
+            OutBuf::I8(v) => write_typed(path, shape, v),
+            OutBuf::I16(v) => write_typed(path, shape, v),
+            OutBuf::I32(v) => write_typed(path, shape, v),
+            OutBuf::I64(v) => write_typed(path, shape, v),
+        }
+    }
 }
