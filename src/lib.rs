@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod io;
+pub mod limits;
 
 pub mod lsq;
 pub mod numerics;
@@ -24,6 +25,7 @@ pub mod scalesim;
 
 pub mod cdc;
 
+pub mod graph;
 pub mod model;
 pub mod sim;
 
@@ -31,5 +33,6 @@ pub mod dse;
 pub mod vectors;
 
 pub mod cli;
+pub mod fuzzing;
 
 pub use error::{Error, Result};
