@@ -75,7 +75,7 @@ gemm_row() { # series engine R C M K N
     t=$(timeit "$BIN" gemm --hw "$hw" --a "$WORK/A_${m}_${k}.npy" --w "$WORK/W_${k}_${n}.npy" \
         --out "$WORK/o.npy" --multiplier 0.001 --engine "$engine")
     local io=$(( m * k + k * n + m * n ))
-    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$series" "$engine" "${r}x${c}" "$m" "$k" "$n" "$(( m * k * n ))" "$io" "$t" >>"$ROWS"
+    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$series" "$engine" "${r}x${c}" "$m" "$k" "$n" "$(( m * k * n ))" "$io" "${t// /$'\t'}" >>"$ROWS"
 }
 
 if [ "$QUICK" = 1 ]; then MS="10000 100000"; else MS="10000 100000 1000000 4000000"; fi
