@@ -73,6 +73,27 @@ pub struct HwSpec {
     /// model (not used by the array).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdc: Option<CdcSpec>,
+    /// SRAM sizes (used by the energy model, `docs/energy.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySpec>,
+    /// The energy reference table (`docs/energy.md`); absent: Horowitz 45 nm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<crate::energy::EnergyTable>,
+}
+
+/// `memory`: the three scratchpads' sizes in KiB (SCALE-Sim's defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySpec {
+    pub ifmap_sram_kb: u64,
+    pub filter_sram_kb: u64,
+    pub ofmap_sram_kb: u64,
+}
+
+impl Default for MemorySpec {
+    fn default() -> MemorySpec {
+        MemorySpec { ifmap_sram_kb: 256, filter_sram_kb: 256, ofmap_sram_kb: 128 }
+    }
 }
 
 /// `array`: shape and dataflow.
@@ -188,6 +209,8 @@ pub struct HwConfig {
     requant: RequantConfig,
     clock_period_ps: u64,
     cdc: Option<CdcConfig>,
+    sram_bytes: [u64; 3],
+    energy: crate::energy::EnergyTable,
     spec: HwSpec,
 }
 
@@ -258,7 +281,18 @@ impl HwConfig {
                 })
             }
         };
+        let mem = spec.memory.clone().unwrap_or_default();
+        let kb = |f: &str, v: u64| in_range(&format!("memory.{f}"), v, 1, 1 << 20).map(|v| v * 1024);
+        let sram_bytes = [
+            kb("ifmap_sram_kb", mem.ifmap_sram_kb)?,
+            kb("filter_sram_kb", mem.filter_sram_kb)?,
+            kb("ofmap_sram_kb", mem.ofmap_sram_kb)?,
+        ];
+        let energy = spec.energy.clone().unwrap_or_default();
+        energy.validate("energy")?;
         Ok(HwConfig {
+            sram_bytes,
+            energy,
             rows,
             cols,
             dataflow,
@@ -290,6 +324,14 @@ impl HwConfig {
     /// e.g. in sweeps, and for writing next to results).
     pub fn spec(&self) -> &HwSpec {
         &self.spec
+    }
+    /// SRAM sizes in bytes: ifmap, filter, ofmap.
+    pub fn sram_bytes(&self) -> [u64; 3] {
+        self.sram_bytes
+    }
+    /// The energy reference table.
+    pub fn energy(&self) -> &crate::energy::EnergyTable {
+        &self.energy
     }
     /// Array rows R.
     pub fn rows(&self) -> usize {

@@ -12,28 +12,98 @@ use std::path::{Path, PathBuf};
 /// Write `bytes` to `path` atomically (temp file in the same directory, then
 /// rename). Creates missing parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-    let name =
-        path.file_name().ok_or_else(|| Error::input(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, &e));
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes).map_err(|e| Error::io(path, &e))?;
+    f.commit()
+}
+
+/// A file written incrementally and published atomically: the bytes go to a
+/// temporary file `.NAME.PID.tmp` in the destination directory (created if
+/// missing); [`AtomicFile::commit`] flushes, syncs and renames it over the
+/// destination. Dropped without a commit (an error, a panic unwinding), the
+/// temporary file is removed, so nothing is left behind. This is the one
+/// mechanism behind [`write_atomic`]; use it for outputs too large to build
+/// in memory (traces, waveforms).
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Create the temporary file for `path` (errors name `path`).
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
+        let name =
+            path.file_name().ok_or_else(|| Error::input(format!("{}: not a file path", path.display())))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, &e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+        })
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, &e)
-    })
+
+    /// The destination path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append `bytes`; an error names the destination.
+    pub fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_all(bytes).map_err(|e| Error::io(&self.path, &e))
+    }
+
+    /// Flush, sync and rename over the destination. On failure the temporary
+    /// file is removed and the error names the destination.
+    pub fn commit(mut self) -> Result<()> {
+        let Some(w) = self.file.take() else {
+            return Err(Error::internal(format!("{}: committed twice", self.path.display())));
+        };
+        let res = w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all());
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(Error::io(&self.path, &e));
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&self.tmp);
+            Error::io(&self.path, &e)
+        })
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(std::io::Error::other("write after commit")),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.write_all(buf),
+            None => Err(std::io::Error::other("write after commit")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Read a whole input file (a regular file of at most [`MAX_INPUT_BYTES`]),
@@ -66,9 +136,8 @@ pub fn write_atomic_with(
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
-    let out = f.out.as_mut().ok_or_else(|| Error::internal("AtomicFile without a writer"))?;
     // On error `f` is dropped uncommitted, which removes the temporary file.
-    fill(out).map_err(|e| Error::io(path, &e))?;
+    fill(&mut f).map_err(|e| Error::io(path, &e))?;
     f.commit()
 }
 
@@ -167,60 +236,6 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>> {
         return Err(too_big(buf.len() as u64));
     }
     Ok(buf)
-}
-
-/// An output file written in pieces and committed atomically: bytes go to
-/// a temporary file `.NAME.PID.tmp` beside the destination, and
-/// [`AtomicFile::commit`] flushes, syncs and renames it over the
-/// destination. Dropped without a commit (an error on the way), the
-/// temporary file is removed, so nothing is left behind.
-pub struct AtomicFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-impl AtomicFile {
-    /// Start writing `path` (missing parent directories are created).
-    pub fn create(path: &Path) -> Result<AtomicFile> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, &e))?;
-        let name =
-            path.file_name().ok_or_else(|| Error::input(format!("{}: not a file path", path.display())))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(path, &e))?;
-        Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
-            out: Some(std::io::BufWriter::with_capacity(1 << 20, f)),
-        })
-    }
-
-    /// Append bytes.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let out = self.out.as_mut().ok_or_else(|| Error::internal("AtomicFile written after commit"))?;
-        out.write_all(bytes).map_err(|e| Error::io(&self.path, &e))
-    }
-
-    /// Flush, sync and rename over the destination.
-    pub fn commit(mut self) -> Result<()> {
-        let out = self.out.take().ok_or_else(|| Error::internal("AtomicFile committed twice"))?;
-        let f = out.into_inner().map_err(|e| Error::io(&self.path, e.error()))?;
-        f.sync_all().map_err(|e| Error::io(&self.path, &e))?;
-        drop(f);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, &e))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// True for a name of the form `.NAME.PID.tmp` ([`write_atomic`]'s and

@@ -17,6 +17,7 @@ pub mod lsq;
 pub mod numerics;
 
 pub mod array;
+pub mod gemm;
 pub mod hw;
 pub mod layers;
 pub mod npy;
@@ -27,9 +28,12 @@ pub mod cdc;
 
 pub mod graph;
 pub mod model;
+pub mod ppu;
 pub mod sim;
 
 pub mod dse;
+pub mod energy;
+pub mod plot;
 pub mod vectors;
 
 pub mod cli;

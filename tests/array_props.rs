@@ -52,6 +52,8 @@ fn spec(c: &Case) -> HwSpec {
         requant: RequantSpec { rounding: "double".into(), relu: false, out_bits: 8, out_signed: true },
         clock: ClockSpec { period_ps: 1000 },
         cdc: None,
+        memory: None,
+        energy: None,
     }
 }
 

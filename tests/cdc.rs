@@ -2,7 +2,9 @@
 //! (The edge-exact RTL comparison is in `cdc_rtl.rs`.)
 
 use bitmac::cdc::mtbf::{mtbf, Timing};
-use bitmac::cdc::{self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, NoObserver, Pattern};
+use bitmac::cdc::{
+    self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, NoObserver, Pattern, Variant,
+};
 use proptest::prelude::*;
 use std::process::Command;
 
@@ -22,7 +24,9 @@ proptest! {
     /// scoreboard is always clean and every word arrives in order.
     #[test]
     fn gray_with_metastability_is_always_clean(
-        wclk in 60u64..20000, rclk in 60u64..20000,
+        // Periods >= 2*25 + 25 + 25 + 2, so every setup/hold pair drawn
+        // passes validation (setup + hold below the shortest edge spacing).
+        wclk in 102u64..20000, rclk in 102u64..20000,
         wph in 0u64..1000, rph in 0u64..1000,
         depth_log in 1u32..=6, sync in 2u32..=4,
         wen in 1u32..=100, ren in 1u32..=100,
@@ -495,4 +499,243 @@ fn cli_errors_json_and_mtbf() {
         bitmac(&["mtbf", "--tau-ps", "0", "--t0-s", "1e-9", "--f-clk-hz", "1e8", "--f-data-hz", "1e6"]);
     assert_eq!(c, 2);
     assert!(e.contains("--tau-ps"), "{e}");
+}
+
+/// Run bitmac with a generous wall-clock limit (the bound cases must be
+/// refused before any work starts, not after a long run).
+fn bitmac_timed(args: &[&str], secs: u64) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let (mut o, mut e) = (String::new(), String::new());
+            child.stdout.take().unwrap().read_to_string(&mut o).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            return (st.code().unwrap_or(-1), o, e);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bitmac {args:?} ran longer than {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn cdc_args<'a>(w: &'a str, r: &'a str, words: &'a str) -> Vec<&'a str> {
+    vec![
+        "cdc",
+        "--wclk-ps",
+        w,
+        "--rclk-ps",
+        r,
+        "--depth",
+        "4",
+        "--sync",
+        "2",
+        "--data-width",
+        "8",
+        "--words",
+        words,
+    ]
+}
+
+#[test]
+fn unbounded_runs_are_refused_before_any_work() {
+    // Clock periods near 2^31..2^32 ps against a fast clock: ~2^31 edges per word.
+    for (w, r) in [("4294967295", "3"), ("2", "2147483648"), ("3", "1000000000000")] {
+        let (c, _, e) = bitmac_timed(&cdc_args(w, r, "10"), 20);
+        assert_eq!(c, 2, "{w}/{r}: {e}");
+        assert!(
+            e.contains("--wclk-ps/--rclk-ps") && e.contains("--max-edges") && e.lines().count() == 1,
+            "{e}"
+        );
+    }
+    // Word counts near 1e12 and 2^63.
+    for words in ["1000000000000", "9223372036854775808", "18446744073709551614"] {
+        let (c, _, e) = bitmac_timed(&cdc_args("10000", "13700", words), 20);
+        assert_eq!(c, 2, "{words}: {e}");
+        assert!(e.starts_with("bitmac: --words") || e.contains("--words:"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    // Observed runs have the lower limit: a run fine without --trace is refused with it.
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_bound_{}", std::process::id()));
+    let t = dir.join("t.txt");
+    let mut a = cdc_args("10000", "10000", "100000000");
+    a.extend(["--trace", t.to_str().unwrap()]);
+    let (c, _, e) = bitmac_timed(&a, 20);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("--words") && e.lines().count() == 1, "{e}");
+    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none(), "nothing written");
+    // An explicit --max-edges whose edges would pass 2^63 ps is refused.
+    let mut a = cdc_args("1000000000000", "1000000000000", "10");
+    a.extend(["--max-edges", "18446744073709551615"]);
+    let (c, _, e) = bitmac_timed(&a, 20);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("--max-edges: 18446744073709551615 is out of range") && e.lines().count() == 1, "{e}");
+    // ... and a small explicit bound over the default limit runs (the override).
+    let mut a = cdc_args("4294967295", "3", "3");
+    a.extend(["--max-edges", "3000"]);
+    let (c, _, e) = bitmac_timed(&a, 20);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("run did not finish") && e.contains("3000 edges"), "{e}");
+    // The library refuses the same (transfer, the datapath's entry point).
+    let cfg = spec(4, 2, 0).validate().unwrap();
+    let err = cdc::transfer(
+        &cfg,
+        &ClockPair::new(2, 1_000_000_000_000),
+        &[1, 2],
+        &Pattern::Always,
+        &Pattern::Always,
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_run_leaves_no_output_and_large_outputs_stream() {
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_noout_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (t, v) = (dir.join("t.txt"), dir.join("w.vcd"));
+    let mut a = cdc_args("10000", "13700", "50");
+    a.extend(["--max-edges", "20", "--trace", t.to_str().unwrap(), "--vcd", v.to_str().unwrap()]);
+    let (c, _, e) = bitmac_timed(&a, 20);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("run did not finish") && e.contains("no output written"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    // A run big enough to flush the stream many times writes the same bytes
+    // as the in-memory writers.
+    let mut a = cdc_args("10000", "13700", "3000");
+    a.extend(["--wen", "80", "--seed", "5", "--trace", t.to_str().unwrap(), "--vcd", v.to_str().unwrap()]);
+    let (c, _, e) = bitmac_timed(&a, 60);
+    assert_eq!(c, 0, "{e}");
+    let cfg =
+        FifoSpec { depth: 4, sync: 2, data_width: 8, seed: 5, ..Default::default() }.validate().unwrap();
+    let clocks = ClockPair::new(10000, 13700);
+    let (_, text) = cdc::simulate_trace(&cfg, &clocks, 3000, 80, 100).unwrap();
+    assert!(text.len() > 4 * (1 << 16));
+    assert_eq!(std::fs::read_to_string(&t).unwrap(), text);
+    let mut vw = vcd::VcdWriter::new(&cfg, 10000, 13700);
+    cdc::simulate(&cfg, &clocks, 3000, 80, 100, None, &mut vw).unwrap();
+    assert_eq!(std::fs::read_to_string(&v).unwrap(), vw.finish());
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["t.txt", "w.vcd"], "no temp files left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_takes_the_configuration_from_the_trace_header() {
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_hdr_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg =
+        FifoSpec { depth: 8, sync: 3, data_width: 5, seed: 2, ..Default::default() }.validate().unwrap();
+    let (_, text) = cdc::simulate_trace(&cfg, &ClockPair::new(7000, 11000), 60, 75, 60).unwrap();
+    let p = dir.join("t.txt");
+    std::fs::write(&p, &text).unwrap();
+    let (c, o, e) = bitmac(&["cdc", "--replay", p.to_str().unwrap()]);
+    assert_eq!(c, 0, "{e}");
+    assert!(o.contains("edges match"), "{o}");
+    // An explicit flag wins over the header (and a wrong one mismatches).
+    let (c, _, e) = bitmac(&["cdc", "--replay", p.to_str().unwrap(), "--sync", "2"]);
+    assert_eq!(c, 1, "{e}");
+    // A header-less trace still needs the flags, and says which.
+    let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&p, body).unwrap();
+    let (c, _, e) = bitmac(&["cdc", "--replay", p.to_str().unwrap()]);
+    assert_eq!(c, 2);
+    assert!(e.contains("--depth is required") && e.lines().count() == 1, "{e}");
+    let (c, _, e) =
+        bitmac(&["cdc", "--replay", p.to_str().unwrap(), "--depth", "8", "--sync", "3", "--data-width", "5"]);
+    assert_eq!(c, 0, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_and_docs_state_the_sync_rules() {
+    let (c, o, _) = bitmac(&["cdc", "--help"]);
+    assert_eq!(c, 0);
+    let sync = o.lines().find(|l| l.contains("--sync <SYNC>")).unwrap_or_default();
+    assert!(sync.contains("--replay accepts 1..=16") && sync.contains("K-1"), "{o}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cdc.md")).unwrap();
+    assert!(doc.contains("combinational on K synchronizer flops") && doc.contains("`--sync K−1`"));
+}
+
+#[test]
+fn gen_cdc_case_is_bounded() {
+    let dir = std::env::temp_dir().join(format!("bitmac_cdc_gen_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // 4096 words at a 1:5e11 clock ratio: the trace would be terabytes.
+    let case = dir.join("c.json");
+    std::fs::write(
+        &case,
+        r#"{"kind":"cdc","name":"big","seed":1,"wclk_ps":2,"rclk_ps":1000000000000,"depth":4,"sync":2,"data_width":8,"words":4096}"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (c, _, e) =
+        bitmac_timed(&["gen", "--case", case.to_str().unwrap(), "--out", out.to_str().unwrap()], 20);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("wclk_ps/rclk_ps") && e.lines().count() == 1, "{e}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Every FIFO variant (docs/cdc.md §16), with metastability on: the
+    /// scoreboard is clean, every word is delivered in order, and the trace
+    /// (v2) replays edge for edge. Registered read data delivers each word
+    /// exactly one read edge after the FWFT configuration would.
+    #[test]
+    fn variants_are_clean_and_replay(
+        wclk in 102u64..20000, rclk in 102u64..20000,
+        depth_log in 1u32..=5, sync in 2u32..=4,
+        wen in 1u32..=100, ren in 1u32..=100,
+        seed in any::<u64>(), stages in 0u32..=3, fwft in any::<bool>(),
+        af in proptest::option::of(0u32..64), ae in proptest::option::of(0u32..64),
+        meta in any::<bool>(),
+    ) {
+        let d = 1u32 << depth_log;
+        let v = Variant {
+            read_stages: stages,
+            fwft,
+            almost_full: af.map(|x| 1 + x % d),
+            almost_empty: ae.map(|x| x % d),
+        };
+        let mut s = spec(d as u64, sync, seed);
+        if meta {
+            s.meta = Some(Meta { setup_ps: 20, hold_ps: 10 });
+        }
+        let cfg = s.validate().unwrap().with_variant(v).unwrap();
+        let clocks = ClockPair::new(wclk, rclk);
+        // Replay offers words 0, 1, 2, ... (mod 2^W), so the transfer does too.
+        let words: Vec<u64> = (0..80u64).map(|k| k & cfg.data_mask()).collect();
+        let (rep, text) = cdc::transfer_trace(&cfg, &clocks, &words, &Pattern::Percent(wen), &Pattern::Percent(ren)).unwrap();
+        prop_assert!(rep.report.verdict.clean, "{:?}", rep.report.verdict);
+        prop_assert_eq!(&rep.popped, &words);
+        if !meta {
+            let lines = trace::parse(&text, "t", &cfg).unwrap();
+            prop_assert_eq!(trace::replay(&lines, "t", &cfg).unwrap(), lines.len());
+        }
+        // Registered read data = FWFT delayed by one read edge, word for word
+        // (same enables: the pop edges are the same, the delivery is next edge).
+        if !fwft && !meta && ren == 100 {
+            let f = cfg.with_variant(Variant { fwft: true, ..v }).unwrap();
+            let a = cdc::transfer(&f, &clocks, &words, &Pattern::Percent(wen), &Pattern::Always).unwrap();
+            let b = cdc::transfer(&cfg, &clocks, &words, &Pattern::Percent(wen), &Pattern::Always).unwrap();
+            let later: Vec<u64> = a.pop_edge.iter().map(|e| e + 1).collect();
+            prop_assert_eq!(b.pop_edge, later);
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! Requires `iverilog` and `vvp` (installed by `.ci/run`). Set
 //! `BITMAC_SKIP_RTL=1` to skip on a machine without them.
 
-use bitmac::cdc::{self, trace, Clock, ClockPair, Domain, FifoSpec};
+use bitmac::cdc::{self, trace, Clock, ClockPair, Domain, FifoSpec, Variant};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -183,11 +183,14 @@ fn body(text: &str) -> Vec<&str> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
 }
 
-fn run_case(c: &Case, dir: &std::path::Path) {
+fn run_case(c: &Case, dir: &std::path::Path, v: Variant, tag: &str) {
     let cfg =
         FifoSpec { depth: c.depth, sync: c.sync, data_width: c.width, seed: c.seed, ..Default::default() }
             .validate()
+            .unwrap()
+            .with_variant(v)
             .unwrap();
+    let plain = v.is_plain();
     let clocks =
         ClockPair { w: Clock::new(c.wclk).with_phase(c.wphase), r: Clock::new(c.rclk).with_phase(c.rphase) };
     let mut tw = trace::TraceWriter::new(&cfg, &[]);
@@ -199,7 +202,7 @@ fn run_case(c: &Case, dir: &std::path::Path) {
         lines.iter().filter(|p| p.line.dom == Domain::W).map(|p| if p.line.en { "1" } else { "0" }).collect();
     let ren: Vec<&str> =
         lines.iter().filter(|p| p.line.dom == Domain::R).map(|p| if p.line.en { "1" } else { "0" }).collect();
-    let case_dir = dir.join(c.name);
+    let case_dir = dir.join(format!("{}{tag}", c.name));
     std::fs::create_dir_all(&case_dir).unwrap();
     std::fs::write(case_dir.join("wen.txt"), wen.join("\n") + "\n").unwrap();
     std::fs::write(case_dir.join("ren.txt"), ren.join("\n") + "\n").unwrap();
@@ -211,7 +214,8 @@ fn run_case(c: &Case, dir: &std::path::Path) {
     std::fs::write(case_dir.join("rt.txt"), times(Domain::R)).unwrap();
     let rtl = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rtl");
     let asize = c.depth.trailing_zeros();
-    let params = [
+    let tb = if plain { "async_fifo_tb" } else { "async_fifo_var_tb" };
+    let mut params = vec![
         format!("-Pasync_fifo_tb.DSIZE={}", c.width),
         format!("-Pasync_fifo_tb.ASIZE={asize}"),
         format!("-Pasync_fifo_tb.SYNC={}", c.sync),
@@ -224,12 +228,24 @@ fn run_case(c: &Case, dir: &std::path::Path) {
         format!("-Pasync_fifo_tb.NR={}", ren.len()),
         format!("-Pasync_fifo_tb.EXT={}", (c.jitter > 0) as u8),
     ];
+    if !plain {
+        params.extend([
+            format!("-Pasync_fifo_tb.STAGES={}", v.read_stages),
+            format!("-Pasync_fifo_tb.FWFT={}", v.fwft as u8),
+            format!("-Pasync_fifo_tb.AFEN={}", v.almost_full.is_some() as u8),
+            format!("-Pasync_fifo_tb.AF={}", v.almost_full.unwrap_or(1)),
+            format!("-Pasync_fifo_tb.AEEN={}", v.almost_empty.is_some() as u8),
+            format!("-Pasync_fifo_tb.AE={}", v.almost_empty.unwrap_or(0)),
+        ]);
+    }
+    let params: Vec<String> =
+        params.into_iter().map(|p| p.replace("async_fifo_tb.", &format!("{tb}."))).collect();
     let out = Command::new("iverilog")
         .args(["-g2005", "-o"])
         .arg(case_dir.join("tb.vvp"))
         .args(&params)
-        .arg(rtl.join("async_fifo_tb.v"))
-        .arg(rtl.join("async_fifo.v"))
+        .arg(rtl.join(format!("{tb}.v")))
+        .arg(rtl.join(if plain { "async_fifo.v" } else { "async_fifo_var.v" }))
         .output()
         .expect("running iverilog");
     assert!(out.status.success(), "{}: iverilog failed: {}", c.name, String::from_utf8_lossy(&out.stderr));
@@ -243,7 +259,19 @@ fn run_case(c: &Case, dir: &std::path::Path) {
     let n =
         trace::replay(&parsed, "rtl_trace.txt", &cfg).unwrap_or_else(|e| panic!("{}: replay: {e}", c.name));
     assert_eq!(n, lines.len(), "{}: edge count", c.name);
-    // ... and through the CLI.
+    // ... and through the CLI (the RTL trace has no bitmac header: flags).
+    let mut vflags: Vec<String> = vec![
+        "--read-stages".into(),
+        v.read_stages.to_string(),
+        "--read-data".into(),
+        (if v.fwft { "fwft" } else { "registered" }).into(),
+    ];
+    if let Some(af) = v.almost_full {
+        vflags.extend(["--almost-full".into(), af.to_string()]);
+    }
+    if let Some(ae) = v.almost_empty {
+        vflags.extend(["--almost-empty".into(), ae.to_string()]);
+    }
     let cli = Command::new(env!("CARGO_BIN_EXE_bitmac"))
         .args(["cdc", "--replay"])
         .arg(case_dir.join("rtl_trace.txt"))
@@ -255,6 +283,7 @@ fn run_case(c: &Case, dir: &std::path::Path) {
             "--data-width",
             &c.width.to_string(),
         ])
+        .args(if plain { Vec::new() } else { vflags })
         .output()
         .unwrap();
     assert_eq!(
@@ -291,7 +320,54 @@ fn rtl_matches_bitmac_edge_for_edge() {
     std::fs::create_dir_all(&dir).unwrap();
     assert!(CASES.len() >= 6);
     for c in CASES {
-        run_case(c, &dir);
+        run_case(c, &dir, Variant::default(), "");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The FIFO variants of docs/cdc.md §16 (read stages, registered read data,
+/// almost-full/-empty), each against `tests/rtl/async_fifo_var.v` across all
+/// nine clock configurations above (`CASES`), edge for edge.
+#[test]
+fn rtl_variants_match_bitmac_edge_for_edge() {
+    if !tools_present() {
+        if std::env::var("BITMAC_SKIP_RTL").as_deref() == Ok("1") {
+            eprintln!("cdc_rtl: iverilog/vvp not found; skipped because BITMAC_SKIP_RTL=1");
+            return;
+        }
+        panic!("cdc_rtl: iverilog/vvp not found: install Icarus Verilog (apt-get install iverilog) or set BITMAC_SKIP_RTL=1 to skip");
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "bitmac_cdc_rtl_var_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(CASES.len() >= 8);
+    // Thresholds from the depth: af(d) and ae(d) stay in range for d >= 2.
+    type Mk = fn(u64) -> Variant;
+    let variants: [(&str, Mk); 6] = [
+        ("_s1", |_| Variant { read_stages: 1, ..Default::default() }),
+        ("_s2", |_| Variant { read_stages: 2, ..Default::default() }),
+        ("_s3_almost", |d| Variant {
+            read_stages: 3,
+            almost_full: Some((d - 1) as u32),
+            almost_empty: Some(1),
+            ..Default::default()
+        }),
+        ("_registered", |_| Variant { fwft: false, ..Default::default() }),
+        ("_s2_registered_almost", |d| Variant {
+            read_stages: 2,
+            fwft: false,
+            almost_full: Some((d / 2) as u32),
+            almost_empty: Some((d / 2 - 1) as u32),
+        }),
+        ("_almost", |d| Variant { almost_full: Some(d as u32), almost_empty: Some(0), ..Default::default() }),
+    ];
+    for (tag, mk) in variants {
+        for c in CASES {
+            run_case(c, &dir, mk(c.depth), tag);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

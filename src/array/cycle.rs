@@ -162,6 +162,10 @@ struct Buffer<'t> {
     /// Trace text of the current cycle's writebacks and overflows.
     wb_text: String,
     ovf_text: String,
+    /// Register trace (`docs/datapath.md` §7): every PE register after the
+    /// cycle's commit, appended to each trace line (`reg_text`).
+    regs: bool,
+    reg_text: String,
 }
 
 impl Buffer<'_> {
@@ -233,6 +237,11 @@ impl Buffer<'_> {
             if !self.ovf_text.is_empty() {
                 let _ = write!(t, " ovf={}", self.ovf_text);
             }
+            if !self.reg_text.is_empty() {
+                t.push(' ');
+                t.push_str(&self.reg_text);
+                self.reg_text.clear();
+            }
             t.push('\n');
             self.wb_text.clear();
             self.ovf_text.clear();
@@ -257,7 +266,43 @@ fn join(vals: impl Iterator<Item = Option<i64>>) -> String {
     s
 }
 
+/// Register-trace fields of one cycle: ` a=` (activation registers), `w=`
+/// (weight registers), `p=` (psum/accumulator registers), each `R*C` values
+/// in row-major PE order.
+fn reg_fields(
+    a: impl Iterator<Item = i64>,
+    w: impl Iterator<Item = i64>,
+    p: impl Iterator<Item = i64>,
+) -> String {
+    format!("a={} w={} p={}", join(a.map(Some)), join(w.map(Some)), join(p.map(Some)))
+}
+
+/// The register-trace fields of a stationary array (`ws`: the weights are
+/// stationary, the activations move; `is`: the other way round).
+fn stat_regs<T: Lane>(ws: bool, st: &[T::In], mv: &[T::In], p: &[T]) -> String {
+    let st = st.iter().map(|&v| T::in_to_i64(v));
+    let mv = mv.iter().map(|&v| T::in_to_i64(v));
+    let p = p.iter().map(|&v| v.to_i64());
+    if ws {
+        reg_fields(mv, st, p)
+    } else {
+        reg_fields(st, mv, p)
+    }
+}
+
 pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut String>) -> ArrayOutput {
+    run_traced(cfg, a, w, trace, false)
+}
+
+/// [`run`], optionally with the register trace appended to every trace line
+/// (`regs`, needs `trace`).
+pub(crate) fn run_traced(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    trace: Option<&mut String>,
+    regs: bool,
+) -> ArrayOutput {
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let mut buf = Buffer {
         cfg: *cfg,
@@ -270,9 +315,11 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         h: centre(&cfg.rounder),
         cycle: 0,
         cand: None,
+        regs: regs && trace.is_some(),
         trace,
         wb_text: String::new(),
         ovf_text: String::new(),
+        reg_text: String::new(),
     };
     if let Some(t) = buf.trace.as_deref_mut() {
         let _ = writeln!(
@@ -595,6 +642,9 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                 } else {
                     String::new()
                 };
+                if buf.regs {
+                    buf.reg_text = stat_regs::<T>(ws, &wreg, &areg, &preg);
+                }
                 buf.end_cycle(tile, "load", &ins);
             }
             // Stream.
@@ -710,6 +760,9 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                 } else {
                     String::new()
                 };
+                if buf.regs {
+                    buf.reg_text = stat_regs::<T>(ws, &wreg, &areg, &preg);
+                }
                 buf.end_cycle(tile, "mac", &ins);
                 q += 1;
             }
@@ -720,6 +773,9 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
     // The last column sums are written back one cycle after they leave.
     if pending.iter().any(|&p| p) {
         drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
+        if buf.regs {
+            buf.reg_text = stat_regs::<T>(ws, &wreg, &areg, &preg);
+        }
         buf.end_cycle(tile - 1, "wb", "");
     }
 }
@@ -803,6 +859,10 @@ fn run_os(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                 } else {
                     String::new()
                 };
+                if buf.regs {
+                    buf.reg_text =
+                        reg_fields(areg.iter().copied(), wreg.iter().copied(), preg.iter().copied());
+                }
                 buf.end_cycle(tile, "mac", &ins);
                 q += 1;
                 if tag[cu - 1] == (k - 1) as i64 {
@@ -820,6 +880,14 @@ fn run_os(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
                     }
                 }
                 let ins = if tracing { format!("row={r}") } else { String::new() };
+                if buf.regs {
+                    // This engine keeps its registers through the drain and
+                    // reads row R-1-q; the hardware of docs/datapath.md §5
+                    // shifts the results down (0 entering row 0) and clears
+                    // the operand pipelines, which is what is reported.
+                    let p = (0..sz).map(|i| if i / cc > q { preg[i - (q + 1) * cc] } else { 0 });
+                    buf.reg_text = reg_fields((0..sz).map(|_| 0), (0..sz).map(|_| 0), p);
+                }
                 buf.end_cycle(tile, "drain", &ins);
             }
             tile += 1;

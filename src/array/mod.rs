@@ -490,6 +490,19 @@ pub fn run_array_chunked(
     Ok(stats)
 }
 
+/// Run a GEMM on the cycle engine and return its per-cycle trace with the
+/// register fields of `docs/datapath.md` §7 (every PE's activation, weight
+/// and psum register after every cycle) appended to every line. For
+/// checking an RTL array register by register (`tests/rtl_array.rs`).
+pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
+    check_operands(cfg, a, w)?;
+    let mut text = String::new();
+    let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
+    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
+    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
+    Ok((out, text))
+}
+
 fn ceil_div(a: u64, b: u64) -> u64 {
     a.div_ceil(b)
 }

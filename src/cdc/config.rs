@@ -87,6 +87,54 @@ pub struct Meta {
     pub hold_ps: u64,
 }
 
+/// FIFO variants on top of the Cummings core (docs/cdc.md §16): a read stage,
+/// the read-data style and programmable almost-full / almost-empty flags.
+/// `Variant::default()` is the plain core (trace format v1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Registers in front of the read port, 0..=3 (refilled when the
+    /// consumer is ready or any register is empty).
+    pub read_stages: u32,
+    /// First-word-fall-through (true: the consumer sees the head word and
+    /// its valid before it reads) or registered read data (false: a read
+    /// loads an output register; the word is delivered one read edge later).
+    pub fwft: bool,
+    /// Almost-full threshold AF (1..=depth): `wafull` is set when the write
+    /// side's occupancy estimate is >= AF. None: no flag.
+    pub almost_full: Option<u32>,
+    /// Almost-empty threshold AE (0..=depth-1): `raempty` is set when the read
+    /// side's occupancy estimate is <= AE. None: no flag.
+    pub almost_empty: Option<u32>,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Variant { read_stages: 0, fwft: true, almost_full: None, almost_empty: None }
+    }
+}
+
+impl Variant {
+    /// The plain Cummings core (no stage, FWFT, no almost flags).
+    pub fn is_plain(&self) -> bool {
+        *self == Variant::default()
+    }
+    /// `read_stages=N read_data=fwft|registered almost_full=AF|- almost_empty=AE|-`
+    /// (in trace headers; empty for the plain core so v1 headers stay as they were).
+    pub fn describe(&self) -> String {
+        if self.is_plain() {
+            return String::new();
+        }
+        let o = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        format!(
+            " read_stages={} read_data={} almost_full={} almost_empty={}",
+            self.read_stages,
+            if self.fwft { "fwft" } else { "registered" },
+            o(self.almost_full),
+            o(self.almost_empty)
+        )
+    }
+}
+
 /// The FIFO as the user asked for it (unvalidated).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FifoSpec {
@@ -119,6 +167,7 @@ pub struct FifoConfig {
     pub(crate) fault: Fault,
     pub(crate) meta: Option<Meta>,
     pub(crate) seed: u64,
+    pub(crate) variant: Variant,
 }
 
 impl FifoSpec {
@@ -149,11 +198,47 @@ impl FifoSpec {
             fault: self.fault,
             meta: self.meta,
             seed: self.seed,
+            variant: Variant::default(),
         })
     }
 }
 
 impl FifoConfig {
+    /// The same configuration with FIFO variant `v` (validated; errors name
+    /// the CLI flags `--read-stages`, `--almost-full`, `--almost-empty`).
+    /// Variants need the correct design (`Fault::None`); metastability is allowed.
+    pub fn with_variant(&self, v: Variant) -> Result<FifoConfig> {
+        if v.read_stages > 3 {
+            return Err(Error::field("--read-stages", v.read_stages, "0..=3"));
+        }
+        let d = self.depth();
+        if let Some(af) = v.almost_full {
+            if !(1..=d).contains(&(af as u64)) {
+                return Err(Error::field("--almost-full", af, format!("1..={d} (the depth)")));
+            }
+        }
+        if let Some(ae) = v.almost_empty {
+            if ae as u64 >= d {
+                return Err(Error::field("--almost-empty", ae, format!("0..={} (below the depth)", d - 1)));
+            }
+        }
+        // The one-flop design without metastability (replay's S = 1) is plain.
+        let plain_design =
+            self.fault == Fault::None || (self.fault == Fault::SingleFlop && self.meta.is_none());
+        if !v.is_plain() && !plain_design {
+            return Err(Error::input(format!(
+                "--fault {}: FIFO variants (--read-stages, --read-data, --almost-*) need --fault none",
+                self.fault.name()
+            )));
+        }
+        let mut c = self.clone();
+        c.variant = v;
+        Ok(c)
+    }
+    /// The FIFO variant (plain core by default).
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
     /// Depth D = 2^n.
     pub fn depth(&self) -> u64 {
         1u64 << self.addr_bits

@@ -15,12 +15,14 @@ mod fast;
 pub mod mtbf;
 mod sim;
 pub mod stats;
+pub mod step;
 pub mod trace;
 pub mod vcd;
 
-pub use config::{Clock, ClockPair, Domain, Fault, FifoConfig, FifoSpec, Meta};
+pub use config::{Clock, ClockPair, Domain, Fault, FifoConfig, FifoSpec, Meta, Variant};
 pub use sim::{Data, EdgeRec, MetaEvent, MetaKind, NoObserver, Observer, Pattern, Sim};
 pub use stats::{DomainStats, Stats, Verdict};
+pub use step::{StepEdge, StepFifo};
 
 use crate::error::{Error, Result};
 use sim::{Source, WordLog};
@@ -36,10 +38,101 @@ pub fn default_max_edges(cfg: &FifoConfig, clocks: &ClockPair, words: u64, min_p
     let ratio = pmax.div_ceil(pmin);
     let pct = min_pct.clamp(1, 100) as u64;
     16u64
-        .saturating_mul(words + cfg.depth() + 2 * cfg.sync() as u64 + 16)
+        .saturating_mul(words.saturating_add(cfg.depth() + 2 * cfg.sync() as u64 + 16))
         .saturating_mul(ratio + 1)
         .saturating_mul(100u64.div_ceil(pct))
         .saturating_add(1024)
+}
+
+/// Largest default edge bound of a run without an observer (docs/cdc.md §7):
+/// 2^34 rising edges. A correct FIFO needs about 1/16 of its bound, so a
+/// default run does at most ~1.1e9 edges (seconds on the fast path).
+pub const EDGE_LIMIT: u64 = 1 << 34;
+/// Largest default edge bound of a run with an observer (trace, VCD, vector
+/// case): 2^30 rising edges (a trace line is about 30 bytes).
+pub const EDGE_LIMIT_OBSERVED: u64 = 1 << 30;
+/// Simulated time stays below this (ps): every edge the bound allows, and the
+/// next edge of the slower clock, must come before 2^63 ps.
+pub const TIME_LIMIT_PS: u64 = 1 << 63;
+
+/// The edge bound of a run, checked before any work starts (docs/cdc.md §7).
+/// `max_edges` (the `--max-edges` override) is taken as given (1 or more);
+/// otherwise [`default_max_edges`] must not exceed `limit` ([`EDGE_LIMIT`] or
+/// [`EDGE_LIMIT_OBSERVED`]). In both cases `(bound + 2) * Pmin + 2 * Pmax`
+/// must stay below [`TIME_LIMIT_PS`], so no edge time saturates. Errors are
+/// one line naming the flag (`--words`, `--wclk-ps/--rclk-ps`, `--max-edges`).
+pub fn edge_bound(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    words: u64,
+    min_pct: u32,
+    max_edges: Option<u64>,
+    limit: u64,
+) -> Result<u64> {
+    edge_bound_named(
+        cfg,
+        clocks,
+        words,
+        min_pct,
+        max_edges,
+        limit,
+        ["--words", "--wclk-ps/--rclk-ps", "--max-edges"],
+    )
+}
+
+/// [`edge_bound`] with other names for the words, clocks and edge-bound
+/// fields in its errors (e.g. JSON fields of a vector case).
+#[allow(clippy::too_many_arguments)]
+pub fn edge_bound_named(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    words: u64,
+    min_pct: u32,
+    max_edges: Option<u64>,
+    limit: u64,
+    names: [&str; 3],
+) -> Result<u64> {
+    let pmax = clocks.w.period_ps.max(clocks.r.period_ps) as u128;
+    let pmin = clocks.w.period_ps.min(clocks.r.period_ps) as u128;
+    // Largest bound whose edges all come before TIME_LIMIT_PS.
+    let time_max = ((TIME_LIMIT_PS as u128 - 2 * pmax) / pmin).saturating_sub(2).min(u64::MAX as u128) as u64;
+    match max_edges {
+        Some(0) => Err(Error::field(names[2], 0, format!("1..={time_max}"))),
+        Some(m) if m > time_max => Err(Error::field(
+            names[2],
+            m,
+            format!("1..={time_max} (simulated time must stay below 2^63 ps at the {pmin} ps clock)"),
+        )),
+        Some(m) => Ok(m),
+        None => {
+            let d = default_max_edges(cfg, clocks, words, min_pct);
+            let ratio1 = ClockPair { w: clocks.w, r: clocks.w };
+            let (flag, val) = if default_max_edges(cfg, &ratio1, words, min_pct) > limit.min(time_max) {
+                (names[0], words.to_string())
+            } else {
+                (names[1], format!("{}/{}", clocks.w.period_ps, clocks.r.period_ps))
+            };
+            if d > limit {
+                return Err(Error::field(
+                    flag,
+                    val,
+                    format!(
+                        "a default edge bound of at most {limit} rising edges; this run's is {d} (docs/cdc.md §7); pass {} N to allow more", names[2]
+                    ),
+                ));
+            }
+            if d > time_max {
+                return Err(Error::field(
+                    flag,
+                    val,
+                    format!(
+                        "a default edge bound of at most {time_max} rising edges at these clocks (simulated time below 2^63 ps); this run's is {d}; pass a smaller {}", names[2]
+                    ),
+                ));
+            }
+            Ok(d)
+        }
+    }
 }
 
 /// Outcome of a run.
@@ -120,18 +213,18 @@ fn run_core<O: Observer>(
     clocks.validate(cfg)?;
     let pw = check_pattern(producer, "--wen", items)?;
     let pr = check_pattern(consumer, "--ren", items)?;
-    let max_edges = max_edges.unwrap_or_else(|| default_max_edges(cfg, clocks, items, pw.min(pr)));
-    if max_edges == 0 {
-        return Err(Error::field("--max-edges", 0, "1..=18446744073709551615"));
-    }
+    let limit = if obs.is_noop() { EDGE_LIMIT } else { EDGE_LIMIT_OBSERVED };
+    let max_edges = edge_bound(cfg, clocks, items, pw.min(pr), max_edges, limit)?;
     let mut sim = Sim::new(cfg, Source::Clocks { clocks, producer, consumer, items }, words);
     if log {
         sim.log = Some(WordLog::default());
     }
-    while sim.r.items < items && sim.w.edges + sim.r.edges < max_edges {
-        sim.step(obs);
+    while sim.delivered < items && sim.w.edges + sim.r.edges < max_edges {
+        if !sim.step(obs) {
+            break;
+        }
     }
-    let finished = sim.r.items >= items;
+    let finished = sim.delivered >= items;
     let mut stats = sim.stats.clone();
     stats.w.edges = sim.w.edges;
     stats.r.edges = sim.r.edges;
@@ -174,14 +267,11 @@ pub fn simulate<O: Observer>(
     }
     let (pw, pr) = (p(wen_pct), p(ren_pct));
     let no_meta = cfg.meta().is_none_or(|m| m.setup_ps == 0 && m.hold_ps == 0);
-    let plain = no_meta && cfg.fault() == Fault::None;
+    // Variants run on the general simulator (the fast path is the plain core).
+    let plain = no_meta && cfg.fault() == Fault::None && cfg.variant().is_plain();
     if obs.is_noop() && plain {
         clocks.validate(cfg)?;
-        let max_edges =
-            max_edges.unwrap_or_else(|| default_max_edges(cfg, clocks, n_words, wen_pct.min(ren_pct)));
-        if max_edges == 0 {
-            return Err(Error::field("--max-edges", 0, "1..=18446744073709551615"));
-        }
+        let max_edges = edge_bound(cfg, clocks, n_words, wen_pct.min(ren_pct), max_edges, EDGE_LIMIT)?;
         let out = fast::run(cfg, clocks, n_words, &pw, &pr, max_edges);
         let finished = out.taken >= n_words;
         let verdict = out.sb.verdict(n_words, finished);
@@ -354,7 +444,7 @@ pub fn describe(cfg: &FifoConfig, clocks: &ClockPair) -> String {
         None => "off".into(),
     };
     format!(
-        "depth={} sync={} data_width={} wclk_ps={} wphase_ps={} wjitter_ps={} rclk_ps={} rphase_ps={} rjitter_ps={} seed={} meta={} fault={}",
+        "depth={} sync={} data_width={} wclk_ps={} wphase_ps={} wjitter_ps={} rclk_ps={} rphase_ps={} rjitter_ps={} seed={} meta={} fault={}{}",
         cfg.depth(),
         cfg.sync(),
         cfg.data_width(),
@@ -366,6 +456,7 @@ pub fn describe(cfg: &FifoConfig, clocks: &ClockPair) -> String {
         clocks.r.jitter_ps,
         cfg.seed(),
         meta,
-        cfg.fault().name()
+        cfg.fault().name(),
+        cfg.variant().describe()
     )
 }

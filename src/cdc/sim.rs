@@ -14,7 +14,7 @@
 //! The hot loop does no allocation and no formatting: observers are generic
 //! and the no-op observer compiles away.
 
-use super::config::{ClockPair, Domain, Fault, FifoConfig, Meta};
+use super::config::{ClockPair, Domain, Fault, FifoConfig, Meta, Variant};
 use super::stats::{bump, Scoreboard, Stats};
 use rand::RngCore;
 use rand::SeedableRng;
@@ -70,8 +70,21 @@ pub enum Data {
 pub struct EdgeRec {
     /// The enable sampled at the edge (`winc` / `rinc`).
     pub en: bool,
-    /// The word pushed (W) / popped (R).
+    /// The word pushed (W) / popped from the FIFO memory (R; in the plain
+    /// core, the word the consumer took).
     pub data: Data,
+    /// R: the word delivered to the consumer at this edge (equal to `data`
+    /// in the plain core; differs with a read stage or registered read data).
+    pub take: Data,
+}
+
+/// A word held in a read-stage or output register: its index, value and the
+/// read-edge count at its push (for the latency histogram).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub seq: u64,
+    pub val: u64,
+    pub push_r: u64,
 }
 
 /// Kinds of metastability events.
@@ -370,6 +383,18 @@ pub struct Sim<'a> {
     pub(crate) events: Vec<MetaEvent>,
     pub(crate) log: Option<WordLog>,
     pub(crate) last_t: u64,
+    /// Words delivered to the consumer (the run ends when all are).
+    pub(crate) delivered: u64,
+    /// FIFO variant (docs/cdc.md §16) and its registers.
+    variant: Variant,
+    /// Read stage valid bits and words; index `read_stages - 1` is the output.
+    st_v: [bool; 3],
+    st_d: [Held; 3],
+    /// Registered read data (variant `fwft = false`): valid and word.
+    rvalid: bool,
+    dout: Held,
+    wafull: bool,
+    raempty: bool,
 }
 
 /// Where edges and enables come from.
@@ -464,6 +489,14 @@ impl<'a> Sim<'a> {
             events: Vec::new(),
             log: None,
             last_t: 0,
+            delivered: 0,
+            variant: cfg.variant,
+            st_v: [false; 3],
+            st_d: [Held::default(); 3],
+            rvalid: false,
+            dout: Held::default(),
+            wafull: false,
+            raempty: true,
         };
         sim.w.next_t = sim.wt.next();
         sim.wen.draw(0);
@@ -513,9 +546,50 @@ impl<'a> Sim<'a> {
     pub fn read_edges(&self) -> u64 {
         self.r.edges
     }
-    /// Items (words) the consumer has taken.
+    /// Items (words) delivered to the consumer.
     pub fn taken(&self) -> u64 {
-        self.r.items
+        self.delivered
+    }
+    /// The FIFO variant.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+    /// Registered almost-full flag (None when not configured).
+    pub fn wafull(&self) -> Option<bool> {
+        self.variant.almost_full.map(|_| self.wafull)
+    }
+    /// Registered almost-empty flag (None when not configured).
+    pub fn raempty(&self) -> Option<bool> {
+        self.variant.almost_empty.map(|_| self.raempty)
+    }
+    /// The consumer port after the instant: `Some(word)` when it shows a
+    /// valid word (FWFT: the head word / output register; registered read
+    /// data: the output register while `rvalid`), else None.
+    pub fn port(&self) -> Option<Data> {
+        let v = self.variant;
+        let held = |h: Held| if h.seq == NO_SEQ { Data::X } else { Data::Word(h.val) };
+        if !v.fwft {
+            return self.rvalid.then(|| held(self.dout));
+        }
+        let n = v.read_stages as usize;
+        if n == 0 {
+            if self.r.flag {
+                return None;
+            }
+            let sl = self.slots[(self.r.bin & self.amask) as usize];
+            return Some(held(Held { seq: sl.seq, val: sl.val, push_r: sl.push_r }));
+        }
+        self.st_v[n - 1].then(|| held(self.st_d[n - 1]))
+    }
+    /// Gray to binary.
+    fn g2b(g: u32) -> u32 {
+        let mut b = g;
+        let mut sh = 1;
+        while sh < 32 {
+            b ^= b >> sh;
+            sh <<= 1;
+        }
+        b
     }
     /// Words the producer has had accepted.
     pub fn accepted(&self) -> u64 {
@@ -743,6 +817,9 @@ impl<'a> Sim<'a> {
 
     #[inline(always)]
     fn edge_r(&mut self, t: u64, en: bool, cap: (u32, bool), _wptr_old: u32) -> EdgeRec {
+        if !self.variant.is_plain() {
+            return self.edge_r_variant(t, en, cap);
+        }
         let (pv, cv) = self.r.fan.take().unwrap_or((self.r.flag, self.r.flag));
         let pop = en && !pv;
         let take = en && !cv;
@@ -772,6 +849,7 @@ impl<'a> Sim<'a> {
                 log.pop_time.push(t);
             }
             self.r.items += 1;
+            self.delivered += 1;
             self.stats.r.client_ops += 1;
         }
         if pop {
@@ -819,7 +897,115 @@ impl<'a> Sim<'a> {
             }
         }
         self.r.flag = flag_new;
-        EdgeRec { en, data }
+        EdgeRec { en, data, take: data }
+    }
+
+    /// A read edge of a FIFO variant (docs/cdc.md §16; no fault, so the
+    /// pointer logic and the client see the same flag). All from the state
+    /// before the instant: the consumer port, the read stage (Forencich-style:
+    /// stage j shifts when the consumer is ready or some stage k >= j is
+    /// empty; stage 0 loads the head word when the consumer is ready or any
+    /// stage is empty, popping the core iff it is not empty), the registered
+    /// output, then the core pointers, synchronizer and flags as in §4.
+    fn edge_r_variant(&mut self, t: u64, en: bool, cap: (u32, bool)) -> EdgeRec {
+        let v = self.variant;
+        let n = v.read_stages as usize;
+        let flag = self.r.flag;
+        let slot_i = (self.r.bin & self.amask) as usize;
+        let sl = self.slots[slot_i];
+        let head = Held { seq: sl.seq, val: sl.val, push_r: sl.push_r };
+        let (port_valid, port) = if n == 0 { (!flag, head) } else { (self.st_v[n - 1], self.st_d[n - 1]) };
+        let take = en && port_valid;
+        let core_rd = if n == 0 { en } else { en || self.st_v[..n].iter().any(|x| !x) };
+        let pop = core_rd && !flag;
+        let st = &mut self.stats.r;
+        st.en_edges += en as u64;
+        st.stall_edges += (en && !port_valid) as u64;
+        st.pessimistic_edges += (flag && self.occ > 0) as u64;
+        // The word the consumer receives at this edge.
+        let deliver = if v.fwft { take.then_some(port) } else { self.rvalid.then_some(self.dout) };
+        if !v.fwft {
+            self.rvalid = take;
+            if take {
+                self.dout = port;
+            }
+        }
+        if n > 0 {
+            let (ov, od) = (self.st_v, self.st_d);
+            for j in (1..n).rev() {
+                if en || ov[j..n].iter().any(|x| !x) {
+                    self.st_v[j] = ov[j - 1];
+                    self.st_d[j] = od[j - 1];
+                }
+            }
+            if core_rd {
+                self.st_v[0] = pop;
+                self.st_d[0] = head;
+            }
+        }
+        self.r.items += take as u64;
+        let mut take_d = Data::None;
+        if let Some(h) = deliver {
+            if h.seq == NO_SEQ {
+                self.sb.garbage += 1;
+                take_d = Data::X;
+            } else {
+                take_d = Data::Word(h.val);
+                self.sb.receive(h.seq);
+                bump(&mut self.stats.lat_write_pop, self.r.edges - h.push_r);
+            }
+            if let Some(log) = &mut self.log {
+                log.popped.push(h.val);
+                log.pop_edge.push(self.r.edges - 1);
+                log.pop_time.push(t);
+            }
+            self.delivered += 1;
+            self.stats.r.client_ops += 1;
+        }
+        let mut data = Data::None;
+        if pop {
+            let sl = &mut self.slots[slot_i];
+            if sl.valid {
+                sl.valid = false;
+                self.occ -= 1;
+            } else {
+                self.sb.truly_empty_pops += 1;
+            }
+            data = if sl.seq == NO_SEQ { Data::X } else { Data::Word(sl.val) };
+            sl.pop_w = self.w.edges;
+            self.r.bin = (self.r.bin + 1) & self.pmask;
+            self.stats.r.ops += 1;
+        }
+        let s = self.s;
+        let out_old = self.r.sync[s - 1];
+        for i in (1..s).rev() {
+            self.r.sync[i] = self.r.sync[i - 1];
+        }
+        self.r.sync[0] = cap.0;
+        let np = self.enc(self.r.bin);
+        if np != self.r.ptr {
+            self.r.ptr_prev = self.r.ptr;
+            self.r.changed_at = t;
+            self.r.ptr = np;
+        }
+        let flag_new = np == out_old;
+        if flag_new != flag {
+            if flag_new {
+                self.stats.r.flag_asserts += 1;
+            } else {
+                self.stats.r.flag_clears += 1;
+                let head = self.slots[(self.r.bin & self.amask) as usize];
+                if head.valid {
+                    bump(&mut self.stats.lat_write_rempty_clear, self.r.edges - head.push_r);
+                }
+            }
+        }
+        self.r.flag = flag_new;
+        if let Some(ae) = v.almost_empty {
+            let est = Self::g2b(out_old).wrapping_sub(self.r.bin) & self.pmask;
+            self.raempty = est <= ae;
+        }
+        EdgeRec { en, data, take: take_d }
     }
 
     #[inline(always)]
@@ -893,7 +1079,11 @@ impl<'a> Sim<'a> {
             }
         }
         self.w.flag = flag_new;
-        EdgeRec { en, data }
+        if let Some(af) = self.variant.almost_full {
+            let est = self.w.bin.wrapping_sub(Self::g2b(out_old)) & self.pmask;
+            self.wafull = est >= af;
+        }
+        EdgeRec { en, data, take: Data::None }
     }
 
     /// Pointer width in bits (n+1).

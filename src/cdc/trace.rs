@@ -9,10 +9,27 @@
 use super::config::{Domain, FifoConfig};
 use super::sim::{Data, EdgeRec, Observer, Sim, Source};
 use crate::error::{Error, Result};
-use std::fmt::Write;
+use crate::io::AtomicFile;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// The column header comment.
 pub const HEADER: &str = "# time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr";
+/// The extra columns of a v2 trace (a FIFO variant, docs/cdc.md §16).
+pub const HEADER_V2_EXTRA: &str = " wafull raempty valid dout take";
+
+/// The v2 columns of a trace line (FIFO variants, docs/cdc.md §16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceExt {
+    /// Almost-full flag after the instant (None: not configured, `-`).
+    pub wafull: Option<bool>,
+    /// Almost-empty flag after the instant (None: not configured, `-`).
+    pub raempty: Option<bool>,
+    /// The consumer port after the instant: `valid` = Some, `dout` its word.
+    pub port: Option<Data>,
+    /// R lines: the word delivered to the consumer at this edge.
+    pub take: Data,
+}
 
 /// One trace line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +54,24 @@ pub struct TraceLine {
     pub wq_rptr: u32,
     /// Output of the write-to-read synchronizer.
     pub rq_wptr: u32,
+    /// v2 columns (FIFO variants only; None in a v1 trace).
+    pub ext: Option<TraceExt>,
+}
+
+fn data_str(d: Data) -> String {
+    match d {
+        Data::None => "-".to_string(),
+        Data::X => "x".to_string(),
+        Data::Word(v) => v.to_string(),
+    }
+}
+
+fn flag_str(f: Option<bool>) -> &'static str {
+    match f {
+        None => "-",
+        Some(false) => "0",
+        Some(true) => "1",
+    }
 }
 
 impl TraceLine {
@@ -52,6 +87,12 @@ impl TraceLine {
             en: rec.en,
             wq_rptr: sim.wq_rptr(),
             rq_wptr: sim.rq_wptr(),
+            ext: (!sim.variant().is_plain()).then(|| TraceExt {
+                wafull: sim.wafull(),
+                raempty: sim.raempty(),
+                port: sim.port(),
+                take: rec.take,
+            }),
         }
     }
 
@@ -75,17 +116,36 @@ impl TraceLine {
                 let _ = write!(out, "{v}");
             }
         }
-        let _ = writeln!(out, " {} {:0h$x} {:0h$x}", self.en as u8, self.wq_rptr, self.rq_wptr, h = hex);
+        let _ = write!(out, " {} {:0h$x} {:0h$x}", self.en as u8, self.wq_rptr, self.rq_wptr, h = hex);
+        if let Some(x) = &self.ext {
+            let _ = write!(
+                out,
+                " {} {} {} {} {}",
+                flag_str(x.wafull),
+                flag_str(x.raempty),
+                x.port.is_some() as u8,
+                data_str(x.port.unwrap_or(Data::None)),
+                data_str(x.take)
+            );
+        }
+        out.push('\n');
     }
 
     fn fields(&self) -> String {
-        let d = match self.data {
-            Data::None => "-".to_string(),
-            Data::X => "x".to_string(),
-            Data::Word(v) => v.to_string(),
+        let d = data_str(self.data);
+        let ext = match &self.ext {
+            None => String::new(),
+            Some(x) => format!(
+                " wafull={} raempty={} valid={} dout={} take={}",
+                flag_str(x.wafull),
+                flag_str(x.raempty),
+                x.port.is_some() as u8,
+                data_str(x.port.unwrap_or(Data::None)),
+                data_str(x.take)
+            ),
         };
         format!(
-            "wfull={} rempty={} wptr={:x} rptr={:x} data={} en={} wq_rptr={:x} rq_wptr={:x}",
+            "wfull={} rempty={} wptr={:x} rptr={:x} data={} en={} wq_rptr={:x} rq_wptr={:x}{}",
             self.wfull as u8,
             self.rempty as u8,
             self.wptr,
@@ -93,30 +153,73 @@ impl TraceLine {
             d,
             self.en as u8,
             self.wq_rptr,
-            self.rq_wptr
+            self.rq_wptr,
+            ext
         )
     }
 }
 
-/// Observer that formats trace lines into a String.
+/// Observer that formats trace lines into a String, or streams them into an
+/// [`AtomicFile`] (built with [`TraceWriter::to_file`]; memory stays bounded
+/// by the 64 KiB buffer).
 pub struct TraceWriter {
-    /// The text so far.
+    /// The text so far (in-memory writer), or the not yet flushed tail of it
+    /// (streaming writer).
     pub out: String,
     hex: usize,
+    sink: Option<AtomicFile>,
+    err: Option<std::io::Error>,
 }
+
+/// Buffered bytes at which a streaming writer flushes to its file.
+pub(crate) const FLUSH_BYTES: usize = 1 << 16;
 
 impl TraceWriter {
     /// A writer with the standard comment header plus `extra` comment lines.
     pub fn new(cfg: &FifoConfig, extra: &[String]) -> TraceWriter {
-        let mut out = String::from("# bitmac cdc trace v1\n");
+        let v2 = !cfg.variant().is_plain();
+        let mut out = String::from(if v2 { "# bitmac cdc trace v2\n" } else { "# bitmac cdc trace v1\n" });
         for e in extra {
             out.push_str("# ");
             out.push_str(e);
             out.push('\n');
         }
         out.push_str(HEADER);
+        if v2 {
+            out.push_str(HEADER_V2_EXTRA);
+        }
         out.push('\n');
-        TraceWriter { out, hex: cfg.ptr_hex_digits() }
+        TraceWriter { out, hex: cfg.ptr_hex_digits(), sink: None, err: None }
+    }
+
+    /// The same writer streaming into `file` (not committed: the caller
+    /// commits what [`TraceWriter::finish_file`] returns, or drops it).
+    pub fn to_file(cfg: &FifoConfig, extra: &[String], file: AtomicFile) -> TraceWriter {
+        let mut w = TraceWriter::new(cfg, extra);
+        w.sink = Some(file);
+        w
+    }
+
+    fn spill(&mut self) {
+        if let Some(f) = &mut self.sink {
+            if self.err.is_none() {
+                if let Err(e) = f.write_all(self.out.as_bytes()) {
+                    self.err = Some(e);
+                }
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Streaming writer: write the rest and return the (uncommitted) file;
+    /// an I/O error during the run is reported here, naming the file.
+    pub fn finish_file(mut self) -> Result<AtomicFile> {
+        self.spill();
+        let f = self.sink.take().ok_or_else(|| Error::internal("trace writer has no file"))?;
+        match self.err.take() {
+            Some(e) => Err(Error::io(f.path(), &e)),
+            None => Ok(f),
+        }
     }
 }
 
@@ -127,6 +230,9 @@ impl Observer for TraceWriter {
         }
         if let Some(r) = r {
             TraceLine::from_sim(sim, t, Domain::R, r).write_to(&mut self.out, self.hex);
+        }
+        if self.out.len() >= FLUSH_BYTES {
+            self.spill();
         }
     }
 }
@@ -183,6 +289,13 @@ fn hexv(tok: &str, what: &str, ln: usize, name: &str, bits: u32) -> Result<u32> 
 /// and at most one W then at most one R per instant.
 pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>> {
     let bits = cfg.addr_bits() + 1;
+    let v2 = !cfg.variant().is_plain();
+    let nf = if v2 { 15 } else { 10 };
+    let cols = if v2 {
+        "time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr wafull raempty valid dout take"
+    } else {
+        "time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr"
+    };
     let mut out: Vec<ParsedLine> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let ln = i + 1;
@@ -191,10 +304,11 @@ pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>
             continue;
         }
         let f: Vec<&str> = l.split_whitespace().collect();
-        if f.len() != 10 {
+        if f.len() != nf {
             return Err(Error::input(format!(
-                "{name}:{ln}: expected 10 fields (time_ps dom wfull rempty wptr rptr data en wq_rptr rq_wptr), got {}",
-                f.len()
+                "{name}:{ln}: expected {nf} fields ({cols}), got {}{}",
+                f.len(),
+                if v2 { " (a FIFO variant writes trace v2)" } else { "" }
             )));
         }
         let time_ps: u64 = f[0].parse().map_err(|_| {
@@ -205,12 +319,40 @@ pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>
             "R" => Domain::R,
             o => return Err(Error::input(format!("{name}:{ln}: dom: `{o}` is not W or R"))),
         };
-        let data = match f[6] {
-            "-" => Data::None,
-            "x" | "X" => Data::X,
-            d => Data::Word(d.parse().map_err(|_| {
-                Error::input(format!("{name}:{ln}: data: `{d}` is not -, x or a decimal word"))
-            })?),
+        let word = |tok: &str, what: &str| -> Result<Data> {
+            Ok(match tok {
+                "-" => Data::None,
+                "x" | "X" => Data::X,
+                d => Data::Word(d.parse().map_err(|_| {
+                    Error::input(format!("{name}:{ln}: {what}: `{d}` is not -, x or a decimal word"))
+                })?),
+            })
+        };
+        let data = word(f[6], "data")?;
+        let opt_flag = |tok: &str, what: &str| -> Result<Option<bool>> {
+            if tok == "-" {
+                Ok(None)
+            } else {
+                bit(tok, what, ln, name).map(Some)
+            }
+        };
+        let ext = if v2 {
+            let valid = bit(f[12], "valid", ln, name)?;
+            let dout = word(f[13], "dout")?;
+            if valid == (dout == Data::None) {
+                return Err(Error::input(format!(
+                    "{name}:{ln}: dout: `{}` with valid={} (a word iff valid)",
+                    f[13], valid as u8
+                )));
+            }
+            Some(TraceExt {
+                wafull: opt_flag(f[10], "wafull")?,
+                raempty: opt_flag(f[11], "raempty")?,
+                port: valid.then_some(dout),
+                take: word(f[14], "take")?,
+            })
+        } else {
+            None
         };
         let line = TraceLine {
             time_ps,
@@ -223,6 +365,7 @@ pub fn parse(text: &str, name: &str, cfg: &FifoConfig) -> Result<Vec<ParsedLine>
             en: bit(f[7], "en", ln, name)?,
             wq_rptr: hexv(f[8], "wq_rptr", ln, name, bits)?,
             rq_wptr: hexv(f[9], "rq_wptr", ln, name, bits)?,
+            ext,
         };
         if let Some(prev) = out.last() {
             let p = prev.line;
@@ -258,7 +401,7 @@ pub fn replay(lines: &[ParsedLine], name: &str, cfg: &FifoConfig) -> Result<usiz
     // S = 1 is only expressible as the single-flop fault; without
     // metastability that fault is the plain one-flop design.
     spec.fault = if spec.sync == 1 { super::config::Fault::SingleFlop } else { super::config::Fault::None };
-    let cfg0 = spec.validate()?;
+    let cfg0 = spec.validate()?.with_variant(cfg.variant())?;
     let (mut wt, mut wen, mut rt, mut ren) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in lines {
         match p.line.dom {
@@ -296,6 +439,9 @@ pub fn replay(lines: &[ParsedLine], name: &str, cfg: &FifoConfig) -> Result<usiz
             cmp!(en);
             cmp!(wq_rptr);
             cmp!(rq_wptr);
+            if a.ext != e.ext {
+                diff.push("wafull/raempty/valid/dout/take");
+            }
             return Err(Error::mismatch(format!(
                 "{name}:{}: edge {} ({} {}) differs in {}: expected {}; actual {}",
                 p.line_no,

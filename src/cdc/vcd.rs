@@ -9,10 +9,14 @@
 
 use super::config::FifoConfig;
 use super::sim::{Data, EdgeRec, Observer, Sim};
-use std::fmt::Write;
+use crate::error::{Error, Result};
+use crate::io::AtomicFile;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
-/// Signal order and identifiers: (name, width, id).
-pub const SIGNALS: [(&str, char); 14] = [
+/// Signal order and identifiers: (name, id). The first 14 are always
+/// dumped; the last 5 only for a FIFO variant (docs/cdc.md §16).
+pub const SIGNALS: [(&str, char); 19] = [
     ("wclk", '!'),
     ("rclk", '"'),
     ("winc", '#'),
@@ -27,14 +31,23 @@ pub const SIGNALS: [(&str, char); 14] = [
     ("rdata", ','),
     ("push", '-'),
     ("pop", '.'),
+    ("wafull", '/'),
+    ("raempty", '0'),
+    ("rvalid", '1'),
+    ("dout", '2'),
+    ("rtake", '3'),
 ];
 
 /// The VCD observer.
 pub struct VcdWriter {
-    /// The text so far (call [`VcdWriter::finish`] at the end).
+    /// The text so far (call [`VcdWriter::finish`] at the end), or, when
+    /// streaming ([`VcdWriter::to_file`]), the not yet flushed tail.
     pub out: String,
-    last: [Option<u64>; 14],
-    widths: [u32; 14],
+    sink: Option<AtomicFile>,
+    err: Option<std::io::Error>,
+    last: [Option<u64>; 19],
+    widths: [u32; 19],
+    nsig: usize,
     pending: Vec<(u64, usize)>,
     wper: u64,
     rper: u64,
@@ -46,18 +59,30 @@ impl VcdWriter {
     pub fn new(cfg: &FifoConfig, wper: u64, rper: u64) -> VcdWriter {
         let pb = cfg.addr_bits() + 1;
         let dw = cfg.data_width();
-        let widths = [1, 1, 1, 1, 1, 1, pb, pb, pb, pb, dw, dw, 1, 1];
+        let widths = [1, 1, 1, 1, 1, 1, pb, pb, pb, pb, dw, dw, 1, 1, 1, 1, 1, dw, 1];
+        let nsig = if cfg.variant().is_plain() { 14 } else { 19 };
         let mut out = String::new();
         out.push_str("$date bitmac $end\n$version bitmac cdc $end\n$timescale 1ps $end\n$scope module bitmac_cdc $end\n");
-        for (i, (name, id)) in SIGNALS.iter().enumerate() {
+        for (i, (name, id)) in SIGNALS.iter().enumerate().take(nsig) {
             let _ = writeln!(out, "$var wire {} {} {} $end", widths[i], id, name);
         }
         out.push_str("$upscope $end\n$enddefinitions $end\n");
-        let mut v = VcdWriter { out, last: [None; 14], widths, pending: Vec::new(), wper, rper, cur_t: None };
+        let mut v = VcdWriter {
+            out,
+            sink: None,
+            err: None,
+            last: [None; 19],
+            nsig,
+            widths,
+            pending: Vec::new(),
+            wper,
+            rper,
+            cur_t: None,
+        };
         v.at(0);
         v.out.push_str("$dumpvars\n");
-        let init = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-        for (i, x) in init.iter().enumerate() {
+        let init = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        for (i, x) in init.iter().enumerate().take(nsig) {
             v.emit(i, *x);
         }
         v.out.push_str("$end\n");
@@ -104,6 +129,37 @@ impl VcdWriter {
         self.flush_until(u64::MAX);
         self.out
     }
+
+    /// The same writer streaming into `file` (see
+    /// [`super::trace::TraceWriter::to_file`]).
+    pub fn to_file(cfg: &FifoConfig, wper: u64, rper: u64, file: AtomicFile) -> VcdWriter {
+        let mut v = VcdWriter::new(cfg, wper, rper);
+        v.sink = Some(file);
+        v
+    }
+
+    fn spill(&mut self) {
+        if let Some(f) = &mut self.sink {
+            if self.err.is_none() {
+                if let Err(e) = f.write_all(self.out.as_bytes()) {
+                    self.err = Some(e);
+                }
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Streaming writer: flush the pending clock falls and the rest, and
+    /// return the (uncommitted) file; an I/O error of the run is reported here.
+    pub fn finish_file(mut self) -> Result<AtomicFile> {
+        self.flush_until(u64::MAX);
+        self.spill();
+        let f = self.sink.take().ok_or_else(|| Error::internal("VCD writer has no file"))?;
+        match self.err.take() {
+            Some(e) => Err(Error::io(f.path(), &e)),
+            None => Ok(f),
+        }
+    }
 }
 
 impl Observer for VcdWriter {
@@ -140,5 +196,20 @@ impl Observer for VcdWriter {
         self.set(7, sim.rptr() as u64);
         self.set(8, sim.wq_rptr() as u64);
         self.set(9, sim.rq_wptr() as u64);
+        if self.nsig > 14 {
+            self.set(14, sim.wafull().unwrap_or(false) as u64);
+            self.set(15, sim.raempty().unwrap_or(true) as u64);
+            let port = sim.port();
+            self.set(16, port.is_some() as u64);
+            if let Some(Data::Word(v)) = port {
+                self.set(17, v);
+            }
+            if let Some(r) = r {
+                self.set(18, !matches!(r.take, Data::None) as u64);
+            }
+        }
+        if self.out.len() >= super::trace::FLUSH_BYTES {
+            self.spill();
+        }
     }
 }

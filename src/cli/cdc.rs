@@ -3,9 +3,10 @@
 
 use crate::cdc::{
     self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
+    Variant,
 };
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 /// Arguments of `bitmac cdc`.
@@ -29,13 +30,13 @@ pub struct Args {
     /// Peak read-clock jitter (ps).
     #[arg(long, value_name = "PS", default_value_t = 0)]
     pub rjitter_ps: u64,
-    /// FIFO depth (power of two, 2..=65536).
+    /// FIFO depth (power of two, 2..=65536; --replay: default from the trace header).
     #[arg(long)]
     pub depth: Option<u64>,
-    /// Synchronizer flops per direction (2..=16; 1 only with --fault single-flop).
+    /// Synchronizer flops per direction: 2..=16, or 1 with --fault single-flop; --replay accepts 1..=16 (default from the trace header). Flags combinational on K flops: --sync K-1.
     #[arg(long)]
     pub sync: Option<u32>,
-    /// Data width in bits (1..=64).
+    /// Data width in bits (1..=64; --replay: default from the trace header).
     #[arg(long)]
     pub data_width: Option<u32>,
     /// Words the producer offers (0, 1, 2, ... modulo 2^data_width).
@@ -71,7 +72,10 @@ pub struct Args {
     /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
     #[arg(long, value_name = "PS")]
     pub fault_skew_ps: Option<u64>,
-    /// Bound on rising edges (both domains) before the run is stopped.
+    /// FIFO variant options (boxed: keeps the command enum small).
+    #[command(flatten)]
+    pub var: Box<VariantArgs>,
+    /// Bound on rising edges (both domains) before the run is stopped; overrides the default bound and its limit (docs/cdc.md section 7).
     #[arg(long)]
     pub max_edges: Option<u64>,
     /// Write the edge trace to FILE.
@@ -86,6 +90,23 @@ pub struct Args {
     /// Replay TRACE (takes time, dom, en of each line) and compare every field.
     #[arg(long, value_name = "TRACE")]
     pub replay: Option<PathBuf>,
+}
+
+/// The FIFO variant flags of `bitmac cdc` (docs/cdc.md section 16).
+#[derive(clap::Args, Debug, Default)]
+pub struct VariantArgs {
+    /// FIFO variant: registers in front of the read port, 0..=3 (docs/cdc.md section 16; --replay: default from the trace header).
+    #[arg(long, value_name = "N")]
+    pub read_stages: Option<u32>,
+    /// FIFO variant: read data `fwft` (first word falls through, default) or `registered` (delivered one read edge after the read).
+    #[arg(long, value_name = "STYLE")]
+    pub read_data: Option<String>,
+    /// FIFO variant: almost-full flag, set when the write side's occupancy estimate is >= AF (1..=depth).
+    #[arg(long, value_name = "AF")]
+    pub almost_full: Option<u32>,
+    /// FIFO variant: almost-empty flag, set when the read side's occupancy estimate is <= AE (0..=depth-1).
+    #[arg(long, value_name = "AE")]
+    pub almost_empty: Option<u32>,
 }
 
 fn need<T: Copy>(v: Option<T>, flag: &str) -> Result<T> {
@@ -130,28 +151,133 @@ fn parse_fault(a: &Args, clocks_hint: u64) -> Result<Fault> {
     Ok(f)
 }
 
+/// `key=value` settings of a trace's comment header (`# depth=16 sync=2 ...`),
+/// as `bitmac cdc --trace` writes them: the first value of each key wins.
+fn header_value(text: &str, key: &str) -> Option<String> {
+    for l in text.lines() {
+        let l = l.trim();
+        if l.is_empty() {
+            continue;
+        }
+        let Some(c) = l.strip_prefix('#') else { break };
+        for tok in c.split_whitespace() {
+            if let Some(v) = tok.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// `--FLAG` if given, else the trace header's `key=`, else an error naming both.
+fn flag_or_header<T: std::str::FromStr>(
+    v: Option<T>,
+    flag: &str,
+    text: &str,
+    key: &str,
+    name: &str,
+) -> Result<T> {
+    if let Some(v) = v {
+        return Ok(v);
+    }
+    match header_value(text, key) {
+        Some(s) => s.parse().map_err(|_| {
+            Error::input(format!("{name}: header {key}={s} is not a valid {flag} (pass {flag} explicitly)"))
+        }),
+        None => Err(Error::input(format!("{flag} is required: {name} has no `{key}=` in its header"))),
+    }
+}
+
+fn parse_read_data(s: &str) -> Result<bool> {
+    match s {
+        "fwft" => Ok(true),
+        "registered" => Ok(false),
+        o => Err(Error::field("--read-data", o, "fwft, registered")),
+    }
+}
+
+/// The variant from the flags (a run: absent flags are the plain core).
+fn variant_from_flags(a: &Args) -> Result<Variant> {
+    Ok(Variant {
+        read_stages: a.var.read_stages.unwrap_or(0),
+        fwft: a.var.read_data.as_deref().map(parse_read_data).transpose()?.unwrap_or(true),
+        almost_full: a.var.almost_full,
+        almost_empty: a.var.almost_empty,
+    })
+}
+
+/// The variant for `--replay`: each flag, else the trace header's value
+/// (`read_stages=`, `read_data=`, `almost_full=`, `almost_empty=`; `-` = off),
+/// else the plain core.
+fn variant_for_replay(a: &Args, text: &str, name: &str) -> Result<Variant> {
+    let thr = |v: Option<u32>, flag: &str, key: &str| -> Result<Option<u32>> {
+        if v.is_some() {
+            return Ok(v);
+        }
+        match header_value(text, key).as_deref() {
+            None | Some("-") => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                Error::input(format!(
+                    "{name}: header {key}={s} is not a valid {flag} (pass {flag} explicitly)"
+                ))
+            }),
+        }
+    };
+    let read_stages = match a.var.read_stages {
+        Some(n) => n,
+        None => match header_value(text, "read_stages") {
+            None => 0,
+            Some(s) => s.parse().map_err(|_| {
+                Error::input(format!("{name}: header read_stages={s} is not a valid --read-stages"))
+            })?,
+        },
+    };
+    let fwft = match (&a.var.read_data, header_value(text, "read_data")) {
+        (Some(s), _) => parse_read_data(s)?,
+        (None, Some(s)) => parse_read_data(&s).map_err(|e| e.context(format!("{name}: header")))?,
+        (None, None) => true,
+    };
+    Ok(Variant {
+        read_stages,
+        fwft,
+        almost_full: thr(a.var.almost_full, "--almost-full", "almost_full")?,
+        almost_empty: thr(a.var.almost_empty, "--almost-empty", "almost_empty")?,
+    })
+}
+
+fn replay(a: &Args, path: &std::path::Path) -> Result<i32> {
+    let text = crate::io::read_to_string(path)?;
+    let name = path.display().to_string();
+    let depth = flag_or_header(a.depth, "--depth", &text, "depth", &name)?;
+    let sync = flag_or_header(a.sync, "--sync", &text, "sync", &name)?;
+    let data_width = flag_or_header(a.data_width, "--data-width", &text, "data_width", &name)?;
+    if !(1..=cdc::config::MAX_SYNC).contains(&sync) {
+        return Err(Error::field("--sync", sync, format!("1..={} for --replay", cdc::config::MAX_SYNC)));
+    }
+    let cfg = FifoSpec {
+        depth,
+        sync,
+        data_width,
+        fault: if sync == 1 { Fault::SingleFlop } else { Fault::None },
+        meta: None,
+        seed: 0,
+    }
+    .validate()?
+    .with_variant(variant_for_replay(a, &text, &name)?)?;
+    let lines = trace::parse(&text, &name, &cfg)?;
+    let n = trace::replay(&lines, &name, &cfg)?;
+    println!("{n} edges match");
+    Ok(0)
+}
+
 /// Run `bitmac cdc`.
 pub fn run(a: Args) -> Result<i32> {
+    if let Some(path) = &a.replay {
+        return replay(&a, path);
+    }
     let depth = need(a.depth, "--depth")?;
     let sync = need(a.sync, "--sync")?;
     let data_width = need(a.data_width, "--data-width")?;
-    if let Some(path) = &a.replay {
-        let cfg = FifoSpec {
-            depth,
-            sync,
-            data_width,
-            fault: if sync == 1 { Fault::SingleFlop } else { Fault::None },
-            meta: None,
-            seed: 0,
-        }
-        .validate()?;
-        let text = crate::io::read_to_string(path)?;
-        let name = path.display().to_string();
-        let lines = trace::parse(&text, &name, &cfg)?;
-        let n = trace::replay(&lines, &name, &cfg)?;
-        println!("{n} edges match");
-        return Ok(0);
-    }
     let wclk = need(a.wclk_ps, "--wclk-ps")?;
     let rclk = need(a.rclk_ps, "--rclk-ps")?;
     let words = need(a.words, "--words")?;
@@ -162,31 +288,71 @@ pub fn run(a: Args) -> Result<i32> {
     let meta = a
         .meta
         .then_some(Meta { setup_ps: a.meta_setup_ps.unwrap_or(20), hold_ps: a.meta_hold_ps.unwrap_or(10) });
-    let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }.validate()?;
+    let cfg = FifoSpec { depth, sync, data_width, fault, meta, seed: a.seed }
+        .validate()?
+        .with_variant(variant_from_flags(&a)?)?;
     let clocks = ClockPair {
         w: Clock { period_ps: wclk, phase_ps: a.wphase_ps, jitter_ps: a.wjitter_ps },
         r: Clock { period_ps: rclk, phase_ps: a.rphase_ps, jitter_ps: a.rjitter_ps },
     };
     clocks.validate(&cfg)?;
+    if words == 0 {
+        return Err(Error::field("--words", 0, "1..=18446744073709551614"));
+    }
+    if !(1..=100).contains(&a.wen) {
+        return Err(Error::field("--wen", a.wen, "1..=100 (percent of write edges)"));
+    }
+    if !(1..=100).contains(&a.ren) {
+        return Err(Error::field("--ren", a.ren, "1..=100 (percent of read edges)"));
+    }
+    let observed = a.trace.is_some() || a.vcd.is_some();
+    // Refuse unbounded work before creating any file (docs/cdc.md section 7).
+    let limit = if observed { cdc::EDGE_LIMIT_OBSERVED } else { cdc::EDGE_LIMIT };
+    let max_edges = cdc::edge_bound(&cfg, &clocks, words, a.wen.min(a.ren), a.max_edges, limit)?;
     let desc = cdc::describe(&cfg, &clocks);
     let extra = cdc::trace_header(&cfg, &clocks, words, a.wen, a.ren);
-    let report = if a.trace.is_none() && a.vcd.is_none() {
-        cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut NoObserver)?
+    // Outputs stream into temporary files; they are published (renamed) only
+    // once the run is complete and reportable, and removed on any error.
+    let mut outputs: Vec<crate::io::AtomicFile> = Vec::new();
+    let report = if !observed {
+        cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, Some(max_edges), &mut NoObserver)?
     } else {
-        let mut obs = Both {
-            tr: a.trace.as_ref().map(|_| trace::TraceWriter::new(&cfg, &extra)),
-            vcd: a.vcd.as_ref().map(|_| vcd::VcdWriter::new(&cfg, wclk, rclk)),
-        };
-        let rep = cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, a.max_edges, &mut obs)?;
-        if let (Some(p), Some(t)) = (&a.trace, obs.tr.take()) {
-            write_atomic(p, t.out.as_bytes())?;
+        let mut obs = Both { tr: None, vcd: None };
+        if let Some(p) = &a.trace {
+            obs.tr = Some(trace::TraceWriter::to_file(&cfg, &extra, crate::io::AtomicFile::create(p)?));
         }
-        if let (Some(p), Some(v)) = (&a.vcd, obs.vcd.take()) {
-            write_atomic(p, v.finish().as_bytes())?;
+        if let Some(p) = &a.vcd {
+            obs.vcd = Some(vcd::VcdWriter::to_file(&cfg, wclk, rclk, crate::io::AtomicFile::create(p)?));
+        }
+        let rep = cdc::simulate(&cfg, &clocks, words, a.wen, a.ren, Some(max_edges), &mut obs)?;
+        if let Some(t) = obs.tr.take() {
+            outputs.push(t.finish_file()?);
+        }
+        if let Some(v) = obs.vcd.take() {
+            outputs.push(v.finish_file()?);
         }
         rep
     };
+    let v = &report.verdict;
+    let only_unfinished = !v.finished
+        && v.duplicated == 0
+        && v.reordered == 0
+        && v.truly_full_pushes == 0
+        && v.truly_empty_pops == 0
+        && v.garbage == 0
+        && v.corrupt_crossings == 0
+        && v.lost == words - report.stats.r.client_ops.min(words);
+    if only_unfinished && cfg.fault() == Fault::None {
+        // An input error (the bound was too small): no output is written.
+        return Err(Error::input(format!(
+            "run did not finish: {} of {} words taken after {} edges (raise --max-edges; no output written)",
+            report.stats.r.client_ops,
+            words,
+            report.stats.w.edges + report.stats.r.edges
+        )));
+    }
     if let Some(p) = &a.meta_log {
+        let mut f = crate::io::AtomicFile::create(p)?;
         let mut s = String::from("# time_ps dom kind old new seen\n");
         for e in &report.events {
             let k = match e.kind {
@@ -203,8 +369,16 @@ pub fn run(a: Args) -> Result<i32> {
                 e.new,
                 e.seen
             ));
+            if s.len() >= 1 << 16 {
+                f.write_all(s.as_bytes()).map_err(|e| Error::io(p, &e))?;
+                s.clear();
+            }
         }
-        write_atomic(p, s.as_bytes())?;
+        f.write_all(s.as_bytes()).map_err(|e| Error::io(p, &e))?;
+        outputs.push(f);
+    }
+    for f in outputs {
+        f.commit()?;
     }
     if a.json {
         let mut ev = std::collections::BTreeMap::new();
@@ -226,27 +400,10 @@ pub fn run(a: Args) -> Result<i32> {
     } else {
         print_summary(&desc, &report);
     }
-    let v = &report.verdict;
-    let only_unfinished = !v.finished
-        && v.duplicated == 0
-        && v.reordered == 0
-        && v.truly_full_pushes == 0
-        && v.truly_empty_pops == 0
-        && v.garbage == 0
-        && v.corrupt_crossings == 0
-        && v.lost == words - report.stats.r.client_ops.min(words);
-    if only_unfinished && cfg.fault() == Fault::None {
-        return Err(Error::input(format!(
-            "run did not finish: {} of {} words taken after {} edges (raise --max-edges)",
-            report.stats.r.client_ops,
-            words,
-            report.stats.w.edges + report.stats.r.edges
-        )));
-    }
     if !report.verdict.clean {
         if !report.finished {
             eprintln!(
-                "bitmac: run stopped after {} edges with {} of {} words taken (raise --max-edges if the FIFO is correct)",
+                "bitmac: run stopped after {} edges with {} of {} words taken (raise --max-edges if the FIFO is correct); the trace/VCD written hold every edge simulated",
                 report.stats.w.edges + report.stats.r.edges,
                 report.stats.r.client_ops,
                 words

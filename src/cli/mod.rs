@@ -17,6 +17,9 @@ mod mtbf;
 mod run;
 mod scalesim;
 
+// `--set PATH=VALUE` semantics, shared with the Python package and the C ABI.
+pub use run::apply_overrides;
+
 /// bitmac: a bit-accurate, cycle-level simulator of a quantized neural-network
 /// accelerator datapath (LSQ quantizers, a MAC array with finite accumulators
 /// and partial-sum rounding, and a two-clock asynchronous FIFO).

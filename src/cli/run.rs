@@ -93,6 +93,9 @@ impl Default for Args {
 pub fn run(args: Args) -> Result<i32> {
     let t0 = Instant::now();
     let engine: Engine = args.engine.parse()?;
+    if let Some(p) = args.model.as_ref().filter(|p| graph_cli::is_graph(p)) {
+        return graph_cli::run(&args, p, engine, t0);
+    }
     // The model and data, with the SHA-256 of the bytes actually used (the
     // reference records which files it was made from).
     let (model, model_path, model_name, model_sha) = match &args.model {
@@ -496,3 +499,6 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
+
+#[path = "run_graph.rs"]
+mod graph_cli;

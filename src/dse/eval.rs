@@ -52,6 +52,10 @@ pub struct Metrics {
     pub mtbf_log10_s: f64,
     /// The area proxy in bit-cells.
     pub area: u64,
+    /// Energy of one inference (model) or the GEMM, pJ, from
+    /// `energy::for_hw` per GEMM (value-independent: no zero skipping).
+    #[serde(default)]
+    pub energy_pj: f64,
 }
 
 /// The CSV metric column names, in [`Metrics`] field order.
@@ -70,6 +74,7 @@ pub const METRIC_COLUMNS: &[&str] = &[
     "fifo_stalls",
     "mtbf_log10_s",
     "area",
+    "energy_pj",
 ];
 
 fn opt(x: Option<f64>) -> String {
@@ -94,6 +99,7 @@ impl Metrics {
             self.fifo_stalls.to_string(),
             self.mtbf_log10_s.to_string(),
             self.area.to_string(),
+            self.energy_pj.to_string(),
         ]
     }
 
@@ -181,11 +187,14 @@ pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
 /// The value-independent metrics of a run: timing (the datapath's
 /// [`compute_cycles`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
 /// the `(m, k, n)` of one inference; `words` its (input, output) words
-/// crossing the FIFOs.
+/// crossing the FIFOs; `requantized` whether the GEMMs' outputs are
+/// requantized (model layers) or the accumulators themselves (GEMM
+/// workloads).
 pub fn hw_metrics(
     hw: &Hw,
     gemms: &[(usize, usize, usize)],
     words: (u64, u64),
+    requantized: bool,
     m: &mut Metrics,
 ) -> Result<()> {
     let c = &hw.cfg;
@@ -196,6 +205,11 @@ pub fn hw_metrics(
     m.fifo_stalls = engine::fifo_stalls(hw, words.0, words.1)?;
     m.mtbf_log10_s = engine::mtbf_log10_s(hw)?;
     m.area = engine::area_proxy(hw);
+    // Summed in layer order, so the bytes do not depend on threads.
+    m.energy_pj = gemms
+        .iter()
+        .map(|&(mm, k, n)| crate::energy::for_hw(c, mm as u64, k as u64, n as u64, None, requantized).total())
+        .sum();
     Ok(())
 }
 
@@ -250,7 +264,7 @@ impl Evaluator for Synthetic {
         let (sqnr_db, max_abs_err, out_bias) = error_metrics(&out, &r.exact);
         let mut met = Metrics { sqnr_db, max_abs_err, out_bias, ..Metrics::default() };
         stats_metrics(&r.stats, &mut met);
-        hw_metrics(hw, &[(m, kd, n)], ((m * kd) as u64, (m * n) as u64), &mut met)?;
+        hw_metrics(hw, &[(m, kd, n)], ((m * kd) as u64, (m * n) as u64), false, &mut met)?;
         Ok(met)
     }
 

@@ -82,6 +82,9 @@ pub const PARAMS: &[(&str, Kind)] = &[
     ("cdc.host_period_ps", Kind::Int(1, 1_000_000_000)),
     ("cdc.sync_stages", Kind::Int(2, 8)),
     ("clock.period_ps", Kind::Int(1, 1_000_000_000)),
+    ("memory.filter_sram_kb", Kind::Int(1, 1 << 20)),
+    ("memory.ifmap_sram_kb", Kind::Int(1, 1 << 20)),
+    ("memory.ofmap_sram_kb", Kind::Int(1, 1 << 20)),
     ("psum.drop_bits", Kind::Int(0, 32)),
     ("psum.offset", Kind::Int(-(1i64 << 32), 1i64 << 32)),
     ("psum.rounding", Kind::Enum(ROUND_NAMES)),
@@ -120,7 +123,8 @@ pub fn set_path(v: &mut Value, path: &str, new: Value) -> Result<()> {
 /// Complete a base configuration for sweeping: a missing `psum` section
 /// becomes the hardware default (`drop_bits` 0, `RND`, offset 0) and a
 /// missing `cdc` section becomes `{"host_period_ps": clock.period_ps,
-/// "fifo_depth": 8, "sync_stages": 2}`, so every parameter of [`PARAMS`]
+/// "fifo_depth": 8, "sync_stages": 2}`, and a missing `memory` section
+/// becomes SCALE-Sim's default sizes, so every parameter of [`PARAMS`]
 /// has a base value.
 pub fn complete_base(v: &mut Value) {
     if let Some(o) = v.as_object_mut() {
@@ -128,6 +132,13 @@ pub fn complete_base(v: &mut Value) {
             o.insert("psum".into(), serde_json::json!({"drop_bits": 0, "rounding": "RND", "offset": 0}));
         } else if let Some(p) = o.get_mut("psum").and_then(Value::as_object_mut) {
             p.entry("offset").or_insert(Value::from(0));
+        }
+        if !o.contains_key("memory") {
+            let d = crate::hw::MemorySpec::default();
+            o.insert(
+                "memory".into(),
+                serde_json::json!({"ifmap_sram_kb": d.ifmap_sram_kb, "filter_sram_kb": d.filter_sram_kb, "ofmap_sram_kb": d.ofmap_sram_kb}),
+            );
         }
         if !o.contains_key("cdc") {
             let period =

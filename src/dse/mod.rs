@@ -25,7 +25,6 @@ pub mod model;
 pub mod pareto;
 pub mod run;
 pub mod spec;
-pub mod svg;
 
 pub use eval::{Evaluator, Metrics};
 pub use run::{merge, run, RunOptions, Shard, Summary};

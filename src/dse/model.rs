@@ -372,7 +372,7 @@ impl Evaluator for ModelEval {
         let gemms: Vec<(usize, usize, usize)> = self.layers.iter().map(|l| (l.m, l.kd, l.n)).collect();
         let words_in = self.inputs.first().map_or(0, Vec::len) as u64;
         let words_out = self.layers.last().map_or(0, |l| l.m * l.n) as u64;
-        hw_metrics(hw, &gemms, (words_in, words_out), &mut m)?;
+        hw_metrics(hw, &gemms, (words_in, words_out), true, &mut m)?;
         Ok(m)
     }
 

@@ -1,10 +1,11 @@
-//! The Pareto front of (quality up, area down, cycles down).
+//! The Pareto front of (quality up, cost down, cycles down); the cost is
+//! the area proxy or the energy (`plots.pareto_cost`).
 
-/// One candidate: maximize `quality`, minimize `area` and `cycles`.
+/// One candidate: maximize `quality`, minimize `cost` and `cycles`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Objective {
     pub quality: f64,
-    pub area: f64,
+    pub cost: f64,
     pub cycles: f64,
 }
 
@@ -13,8 +14,8 @@ impl Objective {
     /// strictly better in at least one. Equal candidates do not dominate
     /// each other (both stay on the front).
     pub fn dominates(&self, o: &Objective) -> bool {
-        let no_worse = self.quality >= o.quality && self.area <= o.area && self.cycles <= o.cycles;
-        let better = self.quality > o.quality || self.area < o.area || self.cycles < o.cycles;
+        let no_worse = self.quality >= o.quality && self.cost <= o.cost && self.cycles <= o.cycles;
+        let better = self.quality > o.quality || self.cost < o.cost || self.cycles < o.cycles;
         no_worse && better
     }
 }
@@ -22,7 +23,7 @@ impl Objective {
 /// Indices (ascending) of the non-dominated candidates. NaN objectives never
 /// reach here (qualities are finite by construction).
 ///
-/// Sort by (quality desc, area asc, cycles asc): a candidate can only be
+/// Sort by (quality desc, cost asc, cycles asc): a candidate can only be
 /// dominated by one sorted before it, and if it is dominated at all it is
 /// dominated by a front member (dominance is transitive), so each candidate
 /// is checked against the front found so far.
@@ -31,7 +32,7 @@ pub fn front(c: &[Objective]) -> Vec<usize> {
     order.sort_by(|&i, &j| {
         c[j].quality
             .total_cmp(&c[i].quality)
-            .then(c[i].area.total_cmp(&c[j].area))
+            .then(c[i].cost.total_cmp(&c[j].cost))
             .then(c[i].cycles.total_cmp(&c[j].cycles))
             .then(i.cmp(&j))
     });

@@ -15,9 +15,9 @@ use super::eval::{self, Evaluator, Metrics, METRIC_COLUMNS};
 use super::hw::get_path;
 use super::pareto::{self, Objective};
 use super::spec::{PlotsJson, Sweep};
-use super::svg::{self, Series};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
+use crate::plot::{self, Labels, Plot, Series};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -490,7 +490,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
             let mut line = serde_json::to_string(&r)
                 .map_err(|e| Error::internal(format!("record serialization: {e}")))?;
             line.push('\n');
-            cat.write(line.as_bytes())
+            cat.put(line.as_bytes())
         })?;
     }
     cat.commit()?;
@@ -630,7 +630,9 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     header.push_str(",reason\n");
     let mut sorted_jsonl = crate::io::AtomicFile::create(&jsonl)?;
     let mut csv = crate::io::AtomicFile::create(&out.join("results.csv"))?;
-    csv.write(header.as_bytes())?;
+    csv.put(header.as_bytes())?;
+    let energy_cost = meta.plots.pareto_cost == "energy_pj";
+    let cost = |m: &Metrics| if energy_cost { m.energy_pj } else { m.area as f64 };
     // Per ok point: its index in `sorted` and objectives.
     let mut ok_at: Vec<usize> = Vec::new();
     let mut objs: Vec<Objective> = Vec::new();
@@ -641,7 +643,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         let mut line =
             serde_json::to_string(&r).map_err(|e| Error::internal(format!("record serialization: {e}")))?;
         line.push('\n');
-        sorted_jsonl.write(line.as_bytes())?;
+        sorted_jsonl.put(line.as_bytes())?;
         let mut row =
             vec![r.id.to_string(), if r.status == Status::Ok { "ok".into() } else { "skipped".into() }];
         row.extend(meta.params.iter().map(|p| value_cell(&value(&r, p))));
@@ -652,10 +654,10 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         row.push(csv_cell(r.reason.as_deref().unwrap_or("")));
         let mut text = row.join(",");
         text.push('\n');
-        csv.write(text.as_bytes())?;
+        csv.put(text.as_bytes())?;
         if let Some(m) = &r.metrics {
             ok_at.push(i);
-            objs.push(Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 });
+            objs.push(Objective { quality: m.quality(), cost: cost(m), cycles: m.cycles as f64 });
             let add = |rows: &mut PlotRows, xp: &str, filter: &BTreeMap<String, Value>, y: Option<f64>| {
                 if !filter.iter().all(|(p, v)| value(&r, p) == *v) {
                     return;
@@ -681,14 +683,15 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         pc.push(',');
         pc.push_str(&csv_cell(p));
     }
-    pc.push_str(&format!(",{},area,cycles\n", meta.quality));
+    let cost_name = if energy_cost { "energy_pj" } else { "area" };
+    pc.push_str(&format!(",{},{cost_name},cycles\n", meta.quality));
     for &i in &front {
         let r = sorted.get(ok_at[i], &mut buf)?;
         let m = r.metrics.as_ref().ok_or_else(|| Error::internal("a front point without metrics"))?;
         let mut row = vec![r.id.to_string()];
         row.extend(meta.params.iter().map(|p| value_cell(&value(&r, p))));
         row.push(m.quality().to_string());
-        row.push(m.area.to_string());
+        row.push(if energy_cost { m.energy_pj.to_string() } else { m.area.to_string() });
         row.push(m.cycles.to_string());
         pc.push_str(&row.join(","));
         pc.push('\n');
@@ -709,34 +712,30 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         s
     };
     let s1 = series_of(rows1);
-    let svg1 = svg::line_plot(
-        &format!("{qname} vs {}", meta.plots.x),
-        &subtitle(&meta.plots.quality_where),
-        &meta.plots.x,
-        qname,
-        &s1,
-    );
-    write_atomic(&out.join("plot_quality.svg"), svg1.as_bytes())?;
+    let title1 = format!("{qname} vs {}", meta.plots.x);
+    let sub1 = subtitle(&meta.plots.quality_where);
+    let l1 = Labels { title: &title1, subtitle: &sub1, x: &meta.plots.x, y: qname };
+    plot::write(out, "plot_quality", &plot::render(&l1, &Plot::Lines { series: &s1 })?)?;
     let s2 = series_of(rows2);
-    let svg2 = svg::line_plot(
-        &format!("partial-sum rounding bias vs {}", meta.plots.bias_x),
-        &subtitle(&meta.plots.bias_where),
-        &meta.plots.bias_x,
-        "mean psum rounding error (psum LSBs)",
-        &s2,
+    let title2 = format!("partial-sum rounding bias vs {}", meta.plots.bias_x);
+    let sub2 = subtitle(&meta.plots.bias_where);
+    let l2 = Labels {
+        title: &title2,
+        subtitle: &sub2,
+        x: &meta.plots.bias_x,
+        y: "mean psum rounding error (psum LSBs)",
+    };
+    plot::write(out, "plot_bias", &plot::render(&l2, &Plot::Lines { series: &s2 })?)?;
+    let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.cost, o.quality)).collect();
+    let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].cost, objs[i].quality)).collect();
+    let title3 = format!("Pareto front: {qname}, {cost_name}, cycles");
+    let sub3 = format!(
+        "{}: front over ({qname} up, {cost_name} down, cycles down), shown against {cost_name}",
+        meta.name
     );
-    write_atomic(&out.join("plot_bias.svg"), svg2.as_bytes())?;
-    let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.area, o.quality)).collect();
-    let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].area, objs[i].quality)).collect();
-    let svg3 = svg::pareto_plot(
-        &format!("Pareto front: {qname}, area, cycles"),
-        &format!("{}: front over ({qname} up, area down, cycles down), shown against area", meta.name),
-        "area proxy (bit-cells)",
-        qname,
-        &all,
-        &fr,
-    );
-    write_atomic(&out.join("plot_pareto.svg"), svg3.as_bytes())?;
+    let xl = if energy_cost { "energy per inference (pJ)" } else { "area proxy (bit-cells)" };
+    let l3 = Labels { title: &title3, subtitle: &sub3, x: xl, y: qname };
+    plot::write(out, "plot_pareto", &plot::render(&l3, &Plot::Scatter { all: &all, front: &fr })?)?;
 
     Ok(Summary { points: ids.len(), ok: n_ok, skipped: n_all - n_ok, evaluated: 0, pareto: front.len() })
 }

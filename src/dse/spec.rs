@@ -77,6 +77,15 @@ pub struct PlotsJson {
     pub quality_where: BTreeMap<String, Value>,
     /// Only points with these parameter values enter the bias plot.
     pub bias_where: BTreeMap<String, Value>,
+    /// The cost objective of the Pareto front (`pareto.csv`, the Pareto
+    /// plot): `area` (default, the area proxy) or `energy_pj`. Written to
+    /// `sweep.json` only when not the default.
+    #[serde(skip_serializing_if = "is_area")]
+    pub pareto_cost: String,
+}
+
+fn is_area(s: &str) -> bool {
+    s == "area"
 }
 
 impl Default for PlotsJson {
@@ -87,6 +96,7 @@ impl Default for PlotsJson {
             bias_x: "psum.offset".into(),
             quality_where: BTreeMap::new(),
             bias_where: BTreeMap::new(),
+            pareto_cost: "area".into(),
         }
     }
 }
@@ -259,6 +269,13 @@ impl Sweep {
             [("plots.x", &j.plots.x), ("plots.series", &j.plots.series), ("plots.bias_x", &j.plots.bias_x)]
         {
             param_kind(p, f).map_err(ctx)?;
+        }
+        if !matches!(j.plots.pareto_cost.as_str(), "area" | "energy_pj") {
+            return Err(ctx(Error::field(
+                "plots.pareto_cost",
+                format!("{:?}", j.plots.pareto_cost),
+                "\"area\", \"energy_pj\"",
+            )));
         }
         for (f, m) in
             [("plots.quality_where", &j.plots.quality_where), ("plots.bias_where", &j.plots.bias_where)]

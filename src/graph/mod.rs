@@ -23,6 +23,10 @@
 
 mod builder;
 mod fold;
+pub mod format;
+pub mod reference;
+pub mod report;
+pub mod run;
 
 pub use builder::GraphBuilder;
 pub use fold::{fold_batchnorm, BatchNorm};

@@ -61,6 +61,9 @@ pub const FINAL_FILES: &[&str] = &[
     "plot_quality.svg",
     "plot_bias.svg",
     "plot_pareto.svg",
+    "plot_quality.png",
+    "plot_bias.png",
+    "plot_pareto.png",
 ];
 
 /// Assert two out directories hold byte-identical final files.

@@ -1,0 +1,186 @@
+//! One `bitmac gemm` as a library call: the semantics `bitmac gemm`, the
+//! Python package (`python/`) and the C ABI (`capi/`) share, so the three
+//! give the same bytes and the same one-line errors (`docs/datapath.md` §9,
+//! `docs/abi.md`).
+//!
+//! - the requantization multiplier comes from the real multiplier `M` or
+//!   from the three LSQ step sizes (`requant::step_multiplier`), never both;
+//!   [`Stage::Out`] needs one, [`Stage::Acc`] needs neither;
+//! - with a `cdc` section the array runs in its own clock domain
+//!   (`sim::gemm_cdc`), else in one domain (`layers::run_gemm_traced`);
+//! - [`Stage::Acc`] returns `acc * 2^d` (before bias) as int64 values and
+//!   names int32 as the output dtype when `P + d <= 32`; [`Stage::Out`]
+//!   returns the requantized codes, dtype int8 when the output format fits
+//!   (signed <= 8 bits, unsigned <= 7), else int16 or int32.
+
+use crate::array::{Engine, Matrix, Stats};
+use crate::error::{Error, Result};
+use crate::hw::HwConfig;
+use crate::npy::Dtype;
+use crate::requant::{quantize_multiplier, step_multiplier, Multiplier, Requantizer};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which values a GEMM returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// The requantized output codes.
+    #[default]
+    Out,
+    /// The accumulator values `acc * 2^d`, before bias and requantization.
+    Acc,
+}
+
+impl Stage {
+    /// `out` or `acc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Out => "out",
+            Stage::Acc => "acc",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Stage> {
+        match s {
+            "out" => Ok(Stage::Out),
+            "acc" => Ok(Stage::Acc),
+            _ => Err(Error::field("--stage", format!("{s:?}"), "out, acc")),
+        }
+    }
+}
+
+/// The requant multiplier of a bare GEMM: the real multiplier `m`
+/// (quantized as TFLite does), or the three step sizes `[s_w, s_a, s_out]`
+/// (all three or none), or neither (`None`).
+pub fn multiplier(m: Option<f64>, scales: [Option<f32>; 3]) -> Result<Option<Multiplier>> {
+    let n_scales = scales.iter().filter(|s| s.is_some()).count();
+    match (m, scales) {
+        (Some(_), _) if n_scales > 0 => {
+            Err(Error::input("give either --multiplier or --scale-w/--scale-a/--scale-out, not both"))
+        }
+        (Some(m), _) => Ok(Some(quantize_multiplier(m)?)),
+        (None, [Some(sw), Some(sa), Some(so)]) => Ok(Some(step_multiplier(sw, sa, so)?)),
+        (None, _) if n_scales == 0 => Ok(None),
+        (None, _) => Err(Error::input("--scale-w, --scale-a and --scale-out must be given together")),
+    }
+}
+
+/// Bias values (e.g. read from a `.npy`) checked to fit int32; `what`
+/// names the source in the error (`B.npy: bias[3]: ...`).
+pub fn bias_i32(data: &[i64], what: &str) -> Result<Vec<i32>> {
+    let mut v = Vec::with_capacity(data.len());
+    for (i, &x) in data.iter().enumerate() {
+        let x = i32::try_from(x)
+            .map_err(|_| Error::field(format!("{what}[{i}]"), x, "-2147483648..=2147483647 (int32)"))?;
+        v.push(x);
+    }
+    Ok(v)
+}
+
+/// One GEMM request. `a` is M x K, `w` is K x N (checked against the
+/// config's operand formats by [`Matrix::from_i64`]).
+#[derive(Clone, Copy, Debug)]
+pub struct GemmRequest<'a> {
+    pub a: &'a Matrix,
+    pub w: &'a Matrix,
+    /// N int32 values added before requantization.
+    pub bias: Option<&'a [i32]>,
+    pub stage: Stage,
+    pub engine: Engine,
+    /// Required for [`Stage::Out`].
+    pub multiplier: Option<Multiplier>,
+    /// Produce the per-cycle trace (`docs/datapath.md` §7; cycle engine only).
+    pub trace: bool,
+}
+
+/// What a GEMM returns.
+#[derive(Clone, Debug)]
+pub struct GemmOutput {
+    /// Output rows M.
+    pub m: usize,
+    /// Output columns N.
+    pub n: usize,
+    /// Row-major M x N: the codes ([`Stage::Out`]) or `acc * 2^d` ([`Stage::Acc`]).
+    pub values: Vec<i64>,
+    /// The `.npy` dtype `bitmac gemm` writes these values as.
+    pub dtype: Dtype,
+    /// Statistics (`docs/datapath.md` §6).
+    pub stats: Stats,
+    /// The per-cycle trace text, if asked for.
+    pub trace: Option<String>,
+    /// The clock-domain summary line(s), with a `cdc` section.
+    pub cdc_summary: Option<String>,
+}
+
+/// Run one GEMM through the array with `hw`'s requant section (see the
+/// module doc for the rules). Errors are one line, as in `bitmac gemm`.
+pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
+    if req.trace && req.engine != Engine::Cycle {
+        return Err(Error::input("--trace needs --engine cycle"));
+    }
+    let mult =
+        match (req.multiplier, req.stage) {
+            (Some(m), _) => m,
+            // The accumulators do not depend on the multiplier; any valid one.
+            (None, Stage::Acc) => quantize_multiplier(1.0)?,
+            (None, Stage::Out) => return Err(Error::input(
+                "--stage out needs the requant multiplier: --multiplier M or --scale-w/--scale-a/--scale-out",
+            )),
+        };
+    let rq = hw.requant();
+    let requant = Requantizer::new(mult, rq.rounding, rq.out, rq.relu)?;
+    let stage_acc = req.stage == Stage::Acc;
+    let mut trace = req.trace.then(String::new);
+    let (res, cdc_summary) = if let Some(cc) = hw.cdc() {
+        // The array in its own clock domain: A crosses in, results cross out.
+        let (r, c) = crate::sim::gemm_cdc(
+            hw,
+            req.a,
+            req.w,
+            req.bias,
+            &requant,
+            req.engine,
+            trace.as_mut(),
+            stage_acc,
+        )?;
+        (r, Some(c.summary(&cc, hw.clock_period_ps())))
+    } else {
+        (
+            crate::layers::run_gemm_traced(hw, req.a, req.w, req.bias, &requant, req.engine, trace.as_mut())?,
+            None,
+        )
+    };
+    let (values, dtype) = if stage_acc {
+        let wide = hw.acc_bits() + res.drop_bits > 32;
+        let mut data = Vec::with_capacity(res.acc.len());
+        for i in 0..res.acc.len() {
+            let v = res.acc_value(i);
+            data.push(i64::try_from(v).map_err(|_| {
+                Error::field(
+                    format!("accumulator value [{},{}]", i / res.n, i % res.n),
+                    v,
+                    "int64 (.npy output)",
+                )
+            })?);
+        }
+        (data, if wide { Dtype::I64 } else { Dtype::I32 })
+    } else {
+        let f = rq.out;
+        let dtype = match f.width() + u32::from(!f.is_signed()) {
+            0..=8 => Dtype::I8,
+            9..=16 => Dtype::I16,
+            _ => Dtype::I32,
+        };
+        (res.out, dtype)
+    };
+    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary })
+}

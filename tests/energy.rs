@@ -1,0 +1,168 @@
+//! The energy model (`docs/energy.md`): the table's formulas pass through
+//! the cited Horowitz points, the access and zero-product counts equal
+//! brute-force counts, and bad tables are one-line errors naming the field.
+
+use bitmac::energy::{self, Accesses, EnergyTable, GemmShape};
+use bitmac::hw::{Dataflow, HwConfig};
+use proptest::prelude::*;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+}
+
+#[test]
+fn table_passes_through_the_cited_points() {
+    let t = EnergyTable::default();
+    assert!(close(t.mul_pj(8, 8), 0.2) && close(t.mul_pj(32, 32), 3.1));
+    assert!(close(t.add_pj(8), 0.03) && close(t.add_pj(32), 0.1));
+    assert!(close(t.sram_pj(8 << 10, 64), 10.0));
+    assert!(close(t.sram_pj(32 << 10, 64), 20.0));
+    assert!(close(t.sram_pj(1 << 20, 64), 100.0));
+    assert!(close(t.sram_pj(32 << 10, 8), 2.5), "scales with the word width");
+    assert!(close(t.dram_pj(64), 1950.0) && close(t.dram_pj(8), 1950.0 / 8.0));
+    // Monotone in width and capacity.
+    assert!(t.mul_pj(4, 4) < t.mul_pj(4, 8) && t.mul_pj(4, 8) < t.mul_pj(8, 8));
+    assert!(t.add_pj(12) < t.add_pj(24));
+    let caps = [1u64 << 10, 4 << 10, 8 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+    assert!(caps.windows(2).all(|w| t.sram_pj(w[0], 64) < t.sram_pj(w[1], 64)));
+}
+
+/// Access counts by walking the folds one by one (an independent form of
+/// the closed forms in `Accesses::of`).
+fn walk(df: Dataflow, r: u64, c: u64, m: u64, k: u64, n: u64) -> Accesses {
+    let tiles = |len: u64, t: u64| (0..len.div_ceil(t)).map(move |i| t.min(len - i * t));
+    let mut a = Accesses::default();
+    match df {
+        Dataflow::Ws => {
+            for kt in tiles(k, r) {
+                for nt in tiles(n, c) {
+                    a.filter_sram_reads += kt * nt;
+                    a.ifmap_sram_reads += m * kt;
+                }
+                a.ofmap_sram_writes += m * n;
+            }
+        }
+        Dataflow::Os => {
+            for mt in tiles(m, r) {
+                for nt in tiles(n, c) {
+                    a.ifmap_sram_reads += mt * k;
+                    a.filter_sram_reads += k * nt;
+                    a.ofmap_sram_writes += mt * nt;
+                }
+            }
+        }
+        Dataflow::Is => {
+            for kt in tiles(k, r) {
+                for mt in tiles(m, c) {
+                    a.ifmap_sram_reads += kt * mt;
+                    a.filter_sram_reads += kt * n;
+                }
+                a.ofmap_sram_writes += m * n;
+            }
+        }
+    }
+    a.ofmap_sram_reads = a.ofmap_sram_writes - m * n;
+    a.dram_reads = m * k + k * n;
+    a.dram_writes = m * n;
+    a
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn accesses_equal_the_fold_walk(df in 0usize..3, r in 1u64..9, c in 1u64..9, m in 1u64..40, k in 1u64..40, n in 1u64..40) {
+        let df = Dataflow::ALL[df];
+        prop_assert_eq!(Accesses::of(df, r as usize, c as usize, m, k, n), walk(df, r, c, m, k, n));
+    }
+
+    #[test]
+    fn zero_products_equal_brute_force(m in 1usize..7, k in 1usize..7, n in 1usize..7, seed in any::<u64>()) {
+        // Codes in -1..=1, so zeros are common.
+        let mut x = seed;
+        let mut next = || { x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((x >> 33) % 3) as i32 - 1 };
+        let a: Vec<i32> = (0..m * k).map(|_| next()).collect();
+        let w: Vec<i32> = (0..k * n).map(|_| next()).collect();
+        let mut brute = 0u64;
+        for i in 0..m { for j in 0..n { for q in 0..k {
+            brute += (a[i * k + q] * w[q * n + j] == 0) as u64;
+        }}}
+        prop_assert_eq!(energy::zero_products(&a, m, k, &w, n), brute);
+    }
+}
+
+fn shape(zero: Option<u64>) -> GemmShape {
+    GemmShape {
+        dataflow: Dataflow::Ws,
+        rows: 4,
+        cols: 4,
+        m: 10,
+        k: 9,
+        n: 6,
+        act_bits: 8,
+        weight_bits: 4,
+        acc_bits: 20,
+        sram_bytes: [8 << 10, 8 << 10, 32 << 10],
+        zero_products: zero,
+        requantized: 60,
+        out_bits: 8,
+    }
+}
+
+#[test]
+fn breakdown_adds_up_and_zero_skipping_only_saves_multiplies() {
+    let t = EnergyTable::default();
+    let b = energy::gemm_energy(&t, &shape(Some(100)));
+    let macs = 10.0 * 9.0 * 6.0;
+    assert!(close(b.mul_pj, macs * t.mul_pj(8, 4)), "no skipping unless the table asks for it");
+    assert!(close(b.add_pj, macs * t.add_pj(20)));
+    assert!(close(b.requant_pj, 60.0 * (t.mul_pj(20, 32) + t.add_pj(32))));
+    assert!(close(b.total(), b.mul_pj + b.add_pj + b.reg_pj + b.sram_pj + b.dram_pj + b.requant_pj));
+    let skip = EnergyTable { skip_zero_products: true, ..t.clone() };
+    let s = energy::gemm_energy(&skip, &shape(Some(100)));
+    assert_eq!(s.skipped_products, 100);
+    assert!(close(s.mul_pj, (macs - 100.0) * t.mul_pj(8, 4)));
+    assert!(close(s.total(), b.total() - 100.0 * t.mul_pj(8, 4)));
+}
+
+fn hw_with(extra: &str) -> String {
+    let base =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/hw/default.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&base).unwrap();
+    let e: serde_json::Value = serde_json::from_str(extra).unwrap();
+    for (key, val) in e.as_object().unwrap() {
+        v[key] = val.clone();
+    }
+    v.to_string()
+}
+
+#[test]
+fn hw_config_carries_memory_and_energy() {
+    let hw = HwConfig::from_json_str(
+        &hw_with(r#"{"memory": {"ifmap_sram_kb": 64}, "energy": {"dram_64b_pj": 1300}}"#),
+        "hw.json",
+    )
+    .unwrap();
+    assert_eq!(hw.sram_bytes(), [64 << 10, 256 << 10, 128 << 10]);
+    assert_eq!(hw.energy().dram_64b_pj, 1300.0);
+    let b = energy::for_hw(&hw, 16, 16, 16, None, true);
+    assert!(b.total() > 0.0 && b.dram_pj > 0.0);
+    // Absent sections: SCALE-Sim's SRAM sizes and Horowitz's table.
+    let d = HwConfig::from_json_str(&hw_with("{}"), "hw.json").unwrap();
+    assert_eq!(d.sram_bytes(), [256 << 10, 256 << 10, 128 << 10]);
+    assert_eq!(*d.energy(), EnergyTable::default());
+}
+
+#[test]
+fn bad_tables_name_the_field() {
+    for (extra, field) in [
+        (r#"{"energy": {"mul_8x8_pj": -1}}"#, "energy.mul_8x8_pj"),
+        (r#"{"energy": {"dram_64b_pj": 0}}"#, "energy.dram_64b_pj"),
+        (r#"{"energy": {"sram_64b_32kb_pj": 5}}"#, "energy"),
+        (r#"{"memory": {"ofmap_sram_kb": 0}}"#, "memory.ofmap_sram_kb"),
+        (r#"{"energy": {"nope": 1}}"#, "nope"),
+    ] {
+        let e = HwConfig::from_json_str(&hw_with(extra), "hw.json").unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains("hw.json") && !e.contains('\n'), "{extra}: {e}");
+    }
+}
