@@ -118,7 +118,7 @@ pub fn run_graph_model(
     let lowered = lower(g, hw)?;
     let mut inputs = Vec::with_capacity(data.len());
     for s in 0..data.len() {
-        let x: Vec<f32> = data.image(s).iter().map(|&r| r as f32 * file.raw_scale).collect();
+        let x: Vec<f32> = data.image(s).iter().map(|&r| r * file.raw_scale).collect();
         inputs.push(g.quantize_input(&x).map_err(|e| e.context(format!("sample {s}")))?);
     }
     let run = run_all(g, &lowered, hw, &inputs, opts.batch, opts.engine, progress)?;
