@@ -9,7 +9,7 @@
 //! checked against the hardware's multiplier input format (one-line error
 //! naming the operand, the element and the allowed range).
 
-use crate::array::{run_array, ArrayConfig, Engine, Matrix, Stats};
+use crate::array::{run_array, run_array_chunked, ArrayConfig, Engine, Matrix, Stats};
 use crate::error::{Error, Result};
 use crate::hw::HwConfig;
 use crate::requant::Requantizer;
@@ -65,6 +65,64 @@ pub fn run_gemm_traced(
     trace: Option<&mut String>,
 ) -> Result<GemmResult> {
     let cfg = ArrayConfig::from_hw(hw)?;
+    check_bias(bias, w)?;
+    let arr = run_array(&cfg, a, w, engine, trace)?;
+    let d = cfg.drop_bits();
+    let (m, n) = (arr.m, arr.n);
+    let mut out = vec![0i64; m * n];
+    let mut stats = arr.stats;
+    let mut os = OutStage::new(requant, bias, n, d);
+    os.apply(&arr.acc, &arr.exact, &mut out);
+    os.finish(&mut stats);
+    Ok(GemmResult { m, n, out, acc: arr.acc, drop_bits: d, exact: arr.exact, stats })
+}
+
+/// One chunk of rows delivered by [`run_gemm_chunked`] (row-major, `N`
+/// columns): rows `row0..row0 + out.len() / N`.
+pub struct GemmChunk<'a> {
+    pub row0: usize,
+    /// Requantized output codes.
+    pub out: &'a [i64],
+    /// Psum-buffer contents (units of 2^d).
+    pub acc: &'a [i64],
+    /// The exact GEMM.
+    pub exact: &'a [i64],
+}
+
+/// [`run_gemm_traced`] delivering its results in row chunks of at most
+/// `chunk_rows` rows (see [`crate::array::run_array_chunked`]), in row
+/// order, so a large GEMM holds only one chunk of accumulators at a time.
+/// Values and statistics are identical to [`run_gemm_traced`]'s for any
+/// chunk size (the output stage runs over the outputs in the same
+/// row-major order).
+#[allow(clippy::too_many_arguments)]
+pub fn run_gemm_chunked(
+    hw: &HwConfig,
+    a: &Matrix,
+    w: &Matrix,
+    bias: Option<&[i32]>,
+    requant: &Requantizer,
+    engine: Engine,
+    trace: Option<&mut String>,
+    chunk_rows: usize,
+    mut sink: impl FnMut(GemmChunk) -> Result<()>,
+) -> Result<Stats> {
+    let cfg = ArrayConfig::from_hw(hw)?;
+    check_bias(bias, w)?;
+    let n = w.cols();
+    let mut os = OutStage::new(requant, bias, n, cfg.drop_bits());
+    let mut codes = Vec::new();
+    let mut stats = run_array_chunked(&cfg, a, w, engine, trace, chunk_rows, |row0, acc, exact| {
+        codes.clear();
+        codes.resize(acc.len(), 0);
+        os.apply(acc, exact, &mut codes);
+        sink(GemmChunk { row0, out: &codes, acc, exact })
+    })?;
+    os.finish(&mut stats);
+    Ok(stats)
+}
+
+fn check_bias(bias: Option<&[i32]>, w: &Matrix) -> Result<()> {
     if let Some(b) = bias {
         if b.len() != w.cols() {
             return Err(Error::input(format!(
@@ -74,29 +132,82 @@ pub fn run_gemm_traced(
             )));
         }
     }
-    let arr = run_array(&cfg, a, w, engine, trace)?;
-    let d = cfg.drop_bits();
-    let (m, n) = (arr.m, arr.n);
-    let mut out = vec![0i64; m * n];
-    let mut stats = arr.stats;
-    let fmt = requant.out_format();
-    let lo = if requant.relu() { fmt.min().max(0) } else { fmt.min() } as f64;
-    let hi = fmt.max() as f64;
-    let rm = requant.real_multiplier();
-    // Serial, row-major: the float sums are order-fixed.
-    for i in 0..m * n {
-        let b = bias.map_or(0, |b| b[i % n]) as i128;
-        let x = ((arr.acc[i] as i128) << d) + b;
-        let (code, clamped) = requant.apply(x);
-        out[i] = code;
-        stats.out_clamped += clamped as u64;
-        let y = (rm * (arr.exact[i] as i128 + b) as f64).clamp(lo, hi);
-        let err = code as f64 - y;
-        stats.out_err_sum += err;
-        stats.out_err_sq += err * err;
+    Ok(())
+}
+
+/// The output stage (`docs/datapath.md`, "Output stage"): `out =
+/// requant(acc * 2^d + bias[n])`, with the clamp count and the error
+/// against the exact real requant `clamp(M_real * (exact + bias))` summed
+/// in f64 in row-major output order (the order fixes the float sums).
+struct OutStage<'a> {
+    requant: &'a Requantizer,
+    bias: Option<&'a [i32]>,
+    n: usize,
+    d: u32,
+    lo: f64,
+    hi: f64,
+    rm: f64,
+    outputs: u64,
+    clamped: u64,
+    err_sum: f64,
+    err_sq: f64,
+}
+
+impl<'a> OutStage<'a> {
+    fn new(requant: &'a Requantizer, bias: Option<&'a [i32]>, n: usize, d: u32) -> OutStage<'a> {
+        let fmt = requant.out_format();
+        let lo = if requant.relu() { fmt.min().max(0) } else { fmt.min() } as f64;
+        OutStage {
+            requant,
+            bias,
+            n,
+            d,
+            lo,
+            hi: fmt.max() as f64,
+            rm: requant.real_multiplier(),
+            outputs: 0,
+            clamped: 0,
+            err_sum: 0.0,
+            err_sq: 0.0,
+        }
     }
-    stats.outputs = (m * n) as u64;
-    Ok(GemmResult { m, n, out, acc: arr.acc, drop_bits: d, exact: arr.exact, stats })
+
+    /// Rows of `acc`/`exact` (whole rows, row-major) into `out`.
+    fn apply(&mut self, acc: &[i64], exact: &[i64], out: &mut [i64]) {
+        let (n, d) = (self.n, self.d);
+        let (mut clamped, mut es, mut eq) = (0u64, self.err_sum, self.err_sq);
+        for ((row_a, row_e), row_o) in acc.chunks(n).zip(exact.chunks(n)).zip(out.chunks_mut(n)) {
+            for j in 0..n {
+                let b = self.bias.map_or(0, |b| b[j]);
+                let x = ((row_a[j] as i128) << d) + b as i128;
+                let (code, c) = self.requant.apply(x);
+                row_o[j] = code;
+                clamped += c as u64;
+                // exact + bias as f64: through i64 when it fits (the same
+                // round-to-nearest-even conversion as from i128, without the
+                // software i128 -> f64 routine).
+                let xf = match row_e[j].checked_add(b as i64) {
+                    Some(v) => v as f64,
+                    None => (row_e[j] as i128 + b as i128) as f64,
+                };
+                let y = (self.rm * xf).clamp(self.lo, self.hi);
+                let err = code as f64 - y;
+                es += err;
+                eq += err * err;
+            }
+        }
+        self.outputs += acc.len() as u64;
+        self.clamped += clamped;
+        self.err_sum = es;
+        self.err_sq = eq;
+    }
+
+    fn finish(&self, stats: &mut Stats) {
+        stats.out_clamped += self.clamped;
+        stats.out_err_sum += self.err_sum;
+        stats.out_err_sq += self.err_sq;
+        stats.outputs = self.outputs;
+    }
 }
 
 /// A dense (fully connected) layer: `x` is `batch x in_features`, `weight`

@@ -24,8 +24,9 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Largest `.npy` file bitmac reads (16 GiB).
-pub const MAX_FILE_BYTES: u64 = 1 << 34;
+/// Largest `.npy` file bitmac reads: the input limit of every file
+/// (`io::MAX_INPUT_BYTES`, 1 GiB; `docs/limits.md`).
+pub const MAX_FILE_BYTES: u64 = crate::io::MAX_INPUT_BYTES;
 /// Largest header length accepted (NumPy's own headers are a few hundred
 /// bytes; version 2/3 allow up to 4 GiB, which is never legitimate).
 pub const MAX_HEADER_BYTES: usize = 1 << 16;
@@ -567,17 +568,11 @@ fn decode<R: Read>(src: &mut R, h: &Header) -> std::result::Result<NpyData, Stri
 /// Fortran order; values returned in C order). Bounded as the module docs
 /// say.
 pub fn read(path: &Path) -> Result<Npy> {
-    // stat before open: opening a named pipe would block until a writer
-    // appears.
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
-    if !meta.is_file() {
-        return Err(bad(path, "not a regular file (a .npy input must be a file, not a pipe or device)"));
-    }
-    let len = meta.len();
+    // Regular files only (`stat` before opening, so a pipe never blocks).
+    let (mut f, len) = crate::io::open_regular(path)?;
     if len > MAX_FILE_BYTES {
         return Err(bad(path, format!("{len} bytes is too large (allowed: at most {MAX_FILE_BYTES})")));
     }
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
     // The header: the fixed part, then the declared header length.
     let mut prefix = vec![0u8; 12.min(len as usize)];
     f.read_exact(&mut prefix).map_err(|e| Error::io(path, &e))?;

@@ -9,7 +9,9 @@
 //! - with WRAP and d = 0, the result is the exact GEMM mod 2^P;
 //! - the reported minimum width is tight (no overflow at it, some below it).
 
-use bitmac::array::{compute_cycles, run_array, ArrayConfig, Dataflow, Engine, Matrix, OverflowEvent};
+use bitmac::array::{
+    compute_cycles, run_array, run_array_chunked, ArrayConfig, Dataflow, Engine, Matrix, OverflowEvent, Simd,
+};
 use bitmac::hw::{
     AccumulatorSpec, ArraySpec, ClockSpec, HwConfig, HwSpec, OperandSpec, PsumSpec, RequantSpec,
 };
@@ -246,11 +248,48 @@ fn exact_gemm(c: &Case) -> Vec<BigInt> {
 }
 
 fn run(c: &Case, engine: Engine) -> bitmac::array::ArrayOutput {
+    run_at(c, engine, Simd::detect())
+}
+
+/// Run with the hot loops forced to one SIMD level.
+fn run_at(c: &Case, engine: Engine, level: Simd) -> bitmac::array::ArrayOutput {
+    let hw = HwConfig::from_spec(&spec(c)).unwrap();
+    let cfg = ArrayConfig::from_hw(&hw).unwrap().with_simd(level);
+    assert_eq!(cfg.simd(), level);
+    let a = Matrix::new(c.m, c.k, c.a.clone()).unwrap();
+    let w = Matrix::new(c.k, c.n, c.w.clone()).unwrap();
+    run_array(&cfg, &a, &w, engine, None).unwrap()
+}
+
+/// Every dispatched variant (each SIMD level this CPU has, both engines)
+/// and the row-chunked fast path (chunk sizes 1..=3 rows) give the same
+/// output as `base`.
+fn check_variants(c: &Case, base: &bitmac::array::ArrayOutput) -> Result<(), TestCaseError> {
+    for level in Simd::available() {
+        for engine in [Engine::Fast, Engine::Cycle] {
+            let got = run_at(c, engine, level);
+            prop_assert_eq!(&got, base, "{} engine at {:?}", engine, level);
+        }
+    }
     let hw = HwConfig::from_spec(&spec(c)).unwrap();
     let cfg = ArrayConfig::from_hw(&hw).unwrap();
     let a = Matrix::new(c.m, c.k, c.a.clone()).unwrap();
     let w = Matrix::new(c.k, c.n, c.w.clone()).unwrap();
-    run_array(&cfg, &a, &w, engine, None).unwrap()
+    let chunk = 1 + c.m % 3;
+    let (mut acc, mut exact, mut next) = (Vec::new(), Vec::new(), 0usize);
+    let stats = run_array_chunked(&cfg, &a, &w, Engine::Fast, None, chunk, |r0, ac, ex| {
+        assert_eq!(r0, next, "chunks in row order");
+        assert!(ac.len() <= chunk * c.n);
+        next += ac.len() / c.n;
+        acc.extend_from_slice(ac);
+        exact.extend_from_slice(ex);
+        Ok(())
+    })
+    .unwrap();
+    prop_assert_eq!(&acc, &base.acc, "chunked acc");
+    prop_assert_eq!(&exact, &base.exact, "chunked exact");
+    prop_assert_eq!(&stats, &base.stats, "chunked stats");
+    Ok(())
 }
 
 fn case_strategy(max_bits: u32, max_p: u32) -> impl Strategy<Value = Case> {
@@ -315,6 +354,7 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     let fast = run(c, Engine::Fast);
     let cyc = run(c, Engine::Cycle);
     prop_assert_eq!(&fast, &cyc, "engines differ");
+    check_variants(c, &fast)?;
     prop_assert_eq!(fast.stats.cycles, compute_cycles(c.df, c.rows, c.cols, c.m, c.k, c.n));
     let r = reference(c);
     prop_assert_eq!(fast.stats.cycles, r.cycles, "cycles vs reference");
@@ -413,6 +453,7 @@ fn larger_gemm_all_modes() {
                 let fast = run(&c, Engine::Fast);
                 let cyc = run(&c, Engine::Cycle);
                 assert_eq!(fast, cyc, "{df} {mode} P={p} d={d}");
+                check_variants(&c, &fast).unwrap();
                 let r = reference(&c);
                 let got: Vec<BigInt> = fast.acc.iter().map(|&v| BigInt::from(v)).collect();
                 assert_eq!(got, r.acc);

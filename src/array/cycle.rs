@@ -13,7 +13,7 @@
 
 use super::stats::{centre, Tally};
 use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
-use super::{SAT, SATS, SATZ, WRAP};
+use super::{Simd, SAT, SATS, SATZ, WRAP};
 use std::fmt::Write as _;
 
 /// A register lane type for the stationary-array kernels: `i64` always
@@ -195,9 +195,15 @@ impl Buffer<'_> {
         let (nb, of) = cfg.acc.add(self.b[idx], rv);
         self.b[idx] = nb;
         self.tally.max_acc = self.tally.max_acc.max(nb.unsigned_abs());
-        self.be[idx] += re;
-        self.tally.width_or |= cfg.acc.mag(self.be[idx]);
         self.ex[idx] += e;
+        // With d = 0 the exact buffer is the exact GEMM (`be` is not kept).
+        let bev = if cfg.rounder.k() == 0 {
+            self.ex[idx]
+        } else {
+            self.be[idx] += re;
+            self.be[idx]
+        };
+        self.tally.width_or |= cfg.acc.mag(bev);
         self.tally.writebacks += 1;
         if of {
             self.tally.ovf_psum += 1;
@@ -302,7 +308,8 @@ pub(crate) fn run_traced(
         cfg: *cfg,
         n,
         b: vec![0; m * n],
-        be: vec![0; m * n],
+        // The exact shadow of the buffer is only needed when bits are dropped.
+        be: if cfg.rounder.k() == 0 { Vec::new() } else { vec![0; m * n] },
         ex: vec![0; m * n],
         tally: Tally::default(),
         h: centre(&cfg.rounder),
@@ -393,6 +400,7 @@ fn mac_row<T: Lane, const MODE: u8, const TOP: bool, const TRACK: bool>(
 
 /// All rows of a stationary array for one cycle (mode fixed at compile
 /// time). Returns the overflow count and the first overflowing (row, col).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn mac_array<T: Lane, const MODE: u8, const TRACK: bool>(
     acc: &Acc,
@@ -517,26 +525,49 @@ fn drain_d0<T: Lane, const MODE: u8>(buf: &mut Buffer, pending: &mut [bool], row
     }
 }
 
-/// A whole-array kernel for one cycle (see [`mac_array`]).
-type Kernel<T> = fn(
-    &Acc,
-    usize,
-    usize,
-    &[<T as Lane>::In],
-    &[<T as Lane>::In],
-    &[<T as Lane>::In],
-    &[T],
-    &[T],
-    &mut [<T as Lane>::In],
-    &mut [T],
-    &mut [T],
-    &mut T,
-) -> (u64, Option<(usize, usize)>);
-
 /// Weight- and input-stationary dataflows (identical structure: a
 /// stationary operand preloaded into the PEs, a moving operand streamed in
 /// from the left, column sums leaving at the bottom).
 fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    match mode_code(cfg.acc.mode) {
+        WRAP => run_stationary_simd::<T, WRAP>(cfg, a, w, buf),
+        SAT => run_stationary_simd::<T, SAT>(cfg, a, w, buf),
+        SATZ => run_stationary_simd::<T, SATZ>(cfg, a, w, buf),
+        _ => run_stationary_simd::<T, SATS>(cfg, a, w, buf),
+    }
+}
+
+/// [`run_stationary_m`] at the config's SIMD level.
+#[allow(unsafe_code)]
+fn run_stationary_simd<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    match cfg.simd {
+        // SAFETY: `cfg.simd` never exceeds `Simd::detect()` (set by
+        // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
+        // every feature the wrapper enables.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { stationary_avx512::<T, MODE>(cfg, a, w, buf) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { stationary_avx2::<T, MODE>(cfg, a, w, buf) },
+        _ => run_stationary_m::<T, MODE>(cfg, a, w, buf),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn stationary_avx2<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    run_stationary_m::<T, MODE>(cfg, a, w, buf)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn stationary_avx512<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
+    run_stationary_m::<T, MODE>(cfg, a, w, buf)
+}
+
+/// The stationary dataflows with the overflow mode fixed at compile time
+/// (inlined into each SIMD wrapper).
+#[inline(always)]
+fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let (rr, cc) = (cfg.rows, cfg.cols);
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let ws = cfg.dataflow == Dataflow::Ws;
@@ -564,13 +595,6 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
     let mut edge = vec![zi; rr];
     let tracing = buf.trace.is_some();
     let mut tile = 0usize;
-    let mode = mode_code(cfg.acc.mode);
-    let (f_fast, f_track): (Kernel<T>, Kernel<T>) = match mode {
-        WRAP => (mac_array::<T, WRAP, false>, mac_array::<T, WRAP, true>),
-        SAT => (mac_array::<T, SAT, false>, mac_array::<T, SAT, true>),
-        SATZ => (mac_array::<T, SATZ, false>, mac_array::<T, SATZ, true>),
-        _ => (mac_array::<T, SATS, false>, mac_array::<T, SATS, true>),
-    };
     // Whether the exact shadow registers are live (from the first overflow on).
     let mut shadow = false;
 
@@ -587,12 +611,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
         let bottom = (rr - 1) * cc;
         let wide = DrainRow { ws, n, c0, p: &preg[bottom..], e: &src[bottom..], tag };
         if fast_wb {
-            match mode {
-                WRAP => drain_d0::<T, WRAP>(buf, pending, &wide),
-                SAT => drain_d0::<T, SAT>(buf, pending, &wide),
-                SATZ => drain_d0::<T, SATZ>(buf, pending, &wide),
-                _ => drain_d0::<T, SATS>(buf, pending, &wide),
-            }
+            drain_d0::<T, MODE>(buf, pending, &wide)
         } else {
             for c in 0..cc {
                 if pending[c] {
@@ -647,7 +666,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                 // current registers and redo the cycle with it.
                 let mut cyc_or = z;
                 let mut res = if shadow {
-                    f_track(
+                    mac_array::<T, MODE, true>(
                         &cfg.acc,
                         rr,
                         cc,
@@ -662,7 +681,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                         &mut cyc_or,
                     )
                 } else {
-                    f_fast(
+                    mac_array::<T, MODE, false>(
                         &cfg.acc,
                         rr,
                         cc,
@@ -681,7 +700,7 @@ fn run_stationary<T: Lane>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut 
                     shadow = true;
                     ereg.copy_from_slice(&preg);
                     cyc_or = z;
-                    res = f_track(
+                    res = mac_array::<T, MODE, true>(
                         &cfg.acc,
                         rr,
                         cc,

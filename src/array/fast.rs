@@ -38,7 +38,7 @@
 
 use super::stats::{centre, Tally};
 use super::{compute_cycles, schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
-use super::{OverflowEvent, Stats};
+use super::{OverflowEvent, Simd, Stats};
 use crate::numerics::OverflowMode;
 use rayon::prelude::*;
 
@@ -73,11 +73,28 @@ struct Ctx<'a> {
     use32: bool,
 }
 
-pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
+/// A GEMM prepared for the fast engine: the context, the column blocks and
+/// the schedule. Rows are independent (the psum buffer of output row `m`
+/// only ever sees row `m` of A), so [`Prepared::run_rows`] can run any row
+/// range, in any split, and the integer tallies merge exactly
+/// (sums, maxima, ORs and a minimum: order-free).
+pub(crate) struct Prepared<'a> {
+    ctx: Ctx<'a>,
+    blocks: Vec<(usize, usize)>,
+    tiles: Vec<Tile>,
+}
+
+/// The accumulators and exact sums of a row range, row-major `rows x N`.
+pub(crate) struct Rows {
+    pub acc: Vec<i64>,
+    pub exact: Vec<i64>,
+}
+
+pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) -> Prepared<'a> {
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
-    let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
-    let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let amax = a.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
+    let wmax = w.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
     let tiles = schedule(cfg, m, k, n);
     let ctx = Ctx {
         cfg,
@@ -112,28 +129,77 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
             }
         }
     }
-    let outs: Vec<BlockOut> = blocks.par_iter().map(|&(n0, nb)| run_block(&ctx, n0, nb)).collect();
+    Prepared { ctx, blocks, tiles }
+}
 
-    let mut acc = vec![0i64; m * n];
-    let mut exact = vec![0i64; m * n];
+/// Rows per parallel job: enough work per job to amortize the weight
+/// repacking (`K x NB` per job), small enough to spread over the threads.
+fn job_rows(k: usize, rows: usize, blocks: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let min_rows = (1usize << 16).div_ceil(k.max(1)).max(64);
+    let want_jobs = (4 * threads).div_ceil(blocks.max(1));
+    rows.div_ceil(want_jobs.max(1)).max(min_rows)
+}
+
+impl Prepared<'_> {
+    /// Output rows `r0..r1`: accumulators and exact sums, with the tallies
+    /// and per-tile overflow counts added into `tally` / `tile_counts`.
+    pub(crate) fn run_rows(
+        &self,
+        r0: usize,
+        r1: usize,
+        tally: &mut Tally,
+        tile_counts: &mut Vec<u64>,
+    ) -> Rows {
+        let ctx = &self.ctx;
+        let n = ctx.n;
+        let jr = job_rows(ctx.k, r1 - r0, self.blocks.len());
+        let jobs: Vec<(usize, usize, usize, usize)> = (r0..r1)
+            .step_by(jr)
+            .flat_map(|s| self.blocks.iter().map(move |&(n0, nb)| (s, (s + jr).min(r1), n0, nb)))
+            .collect();
+        let outs: Vec<BlockOut> =
+            jobs.par_iter().map(|&(s, e, n0, nb)| run_block(ctx, n0, nb, s, e)).collect();
+        let rows = r1 - r0;
+        let mut acc = vec![0i64; rows * n];
+        let mut exact = vec![0i64; rows * n];
+        if tile_counts.len() != ctx.ntiles {
+            *tile_counts = vec![0; ctx.ntiles];
+        }
+        for (&(s, e, n0, nb), out) in jobs.iter().zip(&outs) {
+            for (j, mm) in (s..e).enumerate() {
+                let d = (mm - r0) * n + n0;
+                acc[d..d + nb].copy_from_slice(&out.acc[j * nb..(j + 1) * nb]);
+                exact[d..d + nb].copy_from_slice(&out.exact[j * nb..(j + 1) * nb]);
+            }
+            tally.merge(&out.tally);
+            for (t, c) in tile_counts.iter_mut().zip(&out.tile_counts) {
+                *t += c;
+            }
+        }
+        Rows { acc, exact }
+    }
+
+    /// The statistics once every row has run: the first overflow event
+    /// (re-running the earliest tile that overflowed) and the cycle count.
+    pub(crate) fn finish(&self, mut tally: Tally, tile_counts: &[u64]) -> Stats {
+        let ctx = &self.ctx;
+        if let Some(t) = tile_counts.iter().position(|&c| c > 0) {
+            tally.first = scan_tile(ctx, &self.tiles[t]);
+        }
+        let cfg = ctx.cfg;
+        let cycles = compute_cycles(cfg.dataflow, cfg.rows, cfg.cols, ctx.m, ctx.k, ctx.n);
+        tally.into_stats(cfg.rounder.k(), (ctx.m * ctx.k * ctx.n) as u64, cycles)
+    }
+}
+
+pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
+    let p = prepare(cfg, a, w);
     let mut tally = Tally::default();
-    let mut tile_counts = vec![0u64; tiles.len()];
-    for (&(n0, nb), out) in blocks.iter().zip(&outs) {
-        for mm in 0..m {
-            acc[mm * n + n0..mm * n + n0 + nb].copy_from_slice(&out.acc[mm * nb..(mm + 1) * nb]);
-            exact[mm * n + n0..mm * n + n0 + nb].copy_from_slice(&out.exact[mm * nb..(mm + 1) * nb]);
-        }
-        tally.merge(&out.tally);
-        for (t, c) in tile_counts.iter_mut().zip(&out.tile_counts) {
-            *t += c;
-        }
-    }
-    if let Some(t) = tile_counts.iter().position(|&c| c > 0) {
-        tally.first = scan_tile(&ctx, &tiles[t]);
-    }
-    let cycles = compute_cycles(cfg.dataflow, cfg.rows, cfg.cols, m, k, n);
-    let stats: Stats = tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
-    ArrayOutput { m, n, acc, exact, stats }
+    let mut tile_counts = Vec::new();
+    let rows = p.run_rows(0, p.ctx.m, &mut tally, &mut tile_counts);
+    let stats = p.finish(tally, &tile_counts);
+    ArrayOutput { m: p.ctx.m, n: p.ctx.n, acc: rows.acc, exact: rows.exact, stats }
 }
 
 use super::{add_m, SAT, SATS, SATZ, WRAP};
@@ -149,8 +215,9 @@ fn mag32<const SYM: bool>(e: i32) -> i32 {
 }
 
 /// One fold of the column chain over a block, in i32 lanes. Returns the
-/// stored column sums `s`, the exact ones `e`, ORs `mag` of every exact
-/// prefix into `o`, and returns the number of adder overflows.
+/// stored column sums `s`, the exact ones `e`, ORs into `o` a value with
+/// the bit length of the largest `mag` of every exact prefix, and returns
+/// the number of adder overflows.
 #[inline(always)]
 fn fold32<const MODE: u8, const SYM: bool>(
     arow: &[i16],
@@ -165,7 +232,13 @@ fn fold32<const MODE: u8, const SYM: bool>(
         (acc.min.max(i32::MIN as i64) as i32, acc.max.min(i32::MAX as i64) as i32, acc.bits);
     let mut s = [0i32; NB];
     let mut e = [0i32; NB];
-    let mut o = *o_io;
+    // The largest and smallest exact prefix per lane: `mag` is V-shaped
+    // (decreasing below 0, increasing above), so the largest `mag` over a
+    // lane's prefixes is `max(mag(hi), mag(lo))`, and the OR of the two has
+    // the bit length of the OR over every prefix, which is all that the
+    // width statistic reads. Two min/max per MAC instead of three ops.
+    let mut hi = [0i32; NB];
+    let mut lo = [0i32; NB];
     let mut cnt = [0i32; NB];
     for (kk, &av) in arow.iter().enumerate() {
         let base = (k0 + kk) * NB;
@@ -178,13 +251,15 @@ fn fold32<const MODE: u8, const SYM: bool>(
             match MODE {
                 SAFE => {
                     e[x] += p;
-                    o[x] |= mag32::<SYM>(e[x]);
+                    hi[x] = hi[x].max(e[x]);
+                    lo[x] = lo[x].min(e[x]);
                 }
                 WRAP => {
                     let ne = e[x] + p;
                     cnt[x] += (((e[x] - min) >> bits) != ((ne - min) >> bits)) as i32;
                     e[x] = ne;
-                    o[x] |= mag32::<SYM>(ne);
+                    hi[x] = hi[x].max(ne);
+                    lo[x] = lo[x].min(ne);
                 }
                 _ => {
                     let t = s[x] + p;
@@ -202,7 +277,8 @@ fn fold32<const MODE: u8, const SYM: bool>(
                     cnt[x] += (ns != t) as i32;
                     s[x] = ns;
                     e[x] += p;
-                    o[x] |= mag32::<SYM>(e[x]);
+                    hi[x] = hi[x].max(e[x]);
+                    lo[x] = lo[x].min(e[x]);
                 }
             }
         }
@@ -217,9 +293,11 @@ fn fold32<const MODE: u8, const SYM: bool>(
         }
         _ => {}
     }
+    for x in 0..NB {
+        o_io[x] |= mag32::<SYM>(hi[x]) | mag32::<SYM>(lo[x]);
+    }
     *s_out = s;
     *e_out = e;
-    *o_io = o;
     cnt.iter().map(|&c| c as u64).sum()
 }
 
@@ -289,9 +367,39 @@ fn writeback_round(
     cnt
 }
 
-fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
+/// [`run_block_impl`] at the config's SIMD level.
+#[allow(unsafe_code)]
+fn run_block(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+    match ctx.cfg.simd {
+        // SAFETY: `cfg.simd` never exceeds `Simd::detect()` (set by
+        // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
+        // every feature the wrapper enables.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { run_block_avx512(ctx, n0, nb, r0, r1) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { run_block_avx2(ctx, n0, nb, r0, r1) },
+        _ => run_block_impl(ctx, n0, nb, r0, r1),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn run_block_avx2(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+    run_block_impl(ctx, n0, nb, r0, r1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn run_block_avx512(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+    run_block_impl(ctx, n0, nb, r0, r1)
+}
+
+/// One column block over rows `r0..r1` (inlined into each SIMD wrapper).
+#[inline(always)]
+fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
     let cfg = ctx.cfg;
-    let (m, k, n) = (ctx.m, ctx.k, ctx.n);
+    let (k, n) = (ctx.k, ctx.n);
+    let m = r1 - r0;
     let acc = cfg.acc;
     let ad = ctx.a.data();
     let wd = ctx.w.data();
@@ -335,7 +443,7 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
     let (mut s32, mut e32, mut o32) = ([0i32; NB], [0i32; NB], [0i32; NB]);
     let (mut s64, mut e64) = ([0i64; NB], [0i64; NB]);
     let mut st = Buf { b: [0; NB], be: [0; NB], ex: [0; NB], max_psum: 0, max_acc: 0, or: 0 };
-    for mm in 0..m {
+    for (j, mm) in (r0..r1).enumerate() {
         st.b = [0; NB];
         st.be = [0; NB];
         st.ex = [0; NB];
@@ -383,8 +491,8 @@ fn run_block(ctx: &Ctx, n0: usize, nb: usize) -> BlockOut {
             let tile = tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f);
             out.tile_counts[tile] += cnt + wcnt;
         }
-        out.acc[mm * nb..(mm + 1) * nb].copy_from_slice(&st.b[..nb]);
-        out.exact[mm * nb..(mm + 1) * nb].copy_from_slice(&st.ex[..nb]);
+        out.acc[j * nb..(j + 1) * nb].copy_from_slice(&st.b[..nb]);
+        out.exact[j * nb..(j + 1) * nb].copy_from_slice(&st.ex[..nb]);
     }
     for &o in &o32 {
         st.or |= o as u32 as u64;
@@ -439,12 +547,23 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
         Dataflow::Os => (t.r0..t.r0 + t.ru, t.c0..t.c0 + t.cu),
     };
     let mut best: Option<OverflowEvent> = None;
-    let mut note = |cycle: u64, row: u64, col: u64| {
+    fn note(best: &mut Option<OverflowEvent>, cycle: u64, row: u64, col: u64) {
         let ev = OverflowEvent { cycle, row: row as u32, col: col as u32 };
-        best = Some(best.map_or(ev, |b| b.min(ev)));
-    };
+        *best = Some(best.map_or(ev, |b| b.min(ev)));
+    }
+    // Every event of output (mm, nn) happens at or after `t.start + R + s`
+    // with `s` the stream index (ws: mm, is: nn); streams run in increasing
+    // order, so once that bound passes the best cycle found, nothing later
+    // can be earlier (ties in cycle still compare row and column: `>`).
+    let bound = |s: usize| t.start + r_all + s as u64;
     for mm in mrange {
+        if cfg.dataflow == Dataflow::Ws && best.is_some_and(|b| bound(mm) > b.cycle) {
+            break;
+        }
         for nn in nrange.clone() {
+            if cfg.dataflow == Dataflow::Is && best.is_some_and(|b| bound(nn) > b.cycle) {
+                break;
+            }
             let mut b = 0i64;
             for f in 0..=t.fold {
                 let (k0, k1) = if cfg.dataflow == Dataflow::Os {
@@ -463,15 +582,15 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                         match cfg.dataflow {
                             Dataflow::Ws => {
                                 let c = (nn - t.c0) as u64;
-                                note(t.start + r_all + mm as u64 + rr + c, rr, c)
+                                note(&mut best, t.start + r_all + mm as u64 + rr + c, rr, c)
                             }
                             Dataflow::Is => {
                                 let c = (mm - t.c0) as u64;
-                                note(t.start + r_all + nn as u64 + rr + c, rr, c)
+                                note(&mut best, t.start + r_all + nn as u64 + rr + c, rr, c)
                             }
                             Dataflow::Os => {
                                 let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);
-                                note(t.start + kk as u64 + r + c, r, c)
+                                note(&mut best, t.start + kk as u64 + r + c, r, c)
                             }
                         }
                     }
@@ -483,16 +602,16 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                     match cfg.dataflow {
                         Dataflow::Ws => {
                             let c = (nn - t.c0) as u64;
-                            note(t.start + 2 * r_all + mm as u64 + c, r_all, c)
+                            note(&mut best, t.start + 2 * r_all + mm as u64 + c, r_all, c)
                         }
                         Dataflow::Is => {
                             let c = (mm - t.c0) as u64;
-                            note(t.start + 2 * r_all + nn as u64 + c, r_all, c)
+                            note(&mut best, t.start + 2 * r_all + nn as u64 + c, r_all, c)
                         }
                         Dataflow::Os => {
                             let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);
                             let d0 = t.start + (k + t.ru + t.cu - 2) as u64;
-                            note(d0 + (r_all - 1 - r), r_all, c)
+                            note(&mut best, d0 + (r_all - 1 - r), r_all, c)
                         }
                     }
                 }

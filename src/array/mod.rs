@@ -280,6 +280,50 @@ pub(crate) fn width_of_mag(or: u64) -> u32 {
     64 - or.leading_zeros() + 1
 }
 
+/// The instruction-set level the engines' hot loops run at, chosen at run
+/// time from the CPU (`is_x86_feature_detected!`), so the default build is
+/// fast without `-C target-cpu=native`. The same portable source is
+/// compiled once per level (`#[target_feature]` wrappers in `fast.rs` and
+/// `cycle.rs`, the only `unsafe` in bitmac); the
+/// compiler vectorizes it for that level's registers. Integer results are
+/// identical at every level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Simd {
+    /// Baseline target features (x86-64: SSE2).
+    Portable,
+    /// AVX2 (256-bit integer lanes).
+    Avx2,
+    /// AVX-512 F + BW + VL (512-bit lanes, mask registers).
+    Avx512,
+}
+
+impl Simd {
+    /// The best level this CPU supports (detected once).
+    pub fn detect() -> Simd {
+        static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                {
+                    return Simd::Avx512;
+                }
+                if is_x86_feature_detected!("avx2") {
+                    return Simd::Avx2;
+                }
+            }
+            Simd::Portable
+        })
+    }
+
+    /// Every level this CPU supports, lowest first.
+    pub fn available() -> Vec<Simd> {
+        [Simd::Portable, Simd::Avx2, Simd::Avx512].into_iter().filter(|&l| l <= Simd::detect()).collect()
+    }
+}
+
 /// Everything the engines need, derived from a validated [`HwConfig`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArrayConfig {
@@ -290,6 +334,8 @@ pub struct ArrayConfig {
     pub(crate) afmt: IntFormat,
     pub(crate) acc: Acc,
     pub(crate) rounder: Rounder,
+    /// The instruction-set level of the engines' hot loops.
+    pub(crate) simd: Simd,
 }
 
 impl ArrayConfig {
@@ -304,7 +350,22 @@ impl ArrayConfig {
             afmt: hw.activations(),
             acc: Acc::new(hw.acc_bits(), hw.overflow()),
             rounder: Rounder::new(p.drop_bits, p.rounding, p.offset)?,
+            simd: Simd::detect(),
         })
+    }
+
+    /// The same config with the hot loops compiled for `level` (capped at
+    /// [`Simd::detect`]). Results do not depend on the level (every level
+    /// runs the same integer code); tests and benches use this to exercise
+    /// and compare each dispatched variant.
+    pub fn with_simd(mut self, level: Simd) -> ArrayConfig {
+        self.simd = level.min(Simd::detect());
+        self
+    }
+
+    /// The level the hot loops run at.
+    pub fn simd(&self) -> Simd {
+        self.simd
     }
 
     /// Dropped LSBs d of the partial-sum writeback.
@@ -355,19 +416,6 @@ pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
     Ok(())
 }
 
-/// Run a GEMM on the cycle engine and return its per-cycle trace with the
-/// register fields of `docs/datapath.md` §7 (every PE's activation, weight
-/// and psum register after every cycle) appended to every line. For
-/// checking an RTL array register by register (`tests/rtl_array.rs`).
-pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
-    check_operands(cfg, a, w)?;
-    let mut text = String::new();
-    let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
-    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
-    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
-    Ok((out, text))
-}
-
 /// Run a GEMM on the array with the chosen engine. `trace` (cycle engine
 /// only) receives the per-cycle trace described in `docs/datapath.md`.
 pub fn run_array(
@@ -387,9 +435,71 @@ pub fn run_array(
         }
         Engine::Cycle => cycle::run(cfg, a, w, trace),
     };
-    out.stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
-    out.stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
+    a2q_stats(&mut out.stats, cfg, a, w);
     Ok(out)
+}
+
+fn a2q_stats(stats: &mut Stats, cfg: &ArrayConfig, a: &Matrix, w: &Matrix) {
+    stats.a2q_bits_types = stats::a2q_bits_types(a.cols(), cfg.wfmt, cfg.afmt);
+    stats.a2q_bits_weights = stats::a2q_bits_weights(w, cfg.afmt);
+}
+
+/// [`run_array`] delivering the results in row chunks, so a large GEMM
+/// never holds its whole `M x N` accumulator and exact arrays: `sink(r0,
+/// acc, exact)` receives rows `r0..r0 + acc.len() / N` (row-major, the same
+/// values [`run_array`] returns), in increasing row order, chunks of at
+/// most `chunk_rows` rows (the fast engine; the cycle engine delivers one
+/// chunk). Returns the statistics, identical to [`run_array`]'s for any
+/// chunk size and thread count. An error from `sink` stops the run.
+pub fn run_array_chunked(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    engine: Engine,
+    trace: Option<&mut String>,
+    chunk_rows: usize,
+    mut sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
+) -> Result<Stats> {
+    check_operands(cfg, a, w)?;
+    let mut stats = match engine {
+        Engine::Fast => {
+            if trace.is_some() {
+                return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
+            }
+            let p = fast::prepare(cfg, a, w);
+            let mut tally = stats::Tally::default();
+            let mut tiles = Vec::new();
+            let m = a.rows();
+            let step = chunk_rows.max(1);
+            let mut r0 = 0;
+            while r0 < m {
+                let r1 = r0.saturating_add(step).min(m);
+                let rows = p.run_rows(r0, r1, &mut tally, &mut tiles);
+                sink(r0, &rows.acc, &rows.exact)?;
+                r0 = r1;
+            }
+            p.finish(tally, &tiles)
+        }
+        Engine::Cycle => {
+            let out = cycle::run(cfg, a, w, trace);
+            sink(0, &out.acc, &out.exact)?;
+            out.stats
+        }
+    };
+    a2q_stats(&mut stats, cfg, a, w);
+    Ok(stats)
+}
+
+/// Run a GEMM on the cycle engine and return its per-cycle trace with the
+/// register fields of `docs/datapath.md` §7 (every PE's activation, weight
+/// and psum register after every cycle) appended to every line. For
+/// checking an RTL array register by register (`tests/rtl_array.rs`).
+pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
+    check_operands(cfg, a, w)?;
+    let mut text = String::new();
+    let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
+    a2q_stats(&mut out.stats, cfg, a, w);
+    Ok((out, text))
 }
 
 fn ceil_div(a: u64, b: u64) -> u64 {
@@ -534,6 +644,7 @@ mod tests {
                     afmt: IntFormat::signed(8).unwrap(),
                     acc: Acc::new(32, OverflowMode::Wrap),
                     rounder: Rounder::new(0, RoundMode::Rnd, 0).unwrap(),
+                    simd: Simd::Portable,
                 };
                 let tiles = schedule(&cfg, m, k, n);
                 let last = tiles.last().unwrap();

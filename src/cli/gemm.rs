@@ -80,8 +80,10 @@ pub struct GemmArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// An operand matrix straight from the file's native width (one bulk
+/// read, one range-checked narrowing copy; no `i64` intermediate).
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
-    let arr = read_npy(path)?;
+    let arr = crate::npy::read(path)?;
     if arr.shape.len() != 2 {
         return Err(Error::input(format!(
             "{}: {what} must be 2-D, got shape {:?}",
@@ -89,8 +91,22 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
             arr.shape
         )));
     }
-    crate::array::Matrix::from_i64(arr.shape[0], arr.shape[1], &arr.data, fmt, what)
-        .map_err(|e| e.context(path.display()))
+    let (rows, cols) = (arr.shape[0], arr.shape[1]);
+    let (lo, hi) = (fmt.min(), fmt.max());
+    let data = arr.data.to_i32_in(lo as i64, hi as i64).map_err(|bad| match bad {
+        Some((i, v)) => Error::field(
+            format!("{what}[{},{}]", i / cols.max(1), i % cols.max(1)),
+            v,
+            format!("{lo}..={hi} ({fmt} multiplier input)"),
+        )
+        .context(path.display()),
+        None => Error::input(format!(
+            "{}: {what} has dtype {} (allowed: int8/16/32/64, uint8/16/32/64)",
+            path.display(),
+            arr.data.dtype_name()
+        )),
+    })?;
+    crate::array::Matrix::new(rows, cols, data).map_err(|e| e.context(path.display()))
 }
 
 /// Run `bitmac gemm`.

@@ -349,7 +349,7 @@ fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<String> {
         return None;
     }
     let floor = &e[..n];
-    if (floor[n - 1] - b'0') % 2 == 0 {
+    if (floor[n - 1] - b'0').is_multiple_of(2) {
         return String::from_utf8(floor.to_vec()).ok();
     }
     // Odd floor: the even candidate is floor + 1. A floor ending in 9 would
