@@ -42,10 +42,9 @@ impl Default for RunOptions {
     }
 }
 
-/// One layer, lowered for the array: GEMM operands and its requantizer.
+/// One layer's requantizer, as the report and the explanations describe it
+/// (the GEMMs themselves run through the graph lowering, `graph::run`).
 struct Lowered {
-    weight: Matrix, // K x N
-    bias: Vec<i32>,
     requant: Requantizer,
     /// True for the last layer: logits, no requantization.
     logits: bool,
@@ -138,17 +137,6 @@ fn lower(model: &Model, hw: &HwConfig) -> Result<Vec<Lowered>> {
         let afmt = IntFormat::new(aq.signed(), aq.bits()).map_err(ctx)?;
         fits(wfmt, hw.weights(), "weights").map_err(ctx)?;
         fits(afmt, hw.activations(), "activations").map_err(ctx)?;
-        let (_, k, n) = layer.gemm_dims();
-        // Weights as K x N: K runs over (c, ky, kx) for conv (im2col order),
-        // over input features for dense; N over output channels.
-        let codes = layer.weight().codes();
-        let mut w = vec![0i32; k * n];
-        for o in 0..n {
-            for kk in 0..k {
-                w[kk * n + o] = codes[o * k + kk];
-            }
-        }
-        let weight = Matrix::new(k, n, w).map_err(ctx)?;
         let rounding = hw.requant().rounding;
         let (requant, logits, real_scale) = match model.output_quant(l) {
             Some(oq) => {
@@ -174,7 +162,7 @@ fn lower(model: &Model, hw: &HwConfig) -> Result<Vec<Lowered>> {
                 (rq, true, (wq.step() * aq.step()) as f64)
             }
         };
-        out.push(Lowered { weight, bias: layer.bias().to_vec(), requant, logits, real_scale });
+        out.push(Lowered { requant, logits, real_scale });
     }
     Ok(out)
 }
@@ -205,78 +193,30 @@ struct BatchOut {
     stats: Vec<Stats>,
 }
 
-/// Run one batch of input codes (`batch * input_len`) through every layer.
-fn run_batch(
-    model: &Model,
-    lowered: &[Lowered],
-    hw: &HwConfig,
-    input: Vec<i32>,
-    batch: usize,
-    engine: Engine,
-) -> Result<BatchOut> {
-    let mut x = input;
+/// The model as a graph, lowered once for the hardware: the one lowering
+/// every command uses (`graph::run`, `docs/graph.md` §5 and §9).
+struct Plan {
+    graph: crate::graph::Graph,
+    nodes: Vec<crate::graph::run::Lowered>,
+}
+
+fn plan(model: &Model, hw: &HwConfig) -> Result<Plan> {
+    let graph = crate::graph::from_model(model)?;
+    let nodes = crate::graph::run::lower(&graph, hw)?;
+    Ok(Plan { graph, nodes })
+}
+
+/// Run one batch of input codes (`batch * input_len`) through every layer
+/// (one graph node per layer).
+fn run_batch(plan: &Plan, hw: &HwConfig, input: Vec<i32>, batch: usize, engine: Engine) -> Result<BatchOut> {
+    let x: Vec<i64> = input.into_iter().map(i64::from).collect();
+    let outs = crate::graph::run::run_batch(&plan.graph, &plan.nodes, hw, x, batch, engine)?;
     let mut out = BatchOut { codes: vec![], exact: vec![], acc: vec![], stats: vec![] };
-    for (layer, low) in model.layers().iter().zip(lowered) {
-        let (gemm, to_nchw) = match layer {
-            Layer::Conv2d(c) => {
-                let [ci, h, w] = c.input_shape();
-                let [kh, kw] = c.kernel();
-                let shape = layers::Conv2d {
-                    batch,
-                    in_ch: ci,
-                    height: h,
-                    width: w,
-                    out_ch: c.out_channels(),
-                    kh,
-                    kw,
-                    stride: (c.stride()[0], c.stride()[1]),
-                    padding: (c.padding()[0], c.padding()[1]),
-                };
-                let r = layers::conv2d(
-                    hw,
-                    &shape,
-                    &x,
-                    layer.weight().codes(),
-                    Some(&low.bias),
-                    &low.requant,
-                    engine,
-                )?;
-                let (oh, ow) = (r.shape[2], r.shape[3]);
-                (r.gemm, Some((c.out_channels(), oh * ow)))
-            }
-            Layer::Dense(_) => {
-                let (_, k, _) = layer.gemm_dims();
-                let a = Matrix::new(batch, k, std::mem::take(&mut x))?;
-                (layers::run_gemm(hw, &a, &low.weight, Some(&low.bias), &low.requant, engine)?, None)
-            }
-        };
-        let n = gemm.n;
-        // GEMM rows are (sample, pixel) for conv and sample for dense;
-        // reorder to per-sample NCHW / feature order.
-        let index = |i: usize| -> usize {
-            match to_nchw {
-                Some((ch, px)) => {
-                    let (b, rest) = (i / (ch * px), i % (ch * px));
-                    let (c, p) = (rest / px, rest % px);
-                    (b * px + p) * n + c
-                }
-                None => i,
-            }
-        };
-        let len = gemm.m * n;
-        let bias = |g: usize| low.bias[g % n] as i128;
-        let exact: Vec<i128> = (0..len).map(|i| gemm.exact[index(i)] as i128 + bias(index(i))).collect();
-        let acc: Vec<i128> = (0..len).map(|i| gemm.acc_value(index(i)) + bias(index(i))).collect();
-        let codes: Vec<i64> = if low.logits {
-            acc.iter().map(|&v| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64).collect()
-        } else {
-            (0..len).map(|i| gemm.out[index(i)]).collect()
-        };
-        x = codes.iter().map(|&c| c as i32).collect();
-        out.codes.push(codes);
-        out.exact.push(exact);
-        out.acc.push(acc);
-        out.stats.push(gemm.stats);
+    for o in outs {
+        out.codes.push(o.codes);
+        out.exact.push(o.exact);
+        out.acc.push(o.acc);
+        out.stats.push(o.stats.unwrap_or_default());
     }
     Ok(out)
 }
@@ -302,6 +242,7 @@ fn run_all(
         return Err(Error::field("batch", 0, "1.."));
     }
     let lowered = lower(model, hw)?;
+    let plan = plan(model, hw)?;
     let in_len = model.input().len();
     let mut inputs = Vec::with_capacity(data.len());
     for s in 0..data.len() {
@@ -318,8 +259,8 @@ fn run_all(
                 x.extend_from_slice(inp);
             }
             let r = match hw.cdc() {
-                None => run_batch(model, &lowered, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
-                Some(c) => run_batch_cdc(model, &lowered, hw, &c, x, s1 - s0, opts.engine),
+                None => run_batch(&plan, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
+                Some(c) => run_batch_cdc(&plan, hw, &c, x, s1 - s0, opts.engine),
             };
             let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
             progress(n);
@@ -441,10 +382,8 @@ fn add_hist(a: &mut Vec<u64>, b: &[u64]) {
 /// used downstream, so a crossing that lost, duplicated or reordered a word
 /// would change the results; with a correct FIFO they are bit-identical to
 /// the single-clock run.
-#[allow(clippy::too_many_arguments)]
 fn run_batch_cdc(
-    model: &Model,
-    lowered: &[Lowered],
+    plan: &Plan,
     hw: &HwConfig,
     cdc_cfg: &crate::hw::CdcConfig,
     input: Vec<i32>,
@@ -457,7 +396,7 @@ fn run_batch_cdc(
     let words: Vec<u64> = input.iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
     let tin = cross_domain(cdc_cfg, t_array, &words, a_fmt.width(), true)?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&w| a_fmt.from_bits(w) as i32).collect();
-    let mut out = run_batch(model, lowered, hw, crossed, batch, engine)?;
+    let mut out = run_batch(plan, hw, crossed, batch, engine)?;
     let compute: u64 = out.stats.iter().map(|s| s.cycles).sum();
     // Array -> host: the logits, as 64-bit two's-complement words.
     let last = out.codes.len() - 1;

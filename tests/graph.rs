@@ -268,7 +268,7 @@ fn committed_graph_model_matches_its_fake_quant_reference() {
     let g = &file.graph;
     let low = lower(g, &hw).unwrap();
     for s in [0usize, 17, 296] {
-        let x: Vec<f32> = data.image(s).iter().map(|&v| v as f32 * file.raw_scale).collect();
+        let x: Vec<f32> = data.image(s).iter().map(|&v| v * file.raw_scale).collect();
         let input = g.quantize_input(&x).unwrap();
         let outs = run_batch(g, &low, &hw, input.clone(), 1, Engine::Cycle).unwrap();
         let rf = reference(g, &hw, &input).unwrap();
@@ -301,4 +301,52 @@ fn graph_file_errors_name_node_and_field() {
     }
     let e = GraphFile::from_json_str(&good[..good.len() / 2], "m.json").unwrap_err().to_string();
     assert!(e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn dump_writes_every_node_and_round_trips() {
+    use bitmac::graph::dump::{dump, hex_lines};
+    let (g, input, _) = random_graph(7);
+    let hw = hw("ws", 3, 2, "single");
+    let low = lower(&g, &hw).unwrap();
+    let len = g.tensor(g.input()).len();
+    let x = &input[..len];
+    let dir = std::env::temp_dir().join(format!("bitmac_dump_test_{}", std::process::id()));
+    let n = dump(&g, &low, &hw, x, 0, Engine::Fast, &dir).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let nodes = manifest["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), g.nodes().len());
+    let outs = run_batch(&g, &low, &hw, x.to_vec(), 1, Engine::Fast).unwrap();
+    for (e, o) in nodes.iter().zip(&outs) {
+        let npy = bitmac::npy::read_npy(&dir.join(e["output"]["npy"].as_str().unwrap())).unwrap();
+        assert_eq!(npy.data, o.codes, "{}", e["name"]);
+        let hex = std::fs::read_to_string(dir.join(e["output"]["hex"].as_str().unwrap())).unwrap();
+        let w = e["output"]["width"].as_u64().unwrap() as u32;
+        assert_eq!(hex, hex_lines(&o.codes, w));
+        assert_eq!(e["acc"].is_null(), o.acc.is_empty());
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), n);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(hex_lines(&[-1, 5], 9), "1ff\n005\n");
+}
+
+#[test]
+fn batchnorm_fold_keeps_codes_and_scales_channels() {
+    let wq = Quant::new(4, true, true, Scale::Tensor(0.5), 0).unwrap();
+    let w = Weights::new(vec![2, 1, 1, 1], vec![3, -2], wq).unwrap();
+    let conv = Conv2d::new(w, Bias::new(vec![4, -4], None).unwrap());
+    let bn = BatchNorm {
+        gamma: vec![2.0, -1.0],
+        beta: vec![0.5, 0.0],
+        mean: vec![1.0, 0.0],
+        var: vec![3.0, 0.0],
+        eps: 1.0,
+    };
+    let f = fold_batchnorm(&conv, 0.25, &bn).unwrap();
+    // k = 2/sqrt(4) = 1 (codes kept, scale 0.5); k = -1/sqrt(1) = -1 (codes negated).
+    assert_eq!(f.weight.codes(), &[3, 2]);
+    assert_eq!(f.weight.quant().scale(), &Scale::Channel(vec![0.5, 0.5]));
+    // Real bias: 4*0.25*0.5 = 0.5 -> (0.5 - 1)*1 + 0.5 = 0 -> 0; -0.5 -> 0.5 -> 0.5/0.125 = 4.
+    assert_eq!(f.bias.codes(), &[0, 4]);
 }

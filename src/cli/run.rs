@@ -66,6 +66,14 @@ pub struct Args {
     /// (docs/limits.md).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::RUN_MAX_MEM_BYTES)]
     max_mem: u64,
+    /// Write every node's input codes, accumulators and outputs for one
+    /// sample (`--sample`) into DIR as .npy and $readmemh hex with a
+    /// manifest (docs/graph.md §12), instead of the report.
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
+    /// The sample `--dump` traces (index into the data set).
+    #[arg(long, default_value_t = 0, requires = "dump")]
+    sample: usize,
 }
 
 impl Default for Args {
@@ -85,6 +93,8 @@ impl Default for Args {
             row: false,
             max_work: crate::limits::RUN_MAX_WORK,
             max_mem: crate::limits::RUN_MAX_MEM_BYTES,
+            dump: None,
+            sample: 0,
         }
     }
 }
@@ -167,6 +177,17 @@ pub fn run(args: Args) -> Result<i32> {
     let hw_name = args.hw.as_ref().map_or("models/hw/default.json".to_string(), |p| p.display().to_string());
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
     let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
+    if let Some(dir) = &args.dump {
+        let graph = crate::graph::from_model(&model)?;
+        let x = sample_of(&data, args.sample)?;
+        let input: Vec<i64> = model
+            .input_codes(x)
+            .map_err(|e| e.context(format!("sample {}", args.sample)))?
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        return graph_cli::write_dump(&graph, &hw, &input, args.sample, engine, dir);
+    }
     let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
     // Bounded work and memory (docs/limits.md), estimated before running.
     let hint = |flag: &str| format!("raise the limit with {flag} N");
@@ -498,6 +519,13 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "wall_s": wall,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+fn sample_of(data: &Dataset, i: usize) -> Result<&[f32]> {
+    if i >= data.len() {
+        return Err(Error::field("--sample", i, format!("0..{} (the data set's samples)", data.len())));
+    }
+    Ok(data.image(i))
 }
 
 #[path = "run_graph.rs"]

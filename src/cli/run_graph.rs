@@ -34,6 +34,21 @@ fn nodes_json(nodes: &[NodeReport]) -> serde_json::Value {
     )
 }
 
+/// `--dump DIR --sample I`: trace one sample through every node.
+pub(super) fn write_dump(
+    graph: &crate::graph::Graph,
+    hw: &HwConfig,
+    input: &[i64],
+    sample: usize,
+    engine: Engine,
+    dir: &Path,
+) -> Result<i32> {
+    let low = crate::graph::run::lower(graph, hw)?;
+    let n = crate::graph::dump::dump(graph, &low, hw, input, sample, engine, dir)?;
+    println!("wrote {n} files for sample {sample} ({} nodes) to {}", graph.nodes().len(), dir.display());
+    Ok(0)
+}
+
 pub(super) fn run(args: &Args, path: &Path, engine: Engine, t0: Instant) -> Result<i32> {
     let text = crate::io::read_to_string(path)?;
     let file = GraphFile::from_json_str(&text, &path.display().to_string())?;
@@ -64,6 +79,12 @@ pub(super) fn run(args: &Args, path: &Path, engine: Engine, t0: Instant) -> Resu
     let hw_name = args.hw.as_ref().map_or("models/hw/default.json".to_string(), |p| p.display().to_string());
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
     let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
+    if let Some(dir) = &args.dump {
+        let raw = super::sample_of(&data, args.sample)?;
+        let x: Vec<f32> = raw.iter().map(|&r| r * file.raw_scale).collect();
+        let input = file.graph.quantize_input(&x)?;
+        return write_dump(&file.graph, &hw, &input, args.sample, engine, dir);
+    }
     let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
     let (report, nodes) = run_graph_model(&file, &data, reference.as_ref(), &hw, &opts, &|_| {})?;
     let wall = t0.elapsed().as_secs_f64();

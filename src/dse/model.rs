@@ -1,6 +1,7 @@
 //! Model workloads: a shipped model (`bitmac-model/1`) on its data set,
-//! through the datapath's fast engine (`crate::layers::run_gemm`), layer by
-//! layer (`docs/dse.md`, "Model workloads").
+//! through the datapath's fast engine, lowered and run by the one graph
+//! runner (`crate::graph::run`, the path `bitmac run` uses), all samples as
+//! one batch (`docs/dse.md`, "Model workloads").
 //!
 //! Everything that does not depend on the point (the model, the input codes
 //! of every sample, labels, fake-quant predictions, the lowered weights) is
@@ -9,42 +10,29 @@
 //! width and overflow mode share one wide-accumulator run when their width
 //! cannot overflow (see [`ModelEval::wide`]).
 
-use super::engine;
 use super::eval::{error_metrics, hw_metrics, stats_metrics, Evaluator, Metrics};
 use super::hw::Hw;
 use super::spec::{default_reference, Sweep, WorkloadJson};
-use crate::array::{Engine, Matrix, Stats};
+use crate::array::{Engine, Stats};
 use crate::error::{Error, Result};
+use crate::graph::Graph;
 use crate::hw::HwConfig;
-use crate::layers::run_gemm;
-use crate::model::{argmax, Dataset, Layer, Model, Reference};
+use crate::model::{argmax, Dataset, Model, Reference};
 use crate::numerics::IntFormat;
-use crate::requant::{quantize_multiplier, Multiplier, RequantRounding, Requantizer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Conv geometry `(c, h, w, kh, kw, stride, pad)`.
-type ConvGeom = (usize, usize, usize, usize, usize, (usize, usize), (usize, usize));
-
-/// One layer lowered to a GEMM.
+/// One layer's declared formats and GEMM shape (for the format check and
+/// the hardware metrics; the GEMMs run through `graph::run`).
 struct Lowered {
     name: String,
     /// The layer's declared weight and input code formats.
     wfmt: IntFormat,
     afmt: IntFormat,
-    /// `None` for dense.
-    conv: Option<ConvGeom>,
     /// Output positions per sample (1 for dense), K, N.
     m: usize,
     kd: usize,
     n: usize,
-    /// `n x kd` weight codes (conv: `[oc][c][kh][kw]`, the im2col order).
-    w_nk: Vec<i32>,
-    /// The same, `kd x n` (the datapath's W operand).
-    w: Matrix,
-    bias: Vec<i32>,
-    /// The requant multiplier, output format and ReLU (hidden layers).
-    out: Option<(Multiplier, IntFormat, bool)>,
 }
 
 /// The value-dependent metrics of one run.
@@ -70,8 +58,9 @@ type WideCell = Arc<OnceLock<std::result::Result<Wide, String>>>;
 
 /// The model evaluator.
 pub struct ModelEval {
+    graph: Graph,
     layers: Vec<Lowered>,
-    inputs: Vec<Vec<i32>>,
+    inputs: Vec<Vec<i64>>,
     labels: Vec<u32>,
     fake_quant: Vec<usize>,
     exact: [OnceLock<Vec<i64>>; 2],
@@ -103,52 +92,30 @@ impl ModelEval {
         let mut inputs = Vec::with_capacity(n);
         for i in 0..n {
             inputs.push(
-                m.input_codes(ds.image(i)).map_err(|e| e.context(format!("workload.data sample {i}")))?,
+                m.input_codes(ds.image(i))
+                    .map_err(|e| e.context(format!("workload.data sample {i}")))?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
             );
         }
         let mut layers = Vec::new();
-        for (l, layer) in m.layers().iter().enumerate() {
+        for layer in m.layers() {
             let (mm, kd, nn) = layer.gemm_dims();
-            let conv = match layer {
-                Layer::Conv2d(c) => {
-                    let [ci, h, w] = c.input_shape();
-                    let [kh, kw] = c.kernel();
-                    let [sh, sw] = c.stride();
-                    let [ph, pw] = c.padding();
-                    Some((ci, h, w, kh, kw, (sh, sw), (ph, pw)))
-                }
-                Layer::Dense(_) => None,
-            };
             let wq = layer.weight().quant();
             let aq = layer.input_quant();
-            // The multiplier as `bitmac run` derives it: the one function
-            // `Model::multiplier` -> `requant::step_multiplier`.
-            let out = match (m.output_quant(l), m.multiplier(l)?) {
-                (Some(q), Some(mult)) => Some((mult, IntFormat::new(q.signed(), q.bits())?, layer.relu())),
-                _ => None,
-            };
-            let w_nk = layer.weight().codes().to_vec();
-            let mut wt = vec![0i32; kd * nn];
-            for o in 0..nn {
-                for t in 0..kd {
-                    wt[t * nn + o] = w_nk[o * kd + t];
-                }
-            }
             layers.push(Lowered {
                 name: layer.name().to_string(),
                 wfmt: IntFormat::new(wq.signed(), wq.bits())?,
                 afmt: IntFormat::new(aq.signed(), aq.bits())?,
-                conv,
                 m: mm,
                 kd,
                 n: nn,
-                w_nk,
-                w: Matrix::new(kd, nn, wt)?,
-                bias: layer.bias().to_vec(),
-                out,
             });
         }
+        let graph = crate::graph::from_model(&m).map_err(|e| e.context("workload.model"))?;
         Ok(ModelEval {
+            graph,
             layers,
             inputs,
             labels: ds.labels()[..n].to_vec(),
@@ -166,109 +133,56 @@ impl ModelEval {
         self
     }
 
-    /// The requantizers of the hidden layers for a scheme.
-    fn requantizers(&self, rq: RequantRounding) -> Result<Vec<Option<Requantizer>>> {
-        self.layers
-            .iter()
-            .map(|l| match l.out {
-                Some((mult, fmt, relu)) => Ok(Some(Requantizer::new(mult, rq, fmt, relu)?)),
-                None => Ok(None),
-            })
-            .collect()
-    }
-
-    /// The lowered activations of a layer for all samples (rows = samples x
-    /// output positions, in `layers::im2col`'s `(sample, oy, ox)` order).
-    fn lower(l: &Lowered, a: Vec<i32>, ns: usize) -> Result<Vec<i32>> {
-        match l.conv {
-            Some((ci, h, w, kh, kw, s, p)) => {
-                let shape = crate::layers::Conv2d {
-                    batch: ns,
-                    in_ch: ci,
-                    height: h,
-                    width: w,
-                    out_ch: l.n,
-                    kh,
-                    kw,
-                    stride: s,
-                    padding: p,
-                };
-                let (am, _) = crate::layers::im2col(&shape, &a, &l.w_nk)?;
-                Ok(am.data().to_vec())
-            }
-            None => Ok(a),
-        }
-    }
-
-    /// Scatter `m x n` output codes of every sample into its next NCHW input.
-    fn scatter(l: &Lowered, ns: usize, code: impl Fn(usize) -> i32) -> Vec<i32> {
-        let mut next = vec![0i32; ns * l.m * l.n];
-        for s in 0..ns {
-            let base = s * l.m * l.n;
-            for i in 0..l.m {
-                for j in 0..l.n {
-                    next[base + j * l.m + i] = code(base + i * l.n + j);
-                }
+    /// Run every sample as one batch through the graph runner on `cfg`:
+    /// the logits (`acc * 2^d + bias`) and the array statistics of every
+    /// layer merged in layer order.
+    fn run(&self, cfg: &HwConfig) -> Result<(Vec<i128>, Stats)> {
+        let low = crate::graph::run::lower(&self.graph, cfg)?;
+        let outs = crate::graph::run::run_batch(
+            &self.graph,
+            &low,
+            cfg,
+            self.inputs.concat(),
+            self.inputs.len(),
+            Engine::Fast,
+        )?;
+        let mut stats = Stats::default();
+        for o in &outs {
+            if let Some(st) = &o.stats {
+                stats.merge(st);
             }
         }
-        next
+        let logits = outs.last().map(|o| o.acc.clone()).unwrap_or_default();
+        Ok((logits, stats))
     }
 
-    /// The exact pipeline (exact GEMMs, the hardware requant of scheme `rq`):
-    /// the logits of every sample, flattened.
-    fn exact(&self, rq: RequantRounding) -> Result<&Vec<i64>> {
+    /// The exact pipeline (no overflow, no psum rounding, the hardware
+    /// requant of scheme `rq`): the logits of every sample, flattened. Run
+    /// by the same graph runner on `cfg` with a 64-bit WRAP accumulator and
+    /// no dropped bits, which is exact for every loadable model (|acc| <
+    /// 2^53) — `tests/graph.rs` holds that runner equal to the exact
+    /// reference.
+    fn exact(&self, cfg: &HwConfig) -> Result<&Vec<i64>> {
+        let rq = cfg.requant().rounding;
         let cell = &self.exact[rq as usize];
         if let Some(v) = cell.get() {
             return Ok(v);
         }
-        let reqs = self.requantizers(rq)?;
-        let ns = self.inputs.len();
-        let mut a: Vec<i32> = self.inputs.concat();
-        let mut logits = Vec::new();
-        for (l, req) in self.layers.iter().zip(&reqs) {
-            let act = Self::lower(l, a, ns)?;
-            let acc = engine::gemm_exact(&act, ns * l.m, l.kd, &l.w_nk, l.n, Some(&l.bias));
-            match req {
-                Some(rq) => a = Self::scatter(l, ns, |i| rq.apply(acc[i] as i128).0 as i32),
-                None => {
-                    logits = acc;
-                    a = Vec::new();
-                }
-            }
-        }
-        Ok(cell.get_or_init(|| logits))
+        let mut spec = cfg.spec().clone();
+        spec.accumulator.bits = 64;
+        spec.accumulator.overflow = "WRAP".into();
+        spec.psum.drop_bits = 0;
+        spec.psum.offset = 0;
+        spec.cdc = None;
+        let (logits, _) = self.run(&HwConfig::from_spec(&spec)?)?;
+        Ok(cell.get_or_init(|| logits.iter().map(|&v| v as i64).collect()))
     }
 
     /// Run every sample through the datapath configured by `cfg`.
     fn numerics(&self, cfg: &HwConfig) -> Result<Numerics> {
-        let rqs = cfg.requant().rounding;
-        let reqs = self.requantizers(rqs)?;
-        // The last layer's requantizer is unused (its accumulators are the
-        // logits) but the datapath API wants one.
-        let dummy = Requantizer::new(quantize_multiplier(1.0)?, rqs, IntFormat::signed(32)?, false)?;
         let ns = self.inputs.len();
-        let mut a: Vec<i32> = self.inputs.concat();
-        let mut logits: Vec<i128> = Vec::new();
-        let mut stats = Stats::default();
-        for (li, (l, req)) in self.layers.iter().zip(&reqs).enumerate() {
-            let act = Self::lower(l, a, ns)?;
-            let am = Matrix::new(ns * l.m, l.kd, act)?;
-            let r = run_gemm(cfg, &am, &l.w, Some(&l.bias), req.as_ref().unwrap_or(&dummy), Engine::Fast)
-                .map_err(|e| e.context(format!("layer {li}")))?;
-            if li == 0 {
-                stats = r.stats.clone();
-            } else {
-                stats.merge(&r.stats);
-            }
-            match req {
-                Some(_) => a = Self::scatter(l, ns, |i| r.out[i] as i32),
-                None => {
-                    logits = (0..r.m * r.n).map(|i| r.acc_value(i) + l.bias[i % r.n] as i128).collect();
-                    a = Vec::new();
-                }
-            }
-        }
-        let exact = self.exact(rqs)?;
+        let (logits, stats) = self.run(cfg)?;
+        let exact = self.exact(cfg)?;
         let classes = self.layers.last().map_or(1, |l| l.n);
         let mut correct = 0usize;
         let mut agree = 0usize;

@@ -22,8 +22,11 @@
 //! finite and > 0); code holding a `Graph` may rely on that.
 
 mod builder;
+pub mod dump;
 mod fold;
 pub mod format;
+mod from_model;
+pub use from_model::from_model;
 pub mod reference;
 pub mod report;
 pub mod run;

@@ -118,7 +118,7 @@ pub fn run_graph_model(
     let lowered = lower(g, hw)?;
     let mut inputs = Vec::with_capacity(data.len());
     for s in 0..data.len() {
-        let x: Vec<f32> = data.image(s).iter().map(|&r| r as f32 * file.raw_scale).collect();
+        let x: Vec<f32> = data.image(s).iter().map(|&r| r * file.raw_scale).collect();
         inputs.push(g.quantize_input(&x).map_err(|e| e.context(format!("sample {s}")))?);
     }
     let run = run_all(g, &lowered, hw, &inputs, opts.batch, opts.engine, progress)?;
@@ -155,8 +155,12 @@ pub fn run_graph_model(
                 utilization,
                 max_diff_vs_fake_quant: max_diff,
                 codes_differing: None,
-                // Per-channel multipliers are reported per node (TODO: graph helper).
-                multiplier: None,
+                multiplier: match a.requant.scaler(0) {
+                    crate::ppu::Scaler::Fixed(r) if !a.accumulator && a.requant.per_tensor() => {
+                        Some(r.multiplier())
+                    }
+                    _ => None,
+                },
             });
             let (b, w) = match &node.op {
                 Op::Conv2d(c) => (&c.bias, &c.weight),

@@ -126,6 +126,11 @@ impl ChannelRequant {
         &self.scalers[if self.scalers.len() == 1 { 0 } else { c }]
     }
 
+    /// True when one scaler serves every channel.
+    pub fn per_tensor(&self) -> bool {
+        self.scalers.len() == 1
+    }
+
     /// Output zero point.
     pub fn zero_point(&self) -> i64 {
         self.zero_point
@@ -346,7 +351,12 @@ mod tests {
         assert_eq!(s.scale(3), (2, true, false)); // 1.5 -> 2 (half up)
         assert_eq!(s.scale(4), (2, false, false));
         let d = Scaler::fixed(0.5, RequantRounding::Double).unwrap();
-        assert_eq!(d.scale(-3).0, -2); // ties away from zero
+        // M = 0.5 is m0 = 2^30, shift = 0: only the high multiply rounds,
+        // ties toward +inf (-1.5 -> -1); RoundingDivideByPOT does not run.
+        assert_eq!(d.scale(-3), (-1, true, false));
+        // M = 0.25 (shift -1): -0.75 rounds to the nearest, -1.
+        let q = Scaler::fixed(0.25, RequantRounding::Double).unwrap();
+        assert_eq!(q.scale(-3).0, -1);
     }
 
     #[test]
