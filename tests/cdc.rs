@@ -686,7 +686,7 @@ fn gen_cdc_case_is_bounded() {
     let (c, _, e) =
         bitmac_timed(&["gen", "--case", case.to_str().unwrap(), "--out", out.to_str().unwrap()], 20);
     assert_eq!(c, 2, "{e}");
-    assert!(e.contains("wclk_ps/rclk_ps") && e.lines().count() == 1, "{e}");
+    assert!(e.contains("wclk_ps") && e.contains("rclk_ps") && e.lines().count() == 1, "{e}");
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -737,5 +737,89 @@ proptest! {
             let later: Vec<u64> = a.pop_edge.iter().map(|e| e + 1).collect();
             prop_assert_eq!(b.pop_edge, later);
         }
+    }
+}
+
+#[test]
+fn size_reports_the_smallest_sync_and_depth() {
+    use bitmac::cdc::mtbf::{system_log10, Timing};
+    let base = [
+        "cdc",
+        "--size",
+        "--wclk-ps",
+        "1000",
+        "--rclk-ps",
+        "1370",
+        "--data-width",
+        "8",
+        "--words",
+        "600",
+        "--burst",
+        "16:24",
+        "--mtbf-s",
+        "1e12",
+        "--tau-ps",
+        "20",
+        "--t0-s",
+        "2e-11",
+        "--json",
+    ];
+    let (c, o, e) = bitmac_timed(&base, 60);
+    assert_eq!(c, 0, "{e}");
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let (s, d) = (j["sync"].as_u64().unwrap() as u32, j["depth"].as_u64().unwrap());
+    // S: meets the target, S-1 does not (independently, from the MTBF formula).
+    let t = |st: u32| Timing {
+        tau_s: 20e-12,
+        t0_s: 2e-11,
+        stages: st,
+        t_setup_s: 0.0,
+        t_clk2q_s: 0.0,
+        t_logic_s: 0.0,
+    };
+    let (fw, fr) = (1e12 / 1000.0, 1e12 / 1370.0);
+    let sys = |st: u32| {
+        system_log10(&[
+            t(st).synchronizer("a", fr, fw * 16.0 / 40.0).unwrap(),
+            t(st).synchronizer("b", fw, fr).unwrap(),
+        ])
+    };
+    assert!(sys(s) >= 12.0 && (s == 2 || sys(s - 1) < 12.0), "S = {s}");
+    // D: no write stall at D, some at D/2 (the same burst run through the library).
+    let words: Vec<u64> = (0..600u64).map(|k| k & 255).collect();
+    let ready: Vec<u64> = (0..600u64).map(|k| (k / 16) * 40 + k % 16).collect();
+    let stalls = |depth: u64| {
+        let cfg = FifoSpec { depth, sync: s, data_width: 8, ..Default::default() }.validate().unwrap();
+        cdc::transfer(
+            &cfg,
+            &ClockPair::new(1000, 1370),
+            &words,
+            &Pattern::ReadyAt(ready.clone()),
+            &Pattern::Always,
+        )
+        .unwrap()
+        .write_stalls
+    };
+    assert!(d >= 4, "a 16-word burst at 1000/1370 ps needs more than 2 slots");
+    assert_eq!(stalls(d), 0);
+    assert!(stalls(d / 2) > 0);
+    assert_eq!(j["tried"].as_array().unwrap().len() as u32, d.trailing_zeros());
+    // Errors: one line naming the flag, exit 2.
+    for (flag, val, msg) in [
+        ("--mtbf-s", "1e300", "--mtbf-s: 1e300 is out of range"),
+        ("--burst", "16", "--burst: 16 is out of range"),
+        ("--words", "2000000", "--words: 2000000 is out of range"),
+    ] {
+        let mut a: Vec<&str> = base.to_vec();
+        let i = a.iter().position(|x| *x == flag).unwrap();
+        a[i + 1] = val;
+        if flag == "--mtbf-s" {
+            // make 16 flops insufficient: a 2 ps write clock
+            a[3] = "4";
+            a[5] = "5";
+        }
+        let (c, _, e) = bitmac_timed(&a, 60);
+        assert_eq!(c, 2, "{flag}: {e}");
+        assert!(e.contains(msg) && e.lines().count() == 1, "{e}");
     }
 }

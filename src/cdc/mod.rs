@@ -14,6 +14,7 @@ pub mod config;
 mod fast;
 pub mod mtbf;
 mod sim;
+pub mod size;
 pub mod stats;
 pub mod step;
 pub mod trace;

@@ -3,7 +3,7 @@
 
 use crate::cdc::{
     self, trace, vcd, Clock, ClockPair, Domain, Fault, FifoSpec, Meta, MetaKind, NoObserver, Observer,
-    Variant,
+    Pattern, Variant,
 };
 use crate::error::{Error, Result};
 use std::io::Write as _;
@@ -72,6 +72,9 @@ pub struct Args {
     /// Binary fault: arrival skew of the crossing bus from bit 0 to the MSB (ps).
     #[arg(long, value_name = "PS")]
     pub fault_skew_ps: Option<u64>,
+    /// Sizing options (boxed: keeps the command enum small).
+    #[command(flatten)]
+    pub size: Box<SizeArgs>,
     /// FIFO variant options (boxed: keeps the command enum small).
     #[command(flatten)]
     pub var: Box<VariantArgs>,
@@ -90,6 +93,32 @@ pub struct Args {
     /// Replay TRACE (takes time, dom, en of each line) and compare every field.
     #[arg(long, value_name = "TRACE")]
     pub replay: Option<PathBuf>,
+}
+
+/// The `--size` flags of `bitmac cdc` (docs/cdc.md section 17).
+#[derive(clap::Args, Debug, Default)]
+pub struct SizeArgs {
+    /// Report the smallest --sync meeting --mtbf-s and the smallest --depth without a write stall, for the given clocks, words and enables / burst.
+    #[arg(long)]
+    pub size: bool,
+    /// --size: MTBF target of the FIFO's two synchronizers (s).
+    #[arg(long, value_name = "S")]
+    pub mtbf_s: Option<f64>,
+    /// --size: metastability time constant tau (ps).
+    #[arg(long, value_name = "PS")]
+    pub tau_ps: Option<f64>,
+    /// --size: metastability window constant T0 (s).
+    #[arg(long, value_name = "S")]
+    pub t0_s: Option<f64>,
+    /// --size: setup time of the synchronizer flops (ps).
+    #[arg(long, value_name = "PS", default_value_t = 0.0)]
+    pub t_setup_ps: f64,
+    /// --size: clock-to-output delay of the synchronizer flops (ps).
+    #[arg(long, value_name = "PS", default_value_t = 0.0)]
+    pub t_clk2q_ps: f64,
+    /// --size: the producer writes in bursts of B words on consecutive write edges, then idles I edges (B:I; instead of --wen).
+    #[arg(long, value_name = "B:I")]
+    pub burst: Option<String>,
 }
 
 /// The FIFO variant flags of `bitmac cdc` (docs/cdc.md section 16).
@@ -270,10 +299,105 @@ fn replay(a: &Args, path: &std::path::Path) -> Result<i32> {
     Ok(0)
 }
 
+/// Largest `--words` of `bitmac cdc --size` (each of up to 16 runs keeps
+/// 40 bytes of per-word records).
+const SIZE_MAX_WORDS: u64 = 1_000_000;
+
+fn size(a: &Args) -> Result<i32> {
+    use crate::cdc::size::{size, SizeQuery};
+    let sa = &a.size;
+    let wclk = need(a.wclk_ps, "--wclk-ps")?;
+    let rclk = need(a.rclk_ps, "--rclk-ps")?;
+    let words = need(a.words, "--words")?;
+    let data_width = need(a.data_width, "--data-width")?;
+    if !(1..=SIZE_MAX_WORDS).contains(&words) {
+        return Err(Error::field("--words", words, format!("1..={SIZE_MAX_WORDS} with --size")));
+    }
+    if a.depth.is_some() || a.sync.is_some() {
+        return Err(Error::input("--size searches --depth and --sync: do not pass them"));
+    }
+    for (f, v) in [("--wen", a.wen), ("--ren", a.ren)] {
+        if !(1..=100).contains(&v) {
+            return Err(Error::field(f, v, "1..=100 (percent of edges)"));
+        }
+    }
+    let pct = |x: u32| if x >= 100 { Pattern::Always } else { Pattern::Percent(x) };
+    let (producer, duty) = match &sa.burst {
+        None => (pct(a.wen), a.wen as f64 / 100.0),
+        Some(b) => {
+            if a.wen != 100 {
+                return Err(Error::input("--burst replaces --wen: pass one of them"));
+            }
+            let bad = || Error::field("--burst", b, "B:I with B in 1..=65536 and I in 0..=65536");
+            let (x, y) = b.split_once(':').ok_or_else(bad)?;
+            let (bl, idle): (u64, u64) = (x.parse().map_err(|_| bad())?, y.parse().map_err(|_| bad())?);
+            if !(1..=65536).contains(&bl) || idle > 65536 {
+                return Err(bad());
+            }
+            // Word k exists at write edge (k / B) * (B + I) + k mod B.
+            let ready = (0..words).map(|k| (k / bl) * (bl + idle) + k % bl).collect();
+            (Pattern::ReadyAt(ready), bl as f64 / (bl + idle) as f64)
+        }
+    };
+    let timing = crate::cdc::mtbf::Timing {
+        tau_s: sa.tau_ps.ok_or_else(|| Error::input("--tau-ps is required with --size"))? * 1e-12,
+        t0_s: sa.t0_s.ok_or_else(|| Error::input("--t0-s is required with --size"))?,
+        stages: 2,
+        t_setup_s: sa.t_setup_ps * 1e-12,
+        t_clk2q_s: sa.t_clk2q_ps * 1e-12,
+        t_logic_s: 0.0,
+    };
+    let clocks = ClockPair {
+        w: Clock { period_ps: wclk, phase_ps: a.wphase_ps, jitter_ps: a.wjitter_ps },
+        r: Clock { period_ps: rclk, phase_ps: a.rphase_ps, jitter_ps: a.rjitter_ps },
+    };
+    let q = SizeQuery {
+        clocks,
+        data_width,
+        words,
+        producer,
+        producer_duty: duty,
+        consumer: pct(a.ren),
+        consumer_duty: a.ren as f64 / 100.0,
+        timing,
+        mtbf_target_s: sa.mtbf_s.ok_or_else(|| Error::input("--mtbf-s is required with --size"))?,
+        seed: a.seed,
+    };
+    let r = size(&q)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(|e| Error::internal(e.to_string()))?);
+    } else {
+        println!(
+            "sync: {} (system MTBF 10^{:.3} s >= target {:e} s; w2r 10^{:.3} s, r2w 10^{:.3} s)",
+            r.sync,
+            r.log10_mtbf_s,
+            q.mtbf_target_s,
+            r.synchronizers[0].log10_mtbf_s,
+            r.synchronizers[1].log10_mtbf_s
+        );
+        for t in &r.tried {
+            println!(
+                "depth {}: {} write stall edges, {} read wait edges, end {} ps",
+                t.depth, t.write_stalls, t.read_waits, t.end_time_ps
+            );
+        }
+        match r.depth {
+            Some(d) => println!("depth: {d} (smallest without a write stall at sync {})", r.sync),
+            None => {
+                println!("depth: none up to 65536 avoids write stalls (the producer outpaces the consumer)")
+            }
+        }
+    }
+    Ok(if r.depth.is_some() { 0 } else { 1 })
+}
+
 /// Run `bitmac cdc`.
 pub fn run(a: Args) -> Result<i32> {
     if let Some(path) = &a.replay {
         return replay(&a, path);
+    }
+    if a.size.size {
+        return size(&a);
     }
     let depth = need(a.depth, "--depth")?;
     let sync = need(a.sync, "--sync")?;
