@@ -22,6 +22,7 @@ pub mod scalesim;
 pub mod cdc;
 
 pub mod model;
+pub mod import;
 pub mod sim;
 
 pub mod dse;
