@@ -21,6 +21,7 @@ pub mod scalesim;
 
 pub mod cdc;
 
+pub mod graph;
 pub mod model;
 pub mod import;
 pub mod sim;

@@ -1,15 +1,36 @@
-//! Integer `.npy` files (NumPy format versions 1.0, 2.0 and 3.0), at the
-//! boundary of `bitmac gemm` and the vector generator.
+//! `.npy` files (NumPy format versions 1.0, 2.0 and 3.0) at the boundary of
+//! `bitmac gemm`, `bitmac run --data` and the vector generator.
 //!
-//! Supported: C-order arrays of `i1 i2 i4 i8 u1 u2 u4 u8`, either byte order.
-//! Values are held as `i64`; a `u8` (uint64) value above `i64::MAX` is
-//! rejected. Every malformed, truncated or oversized file is a one-line error
-//! naming the file. Writing is atomic and always little-endian version 1.0
-//! with the header padded to a multiple of 64 bytes (as NumPy does).
+//! Reading:
+//! - dtypes `i1 i2 i4 i8 u1 u2 u4 u8 f4 f8`, either byte order, C or Fortran
+//!   order. A Fortran-order array is transposed on load: every reader returns
+//!   the values in C (row-major) order of the declared shape.
+//! - [`read`] returns the values in their native width ([`NpyData`]), read in
+//!   bulk (no per-element parsing); [`read_npy`] is the integer view with
+//!   every value as `i64`; [`read_f32`] the float32 view.
+//! - Bounded: the path must be a regular file of at most [`MAX_FILE_BYTES`];
+//!   the header at most [`MAX_HEADER_BYTES`]; the file's length must be
+//!   exactly header + `product(shape) * itemsize` *before* anything is
+//!   allocated; the data buffer is reserved with `try_reserve_exact`. Every
+//!   malformed, truncated, oversized or non-regular file is a one-line error
+//!   naming the file.
+//!
+//! Writing is atomic and always little-endian, C order, version 1.0 with
+//! the header padded to a multiple of 64 bytes (as NumPy does), streamed to
+//! the temporary file in bulk.
 
 use crate::error::{Error, Result};
 use std::fmt;
+use std::io::{Read, Write};
 use std::path::Path;
+
+/// Largest `.npy` file bitmac reads (16 GiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 34;
+/// Largest header length accepted (NumPy's own headers are a few hundred
+/// bytes; version 2/3 allow up to 4 GiB, which is never legitimate).
+pub const MAX_HEADER_BYTES: usize = 1 << 16;
+/// Most dimensions accepted (NumPy's own limit is 64).
+pub const MAX_DIMS: usize = 64;
 
 /// Element type of an integer `.npy` array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -128,98 +149,285 @@ impl NpyArray {
     }
 }
 
+/// The values of an array in their native width, C order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpyData {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Dispatch `$body` over the typed vector inside an [`NpyData`].
+macro_rules! each {
+    ($d:expr, $v:ident => $body:expr) => {
+        match $d {
+            NpyData::I8($v) => $body,
+            NpyData::I16($v) => $body,
+            NpyData::I32($v) => $body,
+            NpyData::I64($v) => $body,
+            NpyData::U8($v) => $body,
+            NpyData::U16($v) => $body,
+            NpyData::U32($v) => $body,
+            NpyData::U64($v) => $body,
+            NpyData::F32($v) => $body,
+            NpyData::F64($v) => $body,
+        }
+    };
+}
+
+impl NpyData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        each!(self, v => v.len())
+    }
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// NumPy's dtype name (`int8`, `float32`, ...).
+    pub fn dtype_name(&self) -> &'static str {
+        self.kind().name()
+    }
+    /// The integer dtype, `None` for float arrays.
+    pub fn int_dtype(&self) -> Option<Dtype> {
+        Some(match self {
+            NpyData::I8(_) => Dtype::I8,
+            NpyData::I16(_) => Dtype::I16,
+            NpyData::I32(_) => Dtype::I32,
+            NpyData::I64(_) => Dtype::I64,
+            NpyData::U8(_) => Dtype::U8,
+            NpyData::U16(_) => Dtype::U16,
+            NpyData::U32(_) => Dtype::U32,
+            NpyData::U64(_) => Dtype::U64,
+            NpyData::F32(_) | NpyData::F64(_) => return None,
+        })
+    }
+    fn kind(&self) -> Kind {
+        match self {
+            NpyData::I8(_) => Kind::Int(Dtype::I8),
+            NpyData::I16(_) => Kind::Int(Dtype::I16),
+            NpyData::I32(_) => Kind::Int(Dtype::I32),
+            NpyData::I64(_) => Kind::Int(Dtype::I64),
+            NpyData::U8(_) => Kind::Int(Dtype::U8),
+            NpyData::U16(_) => Kind::Int(Dtype::U16),
+            NpyData::U32(_) => Kind::Int(Dtype::U32),
+            NpyData::U64(_) => Kind::Int(Dtype::U64),
+            NpyData::F32(_) => Kind::F32,
+            NpyData::F64(_) => Kind::F64,
+        }
+    }
+
+    /// The integer values as `i32`, each checked to lie in `lo..=hi`
+    /// (one pass, no intermediate `i64` copy). On failure: the index and
+    /// value of the first element outside the range, or `None` for a float
+    /// array.
+    pub fn to_i32_in(&self, lo: i64, hi: i64) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
+        fn conv<T: Copy + Into<i128>>(
+            v: &[T],
+            lo: i64,
+            hi: i64,
+        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
+            let (lo, hi) = (lo.max(i32::MIN as i64) as i128, hi.min(i32::MAX as i64) as i128);
+            // Range check first as a branch-free reduction (vectorizes),
+            // then the narrowing copy.
+            let ok = v.iter().fold(true, |ok, &x| {
+                let x: i128 = x.into();
+                ok & (x >= lo) & (x <= hi)
+            });
+            if !ok {
+                let (i, &x) = v
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &x)| {
+                        let x: i128 = x.into();
+                        x < lo || x > hi
+                    })
+                    .expect("a value is out of range");
+                return Err(Some((i, x.into())));
+            }
+            Ok(v.iter()
+                .map(|&x| {
+                    let x: i128 = x.into();
+                    x as i32
+                })
+                .collect())
+        }
+        // The narrow types need no i128 at all: specialise them.
+        fn small<T: Copy + Into<i32>>(
+            v: &[T],
+            lo: i64,
+            hi: i64,
+        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
+            let (lo32, hi32) = (
+                lo.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                hi.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            );
+            let ok = v.iter().fold(true, |ok, &x| {
+                let x: i32 = x.into();
+                ok & (x >= lo32) & (x <= hi32)
+            });
+            if !ok || lo > hi {
+                let i = v.iter().position(|&x| {
+                    let x: i32 = x.into();
+                    (x as i64) < lo || (x as i64) > hi
+                });
+                return Err(i.map(|i| (i, Into::<i32>::into(v[i]) as i128)));
+            }
+            Ok(v.iter().map(|&x| x.into()).collect())
+        }
+        match self {
+            NpyData::I8(v) => small(v, lo, hi),
+            NpyData::U8(v) => small(v, lo, hi),
+            NpyData::I16(v) => small(v, lo, hi),
+            NpyData::U16(v) => small(v, lo, hi),
+            NpyData::I32(v) => conv(v, lo, hi),
+            NpyData::U32(v) => conv(v, lo, hi),
+            NpyData::I64(v) => conv(v, lo, hi),
+            NpyData::U64(v) => conv(v, lo, hi),
+            NpyData::F32(_) | NpyData::F64(_) => Err(None),
+        }
+    }
+}
+
+/// An array in its native width: shape and values in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Npy {
+    pub shape: Vec<usize>,
+    pub data: NpyData,
+}
+
+/// A float32 array: shape and values in C order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyF32 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int(Dtype),
+    F32,
+    F64,
+}
+
+impl Kind {
+    fn size(self) -> usize {
+        match self {
+            Kind::Int(d) => d.size(),
+            Kind::F32 => 4,
+            Kind::F64 => 8,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Int(d) => d.name(),
+            Kind::F32 => "float32",
+            Kind::F64 => "float64",
+        }
+    }
+}
+
+/// A parsed `.npy` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Header {
+    kind: Kind,
+    big_endian: bool,
+    fortran: bool,
+    shape: Vec<usize>,
+    /// Offset of the first data byte.
+    offset: usize,
+    /// Elements and data bytes (checked products).
+    count: usize,
+    bytes: u64,
+}
+
 fn bad(path: &Path, msg: impl fmt::Display) -> Error {
     Error::input(format!("{}: {msg}", path.display()))
 }
 
-/// Read an integer `.npy` file.
-pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = crate::io::read(path)?;
-    parse_npy(&bytes).map_err(|m| bad(path, m))
-}
-
-/// Parse `.npy` bytes; the error is a reason without the file name.
-pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+/// Parse the header from the first bytes of a file (`prefix` may hold more
+/// than the header). Errors are reasons without the file name.
+fn parse_header(prefix: &[u8]) -> std::result::Result<Header, String> {
+    if prefix.len() < 10 || &prefix[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
-    let major = bytes[6];
+    let major = prefix[6];
     let (hlen, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        1 => (u16::from_le_bytes([prefix[8], prefix[9]]) as usize, 10usize),
         2 | 3 => {
-            if bytes.len() < 12 {
+            if prefix.len() < 12 {
                 return Err("truncated .npy header".into());
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize, 12)
         }
         v => return Err(format!("unsupported .npy version {v} (allowed: 1, 2, 3)")),
     };
-    let end = start.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or("truncated .npy header")?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
+    if hlen > MAX_HEADER_BYTES {
+        return Err(format!("header length {hlen} is out of range (allowed: 0..={MAX_HEADER_BYTES})"));
+    }
+    let end = start + hlen;
+    if end > prefix.len() {
+        return Err("truncated .npy header".into());
+    }
+    let header = std::str::from_utf8(&prefix[start..end]).map_err(|_| "header is not text")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
     let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
     let shape_s = dict_value(header, "shape").ok_or("header has no 'shape'")?;
-    if fortran.trim() != "False" {
-        return Err("fortran_order arrays are not supported (save with numpy.ascontiguousarray)".into());
-    }
+    let fortran = match fortran.trim() {
+        "False" => false,
+        "True" => true,
+        v => return Err(format!("fortran_order {v:?} is not a boolean (allowed: True, False)")),
+    };
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let (big_endian, code) = match descr.chars().next() {
         Some('<') | Some('|') | Some('=') => (false, &descr[1..]),
         Some('>') => (true, &descr[1..]),
         _ => (false, descr),
     };
-    let dtype = match code {
-        "i1" => Dtype::I8,
-        "i2" => Dtype::I16,
-        "i4" => Dtype::I32,
-        "i8" => Dtype::I64,
-        "u1" => Dtype::U8,
-        "u2" => Dtype::U16,
-        "u4" => Dtype::U32,
-        "u8" => Dtype::U64,
+    let kind = match code {
+        "i1" => Kind::Int(Dtype::I8),
+        "i2" => Kind::Int(Dtype::I16),
+        "i4" => Kind::Int(Dtype::I32),
+        "i8" => Kind::Int(Dtype::I64),
+        "u1" => Kind::Int(Dtype::U8),
+        "u2" => Kind::Int(Dtype::U16),
+        "u4" => Kind::Int(Dtype::U32),
+        "u8" => Kind::Int(Dtype::U64),
+        "f4" => Kind::F32,
+        "f8" => Kind::F64,
         _ => {
-            return Err(format!("dtype {descr:?} is not supported (allowed: int8/16/32/64, uint8/16/32/64)"))
+            return Err(format!(
+                "dtype {descr:?} is not supported (allowed: int8/16/32/64, uint8/16/32/64, float32, float64)"
+            ))
         }
     };
-    let inner = shape_s.trim().trim_start_matches('(').trim_end_matches(')');
+    let inner = shape_s.trim();
+    let inner = inner
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| format!("shape {inner:?} is not a tuple"))?;
     let mut shape = Vec::new();
     for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let part = part.strip_suffix('L').unwrap_or(part);
         shape.push(part.parse::<usize>().map_err(|_| format!("bad shape entry {part:?}"))?);
-    }
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape too large")?;
-    let size = dtype.size();
-    let need = count.checked_mul(size).ok_or("shape too large")?;
-    let body = &bytes[end..];
-    if body.len() < need {
-        return Err(format!(
-            "truncated data: {} bytes for {count} {dtype} elements (need {need})",
-            body.len()
-        ));
-    }
-    if body.len() > need {
-        return Err(format!("{} trailing bytes after the data", body.len() - need));
-    }
-    let mut data = Vec::with_capacity(count);
-    for chunk in body.chunks_exact(size) {
-        let mut b = [0u8; 8];
-        if big_endian {
-            for (i, &x) in chunk.iter().rev().enumerate() {
-                b[i] = x;
-            }
-        } else {
-            b[..size].copy_from_slice(chunk);
+        if shape.len() > MAX_DIMS {
+            return Err(format!("more than {MAX_DIMS} dimensions"));
         }
-        let u = u64::from_le_bytes(b);
-        let v = if dtype.is_signed() {
-            // Sign-extend from `size` bytes.
-            let shift = 64 - 8 * size as u32;
-            ((u << shift) as i64) >> shift
-        } else {
-            i64::try_from(u).map_err(|_| format!("uint64 value {u} exceeds int64"))?
-        };
-        data.push(v);
     }
-    Ok(NpyArray { shape, dtype, data })
+    let too_large = || format!("shape {shape:?} is too large (allowed: at most {MAX_FILE_BYTES} data bytes)");
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(too_large)?;
+    let bytes = (count as u64).checked_mul(kind.size() as u64).ok_or_else(too_large)?;
+    if bytes > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(Header { kind, big_endian, fortran, shape, offset: end, count, bytes })
 }
 
 /// The text after `'key':` up to the next top-level comma or the closing
@@ -242,45 +450,401 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
-/// Serialize as `.npy` version 1.0, little-endian.
-pub fn to_npy_bytes(arr: &NpyArray) -> Vec<u8> {
-    let shape = match arr.shape.len() {
-        1 => format!("({},)", arr.shape[0]),
-        _ => format!("({})", arr.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let mut header =
-        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", arr.dtype.descr(), shape);
-    // Pad with spaces so magic(6)+version(2)+len(2)+header+'\n' is a multiple of 64.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + arr.data.len() * arr.dtype.size());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    let size = arr.dtype.size();
-    for &v in &arr.data {
-        out.extend_from_slice(&v.to_le_bytes()[..size]);
+/// A plain little-endian element type.
+trait Elem: Copy + Default {
+    const SIZE: usize;
+    fn from_le(b: &[u8]) -> Self;
+    fn from_be(b: &[u8]) -> Self;
+    fn put_le(self, out: &mut [u8]);
+}
+
+macro_rules! elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            #[inline(always)]
+            fn from_le(b: &[u8]) -> $t {
+                <$t>::from_le_bytes(b.try_into().expect("element size"))
+            }
+            #[inline(always)]
+            fn from_be(b: &[u8]) -> $t {
+                <$t>::from_be_bytes(b.try_into().expect("element size"))
+            }
+            #[inline(always)]
+            fn put_le(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+elem!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+/// A buffer of `count` elements, reserved fallibly (the size comes from a
+/// file: an allocation failure is an error, not an abort).
+fn alloc<T: Elem>(count: usize) -> std::result::Result<Vec<T>, String> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(count)
+        .map_err(|_| format!("cannot allocate {} bytes for the data", count.saturating_mul(T::SIZE)))?;
+    Ok(v)
+}
+
+/// Decode `body` (exactly `count` elements) into typed values.
+fn decode_into<T: Elem>(v: &mut Vec<T>, body: &[u8], big_endian: bool) {
+    if big_endian {
+        v.extend(body.chunks_exact(T::SIZE).map(T::from_be));
+    } else {
+        v.extend(body.chunks_exact(T::SIZE).map(T::from_le));
+    }
+}
+
+/// Read `h.count` elements from `src` in bulk chunks (bounded scratch).
+fn read_body<T: Elem, R: Read>(src: &mut R, h: &Header) -> std::result::Result<Vec<T>, String> {
+    const CHUNK: usize = 1 << 20;
+    let mut v = alloc::<T>(h.count)?;
+    let mut scratch = vec![0u8; CHUNK - CHUNK % T::SIZE.max(1)];
+    let mut left = h.count * T::SIZE;
+    while left > 0 {
+        let take = left.min(scratch.len());
+        src.read_exact(&mut scratch[..take]).map_err(|e| format!("read error: {e}"))?;
+        decode_into(&mut v, &scratch[..take], h.big_endian);
+        left -= take;
+    }
+    Ok(v)
+}
+
+/// Reorder a Fortran-order (first index fastest) buffer into C order.
+fn fortran_to_c<T: Copy>(v: Vec<T>, shape: &[usize]) -> Vec<T> {
+    let nd = shape.len();
+    if nd < 2 || v.is_empty() {
+        return v;
+    }
+    // Fortran strides (elements).
+    let mut fstride = vec![1usize; nd];
+    for i in 1..nd {
+        fstride[i] = fstride[i - 1] * shape[i - 1];
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut idx = vec![0usize; nd];
+    // Walk C order; the innermost C index (last axis) has Fortran stride
+    // fstride[nd-1], so the inner loop is a strided gather.
+    let last = shape[nd - 1];
+    let ls = fstride[nd - 1];
+    let outer = v.len() / last;
+    for _ in 0..outer {
+        let base: usize = (0..nd - 1).map(|i| idx[i] * fstride[i]).sum();
+        out.extend((0..last).map(|j| v[base + j * ls]));
+        for i in (0..nd - 1).rev() {
+            idx[i] += 1;
+            if idx[i] < shape[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
     }
     out
 }
 
+fn decode<R: Read>(src: &mut R, h: &Header) -> std::result::Result<NpyData, String> {
+    fn go<T: Elem, R: Read>(src: &mut R, h: &Header) -> std::result::Result<Vec<T>, String> {
+        let v = read_body::<T, R>(src, h)?;
+        Ok(if h.fortran { fortran_to_c(v, &h.shape) } else { v })
+    }
+    Ok(match h.kind {
+        Kind::Int(Dtype::I8) => NpyData::I8(go(src, h)?),
+        Kind::Int(Dtype::I16) => NpyData::I16(go(src, h)?),
+        Kind::Int(Dtype::I32) => NpyData::I32(go(src, h)?),
+        Kind::Int(Dtype::I64) => NpyData::I64(go(src, h)?),
+        Kind::Int(Dtype::U8) => NpyData::U8(go(src, h)?),
+        Kind::Int(Dtype::U16) => NpyData::U16(go(src, h)?),
+        Kind::Int(Dtype::U32) => NpyData::U32(go(src, h)?),
+        Kind::Int(Dtype::U64) => NpyData::U64(go(src, h)?),
+        Kind::F32 => NpyData::F32(go(src, h)?),
+        Kind::F64 => NpyData::F64(go(src, h)?),
+    })
+}
+
+/// Read a `.npy` file in its native width (any supported dtype, C or
+/// Fortran order; values returned in C order). Bounded as the module docs
+/// say.
+pub fn read(path: &Path) -> Result<Npy> {
+    // stat before open: opening a named pipe would block until a writer
+    // appears.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, &e))?;
+    if !meta.is_file() {
+        return Err(bad(path, "not a regular file (a .npy input must be a file, not a pipe or device)"));
+    }
+    let len = meta.len();
+    if len > MAX_FILE_BYTES {
+        return Err(bad(path, format!("{len} bytes is too large (allowed: at most {MAX_FILE_BYTES})")));
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
+    // The header: the fixed part, then the declared header length.
+    let mut prefix = vec![0u8; 12.min(len as usize)];
+    f.read_exact(&mut prefix).map_err(|e| Error::io(path, &e))?;
+    let hlen = match prefix.get(6) {
+        Some(1) if prefix.len() >= 10 => u16::from_le_bytes([prefix[8], prefix[9]]) as usize + 10,
+        Some(2) | Some(3) if prefix.len() >= 12 => {
+            u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize + 12
+        }
+        _ => prefix.len(),
+    };
+    if hlen > prefix.len() && hlen <= MAX_HEADER_BYTES + 12 && hlen as u64 <= len {
+        let mut rest = vec![0u8; hlen - prefix.len()];
+        f.read_exact(&mut rest).map_err(|e| Error::io(path, &e))?;
+        prefix.extend_from_slice(&rest);
+    }
+    let h = parse_header(&prefix).map_err(|m| bad(path, m))?;
+    check_len(&h, len).map_err(|m| bad(path, m))?;
+    // `prefix` may hold bytes past the header only for a file shorter than
+    // 12 bytes, which `check_len` has rejected unless the data is empty.
+    let mut body = std::io::BufReader::with_capacity(1 << 16, f);
+    let data = decode(&mut body, &h).map_err(|m| bad(path, m))?;
+    Ok(Npy { shape: h.shape, data })
+}
+
+fn check_len(h: &Header, len: u64) -> std::result::Result<(), String> {
+    let need = h.offset as u64 + h.bytes;
+    if len < need {
+        return Err(format!(
+            "truncated data: {} bytes for {} {} elements (need {})",
+            len.saturating_sub(h.offset as u64),
+            h.count,
+            h.kind.name(),
+            h.bytes
+        ));
+    }
+    if len > need {
+        return Err(format!("{} trailing bytes after the data", len - need));
+    }
+    Ok(())
+}
+
+/// Parse `.npy` bytes in native width; the error is a reason without the
+/// file name.
+pub fn parse(bytes: &[u8]) -> std::result::Result<Npy, String> {
+    let h = parse_header(bytes)?;
+    check_len(&h, bytes.len() as u64)?;
+    let data = decode(&mut &bytes[h.offset..], &h)?;
+    Ok(Npy { shape: h.shape, data })
+}
+
+fn widen(npy: Npy) -> std::result::Result<NpyArray, String> {
+    let dtype = npy.data.int_dtype().ok_or_else(|| {
+        format!(
+            "dtype {} is not supported here (allowed: int8/16/32/64, uint8/16/32/64)",
+            npy.data.dtype_name()
+        )
+    })?;
+    let data: Vec<i64> = match npy.data {
+        NpyData::I8(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::I16(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::I32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::I64(v) => v,
+        NpyData::U8(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::U16(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::U32(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::U64(v) => {
+            if let Some(&u) = v.iter().find(|&&u| u > i64::MAX as u64) {
+                return Err(format!("uint64 value {u} exceeds int64"));
+            }
+            v.into_iter().map(|u| u as i64).collect()
+        }
+        NpyData::F32(_) | NpyData::F64(_) => unreachable!("float arrays were rejected above"),
+    };
+    Ok(NpyArray { shape: npy.shape, dtype, data })
+}
+
+/// Read an integer `.npy` file with every value as `i64` (C or Fortran
+/// order; float files are an error).
+pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    widen(read(path)?).map_err(|m| bad(path, m))
+}
+
+/// Parse integer `.npy` bytes; the error is a reason without the file name.
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    widen(parse(bytes)?)
+}
+
+/// The float32 view of an array: float32 as stored; an integer array
+/// converted exactly (every value must satisfy |v| <= 2^24, the range in
+/// which f32 holds every integer). float64 is refused rather than rounded
+/// silently: convert with `x.astype(numpy.float32)`.
+fn to_f32(npy: Npy) -> std::result::Result<NpyF32, String> {
+    const LIM: i128 = 1 << 24;
+    fn ints<T: Copy + Into<i128>>(v: Vec<T>) -> std::result::Result<Vec<f32>, String> {
+        if let Some((i, &x)) = v.iter().enumerate().find(|(_, &x)| {
+            let x: i128 = x.into();
+            !(-LIM..=LIM).contains(&x)
+        }) {
+            let x: i128 = x.into();
+            return Err(format!(
+                "element {i}: {x} is out of range (allowed: -16777216..=16777216, exact in float32)"
+            ));
+        }
+        Ok(v.into_iter().map(|x| Into::<i128>::into(x) as f32).collect())
+    }
+    let data = match npy.data {
+        NpyData::F32(v) => v,
+        NpyData::F64(_) => {
+            return Err("dtype float64 is not supported here (allowed: float32 or integer; convert with x.astype(numpy.float32))".into())
+        }
+        NpyData::I8(v) => ints(v)?,
+        NpyData::I16(v) => ints(v)?,
+        NpyData::I32(v) => ints(v)?,
+        NpyData::I64(v) => ints(v)?,
+        NpyData::U8(v) => ints(v)?,
+        NpyData::U16(v) => ints(v)?,
+        NpyData::U32(v) => ints(v)?,
+        NpyData::U64(v) => ints(v)?,
+    };
+    Ok(NpyF32 { shape: npy.shape, data })
+}
+
+/// Read a `.npy` file as float32 (see [`to_f32`] for the accepted dtypes:
+/// float32, or integers exactly representable in float32).
+pub fn read_f32(path: &Path) -> Result<NpyF32> {
+    to_f32(read(path)?).map_err(|m| bad(path, m))
+}
+
+/// Parse `.npy` bytes as float32; the error is a reason without the file
+/// name.
+pub fn parse_f32(bytes: &[u8]) -> std::result::Result<NpyF32, String> {
+    to_f32(parse(bytes)?)
+}
+
+fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // Pad with spaces so magic(6)+version(2)+len(2)+header+'\n' is a multiple of 64.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// Encode values into `sink` in bounded chunks.
+fn encode<T: Elem, W: Write + ?Sized>(vals: &[T], sink: &mut W) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 16;
+    let mut buf = vec![0u8; CHUNK * T::SIZE];
+    for part in vals.chunks(CHUNK) {
+        let out = &mut buf[..part.len() * T::SIZE];
+        for (dst, &v) in out.chunks_exact_mut(T::SIZE).zip(part) {
+            v.put_le(dst);
+        }
+        sink.write_all(out)?;
+    }
+    Ok(())
+}
+
+/// Values that can be written as `.npy` in their native width.
+pub trait NpyElem: Copy {
+    /// NumPy's `descr` for this type (little-endian).
+    const DESCR: &'static str;
+    #[doc(hidden)]
+    fn write_all<W: Write + ?Sized>(vals: &[Self], sink: &mut W) -> std::io::Result<()>;
+}
+
+macro_rules! npy_elem {
+    ($($t:ty => $d:expr),*) => {$(
+        impl NpyElem for $t {
+            const DESCR: &'static str = $d;
+            fn write_all<W: Write + ?Sized>(vals: &[$t], sink: &mut W) -> std::io::Result<()> {
+                encode(vals, sink)
+            }
+        }
+    )*};
+}
+npy_elem!(i8 => "|i1", i16 => "<i2", i32 => "<i4", i64 => "<i8", u8 => "|u1", u16 => "<u2",
+    u32 => "<u4", u64 => "<u8", f32 => "<f4", f64 => "<f8");
+
+/// Write `vals` (C order, `product(shape)` values) as a native-width `.npy`,
+/// atomically and streamed in bulk chunks.
+pub fn write_typed<T: NpyElem>(path: &Path, shape: &[usize], vals: &[T]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if n != vals.len() {
+        return Err(Error::internal(format!(
+            "{}: shape {shape:?} holds {n} elements but {} were given",
+            path.display(),
+            vals.len()
+        )));
+    }
+    crate::io::write_atomic_with(path, |w| {
+        w.write_all(&header_bytes(T::DESCR, shape))?;
+        T::write_all(vals, w)
+    })
+}
+
+/// Write a float32 array atomically.
+pub fn write_f32(path: &Path, arr: &NpyF32) -> Result<()> {
+    write_typed(path, &arr.shape, &arr.data)
+}
+
+/// Serialize as `.npy` version 1.0, little-endian.
+pub fn to_npy_bytes(arr: &NpyArray) -> Vec<u8> {
+    let mut out = header_bytes(arr.dtype.descr(), &arr.shape);
+    out.reserve(arr.data.len() * arr.dtype.size());
+    write_i64_as(&arr.data, arr.dtype, &mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+fn write_i64_as<W: Write + ?Sized>(data: &[i64], dtype: Dtype, w: &mut W) -> std::io::Result<()> {
+    // Values are in range (NpyArray invariant), so `as` is exact.
+    const CHUNK: usize = 1 << 16;
+    macro_rules! go {
+        ($t:ty) => {{
+            let mut tmp: Vec<$t> = Vec::with_capacity(CHUNK.min(data.len()));
+            for part in data.chunks(CHUNK) {
+                tmp.clear();
+                tmp.extend(part.iter().map(|&v| v as $t));
+                encode(&tmp, w)?;
+            }
+            Ok(())
+        }};
+    }
+    match dtype {
+        Dtype::I8 => go!(i8),
+        Dtype::I16 => go!(i16),
+        Dtype::I32 => go!(i32),
+        Dtype::I64 => encode(data, w),
+        Dtype::U8 => go!(u8),
+        Dtype::U16 => go!(u16),
+        Dtype::U32 => go!(u32),
+        Dtype::U64 => go!(u64),
+    }
+}
+
 /// Write an array atomically. Values must fit the dtype.
 pub fn write_npy(path: &Path, arr: &NpyArray) -> Result<()> {
-    let checked = NpyArray::new(arr.shape.clone(), arr.dtype, arr.data.clone())
-        .map_err(|e| e.context(path.display()))?;
-    crate::io::write_atomic(path, &to_npy_bytes(&checked))
+    let n: usize = arr.shape.iter().product();
+    let (lo, hi) = arr.dtype.range();
+    if n != arr.data.len() || arr.data.iter().any(|&v| v < lo || v > hi) {
+        // Same checks and messages as `NpyArray::new`.
+        NpyArray::new(arr.shape.clone(), arr.dtype, arr.data.clone())
+            .map_err(|e| e.context(path.display()))?;
+    }
+    crate::io::write_atomic_with(path, |w| {
+        w.write_all(&header_bytes(arr.dtype.descr(), &arr.shape))?;
+        write_i64_as(&arr.data, arr.dtype, w)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const ALL: [Dtype; 8] =
+        [Dtype::I8, Dtype::I16, Dtype::I32, Dtype::I64, Dtype::U8, Dtype::U16, Dtype::U32, Dtype::U64];
+
     #[test]
     fn roundtrip_all_dtypes() {
-        for dt in
-            [Dtype::I8, Dtype::I16, Dtype::I32, Dtype::I64, Dtype::U8, Dtype::U16, Dtype::U32, Dtype::U64]
-        {
+        for dt in ALL {
             let (lo, hi) = dt.range();
             let arr = NpyArray::new(vec![2, 3], dt, vec![lo, hi, 0, 1, lo / 2, hi / 2]).unwrap();
             let bytes = to_npy_bytes(&arr);
@@ -299,5 +863,93 @@ mod tests {
         assert!(parse_npy(&more).unwrap_err().contains("trailing"));
         assert!(parse_npy(&bytes[..20]).is_err());
         assert!(parse_npy(b"hello world").unwrap_err().contains("magic"));
+    }
+
+    /// A header with arbitrary fields, followed by `body`.
+    fn raw(descr: &str, fortran: bool, shape: &str, body: &[u8]) -> Vec<u8> {
+        let h = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+            if fortran { "True" } else { "False" }
+        );
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn fortran_order_is_transposed_on_load() {
+        // numpy.asfortranarray(numpy.arange(6, dtype='<i2').reshape(2, 3))
+        // stores column by column: 0 3 1 4 2 5.
+        let body: Vec<u8> = [0i16, 3, 1, 4, 2, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let arr = parse_npy(&raw("<i2", true, "(2, 3)", &body)).unwrap();
+        assert_eq!(arr.shape, vec![2, 3]);
+        assert_eq!(arr.data, vec![0, 1, 2, 3, 4, 5]);
+        // 3-D: shape (2, 3, 2), value = C index; Fortran stores i + 2j + 6k.
+        let (d0, d1, d2) = (2usize, 3usize, 2usize);
+        let mut f = vec![0u8; d0 * d1 * d2];
+        for i in 0..d0 {
+            for j in 0..d1 {
+                for k in 0..d2 {
+                    f[i + d0 * (j + d1 * k)] = ((i * d1 + j) * d2 + k) as u8;
+                }
+            }
+        }
+        let arr = parse_npy(&raw("|u1", true, "(2, 3, 2)", &f)).unwrap();
+        assert_eq!(arr.data, (0..12).collect::<Vec<i64>>());
+        // 1-D Fortran is the same as C.
+        let arr = parse_npy(&raw("|i1", true, "(3,)", &[1, 2, 0xff])).unwrap();
+        assert_eq!(arr.data, vec![1, 2, -1]);
+    }
+
+    #[test]
+    fn big_endian_and_f32() {
+        let body: Vec<u8> = [1i32, -2].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(parse_npy(&raw(">i4", false, "(2,)", &body)).unwrap().data, vec![1, -2]);
+        let fb: Vec<u8> = [1.5f32, -0.25, f32::MIN_POSITIVE].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = parse_f32(&raw("<f4", false, "(3,)", &fb)).unwrap();
+        assert_eq!(a.data, vec![1.5, -0.25, f32::MIN_POSITIVE]);
+        let fbe: Vec<u8> = [2.5f32, 7.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(parse_f32(&raw(">f4", false, "(1, 2)", &fbe)).unwrap().data, vec![2.5, 7.0]);
+        // Integers convert exactly; out-of-range integers and float64 are refused.
+        assert_eq!(parse_f32(&raw("|i1", false, "(2,)", &[0xfe, 3])).unwrap().data, vec![-2.0, 3.0]);
+        let big: Vec<u8> = [(1i32 << 24) + 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(parse_f32(&raw("<i4", false, "(1,)", &big)).unwrap_err().contains("16777216"));
+        assert!(parse_f32(&raw("<f8", false, "(1,)", &[0; 8])).unwrap_err().contains("float32"));
+        // An integer reader refuses float data.
+        assert!(parse_npy(&raw("<f4", false, "(3,)", &fb)).unwrap_err().contains("float32"));
+    }
+
+    #[test]
+    fn huge_shapes_are_refused_before_allocating() {
+        let e = parse(&raw("<i8", false, "(4294967296, 4294967296)", &[])).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = parse(&raw("<i8", false, "(1073741824, 16)", &[])).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = parse(&raw("<i8", false, "(1000, 1000)", &[0; 8])).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+        let e = parse(&raw("<i8", false, "[3]", &[0; 24])).unwrap_err();
+        assert!(e.contains("tuple"), "{e}");
+    }
+
+    #[test]
+    fn typed_write_roundtrips() {
+        let dir = std::env::temp_dir().join(format!("bitmac-npy-{}", std::process::id()));
+        let p = dir.join("x.npy");
+        write_typed(&p, &[2, 2], &[1i8, -2, 3, -128]).unwrap();
+        let back = read(&p).unwrap();
+        assert_eq!(back, Npy { shape: vec![2, 2], data: NpyData::I8(vec![1, -2, 3, -128]) });
+        assert_eq!(back.data.to_i32_in(-128, 127).unwrap(), vec![1, -2, 3, -128]);
+        assert_eq!(back.data.to_i32_in(-127, 127).unwrap_err(), Some((3, -128)));
+        write_f32(&p, &NpyF32 { shape: vec![3], data: vec![0.5, -1.0, 3.25] }).unwrap();
+        assert_eq!(read_f32(&p).unwrap().data, vec![0.5, -1.0, 3.25]);
+        // Bytes agree with the i64 writer for the same dtype.
+        write_typed(&p, &[3], &[1i32, -5, 7]).unwrap();
+        let arr = NpyArray::new(vec![3], Dtype::I32, vec![1, -5, 7]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), to_npy_bytes(&arr));
+        // A directory is not a regular file.
+        assert!(read(&dir).unwrap_err().to_string().contains("regular file"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
