@@ -22,8 +22,8 @@ pub mod scalesim;
 pub mod cdc;
 
 pub mod graph;
-pub mod model;
 pub mod import;
+pub mod model;
 pub mod sim;
 
 pub mod dse;

@@ -1,0 +1,519 @@
+//! ONNX import (docs/onnx.md): the committed QONNX and QDQ models import onto the graph with
+//! the structure their scripts built, small models built here import to the nodes, codes and
+//! biases the doc prescribes, and every unsupported pattern is a one-line error naming the
+//! node, its op type and what is unsupported.
+
+use bitmac::graph::{Activation, DivRounding, Graph, Op, RequantMode, Scale};
+use bitmac::import::onnx::{import_bytes, load, Flavor, ImportOptions};
+use bitmac::import::proto::*;
+use prost::Message;
+use std::path::Path;
+
+fn model(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/onnx").join(name)
+}
+
+fn kinds(g: &Graph) -> Vec<&'static str> {
+    g.nodes().iter().map(|n| n.op.kind()).collect()
+}
+
+// ---- building small models -----------------------------------------------------------------
+
+fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(data_type::FLOAT),
+        float_data: v.to_vec(),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, dt: i32, dims: &[i64], v: &[i32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: Some(dt),
+        int32_data: v.to_vec(),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn a_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(attr_type::INT), i: Some(v), ..Default::default() }
+}
+
+fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attr_type::INTS),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn a_str(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(attr_type::STRING),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        domain: None,
+        attribute: attrs,
+    }
+}
+
+fn qnode(name: &str, inputs: &[&str], out: &str, signed: i64, narrow: i64) -> NodeProto {
+    let mut n = node(
+        name,
+        "Quant",
+        inputs,
+        &[out],
+        vec![a_int("signed", signed), a_int("narrow", narrow), a_str("rounding_mode", "ROUND")],
+    );
+    n.domain = Some("qonnx.custom_op.general".into());
+    n
+}
+
+fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: Some(data_type::FLOAT),
+                shape: Some(TensorShapeProto {
+                    dim: dims.iter().map(|&d| Dimension { dim_value: Some(d), dim_param: None }).collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+fn encode(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: ValueInfoProto, output: &str) -> Vec<u8> {
+    let m = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        producer_name: Some("bitmac test".into()),
+        producer_version: None,
+        graph: Some(GraphProto {
+            node: nodes,
+            name: Some("t".into()),
+            initializer: inits,
+            input: vec![input],
+            output: vec![value(output, &[1])],
+            value_info: vec![],
+        }),
+    };
+    m.encode_to_vec()
+}
+
+/// A small QONNX model: input [1,1,4,4] -> Quant u8 -> Conv 3x3 (2 out channels, 4-bit narrow
+/// per-channel weights, Int32-style bias) -> Relu -> Quant u4 -> GlobalAveragePool ->
+/// Trunc(FLOOR) -> Flatten -> Gemm (transB) -> logits.
+fn qonnx_parts() -> (Vec<NodeProto>, Vec<TensorProto>) {
+    let s_in = 0.25f32;
+    let sw = [0.5f32, 0.125];
+    let w: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) * 0.1).collect();
+    let inits = vec![
+        f32s("s_in", &[], &[s_in]),
+        f32s("z0", &[], &[0.0]),
+        f32s("b8", &[], &[8.0]),
+        f32s("b4", &[], &[4.0]),
+        f32s("b32", &[], &[32.0]),
+        f32s("w", &[2, 1, 3, 3], &w),
+        f32s("sw", &[2, 1, 1, 1], &sw),
+        f32s("b", &[2], &[1.0, -0.3]),
+        f32s("sb", &[2], &[s_in * sw[0], s_in * sw[1]]),
+        f32s("s_a", &[], &[0.5]),
+        f32s("s_t", &[], &[0.5 / 16.0]),
+        f32s("fw", &[3, 2], &[0.5, -0.5, 1.0, 0.25, -1.0, 0.0]),
+        f32s("sfw", &[], &[0.125]),
+    ];
+    let mut trunc = node(
+        "trunc",
+        "Trunc",
+        &["gap", "s_t", "z0", "b8", "s_a", "b4"],
+        &["t"],
+        vec![a_str("rounding_mode", "FLOOR"), a_int("signed", 0), a_int("narrow", 0)],
+    );
+    trunc.domain = Some("qonnx.custom_op.general".into());
+    let nodes = vec![
+        qnode("qin", &["x", "s_in", "z0", "b8"], "xq", 0, 0),
+        qnode("qw", &["w", "sw", "z0", "b4"], "wq", 1, 1),
+        qnode("qb", &["b", "sb", "z0", "b32"], "bq", 1, 0),
+        node(
+            "conv",
+            "Conv",
+            &["xq", "wq", "bq"],
+            &["c"],
+            vec![a_ints("kernel_shape", &[3, 3]), a_ints("pads", &[1, 1, 1, 1])],
+        ),
+        node("relu", "Relu", &["c"], &["r"], vec![]),
+        qnode("qa", &["r", "s_a", "z0", "b4"], "a", 0, 0),
+        node("gap_node", "GlobalAveragePool", &["a"], &["gap"], vec![]),
+        trunc,
+        node("flat", "Flatten", &["t"], &["f"], vec![a_int("axis", 1)]),
+        qnode("qfw", &["fw", "sfw", "z0", "b8"], "fwq", 1, 1),
+        node("fc", "Gemm", &["f", "fwq"], &["logits"], vec![a_int("transB", 1)]),
+    ];
+    (nodes, inits)
+}
+
+fn qonnx_model() -> Vec<u8> {
+    let (n, i) = qonnx_parts();
+    encode(n, i, value("x", &[1, 1, 4, 4]), "logits")
+}
+
+/// A small QDQ model: x [N,1,4,4] -> Q/DQ (u8, zp 3) -> Conv (int8 per-channel, int32 bias)
+/// -> Q/DQ (i8, zp -5) output.
+fn qdq_parts() -> (Vec<NodeProto>, Vec<TensorProto>) {
+    let inits = vec![
+        f32s("xs", &[], &[0.02]),
+        ints("xz", data_type::UINT8, &[], &[3]),
+        ints("w", data_type::INT8, &[2, 1, 3, 3], &(0..18).map(|i| i * 7 - 60).collect::<Vec<_>>()),
+        f32s("ws", &[2], &[0.01, 0.003]),
+        ints("wz", data_type::INT8, &[2], &[0, 0]),
+        ints("b", data_type::INT32, &[2], &[100, -2000]),
+        f32s("bs", &[2], &[0.02 * 0.01, 0.02 * 0.003]),
+        ints("bz", data_type::INT32, &[2], &[0, 0]),
+        f32s("ys", &[], &[0.05]),
+        ints("yz", data_type::INT8, &[], &[-5]),
+    ];
+    let nodes = vec![
+        node("q_x", "QuantizeLinear", &["x", "xs", "xz"], &["xq"], vec![]),
+        node("dq_x", "DequantizeLinear", &["xq", "xs", "xz"], &["xd"], vec![]),
+        node("dq_w", "DequantizeLinear", &["w", "ws", "wz"], &["wd"], vec![a_int("axis", 0)]),
+        node("dq_b", "DequantizeLinear", &["b", "bs", "bz"], &["bd"], vec![a_int("axis", 0)]),
+        node(
+            "conv",
+            "Conv",
+            &["xd", "wd", "bd"],
+            &["c"],
+            vec![a_ints("pads", &[0, 1, 2, 1]), a_ints("strides", &[1, 2])],
+        ),
+        node("q_y", "QuantizeLinear", &["c", "ys", "yz"], &["yq"], vec![]),
+        node("dq_y", "DequantizeLinear", &["yq", "ys", "yz"], &["y"], vec![]),
+    ];
+    (nodes, inits)
+}
+
+fn qdq_model() -> Vec<u8> {
+    let (n, i) = qdq_parts();
+    encode(n, i, value("x", &[1, 1, 4, 4]), "y")
+}
+
+fn err(bytes: &[u8]) -> String {
+    match import_bytes(bytes, ImportOptions::default()) {
+        Ok(_) => panic!("expected an import error"),
+        Err(e) => {
+            let m = e.to_string();
+            assert!(!m.contains('\n'), "not one line: {m}");
+            assert_eq!(e.exit_code(), 2, "{m}");
+            m
+        }
+    }
+}
+
+fn expect(bytes: &[u8], parts: &[&str]) {
+    let m = err(bytes);
+    for p in parts {
+        assert!(m.contains(p), "error {m:?} does not contain {p:?}");
+    }
+}
+
+// ---- the shipped models --------------------------------------------------------------------
+
+#[test]
+fn brevitas_cnn_imports_with_its_structure() {
+    let m = load(&model("brevitas_cnn.onnx"), ImportOptions::default()).unwrap();
+    assert_eq!(m.flavor, Flavor::Qonnx);
+    let g = &m.graph;
+    assert_eq!(kinds(g), ["conv2d", "conv2d", "add", "maxpool", "conv2d", "avgpool", "flatten", "dense"]);
+    let inq = &g.tensor(g.input()).quant;
+    assert_eq!((inq.bits(), inq.signed(), inq.zero_point()), (8, false, 0));
+    for n in g.nodes() {
+        let q = &g.tensor(n.output).quant;
+        match &n.op {
+            Op::Conv2d(c) => {
+                let wq = c.weight.quant();
+                assert_eq!((wq.bits(), wq.signed(), wq.narrow()), (4, true, true), "{}", n.name);
+                assert_eq!(wq.scale().channels(), Some(c.out_channels()), "{}", n.name);
+                assert_eq!(c.act, Activation::Relu, "{}", n.name);
+                assert_eq!(c.requant, RequantMode::Float32);
+                assert_eq!((q.bits(), q.signed()), (4, false));
+                // Int32Bias: codes are the bias on the accumulator grid; the float bias is kept.
+                let f = c.bias.float().unwrap();
+                let s_in =
+                    g.input_quant(g.nodes().iter().position(|m| m.name == n.name).unwrap()).scale().at(0);
+                for (o, (&b, &code)) in f.iter().zip(c.bias.codes()).enumerate() {
+                    let unit = s_in * wq.scale().at(o);
+                    assert!((code as f32 * unit - b).abs() <= unit, "{} bias[{o}]", n.name);
+                }
+            }
+            Op::Add { act, .. } => assert_eq!(*act, Activation::Relu),
+            Op::AveragePool(p) => {
+                assert_eq!(p.rounding, DivRounding::Floor);
+                assert_eq!(p.window.kernel, [4, 4]);
+            }
+            Op::Dense(d) => {
+                assert_eq!(d.requant, RequantMode::Accumulator);
+                assert_eq!(d.weight.shape(), [32, 10]);
+                assert_eq!(d.weight.quant().bits(), 8);
+                assert!(q.is_accumulator());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn qdq_cnn_imports_with_its_structure() {
+    let m = load(&model("qdq_cnn.onnx"), ImportOptions::default()).unwrap();
+    assert_eq!(m.flavor, Flavor::Qdq);
+    let g = &m.graph;
+    // The GlobalAveragePool has its own output scale: a depthwise conv (docs/onnx.md §5).
+    assert_eq!(kinds(g), ["conv2d", "conv2d", "add", "maxpool", "conv2d", "conv2d", "flatten", "dense"]);
+    let inq = &g.tensor(g.input()).quant;
+    assert_eq!((inq.bits(), inq.signed(), inq.zero_point()), (8, true, -128));
+    let gap = &g.nodes()[5];
+    match &gap.op {
+        Op::Conv2d(c) => {
+            assert_eq!(c.groups, 32);
+            assert_eq!(c.kernel(), [4, 4]);
+            assert!(c.weight.codes().iter().all(|&w| w == 1));
+            assert_eq!(c.weight.quant().scale(), &Scale::Tensor(1.0 / 16.0));
+        }
+        op => panic!("{op:?}"),
+    }
+    let out = &g.tensor(g.output()).quant;
+    assert_eq!((out.bits(), out.signed(), out.zero_point()), (8, true, 17));
+    let Op::Dense(d) = &g.nodes()[7].op else { panic!() };
+    assert_eq!(d.weight.shape(), [32, 10]);
+    assert_eq!(d.weight.quant().scale().channels(), Some(10));
+}
+
+// ---- small models: exact translation -----------------------------------------------------
+
+#[test]
+fn qonnx_small_model_translates_exactly() {
+    let m = import_bytes(&qonnx_model(), ImportOptions::default()).unwrap();
+    let g = &m.graph;
+    assert_eq!(kinds(g), ["conv2d", "global_avgpool", "flatten", "dense"]);
+    let Op::Conv2d(c) = &g.nodes()[0].op else { panic!() };
+    // codes = rne(clamp(w / s[c])) in [-7, 7] (4-bit narrow), per output channel.
+    let expect: Vec<i32> = (0..18)
+        .map(|i| {
+            let s = if i < 9 { 0.5f32 } else { 0.125 };
+            let v = ((i as f32 - 9.0) * 0.1) / s;
+            v.clamp(-7.0, 7.0).round_ties_even() as i32
+        })
+        .collect();
+    assert_eq!(c.weight.codes(), &expect[..]);
+    assert_eq!(c.pads, [1, 1, 1, 1]);
+    // Bias codes: rne(1.0 / (0.25*0.5)) = 8, rne(-0.3 / (0.25*0.125)) = rne(-9.6) = -10.
+    assert_eq!(c.bias.codes(), [8, -10]);
+    let Op::GlobalAveragePool { rounding } = g.nodes()[1].op else { panic!() };
+    assert_eq!(rounding, DivRounding::Floor);
+    let Op::Dense(d) = &g.nodes()[3].op else { panic!() };
+    // transB: B [3, 2] ([N, K]) becomes [K, N] = [2, 3]; codes 0.5/0.125 = 4 etc.
+    assert_eq!(d.weight.shape(), [2, 3]);
+    assert_eq!(d.weight.codes(), [4, 8, -8, -4, 2, 0]);
+    assert_eq!(d.requant, RequantMode::Accumulator);
+}
+
+#[test]
+fn qdq_small_model_translates_exactly() {
+    let opts = ImportOptions { requant: RequantMode::Double };
+    let m = import_bytes(&qdq_model(), opts).unwrap();
+    let g = &m.graph;
+    assert_eq!(kinds(g), ["conv2d"]);
+    let Op::Conv2d(c) = &g.nodes()[0].op else { panic!() };
+    assert_eq!(c.weight.codes(), (0..18).map(|i| i * 7 - 60).collect::<Vec<_>>().as_slice());
+    assert_eq!(c.bias.codes(), [100, -2000]);
+    assert_eq!((c.pads, c.stride), ([0, 1, 2, 1], [1, 2]));
+    assert_eq!(c.requant, RequantMode::Double);
+    let q = &g.tensor(g.output()).quant;
+    assert_eq!((q.bits(), q.signed(), q.zero_point(), q.scale().at(0)), (8, true, -5, 0.05));
+    assert_eq!(g.tensor(g.input()).quant.zero_point(), 3);
+}
+
+// ---- error classes (docs/onnx.md §8) ---------------------------------------------------------
+
+#[test]
+fn malformed_and_truncated_files_are_clear_errors() {
+    let good = qdq_model();
+    for cut in [1, good.len() / 3, good.len() / 2, good.len() - 1] {
+        let m = err(&good[..cut]);
+        assert!(m.contains("not a valid ONNX protobuf") || m.contains("node") || m.contains("graph"), "{m}");
+    }
+    expect(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", &["not a valid ONNX protobuf"]);
+    expect(b"", &["no graph"]);
+    // A length prefix far beyond the buffer.
+    expect(&[0x3a, 0xff, 0xff, 0xff, 0x7f, 0x00], &["not a valid ONNX protobuf"]);
+    let dir = std::env::temp_dir().join(format!("bitmac-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("trunc.onnx");
+    std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+    let e = load(&p, ImportOptions::default()).unwrap_err().to_string();
+    assert!(e.starts_with(&p.display().to_string()), "{e}");
+    let e = load(&dir.join("missing.onnx"), ImportOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("missing.onnx"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unsupported_op_is_named() {
+    let (mut n, i) = qdq_parts();
+    n.insert(6, node("soft", "Softmax", &["yq"], &["sm"], vec![]));
+    n[7].input[0] = "sm".into();
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["node 'soft' (Softmax)", "op is not supported"]);
+    let (mut n, i) = qonnx_parts();
+    n[4].domain = Some("com.example".into());
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'relu' (Relu)", "domain com.example"]);
+    let (mut n, i) = qonnx_parts();
+    n[4].op_type = Some("MultiThreshold".into());
+    n[4].domain = Some("qonnx.custom_op.general".into());
+    expect(
+        &encode(n, i, value("x", &[1, 1, 4, 4]), "logits"),
+        &["(MultiThreshold)", "QONNX op MultiThreshold is not supported"],
+    );
+}
+
+#[test]
+fn unsupported_attributes_are_named() {
+    let cases: Vec<(usize, AttributeProto, &str)> = vec![
+        (4, a_str("auto_pad", "SAME_UPPER"), "auto_pad SAME_UPPER"),
+        (4, a_int("foo", 1), "attribute foo is not supported"),
+        (4, a_ints("strides", &[1, 1, 1]), "only 2-D"),
+    ];
+    for (at, a, msg) in cases {
+        let (mut n, i) = qdq_parts();
+        n[at].attribute.retain(|x| x.name != a.name);
+        n[at].attribute.push(a);
+        expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["node 'conv' (Conv)", msg]);
+    }
+    // MaxPool ceil_mode and Gemm alpha.
+    let (mut n, i) = qonnx_parts();
+    n[6] = node(
+        "gap_node",
+        "MaxPool",
+        &["a"],
+        &["gap"],
+        vec![a_ints("kernel_shape", &[2, 2]), a_int("ceil_mode", 1)],
+    );
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'gap_node' (MaxPool)", "ceil_mode 1"]);
+    let (mut n, i) = qonnx_parts();
+    n[10].attribute.push(AttributeProto {
+        name: Some("alpha".into()),
+        r#type: Some(attr_type::FLOAT),
+        f: Some(2.0),
+        ..Default::default()
+    });
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'fc' (Gemm)", "alpha/beta"]);
+}
+
+#[test]
+fn unsupported_quantization_patterns_are_named() {
+    // Per-channel activation quantizer.
+    let (mut n, mut i) = qonnx_parts();
+    i.push(f32s("s_a2", &[1, 2, 1, 1], &[0.5, 0.25]));
+    n[5].input[1] = "s_a2".into();
+    expect(
+        &encode(n, i, value("x", &[1, 1, 4, 4]), "logits"),
+        &["node 'qa' (Quant)", "per-channel activation"],
+    );
+    // Bipolar (1-bit signed).
+    let (mut n, mut i) = qonnx_parts();
+    i.push(f32s("b1", &[], &[1.0]));
+    n[1].input[3] = "b1".into();
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'qw' (Quant)", "bipolar"]);
+    // Non-integer bit width.
+    let (mut n, mut i) = qonnx_parts();
+    i.push(f32s("b45", &[], &[4.5]));
+    n[1].input[3] = "b45".into();
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'qw' (Quant)", "bitwidth"]);
+    // Trunc to a scale other than the input's.
+    let (n, mut i) = qonnx_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("s_a")).unwrap();
+    i.push(f32s("s_a", &[], &[0.5]));
+    i[k] = f32s("s_t_wrong", &[], &[1.0]);
+    let mut n = n;
+    n[7].input[4] = "s_t_wrong".into();
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "logits"), &["node 'trunc' (Trunc)", "truncation"]);
+    // Bias off the accumulator grid.
+    let (n, mut i) = qdq_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("bs")).unwrap();
+    i[k] = f32s("bs", &[2], &[0.001, 0.002]);
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["node 'conv' (Conv)", "accumulator unit"]);
+    // Re-quantizing a quantized activation to another quantization.
+    let (mut n, mut i) = qdq_parts();
+    i.push(f32s("ys2", &[], &[0.1]));
+    n.push(node("q_again", "QuantizeLinear", &["y", "ys2", "yz"], &["y2"], vec![]));
+    expect(
+        &encode(n, i, value("x", &[1, 1, 4, 4]), "y2"),
+        &["node 'q_again' (QuantizeLinear)", "re-quantizing"],
+    );
+    // Weight zero points differing per channel.
+    let (n, mut i) = qdq_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("wz")).unwrap();
+    i[k] = ints("wz", data_type::INT8, &[2], &[0, 1]);
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["node 'conv' (Conv)", "zero points that differ"]);
+    // A float op on an unquantized result.
+    let (mut n, i) = qonnx_parts();
+    n[5].input[0] = "c".into();
+    n[4] = node("pool", "MaxPool", &["c"], &["r"], vec![a_ints("kernel_shape", &[2, 2])]);
+    expect(
+        &encode(n, i, value("x", &[1, 1, 4, 4]), "logits"),
+        &["node 'pool' (MaxPool)", "unquantized float result"],
+    );
+    // QONNX and QDQ mixed.
+    let (mut n, mut i) = qonnx_parts();
+    i.push(f32s("qs", &[], &[0.5]));
+    i.push(ints("qz", data_type::UINT8, &[], &[0]));
+    n.push(node("mixq", "QuantizeLinear", &["logits", "qs", "qz"], &["lq"], vec![]));
+    let m = err(&encode(n, i, value("x", &[1, 1, 4, 4]), "lq"));
+    assert!(m.contains("mixes QONNX") || m.contains("(QuantizeLinear)"), "{m}");
+}
+
+#[test]
+fn unsupported_tensors_and_graph_shapes_are_named() {
+    // External data.
+    let (n, mut i) = qdq_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("w")).unwrap();
+    i[k].data_location = Some(1);
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["initializer 'w'", "external data"]);
+    // Wrong element count.
+    let (n, mut i) = qdq_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("w")).unwrap();
+    i[k].int32_data.pop();
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["initializer 'w'", "holds 17 values"]);
+    // FLOAT16.
+    let (n, mut i) = qdq_parts();
+    let k = i.iter().position(|t| t.name.as_deref() == Some("ys")).unwrap();
+    i[k].data_type = Some(10);
+    i[k].float_data.clear();
+    i[k].raw_data = Some(vec![0, 0x3c]);
+    expect(&encode(n, i, value("x", &[1, 1, 4, 4]), "y"), &["initializer 'ys'", "FLOAT16"]);
+    // Symbolic spatial dimension.
+    let (n, i) = qdq_parts();
+    let mut v = value("x", &[1, 1, 4, 4]);
+    v.r#type.as_mut().unwrap().tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim[2] =
+        Dimension { dim_value: None, dim_param: Some("H".into()) };
+    expect(&encode(n, i, v, "y"), &["graph input 'x'", "dimension 2"]);
+    // An input produced by no node.
+    let (mut n, i) = qdq_parts();
+    n[4].input[0] = "nowhere".into();
+    expect(
+        &encode(n, i, value("x", &[1, 1, 4, 4]), "y"),
+        &["node 'conv' (Conv)", "'nowhere' is not produced"],
+    );
+}
