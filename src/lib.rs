@@ -24,6 +24,7 @@ pub mod cdc;
 pub mod graph;
 pub mod import;
 pub mod model;
+pub mod ppu;
 pub mod sim;
 
 pub mod dse;

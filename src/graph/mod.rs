@@ -23,6 +23,8 @@
 
 mod builder;
 mod fold;
+pub mod reference;
+pub mod run;
 
 pub use builder::GraphBuilder;
 pub use fold::{fold_batchnorm, BatchNorm};

@@ -1,0 +1,605 @@
+//! The one graph runner: lowers a [`Graph`] for a hardware config (array
+//! nodes to GEMMs with the zero-point fold, PPU nodes to their rescalers)
+//! and runs batches of samples through it (`docs/graph.md` §4–5,
+//! `docs/ppu.md`). `bitmac run`, `bitmac dse`, `bitmac gen` and the library
+//! run every model through [`lower`] and [`run_batch`].
+
+use super::*;
+use crate::array::{run_array, ArrayConfig, Engine, Matrix, Stats};
+use crate::hw::HwConfig;
+use crate::numerics::IntFormat;
+use crate::ppu::{self, AddRescale, ChannelRequant, ConcatRescale, PpuStats, Scaler};
+use crate::requant::{layer_multiplier, RequantRounding};
+
+/// The geometry of a lowered conv.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub pads: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+/// An array node lowered for the hardware.
+#[derive(Clone, Debug)]
+pub struct ArrayNode {
+    /// Per group, the `K x N/g` weight matrix of `w - z_w`.
+    pub weights: Vec<Matrix>,
+    /// The bias the PPU adds, after the zero-point fold (`B'`, one per
+    /// output channel).
+    pub bias: Vec<i32>,
+    /// The per-channel requantizer (for `accumulator` mode: the identity
+    /// multiplier and the int32 range, used for the output statistics only).
+    pub requant: ChannelRequant,
+    /// The output is the accumulator itself (logits).
+    pub accumulator: bool,
+    /// The input zero point (im2col pads with it).
+    pub z_in: i64,
+    /// `Some` for conv, `None` for dense.
+    pub conv: Option<ConvGeom>,
+    /// K and N of the whole node (N = output channels).
+    pub k: usize,
+    pub n: usize,
+}
+
+/// One lowered node.
+#[derive(Clone, Debug)]
+pub enum Lowered {
+    Array(Box<ArrayNode>),
+    Add {
+        rescale: AddRescale,
+        z_out: i64,
+        lo: i64,
+        hi: i64,
+    },
+    /// `outer`: the product of the per-sample dimensions before the axis.
+    Concat {
+        inputs: Vec<ConcatRescale>,
+        outer: usize,
+        z_out: i64,
+        lo: i64,
+        hi: i64,
+    },
+    MaxPool {
+        window: Window,
+        geom: [usize; 5],
+    },
+    AvgPool {
+        pool: AvgPool,
+        geom: [usize; 5],
+        z: i64,
+        lo: i64,
+        hi: i64,
+    },
+    Clamp {
+        lo: i64,
+        hi: i64,
+    },
+    Copy,
+}
+
+fn act_range(act: Activation, q: &Quant) -> (i64, i64) {
+    match act {
+        Activation::None => (q.min_code(), q.max_code()),
+        Activation::Relu => (q.min_code().max(q.zero_point()), q.max_code()),
+        Activation::Clamp { lo, hi } => (lo, hi),
+    }
+}
+
+fn rounding(mode: RequantMode, hw: &HwConfig) -> RequantRounding {
+    match mode {
+        RequantMode::Single => RequantRounding::Single,
+        RequantMode::Double => RequantRounding::Double,
+        _ => hw.requant().rounding,
+    }
+}
+
+/// The real multiplier of output channel `o` of an array node:
+/// `f64(f32(s_in * s_w[o])) / f64(s_out)` (`requant::layer_multiplier`).
+pub fn array_multiplier(s_in: f32, w: &Scale, o: usize, s_out: f32) -> Result<f64> {
+    layer_multiplier(w.at(o), s_in, s_out)
+}
+
+/// The float32 scale of output channel `o` in `float32` mode:
+/// `f32(f32(s_in * s_w[o]) / s_out)` (two float32 operations, as ONNX
+/// Runtime's QLinearConv computes its output scales).
+pub fn array_scale_f32(s_in: f32, w: &Scale, o: usize, s_out: f32) -> f32 {
+    (s_in * w.at(o)) / s_out
+}
+
+fn fits(v: i64, fmt: IntFormat) -> bool {
+    fmt.contains(v as i128)
+}
+
+/// Lower every node of `g` for `hw` (`docs/graph.md` §5). Errors name the
+/// node.
+pub fn lower(g: &Graph, hw: &HwConfig) -> Result<Vec<Lowered>> {
+    let mut out = Vec::with_capacity(g.nodes().len());
+    for (i, node) in g.nodes().iter().enumerate() {
+        let ctx = |e: Error| e.context(format!("node {i} ({}, {})", node.name, node.op.kind()));
+        out.push(lower_node(g, node, hw).map_err(ctx)?);
+    }
+    Ok(out)
+}
+
+fn lower_node(g: &Graph, node: &Node, hw: &HwConfig) -> Result<Lowered> {
+    let x = g.tensor(node.inputs[0]);
+    let yq = &g.tensor(node.output).quant;
+    Ok(match &node.op {
+        Op::Conv2d(c) => {
+            let [ch, h, w] = [x.shape[0], x.shape[1], x.shape[2]];
+            let y = g.tensor(node.output);
+            let [kh, kw] = c.kernel();
+            let geom = ConvGeom {
+                c: ch,
+                h,
+                w,
+                o: c.out_channels(),
+                oh: y.shape[1],
+                ow: y.shape[2],
+                kh,
+                kw,
+                stride: c.stride,
+                pads: c.pads,
+                dilation: c.dilation,
+                groups: c.groups,
+            };
+            // OIHW [O][K_g] rows; group G owns rows G*N_g..(G+1)*N_g.
+            let (o, g_) = (geom.o, geom.groups);
+            let kg = (ch / g_) * kh * kw;
+            let codes = c.weight.codes();
+            let rows: Vec<&[i32]> = (0..o).map(|r| &codes[r * kg..(r + 1) * kg]).collect();
+            Lowered::Array(Box::new(lower_array(
+                x,
+                yq,
+                &c.weight,
+                &rows,
+                kg,
+                g_,
+                &c.bias,
+                c.act,
+                c.requant,
+                hw,
+                Some(geom),
+            )?))
+        }
+        Op::Dense(d) => {
+            let [k, n] = [d.weight.shape()[0], d.weight.shape()[1]];
+            // [K, N] -> one row of K codes per output channel.
+            let cols: Vec<Vec<i32>> =
+                (0..n).map(|j| (0..k).map(|kk| d.weight.codes()[kk * n + j]).collect()).collect();
+            let rows: Vec<&[i32]> = cols.iter().map(|v| v.as_slice()).collect();
+            Lowered::Array(Box::new(lower_array(
+                x, yq, &d.weight, &rows, k, 1, &d.bias, d.act, d.requant, hw, None,
+            )?))
+        }
+        Op::Add { act, requant } => {
+            let b = g.tensor(node.inputs[1]);
+            let z = [x.quant.zero_point(), b.quant.zero_point()];
+            let s = [x.quant.scale().at(0), b.quant.scale().at(0)];
+            let s_out = yq.scale().at(0);
+            let rescale = match requant {
+                RequantMode::Float32 => AddRescale::Float32 { z, s, s_out },
+                m => AddRescale::fixed(z, s, s_out, rounding(*m, hw))?,
+            };
+            let (lo, hi) = act_range(*act, yq);
+            Lowered::Add { rescale, z_out: yq.zero_point(), lo, hi }
+        }
+        Op::Concat { axis, requant } => {
+            let outer = x.shape[..*axis].iter().product();
+            let mut inputs = Vec::new();
+            for t in &node.inputs {
+                let q = &g.tensor(*t).quant;
+                let (s_in, s_out) = (q.scale().at(0), yq.scale().at(0));
+                inputs.push(if q == yq {
+                    ConcatRescale::Copy
+                } else if *requant == RequantMode::Float32 {
+                    ConcatRescale::Float32 { z_in: q.zero_point(), s_in, s_out }
+                } else {
+                    ConcatRescale::Fixed {
+                        z_in: q.zero_point(),
+                        m: Scaler::fixed(s_in as f64 / s_out as f64, rounding(*requant, hw))?,
+                    }
+                });
+            }
+            Lowered::Concat { inputs, outer, z_out: yq.zero_point(), lo: yq.min_code(), hi: yq.max_code() }
+        }
+        Op::MaxPool(w) => Lowered::MaxPool { window: *w, geom: pool_geom(g, node) },
+        Op::AveragePool(p) => Lowered::AvgPool {
+            pool: *p,
+            geom: pool_geom(g, node),
+            z: yq.zero_point(),
+            lo: yq.min_code(),
+            hi: yq.max_code(),
+        },
+        Op::GlobalAveragePool { rounding } => {
+            let [c, h, w] = [x.shape[0], x.shape[1], x.shape[2]];
+            Lowered::AvgPool {
+                pool: AvgPool { window: Window::square(1, 1), count_include_pad: true, rounding: *rounding }
+                    .global(h, w),
+                geom: [c, h, w, 1, 1],
+                z: yq.zero_point(),
+                lo: yq.min_code(),
+                hi: yq.max_code(),
+            }
+        }
+        Op::Relu => {
+            Lowered::Clamp { lo: x.quant.zero_point().max(x.quant.min_code()), hi: x.quant.max_code() }
+        }
+        Op::Clip { lo, hi } => Lowered::Clamp { lo: *lo, hi: *hi },
+        Op::Flatten | Op::Reshape { .. } => Lowered::Copy,
+    })
+}
+
+impl AvgPool {
+    fn global(mut self, h: usize, w: usize) -> AvgPool {
+        self.window = Window { kernel: [h, w], stride: [1, 1], pads: [0; 4], dilation: [1, 1] };
+        self
+    }
+}
+
+fn pool_geom(g: &Graph, node: &Node) -> [usize; 5] {
+    let x = g.tensor(node.inputs[0]);
+    let y = g.tensor(node.output);
+    [x.shape[0], x.shape[1], x.shape[2], y.shape[1], y.shape[2]]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lower_array(
+    x: &TensorInfo,
+    yq: &Quant,
+    weight: &Weights,
+    rows: &[&[i32]],
+    k: usize,
+    groups: usize,
+    bias: &Bias,
+    act: Activation,
+    mode: RequantMode,
+    hw: &HwConfig,
+    conv: Option<ConvGeom>,
+) -> Result<ArrayNode> {
+    let (afmt, wfmt) = (hw.activations(), hw.weights());
+    let xq = &x.quant;
+    if !fits(xq.min_code(), afmt) || !fits(xq.max_code(), afmt) {
+        return Err(Error::input(format!(
+            "input {}: codes {}..={} do not fit the hardware's {afmt} multiplier input ({}..={})",
+            x.name,
+            xq.min_code(),
+            xq.max_code(),
+            afmt.min(),
+            afmt.max()
+        )));
+    }
+    let z_w = weight.quant().zero_point();
+    let z_in = xq.zero_point();
+    let n = rows.len();
+    let ng = n / groups;
+    let mut weights = Vec::with_capacity(groups);
+    let mut folded = Vec::with_capacity(n);
+    for gi in 0..groups {
+        let mut m = vec![0i32; k * ng];
+        for j in 0..ng {
+            let o = gi * ng + j;
+            let mut sum = 0i128;
+            for kk in 0..k {
+                let v = rows[o][kk] as i64 - z_w;
+                if !fits(v, wfmt) {
+                    return Err(Error::field(
+                        format!("weight[{o}][{kk}] - zero point"),
+                        v,
+                        format!("{}..={} ({wfmt} multiplier input)", wfmt.min(), wfmt.max()),
+                    ));
+                }
+                m[kk * ng + j] = v as i32;
+                sum += v as i128;
+            }
+            let b = bias.codes()[o] as i128 - z_in as i128 * sum;
+            if !(i32::MIN as i128..=i32::MAX as i128).contains(&b) {
+                return Err(Error::field(
+                    format!("bias[{o}] after the zero-point fold (B - z_in * sum(w))"),
+                    b,
+                    "int32",
+                ));
+            }
+            folded.push(b as i32);
+        }
+        weights.push(Matrix::new(k, ng, m)?);
+    }
+    let s_in = xq.scale().at(0);
+    let accumulator = mode == RequantMode::Accumulator;
+    let requant = if accumulator {
+        ChannelRequant::new(
+            vec![Scaler::fixed(1.0, RequantRounding::Double)?],
+            0,
+            i32::MIN as i64,
+            i32::MAX as i64,
+        )?
+    } else {
+        let s_out = yq.scale().at(0);
+        let per = weight.quant().scale().channels().is_some();
+        let count = if per { n } else { 1 };
+        let mut scalers = Vec::with_capacity(count);
+        for o in 0..count {
+            scalers.push(match mode {
+                RequantMode::Float32 => {
+                    Scaler::Float32(array_scale_f32(s_in, weight.quant().scale(), o, s_out))
+                }
+                m => {
+                    Scaler::fixed(array_multiplier(s_in, weight.quant().scale(), o, s_out)?, rounding(m, hw))?
+                }
+            });
+        }
+        let (lo, hi) = act_range(act, yq);
+        ChannelRequant::new(scalers, yq.zero_point(), lo, hi)?
+    };
+    Ok(ArrayNode { weights, bias: folded, requant, accumulator, z_in, conv, k: k * groups, n })
+}
+
+/// What one node produced for a batch.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOut {
+    /// Output codes, `batch * len`, per-sample element order (NCHW).
+    pub codes: Vec<i64>,
+    /// Array nodes: per output element (same order as `codes`), the
+    /// hardware accumulator `acc * 2^d + B'` and the exact `S + B'`.
+    pub acc: Vec<i128>,
+    pub exact: Vec<i128>,
+    /// Array nodes: the datapath statistics (groups merged in order).
+    pub stats: Option<Stats>,
+    /// The post-processing unit's statistics.
+    pub ppu: PpuStats,
+}
+
+/// The im2col of one conv group for a batch: `A[(b, oy, ox)][(ci, ky, kx)]`
+/// with padding holding `z_in` (`docs/graph.md` §5).
+pub fn im2col_group(geom: &ConvGeom, x: &[i64], batch: usize, group: usize, z_in: i64) -> Result<Matrix> {
+    let g = geom;
+    let cg = g.c / g.groups;
+    let k = cg * g.kh * g.kw;
+    let m = batch * g.oh * g.ow;
+    let mut a = vec![z_in as i32; m * k];
+    for b in 0..batch {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let row = (b * g.oh + oy) * g.ow + ox;
+                for ci in 0..cg {
+                    let c = group * cg + ci;
+                    for ky in 0..g.kh {
+                        let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pads[0] as isize;
+                        if iy < 0 || iy as usize >= g.h {
+                            continue;
+                        }
+                        for kx in 0..g.kw {
+                            let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize - g.pads[1] as isize;
+                            if ix < 0 || ix as usize >= g.w {
+                                continue;
+                            }
+                            a[row * k + (ci * g.kh + ky) * g.kw + kx] =
+                                x[((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize] as i32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Matrix::new(m, k, a)
+}
+
+/// Run every node of `g` on one batch of input codes (`batch * input
+/// len`, already checked against the input quantization). Returns one
+/// [`NodeOut`] per node.
+pub fn run_batch(
+    g: &Graph,
+    lowered: &[Lowered],
+    hw: &HwConfig,
+    input: Vec<i64>,
+    batch: usize,
+    engine: Engine,
+) -> Result<Vec<NodeOut>> {
+    let cfg = ArrayConfig::from_hw(hw)?;
+    let mut values: Vec<Option<Vec<i64>>> = vec![None; g.tensors().len()];
+    values[g.input().0] = Some(input);
+    let mut outs = Vec::with_capacity(g.nodes().len());
+    for (i, (node, low)) in g.nodes().iter().zip(lowered).enumerate() {
+        let ctx = |e: Error| e.context(format!("node {i} ({}, {})", node.name, node.op.kind()));
+        let ins: Vec<&[i64]> = node.inputs.iter().map(|t| values[t.0].as_deref().unwrap_or(&[])).collect();
+        let lens: Vec<usize> = node.inputs.iter().map(|t| g.tensor(*t).len()).collect();
+        let out =
+            run_node(&cfg, low, &ins, &lens, g.tensor(node.output).len(), batch, engine).map_err(ctx)?;
+        values[node.output.0] = Some(out.codes.clone());
+        outs.push(out);
+    }
+    Ok(outs)
+}
+
+fn run_node(
+    cfg: &ArrayConfig,
+    low: &Lowered,
+    ins: &[&[i64]],
+    lens: &[usize],
+    out_len: usize,
+    batch: usize,
+    engine: Engine,
+) -> Result<NodeOut> {
+    let mut out = NodeOut::default();
+    match low {
+        Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, &mut out)?,
+        Lowered::Add { rescale, z_out, lo, hi } => {
+            out.codes = Vec::with_capacity(ins[0].len());
+            for (&p, &q) in ins[0].iter().zip(ins[1]) {
+                let (v, tie, ovf) = rescale.apply(p, q);
+                let (c, sat) = ppu::clamp(v + *z_out as i128, *lo, *hi);
+                out.codes.push(c);
+                out.ppu.saturated += sat as u64;
+                out.ppu.ties += tie as u64;
+                out.ppu.overflows += ovf as u64;
+            }
+        }
+        Lowered::Concat { inputs, outer, z_out, lo, hi } => {
+            // Per-sample shape [.., D_axis, ..]: with `outer` elements before
+            // the axis and `inner` after, each input contributes blocks of
+            // D_i * inner per outer index. The ratio lens[i]/outer is D_i*inner.
+            out.codes = Vec::with_capacity(batch * out_len);
+            let outer = *outer;
+            for b in 0..batch {
+                for o in 0..outer {
+                    for (j, r) in inputs.iter().enumerate() {
+                        let blk = lens[j] / outer;
+                        for &v in &ins[j][b * lens[j] + o * blk..b * lens[j] + (o + 1) * blk] {
+                            let (y, tie, ovf) = r.apply(v, *z_out);
+                            let (c, sat) = ppu::clamp(y + *z_out as i128, *lo, *hi);
+                            out.codes.push(c);
+                            out.ppu.saturated += sat as u64;
+                            out.ppu.ties += tie as u64;
+                            out.ppu.overflows += ovf as u64;
+                        }
+                    }
+                }
+            }
+        }
+        Lowered::MaxPool { window, geom } => {
+            pool(ins[0], batch, *geom, window, &mut out, |vals, _| {
+                (*vals.iter().max().unwrap_or(&0), false, false)
+            });
+        }
+        Lowered::AvgPool { pool: p, geom, z, lo, hi } => {
+            let (z, lo, hi) = (*z, *lo, *hi);
+            pool(ins[0], batch, *geom, &p.window, &mut out, |vals, total| {
+                let n = if p.count_include_pad { total } else { vals.len() };
+                let s: i128 = vals.iter().map(|&v| (v - z) as i128).sum();
+                let (q, tie) = ppu::div_round(s, n as i128, p.rounding);
+                let (c, sat) = ppu::clamp(q + z as i128, lo, hi);
+                (c, sat, tie)
+            });
+        }
+        Lowered::Clamp { lo, hi } => {
+            out.codes = ins[0]
+                .iter()
+                .map(|&v| {
+                    let (c, sat) = ppu::clamp(v as i128, *lo, *hi);
+                    out.ppu.saturated += sat as u64;
+                    c
+                })
+                .collect();
+        }
+        Lowered::Copy => out.codes = ins[0].to_vec(),
+    }
+    out.ppu.outputs = out.codes.len() as u64;
+    Ok(out)
+}
+
+/// Run a 2-D window op over `[C, H, W]` samples: `f(real elements, window
+/// size) -> (code, saturated, tie)`.
+fn pool(
+    x: &[i64],
+    batch: usize,
+    geom: [usize; 5],
+    win: &Window,
+    out: &mut NodeOut,
+    f: impl Fn(&[i64], usize) -> (i64, bool, bool),
+) {
+    let [c, h, w, oh, ow] = geom;
+    let total = win.kernel[0] * win.kernel[1];
+    let mut vals = Vec::with_capacity(total);
+    out.codes = Vec::with_capacity(batch * c * oh * ow);
+    for b in 0..batch {
+        for ch in 0..c {
+            let base = (b * c + ch) * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    vals.clear();
+                    for ky in 0..win.kernel[0] {
+                        let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize - win.pads[0] as isize;
+                        if iy < 0 || iy as usize >= h {
+                            continue;
+                        }
+                        for kx in 0..win.kernel[1] {
+                            let ix =
+                                (ox * win.stride[1] + kx * win.dilation[1]) as isize - win.pads[1] as isize;
+                            if ix >= 0 && (ix as usize) < w {
+                                vals.push(x[base + iy as usize * w + ix as usize]);
+                            }
+                        }
+                    }
+                    let (v, sat, tie) = f(&vals, total);
+                    out.codes.push(v);
+                    out.ppu.saturated += sat as u64;
+                    out.ppu.ties += tie as u64;
+                }
+            }
+        }
+    }
+}
+
+fn run_array_node(
+    cfg: &ArrayConfig,
+    a: &ArrayNode,
+    x: &[i64],
+    batch: usize,
+    engine: Engine,
+    out: &mut NodeOut,
+) -> Result<()> {
+    let n = a.n;
+    let groups = a.weights.len();
+    let ng = n / groups;
+    let px = a.conv.as_ref().map_or(1, |c| c.oh * c.ow);
+    let len = batch * px * n;
+    out.codes = vec![0; len];
+    out.acc = vec![0; len];
+    out.exact = vec![0; len];
+    let mut stats = Stats::default();
+    for (gi, wm) in a.weights.iter().enumerate() {
+        let am = match &a.conv {
+            Some(geom) => im2col_group(geom, x, batch, gi, a.z_in)?,
+            None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input")?,
+        };
+        let arr = run_array(cfg, &am, wm, engine, None)?;
+        let d = cfg.drop_bits();
+        let bias = &a.bias[gi * ng..(gi + 1) * ng];
+        let rq = a.requant.offset(gi * ng, ng);
+        let mut st = arr.stats;
+        let (codes, ps) = ppu::gemm_output(&arr.acc, &arr.exact, d, ng, Some(bias), &rq, &mut st);
+        stats.merge(&st);
+        out.ppu.merge(&ps);
+        // GEMM rows are (sample, pixel); scatter to per-sample NCHW.
+        for row in 0..batch * px {
+            let (b, p) = (row / px, row % px);
+            for (j, &bj) in bias.iter().enumerate() {
+                let gidx = row * ng + j;
+                let o = gi * ng + j;
+                let idx = (b * n + o) * px + p;
+                let bv = bj as i128;
+                out.acc[idx] = ((arr.acc[gidx] as i128) << d) + bv;
+                out.exact[idx] = arr.exact[gidx] as i128 + bv;
+                out.codes[idx] = if a.accumulator {
+                    out.acc[idx].clamp(i64::MIN as i128, i64::MAX as i128) as i64
+                } else {
+                    codes[gidx]
+                };
+            }
+        }
+    }
+    out.stats = Some(stats);
+    Ok(())
+}
+
+fn cfg_afmt(cfg: &ArrayConfig) -> IntFormat {
+    cfg.afmt
+}
+
+impl ChannelRequant {
+    /// The requantizer of channels `c0..c0+n` (a group's view).
+    pub fn offset(&self, c0: usize, n: usize) -> ChannelRequant {
+        let (lo, hi) = self.range();
+        let scalers = (0..n).map(|j| *self.scaler(c0 + j)).collect();
+        ChannelRequant::new(scalers, self.zero_point(), lo, hi).unwrap_or_else(|_| self.clone())
+    }
+}

@@ -1,0 +1,363 @@
+//! The post-processing (vector) unit: every operation after the MAC array —
+//! per-channel requantization (TFLite double/single, ONNX Runtime float32),
+//! residual Add and Concat with integer rescaling, max/average pools, ReLU
+//! and clamps — with its statistics (saturations, int32 overflows, rounding
+//! ties). Normative doc: `docs/ppu.md`.
+//!
+//! Every function here is exact integer (or exactly specified IEEE float32)
+//! arithmetic on `i128`/`i64`; nothing depends on a Rust default rounding.
+
+use crate::array::Stats;
+use crate::error::{Error, Result};
+use crate::graph::DivRounding;
+use crate::numerics::IntFormat;
+use crate::requant::{quantize_multiplier, Multiplier, RequantRounding, Requantizer};
+
+/// Statistics of the post-processing unit for one node (summed over a run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PpuStats {
+    /// Output codes produced.
+    pub outputs: u64,
+    /// Outputs the final clamp (code range or fused activation) changed.
+    pub saturated: u64,
+    /// Intermediates that left int32 where the reference kernel computes in
+    /// int32 (the requant input of TFLite/MLAS, the shifted Add operands);
+    /// bitmac computes them exactly, so its result is the mathematically
+    /// defined one and the reference runtime's may differ.
+    pub overflows: u64,
+    /// Roundings whose exact value lay exactly halfway between two integers.
+    pub ties: u64,
+}
+
+impl PpuStats {
+    /// Add `o` into `self`.
+    pub fn merge(&mut self, o: &PpuStats) {
+        self.outputs += o.outputs;
+        self.saturated += o.saturated;
+        self.overflows += o.overflows;
+        self.ties += o.ties;
+    }
+}
+
+const I32: std::ops::RangeInclusive<i128> = (i32::MIN as i128)..=(i32::MAX as i128);
+
+/// One rescaling `x -> round(x * m)`, fixed point (TFLite) or float32 (MLAS).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scaler {
+    /// TFLite `MultiplyByQuantizedMultiplier`: `m0 * 2^(shift-31)` with the
+    /// named rounding (`docs/requant.md`).
+    Fixed(Requantizer),
+    /// `rne(f32(x) * s)`: one int-to-float conversion (round to nearest
+    /// even), one float32 multiply (round to nearest even), round half to
+    /// even to an integer.
+    Float32(f32),
+}
+
+impl Scaler {
+    /// A fixed-point scaler for the real multiplier `real`
+    /// (`requant::quantize_multiplier`, TFLite `QuantizeMultiplier`).
+    pub fn fixed(real: f64, rounding: RequantRounding) -> Result<Scaler> {
+        Scaler::from_multiplier(quantize_multiplier(real)?, rounding)
+    }
+
+    /// A fixed-point scaler from a quantized multiplier.
+    pub fn from_multiplier(m: Multiplier, rounding: RequantRounding) -> Result<Scaler> {
+        // The 32-bit output format is unused: the PPU clamps itself.
+        Ok(Scaler::Fixed(Requantizer::new(m, rounding, IntFormat::signed(32)?, false)?))
+    }
+
+    /// The real multiplier the integer path applies (exact in f64).
+    pub fn real(&self) -> f64 {
+        match self {
+            Scaler::Fixed(r) => r.real_multiplier(),
+            Scaler::Float32(s) => *s as f64,
+        }
+    }
+
+    /// `(round(x * m), tie, overflow)`: the scaled value before any zero
+    /// point or clamp, whether the exact product was a tie, and whether `x`
+    /// (times `2^shift` for a left shift) left int32.
+    #[inline]
+    pub fn scale(&self, x: i128) -> (i128, bool, bool) {
+        match self {
+            Scaler::Fixed(r) => {
+                let Multiplier { m0, shift } = r.multiplier();
+                let t = 31 - shift; // total right shift of x*m0, 1..=62
+                let p = x * m0 as i128;
+                let tie = m0 != 0 && t >= 1 && (p & ((1i128 << t) - 1)) == (1i128 << (t - 1));
+                let ovf = !I32.contains(&(x << shift.max(0)));
+                (r.scale(x), tie, ovf)
+            }
+            Scaler::Float32(s) => {
+                // `as f32` on an integer rounds to nearest, ties to even.
+                let v = (x as f32) * *s;
+                let tie = v.is_finite() && (v - v.trunc()).abs() == 0.5;
+                let r = (v as f64).clamp(-(2f64.powi(100)), 2f64.powi(100)).round_ties_even() as i128;
+                (r, tie, !I32.contains(&x))
+            }
+        }
+    }
+}
+
+/// Per-channel requantization of an accumulator: `code = clamp(z +
+/// scale_c(x), lo, hi)` where `lo..=hi` is the output range after the
+/// fused activation (`docs/ppu.md` §1–2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelRequant {
+    /// One scaler per channel, or one for all.
+    scalers: Vec<Scaler>,
+    zero_point: i64,
+    lo: i64,
+    hi: i64,
+}
+
+impl ChannelRequant {
+    /// A requantizer; `scalers` has 1 or N entries; `lo <= z <= hi` not
+    /// required (a fused clamp may exclude the zero point).
+    pub fn new(scalers: Vec<Scaler>, zero_point: i64, lo: i64, hi: i64) -> Result<ChannelRequant> {
+        if scalers.is_empty() || lo > hi {
+            return Err(Error::input(format!("requant: {} scalers, range {lo}..={hi}", scalers.len())));
+        }
+        Ok(ChannelRequant { scalers, zero_point, lo, hi })
+    }
+
+    /// The scaler of channel `c`.
+    pub fn scaler(&self, c: usize) -> &Scaler {
+        &self.scalers[if self.scalers.len() == 1 { 0 } else { c }]
+    }
+
+    /// Output zero point.
+    pub fn zero_point(&self) -> i64 {
+        self.zero_point
+    }
+
+    /// The clamp range `(lo, hi)`.
+    pub fn range(&self) -> (i64, i64) {
+        (self.lo, self.hi)
+    }
+
+    /// Requantize `x` of channel `c`: `(code, saturated, tie, overflow)`.
+    #[inline]
+    pub fn apply(&self, x: i128, c: usize) -> (i64, bool, bool, bool) {
+        let (y, tie, ovf) = self.scaler(c).scale(x);
+        let v = y + self.zero_point as i128;
+        let z = v.clamp(self.lo as i128, self.hi as i128);
+        (z as i64, z != v, tie, ovf)
+    }
+}
+
+/// The output stage of an array GEMM (`docs/ppu.md` §1): for every output
+/// `i` (row-major M x N, channel `n = i % N`), `x = acc[i]*2^d + bias[n]`,
+/// `out[i] = requant.apply(x, n)`. Also fills the existing output-stage
+/// statistics of `stats` exactly as `docs/datapath.md` defines them
+/// (`outputs`, `out_clamped`, `out_err_sum/sq` against the real value
+/// `clamp(z + m_n * (exact + bias), lo, hi)`, summed serially in row-major
+/// order so the float sums are order-fixed) and returns the PPU statistics.
+pub fn gemm_output(
+    acc: &[i64],
+    exact: &[i64],
+    drop_bits: u32,
+    n: usize,
+    bias: Option<&[i32]>,
+    requant: &ChannelRequant,
+    stats: &mut Stats,
+) -> (Vec<i64>, PpuStats) {
+    let mut out = vec![0i64; acc.len()];
+    let mut ps = PpuStats::default();
+    let (lo, hi) = (requant.lo as f64, requant.hi as f64);
+    let z = requant.zero_point as f64;
+    for i in 0..acc.len() {
+        let c = i % n;
+        let b = bias.map_or(0, |b| b[c]) as i128;
+        let x = ((acc[i] as i128) << drop_bits) + b;
+        let (code, sat, tie, ovf) = requant.apply(x, c);
+        out[i] = code;
+        stats.out_clamped += sat as u64;
+        ps.saturated += sat as u64;
+        ps.ties += tie as u64;
+        ps.overflows += ovf as u64;
+        let y = (z + requant.scaler(c).real() * (exact[i] as i128 + b) as f64).clamp(lo, hi);
+        let err = code as f64 - y;
+        stats.out_err_sum += err;
+        stats.out_err_sq += err * err;
+    }
+    stats.outputs = acc.len() as u64;
+    ps.outputs = acc.len() as u64;
+    (out, ps)
+}
+
+/// The TFLite quantized ADD (`docs/ppu.md` §3), precomputed for one node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AddRescale {
+    /// Integer: `left_shift = 20`, two input scalers, one output scaler.
+    Fixed { z: [i64; 2], inputs: [Scaler; 2], output: Scaler },
+    /// Float32 (ONNX QDQ: dequantize, float add, `QuantizeLinear`).
+    Float32 { z: [i64; 2], s: [f32; 2], s_out: f32 },
+}
+
+/// TFLite's left shift for 8-bit Add.
+pub const ADD_LEFT_SHIFT: u32 = 20;
+
+impl AddRescale {
+    /// TFLite: `twice_max = 2*max(s1, s2)` (f64), input multipliers
+    /// `s_i / twice_max`, output multiplier `twice_max / (2^20 * s_out)`,
+    /// each through `QuantizeMultiplier` with `rounding`.
+    pub fn fixed(z: [i64; 2], s: [f32; 2], s_out: f32, rounding: RequantRounding) -> Result<AddRescale> {
+        let twice_max = 2.0 * (s[0].max(s[1]) as f64);
+        let m1 = Scaler::fixed(s[0] as f64 / twice_max, rounding)?;
+        let m2 = Scaler::fixed(s[1] as f64 / twice_max, rounding)?;
+        let mo = Scaler::fixed(twice_max / ((1u64 << ADD_LEFT_SHIFT) as f64 * s_out as f64), rounding)?;
+        Ok(AddRescale::Fixed { z, inputs: [m1, m2], output: mo })
+    }
+
+    /// One output element: `(raw value before zero point and clamp, tie, overflow)`.
+    #[inline]
+    pub fn apply(&self, a: i64, b: i64) -> (i128, bool, bool) {
+        match self {
+            AddRescale::Fixed { z, inputs, output } => {
+                let xa = ((a - z[0]) as i128) << ADD_LEFT_SHIFT;
+                let xb = ((b - z[1]) as i128) << ADD_LEFT_SHIFT;
+                let (ya, t1, o1) = inputs[0].scale(xa);
+                let (yb, t2, o2) = inputs[1].scale(xb);
+                let (r, t3, o3) = output.scale(ya + yb);
+                (r, t1 | t2 | t3, o1 | o2 | o3)
+            }
+            AddRescale::Float32 { z, s, s_out } => {
+                let da = ((a - z[0]) as f32) * s[0];
+                let db = ((b - z[1]) as f32) * s[1];
+                quantize_f32(da + db, *s_out)
+            }
+        }
+    }
+}
+
+/// ONNX `QuantizeLinear` without zero point and clamp: `rne(v / s)` (one
+/// float32 division); `(value, tie, false)`.
+#[inline]
+fn quantize_f32(v: f32, s: f32) -> (i128, bool, bool) {
+    let q = v / s;
+    let tie = q.is_finite() && (q - q.trunc()).abs() == 0.5;
+    ((q as f64).clamp(-(2f64.powi(100)), 2f64.powi(100)).round_ties_even() as i128, tie, false)
+}
+
+/// One input of a Concat rescaled to the output quantization
+/// (`docs/ppu.md` §4).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConcatRescale {
+    /// Same quantization as the output: codes copied.
+    Copy,
+    /// `z_out + scale(a - z_in)` with `M = s_in / s_out` (fixed point).
+    Fixed { z_in: i64, m: Scaler },
+    /// `rne(f32(f32(a - z_in) * s_in) / s_out)` (ONNX QDQ).
+    Float32 { z_in: i64, s_in: f32, s_out: f32 },
+}
+
+impl ConcatRescale {
+    /// `(value before the output zero point, tie, overflow)`; `Copy`
+    /// returns `a - z_out` so that adding `z_out` gives `a` back.
+    #[inline]
+    pub fn apply(&self, a: i64, z_out: i64) -> (i128, bool, bool) {
+        match self {
+            ConcatRescale::Copy => ((a - z_out) as i128, false, false),
+            ConcatRescale::Fixed { z_in, m } => m.scale((a - z_in) as i128),
+            ConcatRescale::Float32 { z_in, s_in, s_out } => quantize_f32(((a - z_in) as f32) * s_in, *s_out),
+        }
+    }
+}
+
+/// `round(s / n)` for `n >= 1` with the named rounding (`docs/ppu.md` §5):
+/// `(quotient, tie)`; exact integer arithmetic, `floor` meaning toward
+/// -inf.
+#[inline]
+pub fn div_round(s: i128, n: i128, mode: DivRounding) -> (i128, bool) {
+    debug_assert!(n >= 1);
+    let q = s.div_euclid(n); // floor for n > 0
+    let r = s.rem_euclid(n); // 0 <= r < n
+    let tie = 2 * r == n;
+    let q = match mode {
+        DivRounding::Floor => q,
+        DivRounding::HalfEven => {
+            if 2 * r > n || (tie && q & 1 == 1) {
+                q + 1
+            } else {
+                q
+            }
+        }
+        DivRounding::HalfAway => {
+            // Ties go up for s > 0 (q >= 0) and down (stay at floor) for s < 0.
+            if 2 * r > n || (tie && s > 0) {
+                q + 1
+            } else {
+                q
+            }
+        }
+    };
+    (q, tie)
+}
+
+/// Clamp `v` to `lo..=hi`: `(code, saturated)`.
+#[inline]
+pub fn clamp(v: i128, lo: i64, hi: i64) -> (i64, bool) {
+    let c = v.clamp(lo as i128, hi as i128);
+    (c as i64, c != v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn div_round_modes() {
+        use DivRounding::*;
+        // 5/2 = 2.5, -5/2 = -2.5, 7/4 = 1.75, -7/4 = -1.75
+        let cases = [
+            (5, 2, HalfEven, 2),
+            (7, 2, HalfEven, 4),
+            (-5, 2, HalfEven, -2),
+            (-7, 2, HalfEven, -4),
+            (5, 2, HalfAway, 3),
+            (-5, 2, HalfAway, -3),
+            (-7, 4, HalfAway, -2),
+            (7, 4, Floor, 1),
+            (-7, 4, Floor, -2),
+            (-1, 3, HalfEven, 0),
+        ];
+        for (s, n, m, want) in cases {
+            assert_eq!(div_round(s, n, m).0, want, "{s}/{n} {m:?}");
+        }
+        assert!(div_round(-5, 2, HalfAway).1 && !div_round(7, 4, Floor).1);
+    }
+
+    #[test]
+    fn float32_scaler_is_mlas_order() {
+        // 16777217 is not a float32: it converts to 16777216 (ties to even)
+        // before the multiply.
+        let (v, _, ovf) = Scaler::Float32(1.0).scale(16_777_217);
+        assert_eq!((v, ovf), (16_777_216, false));
+        // 3 * 0.5 = 1.5 -> 2 (ties to even); 5 * 0.5 = 2.5 -> 2.
+        assert_eq!(Scaler::Float32(0.5).scale(3).0, 2);
+        assert_eq!(Scaler::Float32(0.5).scale(5), (2, true, false));
+        assert!(Scaler::Float32(1e-12).scale(1i128 << 40).2);
+    }
+
+    #[test]
+    fn fixed_scaler_ties() {
+        let s = Scaler::fixed(0.5, RequantRounding::Single).unwrap();
+        assert_eq!(s.scale(3), (2, true, false)); // 1.5 -> 2 (half up)
+        assert_eq!(s.scale(4), (2, false, false));
+        let d = Scaler::fixed(0.5, RequantRounding::Double).unwrap();
+        assert_eq!(d.scale(-3).0, -2); // ties away from zero
+    }
+
+    #[test]
+    fn tflite_add_equals_real_sum_when_exact() {
+        // Same scales, zero points 0: (a + b) * s / s_out with s_out = 2s.
+        let add = AddRescale::fixed([0, 0], [0.25, 0.25], 0.5, RequantRounding::Double).unwrap();
+        for (a, b) in [(10, 20), (-8, 4), (127, 127), (3, 0)] {
+            let (r, _, o) = add.apply(a, b);
+            assert!(!o);
+            let exact = (a + b) as f64 / 2.0;
+            assert!((r as f64 - exact).abs() <= 0.5, "{a}+{b}: {r} vs {exact}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The quantized graph: both array engines held equal to the exact integer
+//! reference (`graph::reference`, written from docs/graph.md) on random
+//! graphs with every node kind, random shapes, groups, dilations,
+//! asymmetric pads, zero points, per-channel scales and requant modes.
+
+use bitmac::array::Engine;
+use bitmac::graph::reference::reference;
+use bitmac::graph::run::{lower, run_batch};
+use bitmac::graph::*;
+use bitmac::hw::HwConfig;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn hw(dataflow: &str, rows: usize, cols: usize, rounding: &str) -> HwConfig {
+    let text = format!(
+        r#"{{"array": {{"rows": {rows}, "cols": {cols}, "dataflow": "{dataflow}"}},
+        "weights": {{"bits": 8, "signed": true}}, "activations": {{"bits": 10, "signed": true}},
+        "accumulator": {{"bits": 48, "overflow": "WRAP"}},
+        "psum": {{"drop_bits": 0, "rounding": "RND", "offset": 0}},
+        "requant": {{"rounding": "{rounding}", "relu": false, "out_bits": 8, "out_signed": true}},
+        "clock": {{"period_ps": 1000}}}}"#
+    );
+    HwConfig::from_json_str(&text, "test hw").unwrap()
+}
+
+fn act_quant(r: &mut ChaCha8Rng) -> Quant {
+    let scale = r.gen_range(0.01f32..0.2);
+    if r.gen_bool(0.5) {
+        Quant::new(8, false, false, Scale::Tensor(scale), r.gen_range(0..=40)).unwrap()
+    } else {
+        Quant::new(8, true, r.gen_bool(0.3), Scale::Tensor(scale), r.gen_range(-10..=10)).unwrap()
+    }
+}
+
+fn requant_mode(r: &mut ChaCha8Rng) -> RequantMode {
+    [RequantMode::Hardware, RequantMode::Double, RequantMode::Single, RequantMode::Float32][r.gen_range(0..4)]
+}
+
+fn act(r: &mut ChaCha8Rng, q: &Quant) -> Activation {
+    match r.gen_range(0..3) {
+        0 => Activation::None,
+        1 => Activation::Relu,
+        _ => {
+            let lo = r.gen_range(q.min_code()..=q.zero_point());
+            Activation::Clamp { lo, hi: r.gen_range(q.zero_point()..=q.max_code()) }
+        }
+    }
+}
+
+fn weights(r: &mut ChaCha8Rng, shape: Vec<usize>, out_channels: usize) -> Weights {
+    let bits = r.gen_range(3..=6);
+    let zp = if r.gen_bool(0.3) { r.gen_range(-2..=2) } else { 0 };
+    let scale = if r.gen_bool(0.5) {
+        Scale::Channel((0..out_channels).map(|_| r.gen_range(0.005f32..0.1)).collect())
+    } else {
+        Scale::Tensor(r.gen_range(0.005f32..0.1))
+    };
+    let q = Quant::new(bits, true, r.gen_bool(0.5), scale, zp).unwrap();
+    let n: usize = shape.iter().product();
+    let codes = (0..n).map(|_| r.gen_range(q.min_code()..=q.max_code()) as i32).collect();
+    Weights::new(shape, codes, q).unwrap()
+}
+
+fn bias(r: &mut ChaCha8Rng, n: usize) -> Bias {
+    Bias::new((0..n).map(|_| r.gen_range(-300..=300)).collect(), None).unwrap()
+}
+
+/// A conv keeping `[c, h, w]` (stride 1, asymmetric pads summing to the
+/// dilated kernel's extent), with random groups and dilation.
+fn same_conv(r: &mut ChaCha8Rng, c: usize, o: usize) -> Conv2d {
+    let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0 && o % g == 0).collect();
+    let g = divisors[r.gen_range(0..divisors.len())];
+    let k = [1, 3][r.gen_range(0..2)];
+    let d = r.gen_range(1..=2);
+    let span = d * (k - 1);
+    let (pt, pl) = (r.gen_range(0..=span), r.gen_range(0..=span));
+    let mut conv = Conv2d::new(weights(r, vec![o, c / g, k, k], o), bias(r, o));
+    conv.groups = g;
+    conv.dilation = [d, d];
+    conv.pads = [pt, pl, span - pt, span - pl];
+    conv.requant = requant_mode(r);
+    conv
+}
+
+/// A random graph using every node kind.
+fn random_graph(seed: u64) -> (Graph, Vec<i64>, usize) {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let c = r.gen_range(1..=4);
+    let (h, w) = (r.gen_range(4..=7), r.gen_range(4..=7));
+    let xq = act_quant(&mut r);
+    let mut b = GraphBuilder::new("random");
+    let x = b.input("x", vec![c, h, w], xq.clone()).unwrap();
+
+    // conv1: random stride, pads, dilation, groups (any output shape).
+    let o1 = c * r.gen_range(1..=2);
+    let mut conv1 = same_conv(&mut r, c, o1);
+    conv1.stride = [r.gen_range(1..=2), r.gen_range(1..=2)];
+    let q1 = act_quant(&mut r);
+    conv1.act = act(&mut r, &q1);
+    let t1 = b.add_node("conv1", Op::Conv2d(conv1), &[x], Some(q1.clone())).unwrap();
+    // conv2: depthwise or grouped, same shape, for the residual add.
+    let mut conv2 = same_conv(&mut r, o1, o1);
+    if r.gen_bool(0.5) {
+        conv2.groups = o1;
+        let k = conv2.kernel()[0];
+        conv2.weight = weights(&mut r, vec![o1, 1, k, k], o1);
+    }
+    let q2 = act_quant(&mut r);
+    conv2.act = act(&mut r, &q2);
+    let t2 = b.add_node("conv2", Op::Conv2d(conv2), &[t1], Some(q2)).unwrap();
+    let q3 = act_quant(&mut r);
+    let add = Op::Add { act: act(&mut r, &q3), requant: requant_mode(&mut r) };
+    let t3 = b.add_node("add", add, &[t1, t2], Some(q3.clone())).unwrap();
+    let q4 = if r.gen_bool(0.3) { q3.clone() } else { act_quant(&mut r) };
+    let t4 = b
+        .add_node("concat", Op::Concat { axis: 0, requant: requant_mode(&mut r) }, &[t3, t1], Some(q4))
+        .unwrap();
+    let shape = b.tensor(t4).unwrap().shape.clone();
+    let k = r.gen_range(1..=2.min(shape[1]).min(shape[2]));
+    let mut win = Window::square(k, r.gen_range(1..=2));
+    if k == 2 {
+        win.pads = [r.gen_range(0..=1), r.gen_range(0..=1), r.gen_range(0..=1), r.gen_range(0..=1)];
+    }
+    let t5 = if r.gen_bool(0.5) {
+        b.add_node("maxpool", Op::MaxPool(win), &[t4], None).unwrap()
+    } else {
+        let rounding = [DivRounding::HalfEven, DivRounding::HalfAway, DivRounding::Floor][r.gen_range(0..3)];
+        let p = AvgPool { window: win, count_include_pad: r.gen_bool(0.5), rounding };
+        b.add_node("avgpool", Op::AveragePool(p), &[t4], None).unwrap()
+    };
+    let q5 = b.tensor(t5).unwrap().quant.clone();
+    let t6 = if r.gen_bool(0.5) {
+        b.add_node("relu", Op::Relu, &[t5], None).unwrap()
+    } else {
+        let lo = r.gen_range(q5.min_code()..=q5.zero_point());
+        b.add_node("clip", Op::Clip { lo, hi: r.gen_range(lo..=q5.max_code()) }, &[t5], None).unwrap()
+    };
+    let rounding = [DivRounding::HalfEven, DivRounding::HalfAway, DivRounding::Floor][r.gen_range(0..3)];
+    let s6 = b.tensor(t6).unwrap().shape.clone();
+    // Global average pool on half the graphs, flatten + reshape on all.
+    let t7 = if r.gen_bool(0.5) {
+        b.add_node("gap", Op::GlobalAveragePool { rounding }, &[t6], None).unwrap()
+    } else {
+        b.add_node("reshape", Op::Reshape { shape: vec![s6[0], s6[1] * s6[2], 1] }, &[t6], None).unwrap()
+    };
+    let t8 = b.add_node("flatten", Op::Flatten, &[t7], None).unwrap();
+    let kf = b.tensor(t8).unwrap().len();
+    let n = r.gen_range(1..=5);
+    let dense = Dense {
+        weight: weights(&mut r, vec![kf, n], n),
+        bias: bias(&mut r, n),
+        act: Activation::None,
+        requant: RequantMode::Accumulator,
+    };
+    let out = if r.gen_bool(0.5) {
+        b.add_node("fc", Op::Dense(dense), &[t8], None).unwrap()
+    } else {
+        let q = act_quant(&mut r);
+        let dense = Dense { act: act(&mut r, &q), requant: requant_mode(&mut r), ..dense };
+        b.add_node("fc", Op::Dense(dense), &[t8], Some(q)).unwrap()
+    };
+    let g = b.finish(out).unwrap();
+    let batch = r.gen_range(1..=3);
+    let input = (0..batch * c * h * w).map(|_| r.gen_range(xq.min_code()..=xq.max_code())).collect();
+    (g, input, batch)
+}
+
+fn check_graph(seed: u64) {
+    let (g, input, batch) = random_graph(seed);
+    let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let df = ["ws", "os", "is"][r.gen_range(0..3)];
+    let rounding = ["single", "double"][r.gen_range(0..2)];
+    let hw = hw(df, r.gen_range(1..=5), r.gen_range(1..=5), rounding);
+    let low = lower(&g, &hw).unwrap();
+    let in_len = g.tensor(g.input()).len();
+    let refs: Vec<_> =
+        (0..batch).map(|s| reference(&g, &hw, &input[s * in_len..(s + 1) * in_len]).unwrap()).collect();
+    for engine in [Engine::Fast, Engine::Cycle] {
+        let outs = run_batch(&g, &low, &hw, input.clone(), batch, engine).unwrap();
+        for (i, (node, out)) in g.nodes().iter().zip(&outs).enumerate() {
+            let len = g.tensor(node.output).len();
+            for (s, rf) in refs.iter().enumerate() {
+                assert_eq!(
+                    &out.codes[s * len..(s + 1) * len],
+                    &rf[i].codes[..],
+                    "seed {seed} {engine} node {i} ({}) sample {s}",
+                    node.name
+                );
+                if !rf[i].acc.is_empty() {
+                    assert_eq!(
+                        &out.exact[s * len..(s + 1) * len],
+                        &rf[i].acc[..],
+                        "seed {seed} node {} exact",
+                        node.name
+                    );
+                    assert_eq!(
+                        &out.acc[s * len..(s + 1) * len],
+                        &rf[i].acc[..],
+                        "seed {seed} node {} acc",
+                        node.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn engines_equal_the_exact_reference_on_random_graphs(seed in any::<u64>()) {
+        check_graph(seed);
+    }
+}
+
+#[test]
+fn builder_errors_name_node_and_tensor() {
+    let q = Quant::new(8, false, false, Scale::Tensor(0.1), 0).unwrap();
+    let mut b = GraphBuilder::new("e");
+    let x = b.input("x", vec![3, 4, 4], q.clone()).unwrap();
+    let w = Weights::new(vec![2, 2, 3, 3], vec![0; 36], Quant::symmetric(4, true, 0.1).unwrap()).unwrap();
+    let conv = Conv2d::new(w, Bias::new(vec![0, 0], None).unwrap());
+    let e = b.add_node("c0", Op::Conv2d(conv), &[x], Some(q.clone())).unwrap_err().to_string();
+    assert!(
+        e.contains("node 0 (c0, conv2d)") && e.contains("weight.shape[1]") && e.contains("input x"),
+        "{e}"
+    );
+    let e = b.add_node("p", Op::MaxPool(Window::square(5, 1)), &[x], None).unwrap_err().to_string();
+    assert!(e.contains("node 0 (p, maxpool)") && e.contains("larger than the padded input"), "{e}");
+    let e = b.add_node("d", Op::Flatten, &[TensorId(7)], None).unwrap_err().to_string();
+    assert!(e.contains("tensor id 7"), "{e}");
+}
