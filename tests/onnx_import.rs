@@ -517,3 +517,123 @@ fn unsupported_tensors_and_graph_shapes_are_named() {
         &["node 'conv' (Conv)", "'nowhere' is not produced"],
     );
 }
+
+// ---- agreement with the reference runtimes -------------------------------------------------
+
+mod agree {
+    use super::*;
+    use bitmac::array::Engine;
+    use bitmac::graph::run::{lower, run_batch};
+    use bitmac::hw::HwConfig;
+    use bitmac::import::reference::{agreement, argmax, Agreement, OnnxReference};
+
+    /// Run every sample of the reference's input through the graph; return the agreement.
+    pub fn run(model_file: &str, ref_file: &str, requant: RequantMode) -> Agreement {
+        let imp = load(&model(model_file), ImportOptions { requant }).unwrap();
+        let r = OnnxReference::load(&model(ref_file), &imp).unwrap();
+        let hw = HwConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/hw/onnx.json")).unwrap();
+        let g = &imp.graph;
+        let x = bitmac::npy::read_f32(&r.input).unwrap();
+        let per = g.tensor(g.input()).len();
+        let input = g
+            .quantize_input(&x.data[..r.samples * per])
+            .unwrap_or_else(|_| x.data.chunks(per).flat_map(|s| g.quantize_input(s).unwrap()).collect());
+        let low = lower(g, &hw).unwrap();
+        let outs = run_batch(g, &low, &hw, input.clone(), r.samples, Engine::Fast).unwrap();
+        let mut codes: Vec<Option<Vec<i64>>> = vec![None; g.tensors().len()];
+        codes[g.input().0] = Some(input);
+        for (n, o) in g.nodes().iter().zip(&outs) {
+            codes[n.output.0] = Some(o.codes.clone());
+        }
+        let out = codes[g.output().0].clone().unwrap();
+        let k = g.tensor(g.output()).len();
+        let preds: Vec<usize> = out.chunks(k).map(argmax).collect();
+        let a =
+            agreement(&imp, &r, &preds, &|s| &out[s * k..(s + 1) * k], &|t| codes[t.0].as_deref()).unwrap();
+        a
+    }
+}
+
+fn print(name: &str, a: &bitmac::import::reference::Agreement) {
+    eprintln!("{name} vs {}: {}/{} predictions equal", a.runtime, a.predictions_equal, a.samples);
+    for t in &a.tensors {
+        eprintln!(
+            "  {} ({:?}): {}/{} codes differ (max |d| {})",
+            t.tensor, t.node, t.differing, t.elements, t.max_abs_diff
+        );
+    }
+    for d in &a.differences {
+        eprintln!("  sample {}: {} vs {}: {}", d.sample, d.bitmac, d.reference, d.explanation);
+    }
+}
+
+/// Codes that differ are one code apart and rare (docs/onnx.md §9 explains each).
+fn codes_close(a: &bitmac::import::reference::Agreement) {
+    for t in &a.tensors {
+        assert!(t.elements > 0, "{}: not compared", t.tensor);
+        assert!(t.max_abs_diff <= 1, "{}: max |d| {}", t.tensor, t.max_abs_diff);
+        assert!(t.differing * 10_000 <= t.elements, "{}: {} of {} differ", t.tensor, t.differing, t.elements);
+    }
+}
+
+#[test]
+fn qdq_float32_agrees_with_onnx_runtime() {
+    let a = agree::run("qdq_cnn.onnx", "qdq_cnn.ref.json", RequantMode::Float32);
+    print("qdq_cnn", &a);
+    assert_eq!(a.samples, 360);
+    assert_eq!(a.predictions_equal, a.samples, "{:?}", a.differences);
+    codes_close(&a);
+    let d = agree::run("qdq_cnn.onnx", "qdq_cnn.ref-default.json", RequantMode::Float32);
+    assert_eq!(d.predictions_equal, d.samples);
+}
+
+#[test]
+fn qonnx_agrees_with_qonnx_executor() {
+    let a = agree::run("brevitas_cnn.onnx", "brevitas_cnn.ref.json", RequantMode::Float32);
+    print("brevitas_cnn", &a);
+    assert_eq!(a.samples, 360);
+    assert!(a.predictions_equal * 1000 >= a.samples * 995, "{:?}", a.differences);
+    assert!(a.differences.iter().all(|d| !d.explanation.is_empty()));
+    codes_close(&a);
+}
+
+#[test]
+fn agreement_finds_the_first_differing_tensor() {
+    use bitmac::import::reference::{agreement, OnnxReference};
+    let imp = load(&model("qdq_cnn.onnx"), ImportOptions::default()).unwrap();
+    let r = OnnxReference::load(&model("qdq_cnn.ref.json"), &imp).unwrap();
+    let g = &imp.graph;
+    // bitmac's codes := the reference's own; then one prediction flipped, then one code changed.
+    let mut codes: Vec<Option<Vec<i64>>> = vec![None; g.tensors().len()];
+    for rc in &r.codes {
+        codes[rc.id.0] = Some(rc.codes.clone());
+    }
+    let k = r.classes;
+    let out = codes[g.output().0].clone().unwrap();
+    let mut preds = r.predictions();
+    let logits = |s: usize| &out[s * k..(s + 1) * k];
+    let a = agreement(&imp, &r, &preds, &logits, &|t| codes[t.0].as_deref()).unwrap();
+    assert_eq!(a.predictions_equal, 360);
+    assert!(a.tensors.iter().all(|t| t.differing == 0 && t.elements > 0));
+    preds[5] = (preds[5] + 1) % k;
+    let a = agreement(&imp, &r, &preds, &logits, &|t| codes[t.0].as_deref()).unwrap();
+    assert_eq!(a.predictions_equal, 359);
+    assert_eq!(a.differences.len(), 1);
+    assert_eq!(a.differences[0].sample, 5);
+    assert!(a.differences[0].first.is_none());
+    assert!(a.differences[0].explanation.contains("every listed tensor agrees"));
+    // Change element 7 of sample 5 in the 4th listed tensor and element 3 in the 6th: the
+    // first in graph order is named.
+    let t4 = r.codes[3].id;
+    let t6 = r.codes[5].id;
+    let len4 = r.codes[3].len;
+    let len6 = r.codes[5].len;
+    codes[t6.0].as_mut().unwrap()[5 * len6 + 3] += 2;
+    codes[t4.0].as_mut().unwrap()[5 * len4 + 7] += 1;
+    let a = agreement(&imp, &r, &preds, &logits, &|t| codes[t.0].as_deref()).unwrap();
+    let (tensor, _, e, _, _) = a.differences[0].first.clone().unwrap();
+    assert_eq!((tensor.as_str(), e), (r.codes[3].tensor.as_str(), 7));
+    assert_eq!(a.tensors[3].differing, 1);
+    assert_eq!(a.tensors[5].max_abs_diff, 2);
+    assert!(a.differences[0].explanation.contains("one code apart"));
+}

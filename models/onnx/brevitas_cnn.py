@@ -191,23 +191,29 @@ def main():
     for name, arr in files.items():
         common.save_npy(os.path.join(HERE, name), arr)
     import onnx
+    # bitmac-onnx-ref/1 (read by bitmac::import::reference; docs/onnx.md §6).
     meta = {
         "format": "bitmac-onnx-ref/1",
         "model": "brevitas_cnn.onnx",
         "runtime": "qonnx.core.onnx_exec.execute_onnx, one sample at a time",
-        "input": "digits_test_x.npy", "labels": "digits_test_y.npy",
-        "reference": "brevitas_cnn.ref.npy",
+        "input": "digits_test_x.npy",
+        "labels": "digits_test_y.npy",
+        "logits": "brevitas_cnn.ref.npy",
+        "accuracy": accuracy(ref, yte),
+        "codes_dir": "brevitas_cnn.codes",
         "codes": code_files,
-        "versions": {"torch": torch.__version__, "brevitas": brevitas.__version__,
-                     "qonnx": importlib.metadata.version("qonnx"),
-                     "onnx": onnx.__version__, "numpy": np.__version__},
-        "seed": SEED, "epochs": EPOCHS,
-        "accuracy_qonnx": accuracy(ref, yte),
-        "accuracy_brevitas_torch": accuracy(torch_logits, yte),
-        "prediction_agreement_torch_vs_qonnx": float(
-            (np.argmax(ref, 1) == np.argmax(torch_logits, 1)).mean()),
-        "sha256": {n: common.sha256_file(os.path.join(HERE, n))
-                   for n in ["brevitas_cnn.onnx", *files]},
+        "provenance": {
+            "script": "models/onnx/brevitas_cnn.py",
+            "versions": {"torch": torch.__version__, "brevitas": brevitas.__version__,
+                         "qonnx": importlib.metadata.version("qonnx"),
+                         "onnx": onnx.__version__, "numpy": np.__version__},
+            "seed": SEED, "epochs": EPOCHS,
+            "accuracy_brevitas_torch": accuracy(torch_logits, yte),
+            "prediction_agreement_torch_vs_qonnx": float(
+                (np.argmax(ref, 1) == np.argmax(torch_logits, 1)).mean()),
+            "sha256": {n: common.sha256_file(os.path.join(HERE, n))
+                       for n in ["brevitas_cnn.onnx", *files]},
+        },
     }
     with open(os.path.join(HERE, "brevitas_cnn.ref.json"), "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)

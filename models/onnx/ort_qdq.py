@@ -17,7 +17,9 @@ Writes (all in models/onnx/):
   qdq_cnn.codes.disable_all/<i>_<tensor>.npy
                                int8 [360, ...]: every QuantizeLinear output (the integer codes of
                                every quantized activation) under ORT_DISABLE_ALL, in graph order
-  qdq_cnn.ref.json             provenance: versions, accuracies, SHA-256 of the files above
+  qdq_cnn.ref.json             bitmac-onnx-ref/1 for ORT_DISABLE_ALL (logits + codes), with
+                               provenance: versions, accuracies, SHA-256 of the files above
+  qdq_cnn.ref-default.json     bitmac-onnx-ref/1 for the default level (logits only)
 It reads models/onnx/digits_test_x.npy / digits_test_y.npy (written by brevitas_cnn.py from the
 committed digits CSVs; regenerated here if missing).
 
@@ -155,20 +157,12 @@ def main():
     shutil.rmtree(tmp)
 
     acc = {t: float((np.argmax(r, 1) == yte).mean()) for t, r in refs.items()}
-    meta = {
-        "format": "bitmac-onnx-ref/1",
-        "model": "qdq_cnn.onnx",
-        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider, one sample at a time,"
-                   " one thread",
-        "input": "digits_test_x.npy", "labels": "digits_test_y.npy",
-        "references": {"disable_all": "qdq_cnn.ref.disable_all.npy",
-                       "default": "qdq_cnn.ref.default.npy"},
-        "codes_disable_all": code_files,
+    provenance = {
+        "script": "models/onnx/ort_qdq.py",
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": ort.__version__, "numpy": np.__version__},
         "seed": SEED, "epochs": EPOCHS, "calibration_images": CALIB,
         "accuracy_float_torch": float((np.argmax(float_logits, 1) == yte).mean()),
-        "accuracy_ort": acc,
         "logits_equal_disable_all_vs_default": bool(np.array_equal(refs["disable_all"],
                                                                    refs["default"])),
         "prediction_agreement_disable_all_vs_default": float(
@@ -177,12 +171,27 @@ def main():
                    for n in ["qdq_cnn.onnx", "qdq_cnn.ref.disable_all.npy",
                              "qdq_cnn.ref.default.npy"]},
     }
-    with open(os.path.join(HERE, "qdq_cnn.ref.json"), "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(json.dumps({k: v for k, v in meta.items() if k != "codes_disable_all"}, indent=2,
-                     sort_keys=True))
-
+    # bitmac-onnx-ref/1 (read by bitmac::import::reference; docs/onnx.md §6): one file per
+    # ORT optimization level.
+    for tag, fname, level in [("disable_all", "qdq_cnn.ref.json", "ORT_DISABLE_ALL"),
+                              ("default", "qdq_cnn.ref-default.json", "ORT_ENABLE_ALL (default)")]:
+        meta = {
+            "format": "bitmac-onnx-ref/1",
+            "model": "qdq_cnn.onnx",
+            "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider, {level}, one sample"
+                       " at a time, one thread",
+            "input": "digits_test_x.npy",
+            "labels": "digits_test_y.npy",
+            "logits": f"qdq_cnn.ref.{tag}.npy",
+            "accuracy": acc[tag],
+            "codes_dir": "qdq_cnn.codes.disable_all" if tag == "disable_all" else None,
+            "codes": code_files if tag == "disable_all" else [],
+            "provenance": provenance,
+        }
+        with open(os.path.join(HERE, fname), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+    print(json.dumps({"accuracy": acc, **provenance}, indent=2, sort_keys=True))
 
 if __name__ == "__main__":
     main()

@@ -6,3 +6,4 @@
 
 pub mod onnx;
 pub mod proto;
+pub mod reference;

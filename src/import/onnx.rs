@@ -50,6 +50,9 @@ pub struct Imported {
     pub flavor: Flavor,
     /// The ONNX graph output's name.
     pub output_name: String,
+    /// Every ONNX tensor that names a graph tensor (a quantizer's output, a MaxPool's, ...),
+    /// in file order: how reference codes keyed by ONNX tensor name find bitmac's.
+    pub bindings: Vec<(String, TensorId)>,
 }
 
 /// Read and import an `.onnx` file. Errors name the file.
@@ -340,6 +343,7 @@ struct Importer {
     used_names: BTreeMap<String, usize>,
     qonnx: bool,
     qdq: bool,
+    bindings: Vec<(String, TensorId)>,
 }
 
 type R<T> = std::result::Result<T, String>;
@@ -496,6 +500,7 @@ impl Importer {
             used_names: BTreeMap::new(),
             qonnx: false,
             qdq: false,
+            bindings: Vec::new(),
         }
     }
 
@@ -583,6 +588,9 @@ impl Importer {
                 return Err(Error::input(format!("graph output '{oname}': not produced by a supported node")))
             }
         };
+        if !self.bindings.iter().any(|(n, _)| *n == oname) {
+            self.bindings.push((oname.clone(), out));
+        }
         let flavor = match (self.qonnx, self.qdq) {
             (true, false) => Flavor::Qonnx,
             (false, true) => Flavor::Qdq,
@@ -595,7 +603,8 @@ impl Importer {
         };
         let b = std::mem::replace(&mut self.b, GraphBuilder::new(""));
         let graph = b.finish(out)?;
-        Ok(Imported { graph, flavor, output_name: oname })
+        let bindings = std::mem::take(&mut self.bindings);
+        Ok(Imported { graph, flavor, output_name: oname, bindings })
     }
 
     fn get(&self, n: &NodeProto, i: usize) -> R<Val> {
@@ -648,6 +657,9 @@ impl Importer {
         let o = n.output.first().cloned().unwrap_or_default();
         if o.is_empty() {
             return Err("no output".into());
+        }
+        if let Val::Act(t) | Val::Codes(t) = v {
+            self.bindings.push((o.clone(), t));
         }
         self.vals.insert(o, v);
         Ok(())
