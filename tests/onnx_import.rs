@@ -637,3 +637,103 @@ fn agreement_finds_the_first_differing_tensor() {
     assert_eq!(a.tensors[5].max_abs_diff, 2);
     assert!(a.differences[0].explanation.contains("one code apart"));
 }
+
+// ---- the CLI -------------------------------------------------------------------------------
+
+fn bitmac(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_run_onnx_json_has_predictions_and_accuracy() {
+    let o = bitmac(&["run", "--model", "models/onnx/qdq_cnn.onnx", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 360);
+    // Accuracy from the committed labels, recomputed here from the printed predictions.
+    let y = bitmac::npy::read_npy(&model("digits_test_y.npy")).unwrap();
+    let correct = preds.iter().zip(&y.data).filter(|(p, l)| p.as_i64() == Some(**l)).count();
+    assert_eq!(v["correct"].as_u64(), Some(correct as u64));
+    assert_eq!(v["accuracy"].as_f64(), Some(correct as f64 / 360.0));
+    assert_eq!(v["reference"]["predictions_equal"].as_u64(), Some(360));
+    // Without the reference and with explicit data: predictions only.
+    let o = bitmac(&[
+        "run",
+        "--model",
+        "models/onnx/brevitas_cnn.onnx",
+        "--data",
+        "models/onnx/digits_test_x.npy",
+        "--reference",
+        "none",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 360);
+    assert!(v.get("accuracy").is_none() && v.get("reference").is_none());
+}
+
+#[test]
+fn cli_run_onnx_bad_inputs_exit_2_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("bitmac-onnx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.onnx");
+    std::fs::write(&bad, b"\x0a\xff\xff\xff\xff\x0f garbage").unwrap();
+    let x = dir.join("x.npy");
+    bitmac::npy::write_f32(&x, &bitmac::npy::NpyF32 { shape: vec![2, 1, 8, 7], data: vec![0.0; 112] })
+        .unwrap();
+    for args in [
+        vec!["run", "--model", bad.to_str().unwrap(), "--data", x.to_str().unwrap()],
+        vec![
+            "run",
+            "--model",
+            "models/onnx/qdq_cnn.onnx",
+            "--data",
+            x.to_str().unwrap(),
+            "--reference",
+            "none",
+        ],
+        vec!["run", "--model", "models/onnx/qdq_cnn.onnx", "--requant", "nearest"],
+    ] {
+        let o = bitmac(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The ResNet-18-shaped QDQ model (models/onnx/resnet18_qdq.py) loads and runs one image end to
+/// end. Needs Python with torch and onnxruntime, so it is ignored by default:
+/// `cargo test --release --test onnx_import -- --ignored resnet18`.
+#[test]
+#[ignore]
+fn resnet18_qdq_runs_one_image() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/onnx");
+    let st = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/onnx/resnet18_qdq.py"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = bitmac(&[
+        "run",
+        "--model",
+        dir.join("resnet18_qdq.onnx").to_str().unwrap(),
+        "--data",
+        dir.join("resnet18_input.npy").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 1);
+    assert!(v["predictions"][0].as_u64().unwrap() < 1000);
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.iter().filter(|n| n["op"] == "conv2d").count(), 21); // 20 convs + the pool
+    assert_eq!(nodes.iter().filter(|n| n["op"] == "add").count(), 8);
+}

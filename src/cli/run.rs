@@ -46,6 +46,14 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// ONNX models: labels `.npy` (one integer per sample) for the accuracy. Default: the
+    /// reference's labels when the data is the reference's.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// ONNX models: requantization mode of every requantizing node (float32 = ONNX Runtime's
+    /// CPU kernels; hardware, double, single). docs/onnx.md.
+    #[arg(long, default_value = "float32")]
+    requant: String,
     /// Print one Markdown table row instead of the report: psum dropped
     /// bits, rounding, offset, requant, accuracy, agreement, psum ties,
     /// then each layer's psum bias (units of 2^d) and output bias.
@@ -67,6 +75,8 @@ impl Default for Args {
             explain: 10,
             json: false,
             row: false,
+            labels: None,
+            requant: "float32".into(),
         }
     }
 }
@@ -75,6 +85,37 @@ impl Default for Args {
 pub fn run(args: Args) -> Result<i32> {
     let t0 = Instant::now();
     let engine: Engine = args.engine.parse()?;
+    // ONNX models (QONNX, QDQ) go through the importer and the graph runner (docs/onnx.md).
+    if let Some(mp) = args.model.as_deref().filter(|p| crate::import::run::is_onnx(p)) {
+        if args.row {
+            return Err(crate::Error::input("--row is not supported for ONNX models"));
+        }
+        let hw_text = match &args.hw {
+            Some(p) => crate::io::read_to_string(p)?,
+            None => crate::import::run::ONNX_HW.to_string(),
+        };
+        let hw_name = args.hw.as_ref().map_or("models/hw/onnx.json".to_string(), |p| p.display().to_string());
+        let hw = HwConfig::from_json_str(&apply_overrides(&hw_text, &hw_name, &args.set)?, &hw_name)?;
+        let requant = crate::graph::RequantMode::parse(&args.requant)?;
+        if requant == crate::graph::RequantMode::Accumulator {
+            return Err(crate::Error::field("--requant", "accumulator", "float32, hardware, double, single"));
+        }
+        let out = crate::import::run::run_cli(&crate::import::run::CliArgs {
+            model: mp,
+            data: args.data.as_deref(),
+            labels: args.labels.as_deref(),
+            reference: args.reference.as_deref(),
+            requant,
+            hw: &hw,
+            hw_name: &hw_name,
+            engine,
+            batch: args.batch,
+            explain: args.explain,
+            json: args.json,
+        })?;
+        print!("{out}");
+        return Ok(0);
+    }
     let (model, model_path) = match &args.model {
         Some(p) => (Model::load(p)?, Some(p.clone())),
         None => (model::default_model()?, None),

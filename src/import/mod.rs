@@ -7,3 +7,4 @@
 pub mod onnx;
 pub mod proto;
 pub mod reference;
+pub mod run;
