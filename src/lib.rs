@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod io;
+pub mod limits;
 
 pub mod lsq;
 pub mod numerics;
@@ -31,5 +32,6 @@ pub mod dse;
 pub mod vectors;
 
 pub mod cli;
+pub mod fuzzing;
 
 pub use error::{Error, Result};

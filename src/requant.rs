@@ -88,17 +88,33 @@ fn frexp(v: f64) -> (f64, i32) {
     (q, exp - 1022)
 }
 
+/// The exclusive upper bound of [`quantize_multiplier`]'s input, `2^30 - 2^-2`.
+pub const MAX_MULTIPLIER: f64 = 1073741823.75;
+
+/// The smallest [`quantize_multiplier`] input that does not underflow to
+/// `m0 = 0`: `2^-32 - 2^-64` (exact in f64).
+pub const MIN_MULTIPLIER: f64 = 2.3283064365386963e-10 - 5.421010862427522e-20;
+
 /// TFLite's `QuantizeMultiplier`: `q, shift = frexp(M)`;
 /// `m0 = round(q * 2^31)` with ties away from zero (C `std::round`, which is
 /// exactly Rust's `f64::round`, used here deliberately); if `m0 == 2^31`
 /// then `m0 /= 2, shift += 1`; if `shift < -31` the multiplier underflows to
 /// `m0 = 0, shift = 0` (all outputs 0, as TFLite does).
 ///
-/// `M` must be finite and `> 0`, and `< 2^30` (so `shift <= 30`, which both
-/// schemes support); anything else is an error.
+/// `M` must be finite, `> 0` and `< 2^30 - 2^-2` ([`MAX_MULTIPLIER`],
+/// exclusive): for `M` in `[2^30 - 2^-2, 2^30)` step 2 rounds `q * 2^31` up
+/// to `2^31` and the renormalized shift would be 31, outside the
+/// `shift <= 30` both schemes support (single rounding needs
+/// `t = 31 - shift >= 1`); anything else is an error. The smallest `M` that
+/// does not underflow is [`MIN_MULTIPLIER`] `= 2^-32 - 2^-64` (it rounds up
+/// to `m0 = 2^30, shift = -31`).
 pub fn quantize_multiplier(real: f64) -> Result<Multiplier> {
-    if !real.is_finite() || real <= 0.0 {
-        return Err(Error::field("requant multiplier", real, "finite and > 0"));
+    if !real.is_finite() || real <= 0.0 || real >= MAX_MULTIPLIER {
+        return Err(Error::field(
+            "requant multiplier",
+            real,
+            "finite, > 0 and < 2^30 - 2^-2 = 1073741823.75 (larger multipliers need shift > 30)",
+        ));
     }
     let (q, mut shift) = frexp(real);
     // q * 2^31 is exact (a power-of-two scaling); the rounding is the only
@@ -111,8 +127,9 @@ pub fn quantize_multiplier(real: f64) -> Result<Multiplier> {
     if shift < -31 {
         return Ok(Multiplier { m0: 0, shift: 0 });
     }
+    // Unreachable after the range check above (kept as the invariant's guard).
     if shift > 30 {
-        return Err(Error::field("requant multiplier", real, "less than 2^30"));
+        return Err(Error::internal(format!("requant multiplier {real}: shift {shift} > 30")));
     }
     Ok(Multiplier { m0: q_fixed as i32, shift })
 }
@@ -132,6 +149,16 @@ pub fn layer_multiplier(s_w: f32, s_a: f32, s_out: f32) -> Result<f64> {
         return Err(Error::field("activation step * weight step (f32)", prod, "finite and > 0"));
     }
     Ok(prod as f64 / s_out as f64)
+}
+
+/// THE quantized requantization multiplier of a layer with weight step
+/// `s_w`, input (activation) step `s_a` and output step `s_out`:
+/// `quantize_multiplier(layer_multiplier(s_w, s_a, s_out))`, i.e.
+/// `M = f64(f32(s_a * s_w)) / f64(s_out)` then TFLite `QuantizeMultiplier`
+/// (`docs/requant.md`). Every command that derives a multiplier from step
+/// sizes (`run`, `gemm --scale-*`, `gen`, `dse`) calls this one function.
+pub fn step_multiplier(s_w: f32, s_a: f32, s_out: f32) -> Result<Multiplier> {
+    quantize_multiplier(layer_multiplier(s_w, s_a, s_out)?)
 }
 
 /// A validated requantizer: multiplier, scheme, output format and ReLU.
@@ -266,5 +293,35 @@ mod tests {
         assert!(quantize_multiplier(0.0).is_err());
         assert!(quantize_multiplier(f64::NAN).is_err());
         assert!(quantize_multiplier(2f64.powi(31)).is_err());
+    }
+
+    #[test]
+    fn multiplier_range_both_ends() {
+        // Constants are the documented exact values.
+        assert_eq!(MAX_MULTIPLIER, 2f64.powi(30) - 0.25);
+        assert_eq!(MIN_MULTIPLIER, 2f64.powi(-32) - 2f64.powi(-64));
+        let below = |x: f64| f64::from_bits(x.to_bits() - 1);
+        // Upper end: the largest accepted M gives m0 = 2^31 - 1, shift 30.
+        let m = quantize_multiplier(below(MAX_MULTIPLIER)).unwrap();
+        assert_eq!((m.m0, m.shift), (i32::MAX, 30));
+        // The band [2^30 - 2^-2, 2^30) would need shift 31: refused, naming the range.
+        for x in [MAX_MULTIPLIER, below(2f64.powi(30)), 2f64.powi(30)] {
+            let e = quantize_multiplier(x).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{x}");
+            assert!(e.to_string().contains("2^30 - 2^-2"), "{e}");
+        }
+        // Lower end: MIN_MULTIPLIER rounds up to m0 = 2^30, shift -31; the
+        // next smaller f64 underflows to 0 (TFLite's behaviour).
+        let m = quantize_multiplier(MIN_MULTIPLIER).unwrap();
+        assert_eq!((m.m0, m.shift), (1 << 30, -31));
+        assert_eq!(quantize_multiplier(below(MIN_MULTIPLIER)).unwrap(), Multiplier { m0: 0, shift: 0 });
+        // Every accepted multiplier builds a requantizer under both schemes.
+        let out = IntFormat::signed(8).unwrap();
+        for x in [below(MAX_MULTIPLIER), MIN_MULTIPLIER, below(MIN_MULTIPLIER)] {
+            for r in [RequantRounding::Double, RequantRounding::Single] {
+                let rq = Requantizer::new(quantize_multiplier(x).unwrap(), r, out, false).unwrap();
+                let _ = rq.apply(1);
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Per layer `l` (see `docs/model-format.md` and `docs/datapath.md`):
 //! - the GEMM runs on the hardware config's array with the layer's codes;
-//! - hidden layers requantize with `M = layer_multiplier(s_w, s_a, s_out)`
+//! - hidden layers requantize with `Model::multiplier` (= `requant::step_multiplier`)
 //!   (`docs/requant.md`), the output format being the next layer's input
 //!   quantizer (bits, signedness) and ReLU fused as the model says;
 //! - the last layer's logits are the exact integers `acc * 2^d + bias`
@@ -72,13 +72,16 @@ pub struct LayerReport {
     /// Elements whose integer code differs from the fake-quant code (hidden
     /// layers; `None` for the last layer or without a reference).
     pub codes_differing: Option<u64>,
+    /// The requantization multiplier the datapath used (hidden layers;
+    /// `None` for the last layer, whose accumulators are the logits).
+    pub multiplier: Option<crate::requant::Multiplier>,
 }
 
 /// Why one sample's prediction differs from the fake-quant prediction.
 #[derive(Clone, Debug)]
 pub struct Flip {
     pub sample: usize,
-    pub label: u8,
+    pub label: u32,
     pub integer: usize,
     pub fake_quant: usize,
     /// The first layer whose output codes differ from the fake-quant codes.
@@ -149,10 +152,12 @@ fn lower(model: &Model, hw: &HwConfig) -> Result<Vec<Lowered>> {
         let rounding = hw.requant().rounding;
         let (requant, logits, real_scale) = match model.output_quant(l) {
             Some(oq) => {
+                // The one multiplier function (requant::step_multiplier).
+                let mult =
+                    model.multiplier(l)?.ok_or_else(|| Error::internal("hidden layer without multiplier"))?;
                 let m = layer_multiplier(wq.step(), aq.step(), oq.step()).map_err(ctx)?;
                 let ofmt = IntFormat::new(oq.signed(), oq.bits()).map_err(ctx)?;
-                let rq = Requantizer::new(quantize_multiplier(m).map_err(ctx)?, rounding, ofmt, layer.relu())
-                    .map_err(ctx)?;
+                let rq = Requantizer::new(mult, rounding, ofmt, layer.relu()).map_err(ctx)?;
                 (rq, false, m)
             }
             None => {
@@ -672,11 +677,15 @@ pub fn run_model(
             utilization,
             max_diff_vs_fake_quant: max_diff,
             codes_differing: differing,
+            multiplier: (!lowered[l].logits).then(|| lowered[l].requant.multiplier()),
         });
     }
 
     let (mut agree, mut flips_total, mut flips) = (None, 0, Vec::new());
     if let Some(r) = reference {
+        let float_bias: Vec<bool> = (0..n_layers)
+            .map(|l| fq_used_float_bias(&model.layers()[l], &lowered[l], r, &exact[l]))
+            .collect();
         let fq = &r.fake_quant.predictions;
         let mut a = 0;
         for s in 0..data.len() {
@@ -689,6 +698,7 @@ pub fn run_model(
                 flips.push(explain(
                     model,
                     &lowered,
+                    &float_bias,
                     r,
                     &codes,
                     &exact,
@@ -727,13 +737,14 @@ pub fn run_model(
 fn explain(
     model: &Model,
     lowered: &[Lowered],
+    float_bias: &[bool],
     r: &Reference,
     codes: &[Vec<i64>],
     exact: &[Vec<i128>],
     acc: &[Vec<i128>],
     s: usize,
     int_pred: usize,
-    label: u8,
+    label: u32,
 ) -> Flip {
     let fq_pred = r.fake_quant.predictions[s];
     let flip = |layer: &str, why: String| Flip {
@@ -757,6 +768,27 @@ fn explain(
                 if d > bd {
                     best = j;
                     bd = d;
+                }
+            }
+            if float_bias[l] {
+                // With the float bias (the int32 bias minus its rounding)
+                // the exact logits would order the two classes as
+                // fake-quant does: the bias rounding decided.
+                let d = |j: usize| layer.bias_rounding(j).unwrap_or(0.0);
+                let with_float = |j: usize| exact[l][base + j] as f64 - d(j);
+                let (a, b) = (with_float(int_pred), with_float(fq_pred));
+                let fq_wins = b > a || (b == a && fq_pred < int_pred);
+                if fq_wins && acc[l][base + int_pred] == exact[l][base + int_pred] {
+                    let why = format!(
+                        "logits differ: integer logit[{int_pred}]={} vs logit[{fq_pred}]={}; the float bias was rounded to \
+                         int32 (moving logit[{int_pred}] by {:+.4} and logit[{fq_pred}] by {:+.4} accumulator units): with \
+                         the float bias the exact logits are {a:.4} vs {b:.4}, as fake-quant orders them",
+                        codes[l][base + int_pred],
+                        codes[l][base + fq_pred],
+                        d(int_pred),
+                        d(fq_pred),
+                    );
+                    return flip(layer.name(), why);
                 }
             }
             let why = format!(
@@ -784,6 +816,25 @@ fn explain(
         }
         let Some((j, _)) = best else { continue };
         let (int, fq) = (codes[l][base + j], row[j] as i64);
+        if float_bias[l] && acc[l][base + j] == exact[l][base + j] {
+            let rq = &lowered[l].requant;
+            let o = layer.channel_of(j);
+            let d = layer.bias_rounding(o).unwrap_or(0.0);
+            let m = rq.real_multiplier();
+            let (v, vf) = (m * exact[l][base + j] as f64, m * (exact[l][base + j] as f64 - d));
+            if nearest_code(rq, vf) == fq && nearest_code(rq, v) != fq {
+                let why = format!(
+                    "{} output {}: integer code {int} vs fake-quant {fq}; exact value {v:.4} output LSBs; the float bias \
+                     b[{o}] was rounded to the int32 bias {} (by {d:+.4} accumulator units = {:+.4} output LSBs): with \
+                     the float bias the exact value is {vf:.4}, which rounds to the fake-quant code",
+                    layer.name(),
+                    element_name(layer, j),
+                    layer.bias()[o],
+                    d * m,
+                );
+                return flip(layer.name(), why);
+            }
+        }
         let why = format!(
             "{} output {}: integer code {int} vs fake-quant {fq}; {}",
             layer.name(),
@@ -836,6 +887,56 @@ fn cause(exact: i128, acc: i128, rq: Option<(&Requantizer, i64)>) -> String {
             v.floor() + 0.5
         )
     }
+}
+
+/// The integer nearest to `v` (ties up), clamped to `rq`'s output range.
+fn nearest_code(rq: &Requantizer, v: f64) -> i64 {
+    let fmt = rq.out_format();
+    let lo = if rq.relu() { fmt.min().max(0) } else { fmt.min() } as f64;
+    (v + 0.5).floor().clamp(lo, fmt.max() as f64) as i64
+}
+
+/// Whether the fake-quant forward of this layer evidently added the float
+/// bias `b` (not the int32 bias `bias_int`): the layer records `bias_float`
+/// with a non-zero rounding, and over every sample and element the exact
+/// values with the float bias (`exact - rounding`) match the fake-quant
+/// results better than with the int32 bias: hidden layers count the
+/// elements whose nearest code equals the fake-quant code; the last layer
+/// sums `|fake-quant logit / (s_w*s_a) - value|`. (The files do not record
+/// which bias the fake-quant forward used: the shipped models were trained
+/// with the bias fake-quantized onto the accumulator grid, so for them the
+/// int32 bias wins and no flip is blamed on the bias.)
+fn fq_used_float_bias(layer: &Layer, low: &Lowered, r: &Reference, exact: &[i128]) -> bool {
+    let n = layer.out_channels();
+    let d: Vec<f64> = (0..n).map(|o| layer.bias_rounding(o).unwrap_or(0.0)).collect();
+    if d.iter().all(|&x| x == 0.0) {
+        return false;
+    }
+    let len = layer.output_len();
+    if low.logits {
+        let (mut e_int, mut e_flt) = (0f64, 0f64);
+        for (s, row) in r.fake_quant.logits.iter().enumerate() {
+            for (j, &f) in row.iter().enumerate() {
+                let (fq, x) = (f as f64 / low.real_scale, exact[s * len + j] as f64);
+                e_int += (fq - x).abs();
+                e_flt += (fq - (x - d[j])).abs();
+            }
+        }
+        return e_flt < e_int;
+    }
+    let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
+        return false;
+    };
+    let m = low.requant.real_multiplier();
+    let (mut n_int, mut n_flt) = (0u64, 0u64);
+    for (s, row) in h.codes.iter().enumerate() {
+        for (j, &f) in row.iter().enumerate() {
+            let x = exact[s * len + j] as f64;
+            n_int += u64::from(nearest_code(&low.requant, m * x) == f as i64);
+            n_flt += u64::from(nearest_code(&low.requant, m * (x - d[layer.channel_of(j)])) == f as i64);
+        }
+    }
+    n_flt > n_int
 }
 
 fn element_name(layer: &Layer, j: usize) -> String {

@@ -177,17 +177,17 @@ fn point_ids_are_stable_and_ordered() {
     // Grid odometer over sorted paths (last fastest), then random samples.
     let (d, spec) = setup("ids");
     let sweep = dse::Sweep::load(&spec).unwrap();
-    let p0 = &sweep.points[0];
-    let p1 = &sweep.points[1];
+    let p0 = &sweep.points.get(0);
+    let p1 = &sweep.points.get(1);
     assert_eq!(p0["accumulator.bits"], 9);
     assert_eq!(p0["psum.rounding"], "TRN");
     // psum.round is the last sorted grid path, so it varies fastest.
     assert_eq!(p1["psum.rounding"], "RND");
     assert_eq!(p1["accumulator.bits"], 9);
     // The first grid path (accumulator.bits) varies slowest.
-    assert_eq!(sweep.points[2 * 4 * 3]["accumulator.bits"], 12);
+    assert_eq!(sweep.points.get(2 * 4 * 3)["accumulator.bits"], 12);
     // Random points keep grid paths at base values and draw their own.
-    let r = &sweep.points[72];
+    let r = &sweep.points.get(72);
     assert_eq!(r["accumulator.bits"], 16);
     assert_eq!(r["psum.rounding"], "RND");
     let rows = r["array.rows"].as_i64().unwrap();

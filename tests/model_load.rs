@@ -162,12 +162,12 @@ fn requant_multiplier_and_ranges() {
     let (model, _, _) = load_all("cnn_w4a4");
     let l0 = &model.layers()[0];
     let l1 = &model.layers()[1];
-    let m = model.requant_multiplier(0).unwrap();
+    let m = model.reference_multiplier(0).unwrap();
     let want =
         (l0.weight().quant().step() as f64 * l0.input_quant().step() as f64) / l1.input_quant().step() as f64;
     assert_eq!(m.to_bits(), want.to_bits());
     assert_eq!(model.output_range(0), Some((0, 15)));
-    assert_eq!(model.requant_multiplier(2), None);
+    assert_eq!(model.reference_multiplier(2), None);
     assert_eq!(model.output_quant(2), None);
     assert_eq!(l0.input_quant().bits(), 8);
     assert_eq!(l0.weight().quant().bits(), 8);
@@ -409,19 +409,31 @@ fn dataset_validation() {
     let row = |label: &str, px: &str| format!("{label},{}\n", vec![px; 64].join(","));
     let ok = format!("{header}{}{}", row("3", "16"), row("9", "0"));
     let d = Dataset::parse(&ok, "d.csv").unwrap();
-    assert_eq!((d.len(), d.label(0), d.label(1), d.image(0)[63], d.image(1)[0]), (2, 3, 9, 16, 0));
-    data_err(&format!("{header}{}", row("3", "17")), &["line 2", "p0", "17", "0..=16"]);
-    data_err(&format!("{header}{}", row("10", "1")), &["line 2", "label", "10", "0..=9"]);
+    assert_eq!((d.len(), d.label(0), d.label(1), d.image(0)[63], d.image(1)[0]), (2, 3, 9, 16.0, 0.0));
+    // Ranges are the model's (raw_min..=raw_max, class count), checked by check_for.
+    let model = bitmac::model::default_model().unwrap();
+    d.check_for(&model, "d.csv").unwrap();
+    for (text, needles) in [
+        (format!("{header}{}", row("3", "17")), ["d.csv", "sample 0 value [0]", "17", "0..=16"]),
+        (format!("{header}{}", row("10", "1")), ["d.csv", "sample 0 label", "10", "0..=9"]),
+    ] {
+        let msg = Dataset::parse(&text, "d.csv").unwrap().check_for(&model, "d.csv").unwrap_err().to_string();
+        assert!(needles.iter().all(|n| msg.contains(n)), "{msg}");
+    }
+    let d3 = Dataset::parse("label,a,b\n1,2.5,3\n", "d.csv").unwrap();
+    assert_eq!((d3.features(), d3.image(0)), (2, &[2.5f32, 3.0][..]));
     data_err(&format!("{header}{}", row("-1", "1")), &["line 2", "label", "-1"]);
     data_err(&format!("{header}{}", row("1", " 1")), &["line 2", "p0"]);
     data_err(&format!("{header}{}{}", row("1", "1"), row("2", "x")), &["line 3", "p0"]);
     data_err(&format!("{header}1,2,3\n"), &["line 2", "has 3 fields", "65"]);
+    data_err(&format!("{header}{}", row("1", "nan")), &["line 2", "p0", "finite"]);
     let full = format!("{header}{}", row("3", "16"));
     data_err(&full[..full.len() - 1], &["line 2", "truncated"]);
     data_err(&full[..full.len() - 20], &["truncated"]);
     data_err(&header, &["no samples"]);
     data_err("", &["empty"]);
-    data_err("label,a,b\n1,2,3\n", &["line 1", "header"]);
+    data_err("lbl,a,b\n1,2,3\n", &["line 1", "header"]);
+    data_err("label\n1\n", &["line 1", "header"]);
 }
 
 #[test]
@@ -631,7 +643,7 @@ fn quantizer_rounds_half_to_even_and_clamps() {
     assert!(Quant::new(4, true, 0.0).is_err());
     // Raw input outside raw_min..=raw_max or of the wrong length is an input error.
     let (model, _, _) = load_all("cnn_w4a4");
-    let err = model.input_codes(&[17u8; 64]).unwrap_err();
+    let err = model.input_codes(&[17f32; 64]).unwrap_err();
     assert!(err.to_string().contains("input[0]: 17 is out of range (allowed: 0..=16)"), "{err}");
-    assert_eq!(model.input_codes(&[0u8; 63]).unwrap_err().exit_code(), 2);
+    assert_eq!(model.input_codes(&[0f32; 63]).unwrap_err().exit_code(), 2);
 }

@@ -214,3 +214,223 @@ fn clock_domain_crossing_is_bit_identical_for_every_clock_ratio() {
         assert!(c.in_occupancy.len() <= depth as usize + 1 && c.out_occupancy.len() <= depth as usize + 1);
     }
 }
+
+/// Issue 10 item 1: the committed `model_*` golden vectors and `bitmac run`
+/// use the same requantization multiplier (one function,
+/// `requant::step_multiplier`), and both equal the multiplier derived
+/// independently here from the model's step sizes with the documented
+/// formula `M = f64(f32(s_a * s_w)) / f64(s_out)` (docs/requant.md).
+#[test]
+fn every_model_vector_case_uses_the_multiplier_of_bitmac_run() {
+    let dir = root().join("testvectors");
+    let mut cases = 0;
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("model_"))
+        .collect();
+    names.sort();
+    let model = bitmac::model::default_model().unwrap();
+    for name in names {
+        let case: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("cases").join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(case["model"], "default", "{name}");
+        let layer = case["layer"].as_str().unwrap();
+        let mult_path = dir.join(&name).join("mult.json");
+        let hw = format!("testvectors/cases/{name}.hw.json");
+        let out = bitmac(&["run", "--hw", &hw, "--json"]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let layers = v["layers"].as_array().unwrap();
+        let l = layers.iter().position(|x| x["name"] == layer).unwrap();
+        let run_m = &layers[l]["multiplier"];
+        if l + 1 == layers.len() {
+            // The last layer's accumulators are the logits: neither `run`
+            // (null) nor the vector case (no mult file) has a multiplier.
+            assert!(run_m.is_null(), "{name}: {run_m}");
+            assert!(!mult_path.exists(), "{name}");
+        } else {
+            let mult: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&mult_path).unwrap()).unwrap();
+            let vec_m = (mult["data"][0].as_i64().unwrap(), mult["data"][1].as_i64().unwrap());
+            let run_m = (run_m["m0"].as_i64().unwrap(), run_m["shift"].as_i64().unwrap());
+            assert_eq!(vec_m, run_m, "{name}: vector multiplier vs bitmac run");
+            // Independent derivation: the documented formula, then frexp by
+            // hand (q in [0.5, 1)), m0 = round-half-away(q * 2^31).
+            let (ly, next) = (&model.layers()[l], &model.layers()[l + 1]);
+            let prod = ly.input_quant().step() * ly.weight().quant().step(); // f32 multiply
+            let real = prod as f64 / next.input_quant().step() as f64;
+            let mut e = 0i64;
+            let mut q = real;
+            while q >= 1.0 {
+                q /= 2.0;
+                e += 1;
+            }
+            while q < 0.5 {
+                q *= 2.0;
+                e -= 1;
+            }
+            let mut m0 = (q * 2147483648.0).round() as i64;
+            if m0 == 1 << 31 {
+                m0 /= 2;
+                e += 1;
+            }
+            assert_eq!(run_m, (m0, e), "{name}: bitmac run vs the formula of docs/requant.md");
+        }
+        cases += 1;
+    }
+    assert!(cases >= 3, "expected the committed model_conv1, model_conv2, model_fc cases");
+}
+
+/// A minimal `.npy` (v1.0, C order) with the given descr, shape and
+/// little-endian element bytes.
+fn npy_bytes(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_s = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Issue 10 item 5: `--data` with a model whose reference exists uses it
+/// (SHA-256 checked), `.npy` inputs (float32 and integer) with `.npy`
+/// labels give the same predictions as the CSV, CSVs of another feature
+/// count are read and checked against the model, and the text report fits
+/// 80 columns.
+#[test]
+fn run_data_sets_and_reference_keep_their_word() {
+    let dir = std::env::temp_dir().join(format!("bitmac-run-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = "models/data/digits_test.csv";
+    // --data with the model's reference present: the reference is used.
+    let out = bitmac(&["run", "--model", "models/cnn_w4a4.json", "--data", csv]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("accuracy (PyTorch fake-quant)") && text.contains("agreement"), "{text}");
+    assert!(!text.contains("no fake-quant reference"), "{text}");
+    // Same data, one pixel changed: the data SHA-256 no longer matches.
+    let original = std::fs::read_to_string(root().join(csv)).unwrap();
+    let edited = original.replacen("\n5,0,0,", "\n5,0,1,", 1);
+    assert_ne!(edited, original);
+    let bad = dir.join("edited.csv");
+    std::fs::write(&bad, &edited).unwrap();
+    let out = bitmac(&["run", "--model", "models/cnn_w4a4.json", "--data", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("data_sha256") && err.contains("edited.csv") && err.contains("--reference none"),
+        "{err}"
+    );
+    // The default model with its embedded reference and other data: also checked.
+    let out = bitmac(&["run", "--data", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bitmac(&["run", "--data", bad.to_str().unwrap(), "--reference", "none", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The CSV run's predictions, then the same samples from .npy.
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let want = json(bitmac(&["run", "--data", csv, "--reference", "none", "--json"]));
+    let data = Dataset::load(&root().join(csv)).unwrap();
+    let n = data.len();
+    let mut f32_body = Vec::new();
+    let mut u8_body = Vec::new();
+    let mut lab_body = Vec::new();
+    for s in 0..n {
+        for &v in data.image(s) {
+            f32_body.extend_from_slice(&v.to_le_bytes());
+            u8_body.push(v as u8);
+        }
+        lab_body.extend_from_slice(&(data.label(s) as i64).to_le_bytes());
+    }
+    let labels = dir.join("labels.npy");
+    std::fs::write(&labels, npy_bytes("<i8", &[n], &lab_body)).unwrap();
+    for (name, descr, body) in [("x_f32.npy", "<f4", &f32_body), ("x_u8.npy", "|u1", &u8_body)] {
+        let p = dir.join(name);
+        std::fs::write(&p, npy_bytes(descr, &[n, 1, 8, 8], body)).unwrap();
+        let got = json(bitmac(&[
+            "run",
+            "--data",
+            p.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--reference",
+            "none",
+            "--json",
+        ]));
+        for k in ["correct", "total"] {
+            assert_eq!(got[k], want[k], "{name}: {k}");
+        }
+        assert_eq!(got["layers"].as_array().unwrap().len(), 3);
+    }
+    // .npy without labels, a wrong sample shape, an out-of-range value: one line naming the file.
+    let p = dir.join("x_f32.npy");
+    let mut big = f32_body.clone();
+    big[..4].copy_from_slice(&17.5f32.to_le_bytes());
+    std::fs::write(dir.join("x_big.npy"), npy_bytes("<f4", &[n, 1, 8, 8], &big)).unwrap();
+    std::fs::write(dir.join("x_63.npy"), npy_bytes("<f4", &[n, 63], &f32_body[..n * 63 * 4])).unwrap();
+    let lab = labels.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["run", "--data", p.to_str().unwrap()], "--labels"),
+        (
+            vec!["run", "--data", dir.join("x_63.npy").to_str().unwrap(), "--labels", lab],
+            "x_63.npy: 63 values",
+        ),
+        (
+            vec!["run", "--data", dir.join("x_big.npy").to_str().unwrap(), "--labels", lab],
+            "x_big.npy: sample 0 value [0]",
+        ),
+    ] {
+        let out = bitmac(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A CSV with another feature count is read; the model then rejects it by name.
+    let c63: String = original
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!("{}\n", f[..64].join(","))
+        })
+        .collect();
+    let p63 = dir.join("d63.csv");
+    std::fs::write(&p63, &c63).unwrap();
+    assert_eq!(Dataset::load(&p63).unwrap().features(), 63);
+    let out = bitmac(&["run", "--data", p63.to_str().unwrap(), "--reference", "none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("d63.csv") && err.contains("takes 64"), "{err}");
+    // A label beyond the model's class count (10).
+    let p10 = dir.join("label10.csv");
+    std::fs::write(&p10, original.replacen("\n5,", "\n10,", 1)).unwrap();
+    let out = bitmac(&["run", "--data", p10.to_str().unwrap(), "--reference", "none"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("label") && err.contains("10 classes"), "{err}");
+
+    // The text report fits 80 columns, with and without explanations.
+    for args in
+        [vec!["run"], vec!["run", "--set", "psum.drop_bits=6"], vec!["run", "--hw", "models/hw/cdc.json"]]
+    {
+        let out = bitmac(&args);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{args:?}: {} columns: {line}", line.chars().count());
+        }
+        assert!(text.contains("max|acc| = largest |psum-buffer value| (units of 2^d), without the bias"));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -27,6 +27,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Refuse a synthetic-workload sweep of more than N MACs in all
+    /// (points x MACs per point). See docs/limits.md.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::DSE_MAX_WORK)]
+    max_work: u64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -65,6 +69,7 @@ pub fn run(args: Args) -> Result<i32> {
                 shard,
                 threads: args.threads,
                 progress: true,
+                max_work: args.max_work,
             };
             (dse::run(&opts)?, out)
         }

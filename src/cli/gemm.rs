@@ -3,7 +3,7 @@
 //! The requant multiplier of a bare GEMM is given either as the real
 //! multiplier (`--multiplier M`) or as the three LSQ step sizes
 //! (`--scale-w`, `--scale-a`, `--scale-out`, combined as TFLite does, see
-//! `requant::layer_multiplier`); `--stage out` needs one of the two,
+//! `requant::step_multiplier`, the function every command uses); `--stage out` needs one of the two,
 //! `--stage acc` needs neither. Output format, ReLU and rounding scheme come
 //! from the hardware config's `requant` section.
 
@@ -13,7 +13,7 @@ use crate::hw::HwConfig;
 use crate::layers::run_gemm_traced;
 use crate::npy::{read_npy, write_npy, Dtype, NpyArray};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, Multiplier, Requantizer};
+use crate::requant::{quantize_multiplier, step_multiplier, Multiplier, Requantizer};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `bitmac gemm` (boxed: the options are many, and the
@@ -67,6 +67,11 @@ pub struct GemmArgs {
     /// Output step size s_out.
     #[arg(long)]
     pub scale_out: Option<f32>,
+    /// Refuse a GEMM whose estimated work exceeds N MAC-steps (fast engine:
+    /// M*K*N; cycle engine: cycles x rows x cols; plus FIFO edges with a
+    /// cdc section). See docs/limits.md.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::GEMM_MAX_WORK)]
+    pub max_work: u64,
 }
 
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
@@ -91,9 +96,7 @@ fn multiplier(args: &GemmArgs) -> Result<Option<Multiplier>> {
         }
         (Some(m), _) => Ok(Some(quantize_multiplier(m)?)),
         (None, 3) => {
-            let real =
-                layer_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?;
-            Ok(Some(quantize_multiplier(real)?))
+            Ok(Some(step_multiplier(args.scale_w.unwrap(), args.scale_a.unwrap(), args.scale_out.unwrap())?))
         }
         (None, 0) => Ok(None),
         (None, _) => Err(Error::input("--scale-w, --scale-a and --scale-out must be given together")),
@@ -148,6 +151,15 @@ pub fn run(args: Args) -> Result<i32> {
             Some(v)
         }
     };
+    // Bounded work (docs/limits.md): estimated from the validated shapes
+    // before anything runs.
+    crate::limits::check_gemm(
+        &hw,
+        engine,
+        (a.rows(), a.cols(), w.cols()),
+        args.max_work,
+        args.trace.is_some(),
+    )?;
     let mut trace = args.trace.as_ref().map(|_| String::new());
     let (res, cdc) = if hw.cdc().is_some() {
         // The array in its own clock domain: A crosses in, results cross out.

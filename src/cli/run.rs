@@ -23,11 +23,19 @@ pub struct Args {
     /// Hardware config JSON. Default: the shipped models/hw/default.json.
     #[arg(long)]
     hw: Option<PathBuf>,
-    /// Data set CSV (label,p0..p63). Default: the shipped digits test split.
+    /// Data set: CSV (`label,NAME,...`, one sample per line) or `.npy`
+    /// inputs (N x the model's input shape, float32 or integer; needs
+    /// --labels). Default: the shipped digits test split.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Labels `.npy` (N integers) for `--data INPUTS.npy`. ONNX models: optional, default
+    /// the reference's labels when the data is the reference's.
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Fake-quant reference (bitmac-ref/1). Default: MODEL with .ref.json,
-    /// if it exists; `--reference none` disables the comparison.
+    /// if it exists (the shipped one for the default model); its
+    /// model_sha256 and data_sha256 must match the files used.
+    /// `--reference none` disables the comparison.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Override a hardware config field, e.g. `--set psum.drop_bits=4`
@@ -46,10 +54,6 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// ONNX models: labels `.npy` (one integer per sample) for the accuracy. Default: the
-    /// reference's labels when the data is the reference's.
-    #[arg(long)]
-    labels: Option<PathBuf>,
     /// ONNX models: requantization mode of every requantizing node (float32 = ONNX Runtime's
     /// CPU kernels; hardware, double, single). docs/onnx.md.
     #[arg(long, default_value = "float32")]
@@ -59,6 +63,14 @@ pub struct Args {
     /// then each layer's psum bias (units of 2^d) and output bias.
     #[arg(long, conflicts_with = "json")]
     row: bool,
+    /// Refuse a run whose estimated datapath work exceeds N MAC-steps
+    /// (docs/limits.md).
+    #[arg(long, value_name = "N", default_value_t = crate::limits::RUN_MAX_WORK)]
+    max_work: u64,
+    /// Refuse a run whose per-sample results would take more than N bytes
+    /// (docs/limits.md).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::limits::RUN_MAX_MEM_BYTES)]
+    max_mem: u64,
 }
 
 impl Default for Args {
@@ -68,6 +80,7 @@ impl Default for Args {
             model: None,
             hw: None,
             data: None,
+            labels: None,
             reference: None,
             set: Vec::new(),
             engine: "fast".into(),
@@ -75,8 +88,9 @@ impl Default for Args {
             explain: 10,
             json: false,
             row: false,
-            labels: None,
             requant: "float32".into(),
+            max_work: crate::limits::RUN_MAX_WORK,
+            max_mem: crate::limits::RUN_MAX_MEM_BYTES,
         }
     }
 }
@@ -116,31 +130,70 @@ pub fn run(args: Args) -> Result<i32> {
         print!("{out}");
         return Ok(0);
     }
-    let (model, model_path) = match &args.model {
-        Some(p) => (Model::load(p)?, Some(p.clone())),
-        None => (model::default_model()?, None),
+    // The model and data, with the SHA-256 of the bytes actually used (the
+    // reference records which files it was made from).
+    let (model, model_path, model_name, model_sha) = match &args.model {
+        Some(p) => {
+            let bytes = crate::io::read(p)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::input(format!("{}: not UTF-8 text", p.display())))?;
+            let m = Model::from_json_str(&text, &p.display().to_string())?;
+            (m, Some(p.clone()), p.display().to_string(), model::sha256_hex(text.as_bytes()))
+        }
+        None => (
+            model::default_model()?,
+            None,
+            format!("(embedded) {}", model::DEFAULT_MODEL_PATH),
+            model::default_model_sha256(),
+        ),
     };
-    let data = match &args.data {
-        Some(p) => Dataset::load(p)?,
-        None => model::default_test_data()?,
+    let is_npy = |p: &std::path::Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let (data, data_name, data_sha) = match (&args.data, &args.labels) {
+        (Some(p), Some(l)) if is_npy(p) => {
+            let d = Dataset::load_npy(p, l)?;
+            (d, p.display().to_string(), model::sha256_hex(&crate::io::read(p)?))
+        }
+        (Some(p), None) if is_npy(p) => {
+            return Err(Error::input(format!(
+                "--data {}: a .npy data set needs --labels LABELS.npy (N integer labels)",
+                p.display()
+            )))
+        }
+        (Some(p), None) => {
+            let text = crate::io::read_to_string(p)?;
+            let d = Dataset::parse(&text, &p.display().to_string())?;
+            (d, p.display().to_string(), model::sha256_hex(text.as_bytes()))
+        }
+        (_, Some(l)) => {
+            return Err(Error::input(format!("--labels {}: only used with --data INPUTS.npy", l.display())))
+        }
+        (None, None) => (
+            model::default_test_data()?,
+            model::DEFAULT_DATA_PATH.to_string(),
+            model::default_test_data_sha256(),
+        ),
     };
+    data.check_for(&model, &data_name)?;
     let reference = match (&args.reference, &model_path) {
         (Some(p), _) if p.as_os_str() == "none" => None,
-        (Some(p), _) => Some(Reference::load(p)?),
+        (Some(p), _) => Some((Reference::load(p)?, p.display().to_string())),
         (None, Some(mp)) => {
             let p = Reference::path_for_model(mp);
-            if p.exists() && args.data.is_none() {
-                Some(Reference::load(&p)?)
+            if p.exists() {
+                Some((Reference::load(&p)?, p.display().to_string()))
             } else {
                 None
             }
         }
-        (None, None) if args.data.is_none() => Some(model::default_reference()?),
-        (None, None) => None,
+        (None, None) => {
+            Some((model::default_reference()?, "(embedded) models/cnn_w4a4.ref.json".to_string()))
+        }
     };
-    if let Some(r) = &reference {
-        r.check_model(&model)?;
+    if let Some((r, what)) = &reference {
+        r.check_model(&model).map_err(|e| e.context(what))?;
+        r.verify_sha256(what, &model_name, &model_sha, &data_name, &data_sha)?;
     }
+    let reference = reference.map(|(r, _)| r);
     let hw_text = match &args.hw {
         Some(p) => crate::io::read_to_string(p)?,
         None => DEFAULT_HW.to_string(),
@@ -149,6 +202,22 @@ pub fn run(args: Args) -> Result<i32> {
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
     let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
     let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
+    // Bounded work and memory (docs/limits.md), estimated before running.
+    let hint = |flag: &str| format!("raise the limit with {flag} N");
+    crate::limits::check(
+        &format!("{} samples of {} in batches of {}", data.len(), model.name(), args.batch),
+        crate::limits::run_work(&model, &hw, engine, data.len(), args.batch),
+        args.max_work,
+        "MAC-steps",
+        Some(&hint("--max-work")),
+    )?;
+    crate::limits::check(
+        &format!("{} samples of {} (per-sample results)", data.len(), model.name()),
+        crate::limits::run_memory(&model, data.len()),
+        args.max_mem,
+        "bytes",
+        Some(&hint("--max-mem")),
+    )?;
 
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let pb = indicatif::ProgressBar::new(data.len() as u64);
@@ -174,8 +243,6 @@ pub fn run(args: Args) -> Result<i32> {
         pb.finish_and_clear();
     }
     let wall = t0.elapsed().as_secs_f64();
-    let data_name =
-        args.data.as_ref().map_or(model::DEFAULT_DATA_PATH.to_string(), |p| p.display().to_string());
     if args.json {
         println!("{}", report_json(&report, &hw_name, &data_name, &hw, wall));
     } else if args.row {
@@ -283,30 +350,18 @@ fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
             let _ = writeln!(s, "no fake-quant reference: agreement not computed");
         }
     }
+    // Two tables so that every line fits 80 columns.
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<8} {:<6} {:>16} {:>10} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5} {:>9} {:>10}",
-        "layer",
-        "kind",
-        "GEMM MxKxN",
-        "cycles",
-        "util",
-        "overflow",
-        "psum tie",
-        "psum bias",
-        "out bias",
-        "out rms",
-        "max|acc|",
-        "minP",
-        "A2Q t/w",
-        "max|i-fq|"
+        "{:<8} {:<6} {:>12} {:>10} {:>7} {:>8} {:>8} {:>9}",
+        "layer", "kind", "GEMM MxKxN", "cycles", "util", "overflow", "psum tie", "max|i-fq|"
     );
     for l in &r.layers {
         let st = &l.stats;
         let _ = writeln!(
             s,
-            "{:<8} {:<6} {:>16} {:>10} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5} {:>9} {:>10}",
+            "{:<8} {:<6} {:>12} {:>10} {:>7} {:>8} {:>8} {:>9}",
             l.name,
             l.kind,
             format!("{}x{}x{}", l.gemm.0, l.gemm.1, l.gemm.2),
@@ -314,13 +369,27 @@ fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
             pct(l.utilization),
             st.overflows(),
             st.psum_ties,
+            opt_f(l.max_diff_vs_fake_quant, 3),
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<8} {:>9} {:>9} {:>9} {:>10} {:>5} {:>9}",
+        "layer", "psum bias", "out bias", "out rms", "max|acc|", "minP", "A2Q t/w"
+    );
+    for l in &r.layers {
+        let st = &l.stats;
+        let _ = writeln!(
+            s,
+            "{:<8} {:>9} {:>9} {:>9} {:>10} {:>5} {:>9}",
+            l.name,
             opt_f(st.psum_err_mean(), 4),
             opt_f(st.out_err_mean(), 4),
             opt_f(st.out_err_rms(), 4),
             st.max_abs_acc,
             st.min_acc_bits,
             format!("{}/{}", st.a2q_bits_types, st.a2q_bits_weights),
-            opt_f(l.max_diff_vs_fake_quant, 3),
         );
     }
     let t = &r.total;
@@ -344,10 +413,51 @@ fn report_text(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
     }
     let _ = writeln!(
         s,
-        "columns: psum bias = mean psum rounding error (units of 2^d); out bias/rms = output error vs exact real requant (output LSBs);\n         minP = narrowest accumulator with no overflow on this data; A2Q t/w = A2Q minimum width from data types / actual weights;\n         max|i-fq| = largest |integer code - fake-quant value/step| (last layer: in accumulator LSBs)"
+        "columns: max|i-fq| = largest |integer code - fake-quant value/step| (last layer:\n\
+         \x20 in accumulator LSBs); psum bias = mean psum rounding error (units of 2^d);\n\
+         \x20 out bias/rms = output error vs exact real requant (output LSBs);\n\
+         \x20 max|acc| = largest |psum-buffer value| (units of 2^d), without the bias\n\
+         \x20 (the int32 bias is added after the array); minP = narrowest accumulator\n\
+         \x20 with no overflow on this data; A2Q t/w = A2Q minimum width from data types\n\
+         \x20 / actual weights"
     );
     let _ = writeln!(s, "wall time: {wall:.3} s");
-    s
+    wrap(&s, REPORT_WIDTH)
+}
+
+/// The text report's width: it fits an 80-column terminal.
+pub const REPORT_WIDTH: usize = 80;
+
+/// Wrap every line longer than `width` characters at its last space before
+/// the limit (or, without one, hard at the limit); continuation lines are
+/// indented by the line's own indentation plus 4. Lines that fit are kept.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        let cont = " ".repeat((indent + 4).min(width / 2));
+        let mut rest: Vec<char> = body.chars().collect();
+        let mut first = true;
+        while rest.len() + if first { 0 } else { cont.len() } > width {
+            let room = width - if first { 0 } else { cont.len() };
+            let cut = rest[..room].iter().rposition(|&c| c == ' ').filter(|&p| p > 0).unwrap_or(room);
+            if !first {
+                out.push_str(&cont);
+            }
+            out.extend(&rest[..cut]);
+            out.push('\n');
+            let skip = usize::from(rest.get(cut) == Some(&' '));
+            rest.drain(..cut + skip);
+            first = false;
+        }
+        if !first {
+            out.push_str(&cont);
+        }
+        out.extend(&rest);
+        out.push_str(nl);
+    }
+    out
 }
 
 /// One Markdown row (see `--row`); the header is in docs/seed-question.md.
@@ -383,6 +493,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
                 "utilization": l.utilization,
                 "max_diff_vs_fake_quant": l.max_diff_vs_fake_quant,
                 "codes_differing": l.codes_differing,
+                "multiplier": l.multiplier.map(|m| json!({"m0": m.m0, "shift": m.shift})),
                 "stats": stats(&l.stats),
             })
         })

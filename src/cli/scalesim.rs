@@ -22,12 +22,23 @@ pub struct Args {
     /// Topology form (SCALE-Sim's `-i`): auto detects GEMM by an `M` second header column.
     #[arg(long, value_enum, default_value_t = InputType::Auto)]
     pub input_type: InputType,
+    /// Refuse a topology with more than N folds in all (both timing models
+    /// step once per fold). See docs/limits.md.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::SCALESIM_MAX_FOLDS)]
+    pub max_work: u64,
 }
 
 /// Run `bitmac scalesim`.
 pub fn run(args: Args) -> Result<i32> {
     let cfg = ScaleSimConfig::read(&args.config)?;
     let topo = Topology::read(&args.topology, args.input_type)?;
+    crate::limits::check(
+        &format!("{}: layers on the {}x{} array", args.topology.display(), cfg.rows, cfg.cols),
+        scalesim::topology_folds(&cfg, &topo),
+        args.max_work,
+        "folds",
+        Some("raise the limit with --max-work N"),
+    )?;
     let reports = match args.timing {
         TimingModel::Scalesim => {
             if cfg.bandwidth_mode == BandwidthMode::User {

@@ -19,7 +19,7 @@ use crate::hw::HwConfig;
 use crate::layers::run_gemm;
 use crate::model::{argmax, Dataset, Layer, Model, Reference};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, RequantRounding, Requantizer};
+use crate::requant::{quantize_multiplier, Multiplier, RequantRounding, Requantizer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -44,7 +44,7 @@ struct Lowered {
     w: Matrix,
     bias: Vec<i32>,
     /// The requant multiplier, output format and ReLU (hidden layers).
-    out: Option<(f64, IntFormat, bool)>,
+    out: Option<(Multiplier, IntFormat, bool)>,
 }
 
 /// The value-dependent metrics of one run.
@@ -72,7 +72,7 @@ type WideCell = Arc<OnceLock<std::result::Result<Wide, String>>>;
 pub struct ModelEval {
     layers: Vec<Lowered>,
     inputs: Vec<Vec<i32>>,
-    labels: Vec<u8>,
+    labels: Vec<u32>,
     fake_quant: Vec<usize>,
     exact: [OnceLock<Vec<i64>>; 2],
     /// Wide runs by their key (see [`ModelEval::wide`]).
@@ -121,14 +121,11 @@ impl ModelEval {
             };
             let wq = layer.weight().quant();
             let aq = layer.input_quant();
-            // The multiplier as `bitmac run` (crate::sim) derives it.
-            let out = match m.output_quant(l) {
-                Some(q) => Some((
-                    layer_multiplier(wq.step(), aq.step(), q.step())?,
-                    IntFormat::new(q.signed(), q.bits())?,
-                    layer.relu(),
-                )),
-                None => None,
+            // The multiplier as `bitmac run` derives it: the one function
+            // `Model::multiplier` -> `requant::step_multiplier`.
+            let out = match (m.output_quant(l), m.multiplier(l)?) {
+                (Some(q), Some(mult)) => Some((mult, IntFormat::new(q.signed(), q.bits())?, layer.relu())),
+                _ => None,
             };
             let w_nk = layer.weight().codes().to_vec();
             let mut wt = vec![0i32; kd * nn];
@@ -174,9 +171,7 @@ impl ModelEval {
         self.layers
             .iter()
             .map(|l| match l.out {
-                Some((mult, fmt, relu)) => {
-                    Ok(Some(Requantizer::new(quantize_multiplier(mult)?, rq, fmt, relu)?))
-                }
+                Some((mult, fmt, relu)) => Ok(Some(Requantizer::new(mult, rq, fmt, relu)?)),
                 None => Ok(None),
             })
             .collect()

@@ -21,7 +21,7 @@ use crate::io::write_atomic;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Draw a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Refuse a sweep of synthetic workloads whose points x MACs per point
+    /// exceed this (`--max-work`, docs/limits.md).
+    pub max_work: u64,
 }
 
 /// What a run or merge did.
@@ -132,7 +135,7 @@ pub fn shard_ids(total: usize, shard: Option<Shard>) -> Vec<usize> {
 /// Evaluate one point into its record. Combination and workload errors
 /// (exit code 2) become `skipped`; anything else aborts.
 pub fn evaluate_point(sweep: &Sweep, ev: &dyn Evaluator, id: usize) -> Result<Record> {
-    let params = sweep.points[id].clone();
+    let params = sweep.points.get(id);
     let skipped = |e: Error| Record {
         id: id as u64,
         status: Status::Skipped,
@@ -157,40 +160,88 @@ pub fn evaluate_point(sweep: &Sweep, ev: &dyn Evaluator, id: usize) -> Result<Re
 /// file truncated to the last complete line; without it, it is an error.
 pub fn read_results(path: &Path, repair: bool) -> Result<BTreeMap<u64, Record>> {
     let mut out = BTreeMap::new();
-    if !path.exists() {
-        return Ok(out);
-    }
-    let bytes = crate::io::read(path)?;
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    if complete < bytes.len() {
-        if !repair {
-            return Err(Error::input(format!(
-                "{}: the last line is incomplete (allowed: complete lines only; run the sweep with --resume to repair it)",
-                path.display()
-            )));
+    scan_results(path, repair, |r, _, _| {
+        let id = r.id;
+        if out.insert(id, r).is_some() {
+            return Err(Error::input(format!("{}: duplicate point id {id}", path.display())));
         }
-        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, &e))?;
-        f.set_len(complete as u64).map_err(|e| Error::io(path, &e))?;
-        f.sync_all().map_err(|e| Error::io(path, &e))?;
-    }
-    let text = std::str::from_utf8(&bytes[..complete])
-        .map_err(|_| Error::input(format!("{}: not valid UTF-8", path.display())))?;
-    for (i, line) in text.lines().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let r: Record = serde_json::from_str(line).map_err(|e| {
-            Error::input(format!(
-                "{}:{}: malformed record: {e} (allowed: records written by bitmac dse)",
-                path.display(),
-                i + 1
-            ))
-        })?;
-        if out.insert(r.id, r).is_some() {
-            return Err(Error::input(format!("{}:{}: duplicate point id", path.display(), i + 1)));
-        }
-    }
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// One pass over `results.jsonl` without holding it: `f(record, offset,
+/// length)` is called for every complete line, in file order (empty lines
+/// are skipped). An incomplete last line (no trailing newline) is dropped
+/// and the file truncated to the last complete line with `repair`, and is an
+/// error without it. Memory: one line.
+pub fn scan_results(
+    path: &Path,
+    repair: bool,
+    mut f: impl FnMut(Record, u64, usize) -> Result<()>,
+) -> Result<()> {
+    use std::io::BufRead;
+    if !path.exists() {
+        return Ok(());
+    }
+    let (file, _) = crate::io::open_regular(path)?;
+    let mut rd = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    let (mut offset, mut lineno) = (0u64, 0usize);
+    loop {
+        line.clear();
+        let n = rd.read_until(b'\n', &mut line).map_err(|e| Error::io(path, &e))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        if line.last() != Some(&b'\n') {
+            if !repair {
+                return Err(Error::input(format!(
+                    "{}: the last line is incomplete (allowed: complete lines only; run the sweep with --resume to repair it)",
+                    path.display()
+                )));
+            }
+            drop(rd);
+            let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, &e))?;
+            f.set_len(offset).map_err(|e| Error::io(path, &e))?;
+            f.sync_all().map_err(|e| Error::io(path, &e))?;
+            return Ok(());
+        }
+        let text = std::str::from_utf8(&line[..n - 1])
+            .map_err(|_| Error::input(format!("{}:{lineno}: not valid UTF-8", path.display())))?;
+        if !text.is_empty() {
+            let r: Record = serde_json::from_str(text).map_err(|e| {
+                Error::input(format!(
+                    "{}:{lineno}: malformed record: {e} (allowed: records written by bitmac dse)",
+                    path.display()
+                ))
+            })?;
+            f(r, offset, n - 1)?;
+        }
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// The ids in `results.jsonl`, ascending; a duplicate is an error.
+fn result_ids(path: &Path, repair: bool) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    scan_results(path, repair, |r, _, _| {
+        ids.try_reserve(1).map_err(|_| Error::input(format!("{}: too many records", path.display())))?;
+        ids.push(r.id);
+        Ok(())
+    })?;
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::input(format!("{}: duplicate point id {}", path.display(), w[0])));
+    }
+    Ok(ids)
+}
+
+/// True when point `id` belongs to the slice (`total` points, `shard`).
+fn in_slice(id: u64, total: usize, shard: Option<Shard>) -> bool {
+    id < total as u64 && shard.is_none_or(|s| id % s.of == s.shard)
 }
 
 fn read_meta(dir: &Path) -> Result<(Meta, String)> {
@@ -279,15 +330,25 @@ pub fn run(opts: &RunOptions) -> Result<Summary> {
     }
 
     let ids = shard_ids(sweep.points.len(), opts.shard);
-    let done = read_results(&jsonl, true)?;
-    let id_set: BTreeSet<u64> = ids.iter().map(|i| *i as u64).collect();
-    if let Some(bad) = done.keys().find(|k| !id_set.contains(k)) {
+    if let Some(macs) = sweep.point_macs() {
+        crate::limits::check(
+            &format!("{}: {} points x {macs} MACs", opts.spec.display(), ids.len()),
+            ids.len() as u128 * macs,
+            opts.max_work,
+            "MACs",
+            Some("raise the limit with --max-work N, or run a --shard"),
+        )?;
+    }
+    let done = result_ids(&jsonl, true)?;
+    if let Some(bad) = done.iter().find(|&&k| !in_slice(k, sweep.points.len(), opts.shard)) {
         return Err(Error::input(format!(
             "{}: point {bad} does not belong to this sweep slice",
             jsonl.display()
         )));
     }
-    let todo: Vec<usize> = ids.iter().copied().filter(|i| !done.contains_key(&(*i as u64))).collect();
+    let todo: Vec<usize> =
+        ids.iter().copied().filter(|i| done.binary_search(&(*i as u64)).is_err()).collect();
+    drop(done);
 
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -343,7 +404,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
         return Err(Error::input("dse merge: no shard directories given (allowed: one or more DIR)"));
     }
     let (meta, text0) = read_meta(&dirs[0])?;
-    let mut all: BTreeMap<u64, Record> = BTreeMap::new();
     let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
     let mut of = None;
     for d in dirs {
@@ -376,10 +436,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
                 prev.display()
             )));
         }
-        let ids = shard_ids(meta.points as usize, Some(s));
-        let recs = read_results(&d.join("results.jsonl"), false)?;
-        let want: BTreeSet<u64> = ids.iter().map(|i| *i as u64).collect();
-        if let Some(bad) = recs.keys().find(|k| !want.contains(k)) {
+        let want = shard_ids(meta.points as usize, Some(s)).len();
+        let recs = result_ids(&d.join("results.jsonl"), false)?;
+        if let Some(bad) = recs.iter().find(|&&k| !in_slice(k, meta.points as usize, Some(s))) {
             return Err(Error::input(format!(
                 "{}: point {bad} does not belong to shard {}/{}",
                 d.display(),
@@ -387,17 +446,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
                 s.of
             )));
         }
-        if recs.len() != ids.len() {
+        if recs.len() != want {
             return Err(Error::input(format!(
                 "{}: shard {}/{} has {} of {} points (allowed: complete shards; rerun it with --resume)",
                 d.display(),
                 s.shard,
                 s.of,
                 recs.len(),
-                ids.len()
+                want
             )));
         }
-        all.extend(recs);
     }
     let of = of.unwrap_or(1);
     let missing: Vec<String> =
@@ -424,20 +482,20 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
         }
     }
     write_atomic(&out.join("sweep.json"), text0.as_bytes())?;
-    write_records(&out.join("results.jsonl"), &all)?;
+    // The shards' records, concatenated (finalize sorts them by id).
+    let mut cat = crate::io::AtomicFile::create(&out.join("results.jsonl"))?;
+    for d in dirs {
+        let p = d.join("results.jsonl");
+        scan_results(&p, false, |r, _, _| {
+            let mut line = serde_json::to_string(&r)
+                .map_err(|e| Error::internal(format!("record serialization: {e}")))?;
+            line.push('\n');
+            cat.write(line.as_bytes())
+        })?;
+    }
+    cat.commit()?;
     let ids: Vec<usize> = (0..meta.points as usize).collect();
     finalize(out, &meta, &ids)
-}
-
-fn write_records(path: &Path, recs: &BTreeMap<u64, Record>) -> Result<()> {
-    let mut s = String::new();
-    for r in recs.values() {
-        s.push_str(
-            &serde_json::to_string(r).map_err(|e| Error::internal(format!("record serialization: {e}")))?,
-        );
-        s.push('\n');
-    }
-    write_atomic(path, s.as_bytes())
 }
 
 /// CSV cell quoting (RFC 4180: quote when the cell has a comma, quote or
@@ -472,56 +530,151 @@ fn label(v: &Value) -> String {
     }
 }
 
+/// Records of `results.jsonl` in id order, read back one at a time from an
+/// index of `(id, offset, length)` (24 bytes per record), so the final
+/// files are written without holding the records.
+struct Sorted {
+    path: PathBuf,
+    file: std::fs::File,
+    index: Vec<(u64, u64, usize)>,
+}
+
+impl Sorted {
+    fn open(path: &Path, expected: usize) -> Result<Sorted> {
+        let mut index: Vec<(u64, u64, usize)> = Vec::new();
+        // Exact: no doubling slack for the largest buffer.
+        index
+            .try_reserve_exact(expected)
+            .map_err(|_| Error::input(format!("{}: cannot index {expected} records", path.display())))?;
+        scan_results(path, false, |r, off, len| {
+            index
+                .try_reserve(1)
+                .map_err(|_| Error::input(format!("{}: too many records", path.display())))?;
+            index.push((r.id, off, len));
+            Ok(())
+        })?;
+        index.sort_unstable();
+        if let Some(w) = index.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::input(format!("{}: duplicate point id {}", path.display(), w[0].0)));
+        }
+        let (file, _) = crate::io::open_regular(path)?;
+        Ok(Sorted { path: path.to_path_buf(), file, index })
+    }
+
+    /// The `i`-th record in id order.
+    fn get(&self, i: usize, buf: &mut Vec<u8>) -> Result<Record> {
+        use std::os::unix::fs::FileExt;
+        let (_, off, len) = self.index[i];
+        buf.resize(len, 0);
+        self.file.read_exact_at(buf, off).map_err(|e| Error::io(&self.path, &e))?;
+        serde_json::from_slice(buf)
+            .map_err(|e| Error::internal(format!("{}: re-read: {e}", self.path.display())))
+    }
+}
+
+/// The rows of one line plot, grouped as the plot needs them: per series
+/// label, per x value (in `total_cmp` order), `(x, sum of y, count)` with
+/// the y values added in id order (the order of the sorted records), so the
+/// means are the same floats as summing the rows of a group in id order.
+/// (Swept values are integers, booleans or names, so no x is `-0.0` and
+/// the `total_cmp` groups are the `==` groups.)
+type PlotRows = BTreeMap<String, BTreeMap<u64, (f64, f64, f64)>>;
+
+/// `f64::total_cmp` order as a `u64` key.
+fn total_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// Series from grouped rows: per label (sorted), per x (ascending), the
+/// mean of its y values.
+fn series_of(rows: PlotRows) -> Vec<Series> {
+    rows.into_iter()
+        .map(|(name, xs)| Series { name, points: xs.into_values().map(|(x, sum, n)| (x, sum / n)).collect() })
+        .collect()
+}
+
 /// Write the final files of a slice from `results.jsonl` (strict: every
-/// point of `ids` must be present).
+/// point of `ids` must be present). Streams: the records are read back one
+/// at a time in id order; memory is 24 bytes per record (the index), about
+/// 56 per ok point (Pareto objectives and coordinates, the front's order)
+/// and one entry per distinct (series, x) of each line plot.
 pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     let jsonl = out.join("results.jsonl");
-    let recs = read_results(&jsonl, false)?;
-    if recs.len() != ids.len() {
+    let sorted = Sorted::open(&jsonl, ids.len())?;
+    if sorted.index.len() != ids.len() {
         return Err(Error::internal(format!(
             "{}: {} of {} points after the run",
             jsonl.display(),
-            recs.len(),
+            sorted.index.len(),
             ids.len()
         )));
     }
-    write_records(&jsonl, &recs)?;
     let value = |r: &Record, p: &str| -> Value {
         r.params.get(p).cloned().or_else(|| get_path(&meta.base, p).cloned()).unwrap_or(Value::Null)
     };
 
-    // results.csv
-    let mut csv = String::from("id,status");
+    let mut header = String::from("id,status");
     for p in &meta.params {
-        csv.push(',');
-        csv.push_str(&csv_cell(p));
+        header.push(',');
+        header.push_str(&csv_cell(p));
     }
     for c in METRIC_COLUMNS {
-        csv.push(',');
-        csv.push_str(c);
+        header.push(',');
+        header.push_str(c);
     }
-    csv.push_str(",reason\n");
-    for r in recs.values() {
+    header.push_str(",reason\n");
+    let mut sorted_jsonl = crate::io::AtomicFile::create(&jsonl)?;
+    let mut csv = crate::io::AtomicFile::create(&out.join("results.csv"))?;
+    csv.write(header.as_bytes())?;
+    // Per ok point: its index in `sorted` and objectives.
+    let mut ok_at: Vec<usize> = Vec::new();
+    let mut objs: Vec<Objective> = Vec::new();
+    let (mut rows1, mut rows2): (PlotRows, PlotRows) = (BTreeMap::new(), BTreeMap::new());
+    let mut buf = Vec::new();
+    for i in 0..sorted.index.len() {
+        let r = sorted.get(i, &mut buf)?;
+        let mut line =
+            serde_json::to_string(&r).map_err(|e| Error::internal(format!("record serialization: {e}")))?;
+        line.push('\n');
+        sorted_jsonl.write(line.as_bytes())?;
         let mut row =
             vec![r.id.to_string(), if r.status == Status::Ok { "ok".into() } else { "skipped".into() }];
-        row.extend(meta.params.iter().map(|p| value_cell(&value(r, p))));
+        row.extend(meta.params.iter().map(|p| value_cell(&value(&r, p))));
         match &r.metrics {
             Some(m) => row.extend(m.csv_cells()),
             None => row.extend(METRIC_COLUMNS.iter().map(|_| String::new())),
         }
         row.push(csv_cell(r.reason.as_deref().unwrap_or("")));
-        csv.push_str(&row.join(","));
-        csv.push('\n');
+        let mut text = row.join(",");
+        text.push('\n');
+        csv.write(text.as_bytes())?;
+        if let Some(m) = &r.metrics {
+            ok_at.push(i);
+            objs.push(Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 });
+            let add = |rows: &mut PlotRows, xp: &str, filter: &BTreeMap<String, Value>, y: Option<f64>| {
+                if !filter.iter().all(|(p, v)| value(&r, p) == *v) {
+                    return;
+                }
+                if let (Some(x), Some(y)) = (num(&value(&r, xp)), y) {
+                    let e = rows.entry(label(&value(&r, &meta.plots.series))).or_default();
+                    let g = e.entry(total_key(x)).or_insert((x, 0.0, 0.0));
+                    g.1 += y;
+                    g.2 += 1.0;
+                }
+            };
+            add(&mut rows1, &meta.plots.x, &meta.plots.quality_where, Some(m.quality()));
+            add(&mut rows2, &meta.plots.bias_x, &meta.plots.bias_where, m.psum_bias);
+        }
     }
-    write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+    sorted_jsonl.commit()?;
+    csv.commit()?;
 
     // pareto.csv
-    let ok: Vec<(&Record, &Metrics)> =
-        recs.values().filter_map(|r| r.metrics.as_ref().map(|m| (r, m))).collect();
-    let objs: Vec<Objective> = ok
-        .iter()
-        .map(|(_, m)| Objective { quality: m.quality(), area: m.area as f64, cycles: m.cycles as f64 })
-        .collect();
     let front = pareto::front(&objs);
     let mut pc = String::from("id");
     for p in &meta.params {
@@ -530,9 +683,10 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     }
     pc.push_str(&format!(",{},area,cycles\n", meta.quality));
     for &i in &front {
-        let (r, m) = ok[i];
+        let r = sorted.get(ok_at[i], &mut buf)?;
+        let m = r.metrics.as_ref().ok_or_else(|| Error::internal("a front point without metrics"))?;
         let mut row = vec![r.id.to_string()];
-        row.extend(meta.params.iter().map(|p| value_cell(&value(r, p))));
+        row.extend(meta.params.iter().map(|p| value_cell(&value(&r, p))));
         row.push(m.quality().to_string());
         row.push(m.area.to_string());
         row.push(m.cycles.to_string());
@@ -540,35 +694,11 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         pc.push('\n');
     }
     write_atomic(&out.join("pareto.csv"), pc.as_bytes())?;
+    let n_ok = objs.len();
+    let n_all = sorted.index.len();
+    drop(sorted);
 
     // Plots.
-    let grouped =
-        |xp: &str, filter: &BTreeMap<String, Value>, y: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<Series> {
-            let mut rows: Vec<(String, f64, f64)> = ok
-                .iter()
-                .filter(|(r, _)| filter.iter().all(|(p, v)| value(r, p) == *v))
-                .filter_map(|(r, m)| Some((label(&value(r, &meta.plots.series)), num(&value(r, xp))?, y(m)?)))
-                .collect();
-            rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-            let mut series: Vec<Series> = Vec::new();
-            let mut i = 0;
-            while i < rows.len() {
-                let name = rows[i].0.clone();
-                let mut pts = Vec::new();
-                while i < rows.len() && rows[i].0 == name {
-                    let x = rows[i].1;
-                    let (mut sum, mut n) = (0.0, 0.0);
-                    while i < rows.len() && rows[i].0 == name && rows[i].1 == x {
-                        sum += rows[i].2;
-                        n += 1.0;
-                        i += 1;
-                    }
-                    pts.push((x, sum / n));
-                }
-                series.push(Series { name, points: pts });
-            }
-            series
-        };
     let qname = &meta.quality;
     let subtitle = |filter: &BTreeMap<String, Value>| {
         let mut s = format!("{}: one line per {}", meta.name, meta.plots.series);
@@ -578,7 +708,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         s.push_str("; mean over the other parameters");
         s
     };
-    let s1 = grouped(&meta.plots.x, &meta.plots.quality_where, &|m| Some(m.quality()));
+    let s1 = series_of(rows1);
     let svg1 = svg::line_plot(
         &format!("{qname} vs {}", meta.plots.x),
         &subtitle(&meta.plots.quality_where),
@@ -587,7 +717,7 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
         &s1,
     );
     write_atomic(&out.join("plot_quality.svg"), svg1.as_bytes())?;
-    let s2 = grouped(&meta.plots.bias_x, &meta.plots.bias_where, &|m| m.psum_bias);
+    let s2 = series_of(rows2);
     let svg2 = svg::line_plot(
         &format!("partial-sum rounding bias vs {}", meta.plots.bias_x),
         &subtitle(&meta.plots.bias_where),
@@ -608,11 +738,5 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     );
     write_atomic(&out.join("plot_pareto.svg"), svg3.as_bytes())?;
 
-    Ok(Summary {
-        points: ids.len(),
-        ok: ok.len(),
-        skipped: recs.len() - ok.len(),
-        evaluated: 0,
-        pareto: front.len(),
-    })
+    Ok(Summary { points: ids.len(), ok: n_ok, skipped: n_all - n_ok, evaluated: 0, pareto: front.len() })
 }

@@ -137,8 +137,10 @@ pub struct Sweep {
     pub workload: WorkloadJson,
     /// The swept parameter paths, sorted.
     pub params: Vec<String>,
-    /// Every point's overrides (one value per swept path), in id order.
-    pub points: Vec<BTreeMap<String, Value>>,
+    /// Every point's overrides (one value per swept path), in id order,
+    /// made on demand ([`Points::get`]): never materialized, so a sweep of
+    /// 10^7 points takes megabytes, not gigabytes.
+    pub points: Points,
     /// What happens to invalid combinations.
     pub invalid: InvalidPolicy,
     /// Plot axes.
@@ -250,35 +252,8 @@ impl Sweep {
         params.dedup();
         let base_of = |p: &str| get_path(&base, p).cloned().unwrap_or(Value::Null);
 
-        let mut points: Vec<BTreeMap<String, Value>> = Vec::with_capacity(total as usize);
-        // Grid: odometer, last path fastest.
-        if grid_n > 0 {
-            let mut idx = vec![0usize; grid.len()];
-            for _ in 0..grid_n {
-                let mut pt: BTreeMap<String, Value> =
-                    params.iter().map(|p| (p.clone(), base_of(p))).collect();
-                for (g, (path, vals)) in grid.iter().enumerate() {
-                    pt.insert(path.clone(), vals[idx[g]].clone());
-                }
-                points.push(pt);
-                for g in (0..grid.len()).rev() {
-                    idx[g] += 1;
-                    if idx[g] < grid[g].1.len() {
-                        break;
-                    }
-                    idx[g] = 0;
-                }
-            }
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for _ in 0..count {
-            let mut pt: BTreeMap<String, Value> = params.iter().map(|p| (p.clone(), base_of(p))).collect();
-            for (path, d) in &random {
-                pt.insert(path.clone(), d.draw(&mut rng));
-            }
-            points.push(pt);
-        }
-
+        let base_vals: Vec<Value> = params.iter().map(|p| base_of(p)).collect();
+        let points = Points::new(params.clone(), base_vals, grid, grid_n, random, count, seed);
         // Validate plots' parameter names.
         for (f, p) in
             [("plots.x", &j.plots.x), ("plots.series", &j.plots.series), ("plots.bias_x", &j.plots.bias_x)]
@@ -334,7 +309,7 @@ impl Sweep {
     /// The full configuration object of point `id`.
     pub fn config(&self, id: usize) -> Result<Value> {
         let mut v = self.base.clone();
-        for (p, x) in &self.points[id] {
+        for (p, x) in &self.points.get(id) {
             set_path(&mut v, p, x.clone())?;
         }
         Ok(v)
@@ -346,13 +321,116 @@ impl Sweep {
         Hw::from_value(&self.config(id)?)
     }
 
+    /// Upper bound on the MACs of evaluating one point of a synthetic
+    /// workload (`gemm`: `m*k*n`; `conv`: the conv's MACs); `None` for a
+    /// model workload (bounded by its data set, see docs/limits.md).
+    pub fn point_macs(&self) -> Option<u128> {
+        match &self.workload {
+            WorkloadJson::Gemm { m, k, n, .. } => Some(*m as u128 * *k as u128 * *n as u128),
+            WorkloadJson::Conv { c, h, w, oc, kh, kw, stride, pad, .. } => {
+                let (oh, ow) = ((h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1);
+                Some([oh, ow, *c, *kh, *kw, *oc].iter().fold(1u128, |a, &x| a * x as u128))
+            }
+            _ => None,
+        }
+    }
+
     /// The value of parameter `path` at point `id` (swept or from the base).
     pub fn value(&self, id: usize, path: &str) -> Value {
-        self.points[id]
+        self.points
+            .get(id)
             .get(path)
             .cloned()
             .or_else(|| get_path(&self.base, path).cloned())
             .unwrap_or(Value::Null)
+    }
+}
+
+/// The points of a sweep, made on demand from the spec: grid points by a
+/// mixed-radix decomposition of the id (the odometer order, last path
+/// fastest), random points by replaying the one `ChaCha8Rng` stream from a
+/// checkpoint saved every [`Points::CHUNK`] draws, so every point equals
+/// the point a full sequential expansion would make. Memory: one RNG state
+/// (a few hundred bytes) per `CHUNK` random points.
+#[derive(Clone, Debug)]
+pub struct Points {
+    params: Vec<String>,
+    base: Vec<Value>,
+    grid: Vec<(String, Vec<Value>)>,
+    grid_n: u64,
+    random: Vec<(String, Dist)>,
+    count: u64,
+    checkpoints: Vec<ChaCha8Rng>,
+}
+
+impl PartialEq for Points {
+    fn eq(&self, o: &Points) -> bool {
+        self.len() == o.len() && (0..self.len()).all(|i| self.get(i) == o.get(i))
+    }
+}
+
+impl Points {
+    /// Random points between two saved RNG states.
+    pub const CHUNK: u64 = 256;
+
+    fn new(
+        params: Vec<String>,
+        base: Vec<Value>,
+        grid: Vec<(String, Vec<Value>)>,
+        grid_n: u64,
+        random: Vec<(String, Dist)>,
+        count: u64,
+        seed: u64,
+    ) -> Points {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut checkpoints = Vec::with_capacity(count.div_ceil(Self::CHUNK) as usize);
+        for i in 0..count {
+            if i % Self::CHUNK == 0 {
+                checkpoints.push(rng.clone());
+            }
+            for (_, d) in &random {
+                d.draw(&mut rng);
+            }
+        }
+        Points { params, base, grid, grid_n, random, count, checkpoints }
+    }
+
+    /// The number of points.
+    pub fn len(&self) -> usize {
+        (self.grid_n + self.count) as usize
+    }
+
+    /// True for a sweep without points (never: a spec needs one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Point `id`'s value of every swept path (`id < len()`; a larger id is
+    /// an internal error of the caller and gives the base values).
+    pub fn get(&self, id: usize) -> BTreeMap<String, Value> {
+        let mut pt: BTreeMap<String, Value> =
+            self.params.iter().cloned().zip(self.base.iter().cloned()).collect();
+        let id = id as u64;
+        if id < self.grid_n {
+            let mut rest = id;
+            for (path, vals) in self.grid.iter().rev() {
+                let n = vals.len() as u64;
+                pt.insert(path.clone(), vals[(rest % n) as usize].clone());
+                rest /= n;
+            }
+        } else if id - self.grid_n < self.count {
+            let r = id - self.grid_n;
+            let mut rng = self.checkpoints[(r / Self::CHUNK) as usize].clone();
+            for _ in 0..r % Self::CHUNK {
+                for (_, d) in &self.random {
+                    d.draw(&mut rng);
+                }
+            }
+            for (path, d) in &self.random {
+                pt.insert(path.clone(), d.draw(&mut rng));
+            }
+        }
+        pt
     }
 }
 
@@ -567,4 +645,66 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod points_tests {
+    use super::*;
+
+    /// The sequential expansion the lazy [`Points`] must reproduce: the
+    /// grid as an odometer (last path fastest), then the random draws from
+    /// one stream.
+    fn sequential(p: &Points) -> Vec<BTreeMap<String, Value>> {
+        let base: BTreeMap<String, Value> = p.params.iter().cloned().zip(p.base.iter().cloned()).collect();
+        let mut out = Vec::new();
+        if p.grid_n > 0 {
+            let mut idx = vec![0usize; p.grid.len()];
+            for _ in 0..p.grid_n {
+                let mut pt = base.clone();
+                for (g, (path, vals)) in p.grid.iter().enumerate() {
+                    pt.insert(path.clone(), vals[idx[g]].clone());
+                }
+                out.push(pt);
+                for g in (0..p.grid.len()).rev() {
+                    idx[g] += 1;
+                    if idx[g] < p.grid[g].1.len() {
+                        break;
+                    }
+                    idx[g] = 0;
+                }
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..p.count {
+            let mut pt = base.clone();
+            for (path, d) in &p.random {
+                pt.insert(path.clone(), d.draw(&mut rng));
+            }
+            out.push(pt);
+        }
+        out
+    }
+
+    #[test]
+    fn lazy_points_equal_the_sequential_expansion() {
+        let params: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let base = vec![Value::from(0), Value::from(1), Value::from(2), Value::from(3)];
+        let grid = vec![
+            ("a".to_string(), vec![Value::from(10), Value::from(11), Value::from(12)]),
+            ("b".to_string(), vec![Value::from("x"), Value::from("y")]),
+        ];
+        let random = vec![
+            ("c".to_string(), Dist::Choice(vec![Value::from(1), Value::from(2), Value::from(3)])),
+            ("d".to_string(), Dist::Float(0.5, 2.5)),
+            ("a".to_string(), Dist::Int(-3, 1000)),
+        ];
+        // Crosses several checkpoints, and ends mid-chunk.
+        let count = 3 * Points::CHUNK + 17;
+        let p = Points::new(params, base, grid, 6, random, count, 7);
+        let want = sequential(&p);
+        assert_eq!(p.len(), want.len());
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(&p.get(i), w, "point {i}");
+        }
+    }
 }

@@ -210,6 +210,10 @@ pub fn line_plot(title: &str, subtitle: &str, xlabel: &str, ylabel: &str, series
     s
 }
 
+/// Above this many points the Pareto plot draws one background circle per
+/// occupied pixel instead of one per point (its size stays bounded).
+pub const PARETO_PLOT_MAX_EXACT: usize = 100_000;
+
 /// A scatter of every candidate (grey) with the front highlighted (red).
 pub fn pareto_plot(
     title: &str,
@@ -225,13 +229,28 @@ pub fn pareto_plot(
     let (y0, y1) = range(all.iter().map(|p| p.1));
     let f = Frame { x0, x1, y0, y1 };
     axes(&mut s, &f, xlabel, ylabel);
-    for (x, y) in all {
-        let _ = writeln!(
-            s,
-            r##"<circle cx="{:.2}" cy="{:.2}" r="2.5" fill="#9a9a9a" fill-opacity="0.6"/>"##,
-            f.px(*x),
-            f.py(*y)
-        );
+    if all.len() <= PARETO_PLOT_MAX_EXACT {
+        for (x, y) in all {
+            let _ = writeln!(
+                s,
+                r##"<circle cx="{:.2}" cy="{:.2}" r="2.5" fill="#9a9a9a" fill-opacity="0.6"/>"##,
+                f.px(*x),
+                f.py(*y)
+            );
+        }
+    } else {
+        // Bounded output for huge sweeps: one circle per occupied whole
+        // pixel (centre rounded half away from zero), in first-seen order.
+        let mut seen = std::collections::BTreeSet::new();
+        for (x, y) in all {
+            let (px, py) = (f.px(*x).round(), f.py(*y).round());
+            if seen.insert((px as i64, py as i64)) {
+                let _ = writeln!(
+                    s,
+                    r##"<circle cx="{px:.0}" cy="{py:.0}" r="2.5" fill="#9a9a9a" fill-opacity="0.6"/>"##
+                );
+            }
+        }
     }
     let mut fr = front.to_vec();
     fr.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));

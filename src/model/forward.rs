@@ -88,7 +88,7 @@ pub fn layer_accumulators(layer: &Layer, input: &[i32]) -> Vec<i64> {
 /// Semantics (docs/model-format.md): for each layer,
 /// `acc = sum(w*a) + bias` exactly; a hidden layer outputs
 /// `clamp(round_half_even(f64(acc) * M), lo, hi)` with `M` from
-/// [`Model::requant_multiplier`] and `(lo, hi)` from [`Model::output_range`];
+/// [`Model::reference_multiplier`] and `(lo, hi)` from [`Model::output_range`];
 /// the last layer's `acc` are the logits.
 pub fn reference_trace(model: &Model, input_codes: &[i32]) -> Result<Vec<LayerTrace>> {
     if input_codes.len() != model.input().len() {
@@ -110,7 +110,7 @@ pub fn reference_trace(model: &Model, input_codes: &[i32]) -> Result<Vec<LayerTr
     let mut a: Vec<i32> = input_codes.to_vec();
     for (l, layer) in model.layers().iter().enumerate() {
         let acc = layer_accumulators(layer, &a);
-        match (model.requant_multiplier(l), model.output_range(l)) {
+        match (model.reference_multiplier(l), model.output_range(l)) {
             (Some(m), Some((lo, hi))) => {
                 let codes: Vec<i32> = acc.iter().map(|&x| reference_requant(x, m, lo, hi)).collect();
                 a.clone_from(&codes);

@@ -50,6 +50,16 @@ pub fn default_test_data() -> Result<Dataset> {
     Dataset::parse(EMBEDDED_TEST_DATA, &format!("(embedded) {DEFAULT_DATA_PATH}"))
 }
 
+/// SHA-256 (hex) of the embedded default model file's bytes.
+pub fn default_model_sha256() -> String {
+    sha256_hex(EMBEDDED_MODEL.as_bytes())
+}
+
+/// SHA-256 (hex) of the embedded test split's bytes.
+pub fn default_test_data_sha256() -> String {
+    sha256_hex(EMBEDDED_TEST_DATA.as_bytes())
+}
+
 /// The embedded reference of the default model, checked against the
 /// embedded model and data (SHA-256). Its paths point into `models/`.
 pub fn default_reference() -> Result<Reference> {
@@ -320,6 +330,24 @@ impl Layer {
     pub fn output_len(&self) -> usize {
         self.output_shape().iter().product()
     }
+    /// The output channel (conv2d) or feature (dense) of output element `j`
+    /// (NCHW order for conv2d).
+    pub fn channel_of(&self, j: usize) -> usize {
+        match self {
+            Layer::Conv2d(l) => j / (l.output_shape[1] * l.output_shape[2]),
+            Layer::Dense(_) => j,
+        }
+    }
+    /// How much rounding the float bias to the int32 bias moved output
+    /// channel `o`, in accumulator units (`s_w * s_a`):
+    /// `bias_int[o] - f64(b[o]) / (f64(s_w) * f64(s_a))` (docs/model-format.md
+    /// 1.4; at most 0.5 in magnitude for a bias exported by that rule).
+    /// `None` when the file has no `bias_float`.
+    pub fn bias_rounding(&self, o: usize) -> Option<f64> {
+        let b = *self.bias_float()?.get(o)?;
+        let unit = self.weight().quant().step() as f64 * self.input_quant().step() as f64;
+        Some(self.bias()[o] as f64 - b as f64 / unit)
+    }
     /// Number of output channels (conv2d) or features (dense): the length
     /// of the bias and the GEMM's N.
     pub fn out_channels(&self) -> usize {
@@ -433,16 +461,32 @@ impl Model {
         self.layers.get(l + 1).map(Layer::input_quant)
     }
 
-    /// The real requantization multiplier of hidden layer `l`,
-    /// `M = (f64(s_w) * f64(s_a)) / f64(s_out)`: the product is exact in
-    /// f64, the division rounds to nearest even. `None` for the last layer.
-    /// The datapath derives its fixed-point multiplier from this value.
-    pub fn requant_multiplier(&self, l: usize) -> Option<f64> {
+    /// The real multiplier of the f64 **integer reference** (not the
+    /// hardware's) for hidden layer `l`, `M_ref = (f64(s_w) * f64(s_a)) /
+    /// f64(s_out)`: the product is exact in f64, the division rounds to
+    /// nearest even. It is the formula of `models/export.py`, which computed
+    /// the committed `integer` references; only [`super::reference_trace`]
+    /// uses it. `None` for the last layer. The hardware multiplier is
+    /// [`Model::multiplier`].
+    pub fn reference_multiplier(&self, l: usize) -> Option<f64> {
         let layer = self.layers.get(l)?;
         let out = self.output_quant(l)?;
         let sw = layer.weight().quant().step() as f64;
         let sa = layer.input_quant().step() as f64;
         Some((sw * sa) / out.step() as f64)
+    }
+
+    /// The hardware requantization multiplier of hidden layer `l`:
+    /// [`crate::requant::step_multiplier`]`(s_w, s_a, s_out)`, the one
+    /// function every command uses (`docs/requant.md`). `Ok(None)` for the
+    /// last layer (its accumulators are the logits; no requantization).
+    pub fn multiplier(&self, l: usize) -> Result<Option<crate::requant::Multiplier>> {
+        let (Some(layer), Some(out)) = (self.layers.get(l), self.output_quant(l)) else {
+            return Ok(None);
+        };
+        crate::requant::step_multiplier(layer.weight().quant().step(), layer.input_quant().step(), out.step())
+            .map(Some)
+            .map_err(|e| e.context(format!("layer {l} ({}) multiplier", layer.name())))
     }
 
     /// The real value of one unit of layer `l`'s accumulator,
@@ -468,22 +512,26 @@ impl Model {
     /// every operation in IEEE float32 (round to nearest even), exactly as
     /// the PyTorch fake-quant forward computes them. Errors if the length
     /// differs from the input size or a value is outside `raw_min..=raw_max`.
-    pub fn input_codes(&self, raw: &[u8]) -> Result<Vec<i32>> {
+    ///
+    /// `raw` holds each raw value as the f32 `f32(raw)` (see
+    /// [`Dataset`]: exact for integer samples below 2^24).
+    pub fn input_codes(&self, raw: &[f32]) -> Result<Vec<i32>> {
         if raw.len() != self.input.len() {
             return Err(Error::field("input length", raw.len(), self.input.len()));
         }
         let q = self.layers[0].input_quant();
+        let (lo, hi) = (self.input.raw_min as f32, self.input.raw_max as f32);
         raw.iter()
             .enumerate()
             .map(|(i, &r)| {
-                if (r as i64) < self.input.raw_min || (r as i64) > self.input.raw_max {
+                if !(lo..=hi).contains(&r) {
                     return Err(Error::field(
                         format!("input[{i}]"),
                         r,
                         format!("{}..={}", self.input.raw_min, self.input.raw_max),
                     ));
                 }
-                Ok(q.quantize(r as f32 * self.input.scale))
+                Ok(q.quantize(r * self.input.scale))
             })
             .collect()
     }

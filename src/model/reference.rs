@@ -4,7 +4,7 @@
 //! Python. Layout in `docs/model-format.md`.
 
 use super::forward::argmax;
-use super::{Model, DIGITS_CLASSES};
+use super::Model;
 use crate::error::{json_error, Error, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -63,7 +63,7 @@ pub struct Reference {
     /// SHA-256 (hex) of the data file.
     pub data_sha256: String,
     /// Ground-truth labels, one per sample.
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
     /// Accuracy of the float (unquantized) model before QAT.
     pub float_accuracy: f64,
     /// PyTorch fake-quant results.
@@ -86,7 +86,7 @@ struct RefJson {
     data_file: String,
     data_sha256: String,
     samples: usize,
-    labels: Vec<u8>,
+    labels: Vec<u32>,
     float_accuracy: f64,
     fake_quant: FqJson,
     integer: IntJson,
@@ -153,7 +153,7 @@ fn check_rows<T>(field: &str, rows: &[Vec<T>]) -> Result<usize> {
 }
 
 /// `accuracy` must equal count/n exactly as Python computes it.
-fn check_accuracy(field: &str, acc: f64, pred: &[usize], labels: &[u8]) -> Result<()> {
+fn check_accuracy(field: &str, acc: f64, pred: &[usize], labels: &[u32]) -> Result<()> {
     let correct = pred.iter().zip(labels).filter(|(&p, &l)| p == l as usize).count();
     let want = correct as f64 / labels.len() as f64;
     if acc != want {
@@ -206,15 +206,20 @@ impl Reference {
             return Err(Error::field("samples", 0, ">= 1"));
         }
         check_len("labels", s.labels.len(), n)?;
-        if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, &l)| l as usize >= DIGITS_CLASSES) {
-            return Err(Error::field(format!("labels[{i}]"), l, "0..=9"));
-        }
         check_len("fake_quant.predictions", s.fake_quant.predictions.len(), n)?;
         check_len("fake_quant.logits", s.fake_quant.logits.len(), n)?;
         check_len("integer.predictions", s.integer.predictions.len(), n)?;
         check_len("integer.logits", s.integer.logits.len(), n)?;
         check_len("input_codes", s.input_codes.len(), n)?;
         let classes = check_rows("fake_quant.logits", &s.fake_quant.logits)?;
+        // Labels index the logits (the class count is the logit width).
+        if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+            return Err(Error::field(
+                format!("labels[{i}]"),
+                l,
+                format!("0..={} (the logit count - 1)", classes - 1),
+            ));
+        }
         if check_rows("integer.logits", &s.integer.logits)? != classes {
             return Err(Error::input("integer.logits: row width differs from fake_quant.logits"));
         }
@@ -349,6 +354,34 @@ impl Reference {
         let model = crate::io::read(&self.model_path)?;
         let data = crate::io::read(&self.data_path)?;
         self.verify_bytes(&model, &data)
+    }
+
+    /// Check the SHA-256 of the model and data actually used (`model_sha`
+    /// of the bytes of `model_name`, `data_sha` of `data_name`) against the
+    /// recorded ones. `what` names the reference file in the error.
+    pub fn verify_sha256(
+        &self,
+        what: &str,
+        model_name: &str,
+        model_sha: &str,
+        data_name: &str,
+        data_sha: &str,
+    ) -> Result<()> {
+        if model_sha != self.model_sha256 {
+            return Err(Error::input(format!(
+                "{what}: model_sha256: model {model_name} has SHA-256 {model_sha}, but the reference was made from {} ({}); pass the matching --reference, or --reference none",
+                self.model_path.display(),
+                self.model_sha256
+            )));
+        }
+        if data_sha != self.data_sha256 {
+            return Err(Error::input(format!(
+                "{what}: data_sha256: data {data_name} has SHA-256 {data_sha}, but the reference was made from {} ({}); pass the matching --reference, or --reference none to run without the fake-quant comparison",
+                self.data_path.display(),
+                self.data_sha256
+            )));
+        }
+        Ok(())
     }
 
     /// Like [`Reference::verify_files`] for contents already in memory

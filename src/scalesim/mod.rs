@@ -190,6 +190,19 @@ pub fn bitmac_timing(m: &GemmMapping) -> Result<LayerTiming> {
     Ok(LayerTiming::from_cycles(m, cycles))
 }
 
+/// The folds of the whole topology on the array of `cfg`: both timing
+/// models step once per fold of every layer, so this is the work estimate
+/// `bitmac scalesim` checks before it runs (`docs/limits.md`).
+pub fn topology_folds(cfg: &ScaleSimConfig, topo: &Topology) -> u128 {
+    topo.layers
+        .iter()
+        .map(|layer| {
+            let f = timing::Folds::of(&GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols));
+            f.row_folds as u128 * f.col_folds as u128
+        })
+        .sum()
+}
+
 /// Map every layer of `topo` onto the array of `cfg` and time it with
 /// `timing`. Errors from the timing model are prefixed with the layer.
 pub fn run_topology(

@@ -8,7 +8,8 @@
 //!    whose SHA-256 also differs from its manifest entry is reported as
 //!    hand-edited;
 //! 4. `manifest.json` equals its regeneration (a hand-edited manifest);
-//! 5. the directory holds no other file.
+//! 5. the directory holds no other file (stale `.F.PID.tmp` temporaries of
+//!    a killed writer are reported on stderr and ignored).
 
 use super::files::sha256_hex;
 use super::{generate_as, Manifest, FORMAT, MANIFEST};
@@ -173,16 +174,12 @@ pub fn check_case(dir: &Path) -> Result<usize> {
 
     for (entry, want) in &g.files {
         let path = dir.join(&entry.path);
-        let have = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::mismatch(format!(
-                    "{label}: {}: missing (the case generates it)",
-                    entry.path
-                )));
-            }
-            Err(e) => return Err(Error::io(&path, &e)),
-        };
+        if std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Err(Error::mismatch(format!("{label}: {}: missing (the case generates it)", entry.path)));
+        }
+        // Bounded: a regular file of at most the input-size limit (a FIFO
+        // or device put in a case directory is an input error, not a hang).
+        let have = crate::io::read(&path)?;
         if let Some(d) = first_diff(want, &have) {
             let cause = match stored_sha(&entry.path) {
                 Some(s) if s != sha256_hex(&have) => {
@@ -208,6 +205,12 @@ pub fn check_case(dir: &Path) -> Result<usize> {
         let ent = ent.map_err(|e| Error::io(dir, &e))?;
         let name = ent.file_name().to_string_lossy().into_owned();
         if name != MANIFEST && !g.files.iter().any(|(e, _)| e.path == name) {
+            if crate::io::is_temp_name(&name) {
+                // A `.F.PID.tmp` left by a killed writer: not part of the
+                // case; reported, never removed (check only reads).
+                eprintln!("bitmac: warning: {label}: ignoring stale temporary file {name} (left by an interrupted write; safe to delete)");
+                continue;
+            }
             extra.push(name);
         }
     }

@@ -134,6 +134,21 @@ pub fn generate_as(case: &CaseSpec, hw: Option<&HwJson>, version: &str) -> Resul
     Ok(Generated { name: case.name().to_string(), manifest, manifest_bytes, files })
 }
 
+/// Parse a manifest's text as `check` does (JSON, `deny_unknown_fields`,
+/// this build's [`FORMAT`]); `what` names it in errors.
+pub fn parse_manifest(text: &str, what: &str) -> Result<Manifest> {
+    let m: Manifest = serde_json::from_str(text).map_err(|e| crate::error::json_error(what, &e))?;
+    if m.format != FORMAT {
+        return Err(Error::field(
+            format!("{what}: format"),
+            format!("{:?}", m.format),
+            format!("{FORMAT:?}"),
+        ));
+    }
+    case::validate_name(&m.name).map_err(|e| e.context(what))?;
+    Ok(m)
+}
+
 /// The exact bytes of a manifest.
 pub fn manifest_to_bytes(m: &Manifest) -> Result<Vec<u8>> {
     let mut s = serde_json::to_string_pretty(m).map_err(|e| Error::internal(format!("manifest: {e}")))?;
@@ -141,46 +156,109 @@ pub fn manifest_to_bytes(m: &Manifest) -> Result<Vec<u8>> {
     Ok(s.into_bytes())
 }
 
-/// Write a generated case to `out_root/<name>/`, every file atomically and
-/// the manifest last. Files listed in an older manifest there but not in
-/// the new one are removed; a directory that exists but holds files and no
-/// manifest is refused (it is not a bitmac case: never overwrite it).
+/// Write a generated case to `out_root/<name>/` so that a kill at any
+/// moment leaves either the old directory or the new one, complete:
+/// 1. stale temporaries of this case from a killed `gen` (`.NAME.PID.tmpdir`
+///    and `.NAME.PID.old` in `out_root` whose process is gone) are removed;
+/// 2. an existing `NAME` is replaced only if every entry in it is a file
+///    bitmac writes for a case (`manifest.json`, a file of the new case or
+///    of the old manifest, or a `.F.PID.tmp` temporary): a complete case, or
+///    the partial output of a killed older `gen`. Anything else (another
+///    file, a subdirectory) is refused: it is not bitmac's to overwrite;
+/// 3. the case is written into `.NAME.PID.tmpdir` (manifest last), which is
+///    then renamed to `NAME` (an old `NAME` is first renamed to
+///    `.NAME.PID.old` and removed after the swap).
 pub fn write_case(out_root: &Path, g: &Generated) -> Result<PathBuf> {
     let dir = out_root.join(&g.name);
-    let manifest_path = dir.join(MANIFEST);
-    if dir.is_dir() {
-        let old: Option<Manifest> = if manifest_path.is_file() {
-            // An unreadable old manifest is simply replaced.
-            crate::io::read_json(&manifest_path).ok()
-        } else {
-            let nonempty = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, &e))?.next().is_some();
-            if nonempty {
-                return Err(Error::input(format!(
-                    "{}: exists and is not a bitmac case directory (no {MANIFEST}); refusing to write into it",
-                    dir.display()
-                )));
-            }
-            None
-        };
-        if let Some(old) = old {
-            for e in &old.files {
-                let stale = !g.files.iter().any(|(n, _)| n.path == e.path);
-                if stale && case::validate_name(&e.path).is_ok() {
-                    let p = dir.join(&e.path);
-                    match std::fs::remove_file(&p) {
-                        Ok(()) => {}
-                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(err) => return Err(Error::io(&p, &err)),
-                    }
-                }
-            }
+    std::fs::create_dir_all(out_root).map_err(|e| Error::io(out_root, &e))?;
+    remove_stale_temps(out_root, &g.name)?;
+    let exists = match std::fs::symlink_metadata(&dir) {
+        Ok(md) if md.is_dir() => true,
+        Ok(_) => return Err(Error::input(format!("{}: exists and is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(&dir, &e)),
+    };
+    if exists {
+        check_replaceable(&dir, g)?;
+    }
+    let pid = std::process::id();
+    let tmp = out_root.join(format!(".{}.{pid}.tmpdir", g.name));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, &e))?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, &e))?;
+    let written = (|| -> Result<()> {
+        for (e, bytes) in &g.files {
+            crate::io::write_atomic(&tmp.join(&e.path), bytes)?;
         }
-    } else if dir.exists() {
-        return Err(Error::input(format!("{}: exists and is not a directory", dir.display())));
+        crate::io::write_atomic(&tmp.join(MANIFEST), &g.manifest_bytes)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    for (e, bytes) in &g.files {
-        crate::io::write_atomic(&dir.join(&e.path), bytes)?;
+    if exists {
+        let old = out_root.join(format!(".{}.{pid}.old", g.name));
+        std::fs::rename(&dir, &old).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Error::io(&dir, &e)
+        })?;
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, &e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, &e))?;
+    } else {
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, &e))?;
     }
-    crate::io::write_atomic(&manifest_path, &g.manifest_bytes)?;
     Ok(dir)
+}
+
+/// `.NAME.PID.tmpdir` / `.NAME.PID.old` -> PID, for the case `name`.
+fn temp_dir_pid(entry: &str, name: &str) -> Option<u32> {
+    let rest = entry.strip_prefix('.')?.strip_prefix(name)?.strip_prefix('.')?;
+    let pid = rest.strip_suffix(".tmpdir").or_else(|| rest.strip_suffix(".old"))?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Remove the temporaries a killed `gen` left for case `name` in `root`.
+fn remove_stale_temps(root: &Path, name: &str) -> Result<()> {
+    for ent in std::fs::read_dir(root).map_err(|e| Error::io(root, &e))? {
+        let ent = ent.map_err(|e| Error::io(root, &e))?;
+        let fname = ent.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_dir_pid(&fname, name) else { continue };
+        if pid == std::process::id() || !crate::io::pid_may_be_alive(pid) {
+            let p = ent.path();
+            let md = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, &e))?;
+            let r = if md.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            r.map_err(|e| Error::io(&p, &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuse to replace `dir` unless it holds only files bitmac writes for a
+/// case (see [`write_case`]).
+fn check_replaceable(dir: &Path, g: &Generated) -> Result<()> {
+    let manifest_path = dir.join(MANIFEST);
+    // An unreadable old manifest is simply replaced (its files are listed
+    // by the new case or are temporaries, or the directory is refused).
+    let old: Option<Manifest> =
+        if manifest_path.is_file() { crate::io::read_json(&manifest_path).ok() } else { None };
+    for ent in std::fs::read_dir(dir).map_err(|e| Error::io(dir, &e))? {
+        let ent = ent.map_err(|e| Error::io(dir, &e))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let is_file = ent.file_type().map_err(|e| Error::io(&ent.path(), &e))?.is_file();
+        let ours = name == MANIFEST
+            || crate::io::is_temp_name(&name)
+            || g.files.iter().any(|(e, _)| e.path == name)
+            || old.as_ref().is_some_and(|m| m.files.iter().any(|e| e.path == name));
+        if !(is_file && ours) {
+            return Err(Error::input(format!(
+                "{}: is not a bitmac case directory (it holds {name:?}, which is no file of this case); refusing to replace it",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }

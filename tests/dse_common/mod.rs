@@ -80,5 +80,6 @@ pub fn opts(spec: &Path, out: &Path) -> bitmac::dse::RunOptions {
         shard: None,
         threads: Some(1),
         progress: false,
+        max_work: bitmac::limits::DSE_MAX_WORK,
     }
 }

@@ -102,6 +102,21 @@ pub(crate) fn generate(c: &CdcCase) -> Result<KindOutput> {
         r: Clock { period_ps: c.rclk_ps, phase_ps: c.rphase_ps, jitter_ps: c.rjitter_ps },
     };
     clocks.validate(&cfg)?;
+    // Bounded work (docs/limits.md): the run's own edge cap, which also
+    // bounds the trace and VCD held in memory (about 100 bytes per edge).
+    for (f, v) in [("wen", c.wen), ("ren", c.ren)] {
+        if !(1..=100).contains(&v) {
+            return Err(Error::field(f, v, "1..=100 (percent of edges)"));
+        }
+    }
+    let edges = cdc::default_max_edges(&cfg, &clocks, words, c.wen.min(c.ren));
+    crate::limits::check(
+        "wclk_ps, rclk_ps, depth, sync, words, wen, ren (the run's edge bound)",
+        u128::from(edges),
+        crate::limits::GEN_CDC_MAX_EDGES,
+        "edges",
+        Some("vector cases are kept small: use closer clock periods, fewer words or higher enables"),
+    )?;
     // The same header `bitmac cdc --trace` writes.
     let desc = cdc::describe(&cfg, &clocks);
     let extra = [

@@ -23,12 +23,12 @@ use super::super::case::check_size;
 use super::super::data::{rng, IntGen, IntGenSpec};
 use super::super::files::{Artifact, Role, Stream, Tensor, Text};
 use super::KindOutput;
-use crate::array::{Engine, Matrix};
+use crate::array::{compute_cycles, Engine, Matrix};
 use crate::error::{Error, Result};
 use crate::hw::HwConfig;
 use crate::layers::{conv2d, run_gemm_traced, Conv2d, GemmResult};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, Requantizer};
+use crate::requant::{quantize_multiplier, step_multiplier, Requantizer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -110,13 +110,14 @@ fn requantizer(hw: &HwConfig, s_a: f32, s_w: f32, s_out: f32) -> Result<Requanti
             return Err(Error::field(f, v, "finite and > 0"));
         }
     }
-    let mult = quantize_multiplier(layer_multiplier(s_w, s_a, s_out)?)?;
+    let mult = step_multiplier(s_w, s_a, s_out)?;
     let rq = hw.requant();
     Requantizer::new(mult, rq.rounding, rq.out, rq.relu)
 }
 
-fn check_elems(field: &str, n: usize) -> Result<()> {
-    if n > MAX_ELEMS {
+fn check_elems(field: &str, n: impl Into<u128>) -> Result<()> {
+    let n: u128 = n.into();
+    if n > MAX_ELEMS as u128 {
         return Err(Error::field(
             field,
             format!("{n} elements"),
@@ -124,6 +125,31 @@ fn check_elems(field: &str, n: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuse a case whose cycle-engine run or array trace would exceed the
+/// vector-case limits of `docs/limits.md` (estimated from the shape with
+/// [`compute_cycles`], before anything is drawn or run).
+fn check_gen_work(hw: &HwConfig, m: usize, k: usize, n: usize, field: &str) -> Result<()> {
+    use crate::limits::{check, trace_bytes_bound, GEN_MAX_PE_STEPS, GEN_MAX_TRACE_BYTES};
+    let (r, cols) = (hw.rows(), hw.cols());
+    let cycles = compute_cycles(hw.dataflow(), r, cols, m, k, n);
+    let steps = cycles as u128 * r as u128 * cols as u128;
+    let hint = Some("vector cases are kept small: use a smaller shape or a larger array");
+    check(
+        &format!("{field} (cycles x rows x cols on {r}x{cols})"),
+        steps,
+        GEN_MAX_PE_STEPS,
+        "PE-steps",
+        hint,
+    )?;
+    check(
+        &format!("{field} (array trace)"),
+        trace_bytes_bound(cycles, r, cols),
+        GEN_MAX_TRACE_BYTES,
+        "bytes",
+        hint,
+    )
 }
 
 fn draw_bias(spec: &Option<IntGenSpec>, n: usize, seed: u64) -> Result<Option<Vec<i32>>> {
@@ -281,9 +307,10 @@ pub(crate) fn generate_gemm(c: &GemmCase, hw: &HwConfig) -> Result<KindOutput> {
     check_size("m", c.m, 1, 4096)?;
     check_size("k", c.k, 1, 4096)?;
     check_size("n", c.n, 1, 4096)?;
-    check_elems("m*k", c.m * c.k)?;
-    check_elems("k*n", c.k * c.n)?;
-    check_elems("m*n", c.m * c.n)?;
+    check_elems("m*k", (c.m * c.k) as u64)?;
+    check_elems("k*n", (c.k * c.n) as u64)?;
+    check_elems("m*n", (c.m * c.n) as u64)?;
+    check_gen_work(hw, c.m, c.k, c.n, "m, k, n")?;
     let rq = requantizer(hw, c.s_a, c.s_w, c.s_out)?;
     let (fa, fw) = (hw.activations(), hw.weights());
     let a = IntGen::new(&c.a_data, fa, "a_data", c.m * c.k)?.draw(&mut rng(c.seed, STREAM_A), c.m * c.k);
@@ -338,12 +365,17 @@ pub(crate) fn generate_conv2d(c: &Conv2dCase, hw: &HwConfig) -> Result<KindOutpu
         padding: (c.padding[0], c.padding[1]),
     };
     let (oh, ow) = shape.out_hw()?;
+    // Products in u128: six factors of up to 2^13 overflow usize.
+    let p = |v: &[usize]| v.iter().fold(1u128, |a, &x| a * x as u128);
+    check_elems("x", p(&[c.batch, c.in_ch, c.height, c.width]))?;
+    check_elems("w", p(&[c.out_ch, c.in_ch, c.kh, c.kw]))?;
+    check_elems("output", p(&[c.batch, c.out_ch, oh, ow]))?;
+    check_elems("im2col", p(&[c.batch, oh, ow, c.in_ch, c.kh, c.kw]))?;
+    // Within the element limits these products fit usize.
     let nx = c.batch * c.in_ch * c.height * c.width;
     let nw = c.out_ch * c.in_ch * c.kh * c.kw;
-    check_elems("x", nx)?;
-    check_elems("w", nw)?;
-    check_elems("output", c.batch * c.out_ch * oh * ow)?;
-    check_elems("im2col", c.batch * oh * ow * c.in_ch * c.kh * c.kw)?;
+    // The cycle engine runs twice (conv2d and its traced im2col GEMM).
+    check_gen_work(hw, c.batch * oh * ow, c.in_ch * c.kh * c.kw, c.out_ch, "conv2d shape")?;
     let rq = requantizer(hw, c.s_a, c.s_w, c.s_out)?;
     let (fa, fw) = (hw.activations(), hw.weights());
     let x = IntGen::new(&c.x_data, fa, "x_data", nx)?.draw(&mut rng(c.seed, STREAM_A), nx);
@@ -451,15 +483,12 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
     }
     let (fa, fw) = (hw.activations(), hw.weights());
     let hidden = model.output_quant(l).is_some();
-    let rq = match (model.requant_multiplier(l), model.output_quant(l)) {
+    // The hardware multiplier, exactly as `bitmac run` derives it
+    // (requant::step_multiplier); not the f64 reference multiplier.
+    let rq = match (model.multiplier(l)?, model.output_quant(l)) {
         (Some(m), Some(q)) => {
             let r = hw.requant();
-            Requantizer::new(
-                quantize_multiplier(m)?,
-                r.rounding,
-                IntFormat::new(q.signed(), q.bits())?,
-                layer.relu(),
-            )?
+            Requantizer::new(m, r.rounding, IntFormat::new(q.signed(), q.bits())?, layer.relu())?
         }
         // The last layer's accumulators are the logits: no output stage.
         _ => {
@@ -504,7 +533,8 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
             )
         }
     };
-    check_elems("im2col", am.rows() * am.cols())?;
+    check_elems("im2col", (am.rows() * am.cols()) as u64)?;
+    check_gen_work(hw, am.rows(), am.cols(), wm.cols(), "layer")?;
     let fa_err = |e: Error| e.context(format!("layer {} input codes vs hw activations {fa}", c.layer));
     am.check_format(fa, "x").map_err(fa_err)?;
     wm.check_format(fw, "w")

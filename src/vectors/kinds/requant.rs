@@ -2,7 +2,7 @@
 //! (docs/requant.md).
 //!
 //! The multiplier comes from the three LSQ steps exactly as the datapath
-//! derives it (`layer_multiplier`, then `quantize_multiplier`). For each
+//! derives it (`step_multiplier`: `layer_multiplier`, then `quantize_multiplier`). For each
 //! `x` (format `acc`): `y = clamp(scale(x + bias))`. Files: `x`, `mult`
 //! (param, i32: `[m0, shift]`), `y` (output), `clamp` (flag, u1: the clamp
 //! changed the value), `stats.json`.
@@ -13,7 +13,7 @@ use super::super::files::{Artifact, Role, Tensor};
 use super::KindOutput;
 use crate::error::{Error, Result};
 use crate::numerics::IntFormat;
-use crate::requant::{layer_multiplier, quantize_multiplier, RequantRounding, Requantizer};
+use crate::requant::{layer_multiplier, step_multiplier, RequantRounding, Requantizer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -62,7 +62,7 @@ pub(crate) fn generate(c: &RequantCase) -> Result<KindOutput> {
         }
     }
     let real = layer_multiplier(c.s_w, c.s_a, c.s_out)?;
-    let mult = quantize_multiplier(real)?;
+    let mult = step_multiplier(c.s_w, c.s_a, c.s_out)?;
     let rq = Requantizer::new(mult, rounding, fout, c.relu)?;
     let x = IntGen::new(&c.data, facc, "data", c.count)?.draw(&mut rng(c.seed, STREAM_X), c.count);
     let (mut y, mut cl, mut n_clamp) = (Vec::new(), Vec::new(), 0u64);
