@@ -346,7 +346,7 @@ fn qdq_small_model_translates_exactly() {
     assert_eq!(g.tensor(g.input()).quant.zero_point(), 3);
 }
 
-// ---- error classes (docs/onnx.md §8) ---------------------------------------------------------
+// ---- error classes (docs/onnx.md §9) ---------------------------------------------------------
 
 #[test]
 fn malformed_and_truncated_files_are_clear_errors() {
@@ -567,7 +567,7 @@ fn print(name: &str, a: &bitmac::import::reference::Agreement) {
     }
 }
 
-/// Codes that differ are one code apart and rare (docs/onnx.md §9 explains each).
+/// Codes that differ are one code apart and rare (docs/onnx.md §8 explains each).
 fn codes_close(a: &bitmac::import::reference::Agreement) {
     for t in &a.tensors {
         assert!(t.elements > 0, "{}: not compared", t.tensor);

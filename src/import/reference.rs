@@ -1,5 +1,5 @@
 //! References from the runtimes of imported ONNX models (qonnx's executor, ONNX Runtime) and
-//! bitmac's agreement with them (`docs/onnx.md` §6, §9).
+//! bitmac's agreement with them (`docs/onnx.md` §6, §8).
 //!
 //! A reference is a `bitmac-onnx-ref/1` JSON file written by the model's script
 //! (`models/onnx/*.py`): the runtime's float32 logits per sample and, optionally, the integer
@@ -276,7 +276,7 @@ pub fn agreement<'a, 'b>(
                 "node {} (tensor {t}) element {e}: bitmac code {a}, reference {b} ({}); the difference propagates to the logits",
                 node.as_deref().unwrap_or("input"),
                 if (a - b).abs() == 1 {
-                    "one code apart: the reference rounds a float32 result within float error of a half-way point, bitmac the exact integer (docs/onnx.md §7)"
+                    "one code apart: a value within float32 error of a half-way point, rounded differently by the reference's float path and bitmac's requantization (docs/onnx.md §7, §8)"
                 } else {
                     "more than one code apart"
                 }

@@ -1,5 +1,5 @@
 //! Running an imported ONNX model on a float32 `.npy` data set through the graph runner, and
-//! the `bitmac run --model M.onnx` report (`docs/onnx.md` §9).
+//! the `bitmac run --model M.onnx` report (`docs/onnx.md` §8).
 
 use super::onnx::{self, Flavor, ImportOptions, Imported};
 use super::reference::{agreement, argmax, Agreement, OnnxReference};
