@@ -699,6 +699,7 @@ fn cli_run_onnx_bad_inputs_exit_2_with_one_line() {
             "none",
         ],
         vec!["run", "--model", "models/onnx/qdq_cnn.onnx", "--requant", "nearest"],
+        vec!["run", "--model", "models/onnx/qdq_cnn.onnx", "--max-work", "1000"],
     ] {
         let o = bitmac(&args);
         let e = String::from_utf8_lossy(&o.stderr);

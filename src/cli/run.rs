@@ -126,6 +126,8 @@ pub fn run(args: Args) -> Result<i32> {
             batch: args.batch,
             explain: args.explain,
             json: args.json,
+            max_work: args.max_work,
+            max_mem: args.max_mem,
         })?;
         print!("{out}");
         return Ok(0);

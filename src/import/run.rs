@@ -87,6 +87,46 @@ pub fn run_imported(
     Ok(RunOutput { samples, predictions, codes })
 }
 
+/// The datapath work of running `samples` samples of `g` in batches of `batch` on `hw`, in
+/// MAC-steps (`limits::gemm_work` of every array node's GEMMs: a conv is `groups` GEMMs of
+/// `(OH*OW*b) x (C/g*KH*KW) x (O/g)`, a dense one `b x K x N`), as `bitmac run` bounds it for
+/// `bitmac-model/1` models (docs/limits.md).
+pub fn graph_work(
+    g: &crate::graph::Graph,
+    hw: &HwConfig,
+    engine: Engine,
+    samples: usize,
+    batch: usize,
+) -> u128 {
+    use crate::graph::Op;
+    use crate::limits::gemm_work;
+    let batch = batch.clamp(1, samples.max(1));
+    let per = |b: usize| -> u128 {
+        g.nodes()
+            .iter()
+            .map(|n| match &n.op {
+                Op::Conv2d(c) => {
+                    let out = &g.tensor(n.output).shape;
+                    let w = c.weight.shape();
+                    let m = (out[1] * out[2]).saturating_mul(b);
+                    c.groups as u128 * gemm_work(hw, engine, m, w[1] * w[2] * w[3], w[0] / c.groups.max(1))
+                }
+                Op::Dense(d) => gemm_work(hw, engine, b, d.weight.shape()[0], d.weight.shape()[1]),
+                _ => 0,
+            })
+            .sum()
+    };
+    let (full, rest) = (samples / batch, samples % batch);
+    full as u128 * per(batch) + if rest > 0 { per(rest) } else { 0 }
+}
+
+/// The memory a run keeps: 8 bytes per code of every tensor of every sample, plus 40 bytes
+/// per output element of a batch (the runner's code and two accumulators).
+pub fn graph_memory(g: &crate::graph::Graph, samples: usize, batch: usize) -> u128 {
+    let per: u128 = g.tensors().iter().map(|t| t.len() as u128).sum();
+    8 * per * samples as u128 + 40 * per * batch.clamp(1, samples.max(1)) as u128
+}
+
 /// Arguments of `bitmac run --model M.onnx`.
 pub struct CliArgs<'a> {
     pub model: &'a Path,
@@ -101,6 +141,9 @@ pub struct CliArgs<'a> {
     pub batch: usize,
     pub explain: usize,
     pub json: bool,
+    /// `--max-work` (MAC-steps) and `--max-mem` (bytes), docs/limits.md.
+    pub max_work: u64,
+    pub max_mem: u64,
 }
 
 fn sibling_ref(model: &Path) -> PathBuf {
@@ -129,6 +172,23 @@ pub fn run_cli(a: &CliArgs) -> Result<String> {
         _ => None,
     };
     let x = crate::npy::read_f32(&data)?;
+    let samples = x.shape.first().copied().unwrap_or(0);
+    let hint = |flag: &str| format!("raise the limit with {flag} N");
+    let what = format!("{samples} samples of {} in batches of {}", a.model.display(), a.batch);
+    crate::limits::check(
+        &what,
+        graph_work(&imp.graph, a.hw, a.engine, samples, a.batch),
+        a.max_work,
+        "MAC-steps",
+        Some(&hint("--max-work")),
+    )?;
+    crate::limits::check(
+        &format!("{what} (kept codes)"),
+        graph_memory(&imp.graph, samples, a.batch),
+        a.max_mem,
+        "bytes",
+        Some(&hint("--max-mem")),
+    )?;
     let out = run_imported(&imp, a.hw, &x, a.engine, a.batch)?;
     let labels = match labels {
         None => None,
