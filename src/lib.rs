@@ -27,6 +27,7 @@ pub mod scalesim;
 pub mod cdc;
 
 pub mod graph;
+pub mod import;
 pub mod model;
 pub mod ppu;
 pub mod sim;

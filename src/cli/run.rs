@@ -28,7 +28,8 @@ pub struct Args {
     /// --labels). Default: the shipped digits test split.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Labels `.npy` (N integers) for `--data INPUTS.npy`.
+    /// Labels `.npy` (N integers) for `--data INPUTS.npy`. ONNX models: optional, default
+    /// the reference's labels when the data is the reference's.
     #[arg(long)]
     labels: Option<PathBuf>,
     /// Fake-quant reference (bitmac-ref/1). Default: MODEL with .ref.json,
@@ -53,6 +54,10 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// ONNX models: requantization mode of every requantizing node (float32 = ONNX Runtime's
+    /// CPU kernels; hardware, double, single). docs/onnx.md.
+    #[arg(long, default_value = "float32")]
+    requant: String,
     /// Print one Markdown table row instead of the report: psum dropped
     /// bits, rounding, offset, requant, accuracy, agreement, psum ties,
     /// then each layer's psum bias (units of 2^d) and output bias.
@@ -91,6 +96,7 @@ impl Default for Args {
             explain: 10,
             json: false,
             row: false,
+            requant: "float32".into(),
             max_work: crate::limits::RUN_MAX_WORK,
             max_mem: crate::limits::RUN_MAX_MEM_BYTES,
             dump: None,
@@ -105,6 +111,39 @@ pub fn run(args: Args) -> Result<i32> {
     let engine: Engine = args.engine.parse()?;
     if let Some(p) = args.model.as_ref().filter(|p| graph_cli::is_graph(p)) {
         return graph_cli::run(&args, p, engine, t0);
+    }
+    // ONNX models (QONNX, QDQ) go through the importer and the graph runner (docs/onnx.md).
+    if let Some(mp) = args.model.as_deref().filter(|p| crate::import::run::is_onnx(p)) {
+        if args.row {
+            return Err(crate::Error::input("--row is not supported for ONNX models"));
+        }
+        let hw_text = match &args.hw {
+            Some(p) => crate::io::read_to_string(p)?,
+            None => crate::import::run::ONNX_HW.to_string(),
+        };
+        let hw_name = args.hw.as_ref().map_or("models/hw/onnx.json".to_string(), |p| p.display().to_string());
+        let hw = HwConfig::from_json_str(&apply_overrides(&hw_text, &hw_name, &args.set)?, &hw_name)?;
+        let requant = crate::graph::RequantMode::parse(&args.requant)?;
+        if requant == crate::graph::RequantMode::Accumulator {
+            return Err(crate::Error::field("--requant", "accumulator", "float32, hardware, double, single"));
+        }
+        let out = crate::import::run::run_cli(&crate::import::run::CliArgs {
+            model: mp,
+            data: args.data.as_deref(),
+            labels: args.labels.as_deref(),
+            reference: args.reference.as_deref(),
+            requant,
+            hw: &hw,
+            hw_name: &hw_name,
+            engine,
+            batch: args.batch,
+            explain: args.explain,
+            json: args.json,
+            max_work: args.max_work,
+            max_mem: args.max_mem,
+        })?;
+        print!("{out}");
+        return Ok(0);
     }
     // The model and data, with the SHA-256 of the bytes actually used (the
     // reference records which files it was made from).
