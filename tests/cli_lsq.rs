@@ -212,3 +212,28 @@ fn cli_bad_inputs_one_line_exit_2() {
     expect_error(&dir, "named", Some(&ok(r#""nbit": 1, "step": 0.5, "x": [1]"#)), "named.json: nbit");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 10 item 7: `bitmac lsq --input -` reads the JSON from stdin and
+/// prints exactly what `--input FILE` prints.
+#[test]
+fn input_dash_reads_stdin() {
+    use std::io::Write;
+    let text = r#"{"kind": "act", "variant": "seed", "nbit": 4, "step": 0.125, "x": [0.3, -0.07, 2.5]}"#;
+    let dir = std::env::temp_dir().join(format!("bitmac-lsq-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("in.json");
+    std::fs::write(&p, text).unwrap();
+    let from_file = run_lsq(&p);
+    assert!(from_file.status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(["lsq", "--input", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(from_stdin.status.success());
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -543,3 +543,30 @@ fn seed_question_table_is_what_its_script_prints() {
     }
     assert_eq!(printed.len(), table.len());
 }
+
+/// Issue 10 item 6: `Stats::to_json` (e.g. `bitmac gemm --stats`) lists its
+/// fields in the order of the table in docs/datapath.md section 6.
+#[test]
+fn stats_json_follows_the_field_order_of_datapath_md() {
+    let doc = std::fs::read_to_string(root().join("docs/datapath.md")).unwrap();
+    let sec: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("## 6"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    let mut want = Vec::new();
+    for l in sec {
+        let first_cell = l.split('|').nth(1).unwrap();
+        want.extend(first_cell.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    let json = bitmac::array::Stats::default().to_json();
+    let got: Vec<String> = json
+        .lines()
+        .filter(|l| l.starts_with("  \"") && !l.starts_with("   "))
+        .map(|l| l.trim().split('"').nth(1).unwrap().to_string())
+        .collect();
+    assert!(want.len() >= 20, "{want:?}");
+    assert_eq!(got, want, "to_json:\n{json}");
+}

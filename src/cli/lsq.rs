@@ -22,7 +22,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
     /// JSON input: {"kind": "act"|"weight", "variant": "seed"|"paper", "nbit": 2..=16,
-    /// "step": float, "x": [float], "grad_y": [float] (optional, default all ones)}
+    /// "step": float, "x": [float], "grad_y": [float] (optional, default all ones)};
+    /// `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
 }
@@ -53,7 +54,22 @@ struct LsqOut {
 /// Run `bitmac lsq`.
 pub fn run(args: Args) -> Result<i32> {
     let path = args.input.display().to_string();
-    let spec: LsqSpec = crate::io::read_json(&args.input)?;
+    // `--input -` reads the JSON from stdin (bounded like a file read).
+    let spec: LsqSpec = if args.input.as_os_str() == "-" {
+        use std::io::Read;
+        let limit = crate::io::MAX_INPUT_BYTES;
+        let mut text = String::new();
+        std::io::stdin()
+            .take(limit + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::input(format!("stdin: {e}")))?;
+        if text.len() as u64 > limit {
+            return Err(Error::input(format!("stdin: more than {limit} bytes (the input size limit)")));
+        }
+        crate::error::parse_json(&text, "stdin", &|_| None)?
+    } else {
+        crate::io::read_json(&args.input)?
+    };
     let out = compute(spec).map_err(|e| e.context(&path))?;
     let text =
         serde_json::to_string(&out).map_err(|e| Error::internal(format!("lsq: serialising output: {e}")))?;
