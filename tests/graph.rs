@@ -69,7 +69,7 @@ fn bias(r: &mut ChaCha8Rng, n: usize) -> Bias {
 /// A conv keeping `[c, h, w]` (stride 1, asymmetric pads summing to the
 /// dilated kernel's extent), with random groups and dilation.
 fn same_conv(r: &mut ChaCha8Rng, c: usize, o: usize) -> Conv2d {
-    let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0 && o % g == 0).collect();
+    let divisors: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g) && o.is_multiple_of(*g)).collect();
     let g = divisors[r.gen_range(0..divisors.len())];
     let k = [1, 3][r.gen_range(0..2)];
     let d = r.gen_range(1..=2);

@@ -1746,7 +1746,7 @@ fn reshape_target(inshape: &[usize], spec: &[i64]) -> R<Vec<usize>> {
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("shape {spec:?} does not fit {total} elements"));
         }
         out[i] = total / known;
