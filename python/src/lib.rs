@@ -431,6 +431,7 @@ const PRESETS: &[(&str, &str)] = &[
     ("double-relu", include_str!("../../models/hw/double-relu.json")),
     ("is", include_str!("../../models/hw/is.json")),
     ("narrow-acc", include_str!("../../models/hw/narrow-acc.json")),
+    ("onnx", include_str!("../../models/hw/onnx.json")),
     ("os", include_str!("../../models/hw/os.json")),
     ("psum-round", include_str!("../../models/hw/psum-round.json")),
     ("psum-round-offset", include_str!("../../models/hw/psum-round-offset.json")),

@@ -117,7 +117,7 @@ def test_user_errors_raise_value_error_with_the_cli_message(tmp_path):
         bitmac.HwConfig(str(p))
     assert str(e.value) == cli_msg
     assert "accumulator.bits: 70 is out of range (allowed: 2..=64)" in cli_msg
-    with pytest.raises(ValueError, match="missing field"):
+    with pytest.raises(ValueError, match=r"weights: missing \(a required field\)"):
         bitmac.HwConfig(bad)
     hw = bitmac.HwConfig("default")
     with pytest.raises(ValueError, match=r"^models/hw/default.json: psum.drop_bits: 40 is out of range \(allowed: 0..=31\)$"):
