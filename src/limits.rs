@@ -155,9 +155,13 @@ pub fn run_work(
     full as u128 * per(batch) + if rest > 0 { per(rest) } else { 0 }
 }
 
-/// The memory `run` keeps for `samples` samples: 40 bytes (an `i64` code
-/// and two `i128` accumulator values) per layer output element per sample.
-pub fn run_memory(model: &crate::model::Model, samples: usize) -> u128 {
+/// The memory `run` keeps beyond its inputs for `samples` samples in
+/// batches of `batch`: 40 bytes (an `i64` code and two `i128` accumulator
+/// values) per layer output element for one window of
+/// [`crate::sim::run_window_samples`] samples (the run streams window by
+/// window), plus 8 bytes (the prediction) per sample.
+pub fn run_memory(model: &crate::model::Model, samples: usize, batch: usize) -> u128 {
     let per: u128 = model.layers().iter().map(|l| l.output_len() as u128).sum();
-    40 * per * samples as u128
+    let window = crate::sim::run_window_samples(batch).min(samples.max(1));
+    40 * per * window as u128 + 8 * samples as u128
 }

@@ -224,72 +224,95 @@ fn run_batch(plan: &Plan, hw: &HwConfig, input: Vec<i32>, batch: usize, engine: 
     Ok(out)
 }
 
-/// Per-layer results of running every sample: flat arrays in sample order.
-struct Raw {
-    cdc: Option<CdcTotals>,
+/// The model lowered once for a run: the report's per-layer requantizers
+/// and the graph plan every batch runs.
+struct Prepared {
     lowered: Vec<Lowered>,
+    plan: Plan,
+}
+
+fn prepare(model: &Model, hw: &HwConfig, opts: &RunOptions) -> Result<Prepared> {
+    if opts.batch == 0 {
+        return Err(Error::field("batch", 0, "1.."));
+    }
+    Ok(Prepared { lowered: lower(model, hw)?, plan: plan(model, hw)? })
+}
+
+/// Per-layer results of samples `s0..s1`: flat arrays in sample order.
+struct Window {
     stats: Vec<Stats>,
     codes: Vec<Vec<i64>>,
     exact: Vec<Vec<i128>>,
     acc: Vec<Vec<i128>>,
+    cdc: Option<CdcTotals>,
 }
 
-fn run_all(
+/// Run samples `s0..s1` (`s0` a multiple of the batch, so the batches are
+/// the ones a run over all samples makes: the stats and CDC totals do not
+/// depend on the windowing). Batches run in parallel and merge in sample
+/// order (deterministic whatever the scheduling). `done` counts finished
+/// samples for `progress`.
+#[allow(clippy::too_many_arguments)]
+fn run_window(
     model: &Model,
     data: &Dataset,
     hw: &HwConfig,
     opts: &RunOptions,
+    prep: &Prepared,
+    (s0, s1): (usize, usize),
+    done: &std::sync::atomic::AtomicUsize,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<Raw> {
-    if opts.batch == 0 {
-        return Err(Error::field("batch", 0, "1.."));
-    }
-    let lowered = lower(model, hw)?;
-    let plan = plan(model, hw)?;
+) -> Result<Window> {
     let in_len = model.input().len();
-    let mut inputs = Vec::with_capacity(data.len());
-    for s in 0..data.len() {
-        inputs.push(model.input_codes(data.image(s)).map_err(|e| e.context(format!("sample {s}")))?);
-    }
-    let starts: Vec<usize> = (0..data.len()).step_by(opts.batch).collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let starts: Vec<usize> = (s0..s1).step_by(opts.batch).collect();
     let batches: Vec<Result<(BatchOut, Option<CdcTotals>)>> = starts
         .par_iter()
-        .map(|&s0| {
-            let s1 = (s0 + opts.batch).min(data.len());
-            let mut x = Vec::with_capacity((s1 - s0) * in_len);
-            for inp in &inputs[s0..s1] {
-                x.extend_from_slice(inp);
+        .map(|&b0| {
+            let b1 = (b0 + opts.batch).min(s1);
+            let mut x = Vec::with_capacity((b1 - b0) * in_len);
+            for s in b0..b1 {
+                x.extend(model.input_codes(data.image(s)).map_err(|e| e.context(format!("sample {s}")))?);
             }
             let r = match hw.cdc() {
-                None => run_batch(&plan, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
-                Some(c) => run_batch_cdc(&plan, hw, &c, x, s1 - s0, opts.engine),
+                None => run_batch(&prep.plan, hw, x, b1 - b0, opts.engine).map(|b| (b, None)),
+                Some(c) => run_batch_cdc(&prep.plan, hw, &c, x, b1 - b0, opts.engine),
             };
-            let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
+            let n = done.fetch_add(b1 - b0, std::sync::atomic::Ordering::Relaxed) + (b1 - b0);
             progress(n);
             r
         })
         .collect();
-    // Merge in sample order (deterministic whatever the scheduling).
     let n_layers = model.layers().len();
-    let mut stats: Vec<Stats> = vec![Stats::default(); n_layers];
-    let mut codes: Vec<Vec<i64>> = vec![Vec::new(); n_layers];
-    let mut exact: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
-    let mut acc: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
-    let mut cdc: Option<CdcTotals> = None;
+    let mut w = Window {
+        stats: vec![Stats::default(); n_layers],
+        codes: vec![Vec::new(); n_layers],
+        exact: vec![Vec::new(); n_layers],
+        acc: vec![Vec::new(); n_layers],
+        cdc: None,
+    };
     for b in batches {
         let (b, c) = b?;
         if let Some(c) = c {
-            cdc.get_or_insert_with(CdcTotals::default).merge(&c);
+            w.cdc.get_or_insert_with(CdcTotals::default).merge(&c);
         }
         for l in 0..n_layers {
-            stats[l].merge(&b.stats[l]);
-            codes[l].extend_from_slice(&b.codes[l]);
-            exact[l].extend_from_slice(&b.exact[l]);
-            acc[l].extend_from_slice(&b.acc[l]);
+            w.stats[l].merge(&b.stats[l]);
+            w.codes[l].extend_from_slice(&b.codes[l]);
+            w.exact[l].extend_from_slice(&b.exact[l]);
+            w.acc[l].extend_from_slice(&b.acc[l]);
         }
     }
-    Ok(Raw { lowered, stats, codes, exact, acc, cdc })
+    Ok(w)
+}
+
+/// The samples `run_model` holds per-element results for at once (rounded
+/// up to a multiple of the batch): its memory does not grow with the data
+/// set beyond the per-sample prediction (`docs/limits.md`).
+pub const RUN_WINDOW_SAMPLES: usize = 1024;
+
+/// The window of `run_model` for batches of `batch`.
+pub fn run_window_samples(batch: usize) -> usize {
+    RUN_WINDOW_SAMPLES.div_ceil(batch.max(1)) * batch.max(1)
 }
 
 /// Totals of the clock-domain crossings of a run (`docs/datapath.md`,
@@ -539,12 +562,14 @@ pub fn run_model_trace(
     batch: usize,
 ) -> Result<ModelTrace> {
     let opts = RunOptions { engine, batch, max_explain: 0 };
-    let raw = run_all(model, data, hw, &opts, &|_| {})?;
+    let prep = prepare(model, hw, &opts)?;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let w = run_window(model, data, hw, &opts, &prep, (0, data.len()), &done, &|_| {})?;
     let n = data.len();
     Ok(ModelTrace {
-        acc: per_sample(&raw.acc, n),
-        exact: per_sample(&raw.exact, n),
-        codes: per_sample(&raw.codes, n),
+        acc: per_sample(&w.acc, n),
+        exact: per_sample(&w.exact, n),
+        codes: per_sample(&w.codes, n),
     })
 }
 
@@ -569,12 +594,78 @@ pub fn run_model(
             )));
         }
     }
-    let Raw { lowered, stats: per_layer, codes, exact, acc, cdc } = run_all(model, data, hw, opts, progress)?;
+    let prep = prepare(model, hw, opts)?;
+    let lowered = &prep.lowered;
     let n_layers = model.layers().len();
     let classes = model.num_classes();
-    let logits = &codes[n_layers - 1];
-    let predictions: Vec<usize> =
-        (0..data.len()).map(|s| argmax(&logits[s * classes..(s + 1) * classes]).unwrap_or(0)).collect();
+    let n = data.len();
+    // Run window by window, keeping only what the report needs: the
+    // prediction per sample, per-layer running maxima and counts, the
+    // float-bias votes, and the per-layer values of the first `max_explain`
+    // differing samples (explained once every vote is in).
+    let mut per_layer = vec![Stats::default(); n_layers];
+    let mut cdc: Option<CdcTotals> = None;
+    let mut predictions = Vec::with_capacity(n);
+    let mut max_diff = vec![0f64; n_layers];
+    let mut differing = vec![0u64; n_layers];
+    let mut votes: Vec<BiasVote> = (0..n_layers).map(|_| BiasVote::default()).collect();
+    let (mut agree_n, mut flips_total, mut kept) = (0usize, 0usize, Vec::<SampleTrace>::new());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let step = run_window_samples(opts.batch);
+    for s0 in (0..n).step_by(step) {
+        let s1 = (s0 + step).min(n);
+        let w = run_window(model, data, hw, opts, &prep, (s0, s1), &done, progress)?;
+        if let Some(c) = &w.cdc {
+            cdc.get_or_insert_with(CdcTotals::default).merge(c);
+        }
+        for l in 0..n_layers {
+            per_layer[l].merge(&w.stats[l]);
+        }
+        let logits = &w.codes[n_layers - 1];
+        for s in 0..s1 - s0 {
+            predictions.push(argmax(&logits[s * classes..(s + 1) * classes]).unwrap_or(0));
+        }
+        let Some(r) = reference else { continue };
+        for (l, layer) in model.layers().iter().enumerate() {
+            let len = layer.output_len();
+            if lowered[l].logits {
+                let scale = lowered[l].real_scale;
+                for (s, row) in r.fake_quant.logits[s0..s1].iter().enumerate() {
+                    for (j, &fq) in row.iter().enumerate() {
+                        let int = w.codes[l][s * len + j] as f64;
+                        max_diff[l] = max_diff[l].max((int - fq as f64 / scale).abs());
+                    }
+                }
+            } else if let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) {
+                for (s, row) in h.codes[s0..s1].iter().enumerate() {
+                    for (j, &fq) in row.iter().enumerate() {
+                        let d = (w.codes[l][s * len + j] - fq as i64).abs();
+                        max_diff[l] = max_diff[l].max(d as f64);
+                        differing[l] += (d != 0) as u64;
+                    }
+                }
+            }
+            votes[l].count(layer, &lowered[l], r, &w.exact[l], s0);
+        }
+        for s in s0..s1 {
+            if predictions[s] == r.fake_quant.predictions[s] {
+                agree_n += 1;
+                continue;
+            }
+            flips_total += 1;
+            if kept.len() < opts.max_explain {
+                let at = |l: usize| {
+                    (s - s0) * model.layers()[l].output_len()..(s - s0 + 1) * model.layers()[l].output_len()
+                };
+                kept.push(SampleTrace {
+                    sample: s,
+                    codes: (0..n_layers).map(|l| w.codes[l][at(l)].to_vec()).collect(),
+                    exact: (0..n_layers).map(|l| w.exact[l][at(l)].to_vec()).collect(),
+                    acc: (0..n_layers).map(|l| w.acc[l][at(l)].to_vec()).collect(),
+                });
+            }
+        }
+    }
     let correct = predictions.iter().zip(data.labels()).filter(|(p, &l)| **p == l as usize).count();
 
     let mut layers_out = Vec::with_capacity(n_layers);
@@ -585,74 +676,38 @@ pub fn run_model(
         let pe = (hw.rows() * hw.cols()) as f64;
         let utilization = if st.cycles == 0 { 0.0 } else { st.macs as f64 / (st.cycles as f64 * pe) };
         let (gm, gk, gn) = layer.gemm_dims();
-        let (mut max_diff, mut differing) = (None, None);
-        if let Some(r) = reference {
-            if lowered[l].logits {
-                let scale = lowered[l].real_scale;
-                let mut m = 0f64;
-                for (s, row) in r.fake_quant.logits.iter().enumerate() {
-                    for (j, &fq) in row.iter().enumerate() {
-                        let int = codes[l][s * classes + j] as f64;
-                        m = m.max((int - fq as f64 / scale).abs());
-                    }
-                }
-                max_diff = Some(m);
-            } else if let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) {
-                let len = layer.output_len();
-                let (mut m, mut cnt) = (0i64, 0u64);
-                for (s, row) in h.codes.iter().enumerate() {
-                    for (j, &fq) in row.iter().enumerate() {
-                        let d = (codes[l][s * len + j] - fq as i64).abs();
-                        m = m.max(d);
-                        cnt += (d != 0) as u64;
-                    }
-                }
-                max_diff = Some(m as f64);
-                differing = Some(cnt);
-            }
-        }
+        let has_ref = reference.is_some();
+        let hidden_ref = reference.is_some_and(|r| {
+            !lowered[l].logits && r.fake_quant.hidden_codes.iter().any(|h| h.layer == layer.name())
+        });
         layers_out.push(LayerReport {
             name: layer.name().to_string(),
             kind: layer.kind(),
             gemm: (gm * opts.batch.min(data.len().max(1)), gk, gn),
             stats: st,
             utilization,
-            max_diff_vs_fake_quant: max_diff,
-            codes_differing: differing,
+            max_diff_vs_fake_quant: (has_ref && (lowered[l].logits || hidden_ref)).then_some(max_diff[l]),
+            codes_differing: hidden_ref.then_some(differing[l]),
             multiplier: (!lowered[l].logits).then(|| lowered[l].requant.multiplier()),
             energy: crate::energy::for_hw(hw, gm as u64, gk as u64, gn as u64, None, !lowered[l].logits),
         });
     }
 
-    let (mut agree, mut flips_total, mut flips) = (None, 0, Vec::new());
+    let (mut agree, mut flips) = (None, Vec::new());
     if let Some(r) = reference {
-        let float_bias: Vec<bool> = (0..n_layers)
-            .map(|l| fq_used_float_bias(&model.layers()[l], &lowered[l], r, &exact[l]))
-            .collect();
-        let fq = &r.fake_quant.predictions;
-        let mut a = 0;
-        for s in 0..data.len() {
-            if predictions[s] == fq[s] {
-                a += 1;
-                continue;
-            }
-            flips_total += 1;
-            if flips.len() < opts.max_explain {
-                flips.push(explain(
-                    model,
-                    &lowered,
-                    &float_bias,
-                    r,
-                    &codes,
-                    &exact,
-                    &acc,
-                    s,
-                    predictions[s],
-                    data.label(s),
-                ));
-            }
+        let float_bias: Vec<bool> = (0..n_layers).map(|l| votes[l].decide(&model.layers()[l])).collect();
+        for t in &kept {
+            flips.push(explain(
+                model,
+                lowered,
+                &float_bias,
+                r,
+                t,
+                predictions[t.sample],
+                data.label(t.sample),
+            ));
         }
-        agree = Some(a);
+        agree = Some(agree_n);
     }
     Ok(RunReport {
         model: model.name().to_string(),
@@ -682,13 +737,11 @@ fn explain(
     lowered: &[Lowered],
     float_bias: &[bool],
     r: &Reference,
-    codes: &[Vec<i64>],
-    exact: &[Vec<i128>],
-    acc: &[Vec<i128>],
-    s: usize,
+    t: &SampleTrace,
     int_pred: usize,
     label: u32,
 ) -> Flip {
+    let (s, codes, exact, acc) = (t.sample, &t.codes, &t.exact, &t.acc);
     let fq_pred = r.fake_quant.predictions[s];
     let flip = |layer: &str, why: String| Flip {
         sample: s,
@@ -699,7 +752,6 @@ fn explain(
         why,
     };
     for (l, layer) in model.layers().iter().enumerate() {
-        let base = s * layer.output_len();
         if lowered[l].logits {
             // Every hidden layer matched: the final accumulation decided.
             // Report the logit that moved most against fake-quant.
@@ -707,7 +759,7 @@ fn explain(
             let scale = lowered[l].real_scale;
             let (mut best, mut bd) = (0, -1f64);
             for (j, &f) in row.iter().enumerate() {
-                let d = (codes[l][base + j] as f64 - f as f64 / scale).abs();
+                let d = (codes[l][j] as f64 - f as f64 / scale).abs();
                 if d > bd {
                     best = j;
                     bd = d;
@@ -718,16 +770,16 @@ fn explain(
                 // the exact logits would order the two classes as
                 // fake-quant does: the bias rounding decided.
                 let d = |j: usize| layer.bias_rounding(j).unwrap_or(0.0);
-                let with_float = |j: usize| exact[l][base + j] as f64 - d(j);
+                let with_float = |j: usize| exact[l][j] as f64 - d(j);
                 let (a, b) = (with_float(int_pred), with_float(fq_pred));
                 let fq_wins = b > a || (b == a && fq_pred < int_pred);
-                if fq_wins && acc[l][base + int_pred] == exact[l][base + int_pred] {
+                if fq_wins && acc[l][int_pred] == exact[l][int_pred] {
                     let why = format!(
                         "logits differ: integer logit[{int_pred}]={} vs logit[{fq_pred}]={}; the float bias was rounded to \
                          int32 (moving logit[{int_pred}] by {:+.4} and logit[{fq_pred}] by {:+.4} accumulator units): with \
                          the float bias the exact logits are {a:.4} vs {b:.4}, as fake-quant orders them",
-                        codes[l][base + int_pred],
-                        codes[l][base + fq_pred],
+                        codes[l][int_pred],
+                        codes[l][fq_pred],
                         d(int_pred),
                         d(fq_pred),
                     );
@@ -737,11 +789,11 @@ fn explain(
             let why = format!(
                 "logits differ: integer logit[{int_pred}]={} vs logit[{fq_pred}]={}; fake-quant logits {:.4} vs {:.4}; \
                  hidden layers all match, so the final accumulation decided ({})",
-                codes[l][base + int_pred],
-                codes[l][base + fq_pred],
+                codes[l][int_pred],
+                codes[l][fq_pred],
                 row[int_pred],
                 row[fq_pred],
-                cause(exact[l][base + best], acc[l][base + best], None)
+                cause(exact[l][best], acc[l][best], None)
             );
             return flip(layer.name(), why);
         }
@@ -752,19 +804,19 @@ fn explain(
         let row = &h.codes[s];
         let mut best: Option<(usize, i64)> = None;
         for (j, &f) in row.iter().enumerate() {
-            let d = (codes[l][base + j] - f as i64).abs();
+            let d = (codes[l][j] - f as i64).abs();
             if d > 0 && best.is_none_or(|(_, bd)| d > bd) {
                 best = Some((j, d));
             }
         }
         let Some((j, _)) = best else { continue };
-        let (int, fq) = (codes[l][base + j], row[j] as i64);
-        if float_bias[l] && acc[l][base + j] == exact[l][base + j] {
+        let (int, fq) = (codes[l][j], row[j] as i64);
+        if float_bias[l] && acc[l][j] == exact[l][j] {
             let rq = &lowered[l].requant;
             let o = layer.channel_of(j);
             let d = layer.bias_rounding(o).unwrap_or(0.0);
             let m = rq.real_multiplier();
-            let (v, vf) = (m * exact[l][base + j] as f64, m * (exact[l][base + j] as f64 - d));
+            let (v, vf) = (m * exact[l][j] as f64, m * (exact[l][j] as f64 - d));
             if nearest_code(rq, vf) == fq && nearest_code(rq, v) != fq {
                 let why = format!(
                     "{} output {}: integer code {int} vs fake-quant {fq}; exact value {v:.4} output LSBs; the float bias \
@@ -782,7 +834,7 @@ fn explain(
             "{} output {}: integer code {int} vs fake-quant {fq}; {}",
             layer.name(),
             element_name(layer, j),
-            cause(exact[l][base + j], acc[l][base + j], Some((&lowered[l].requant, int)))
+            cause(exact[l][j], acc[l][j], Some((&lowered[l].requant, int)))
         );
         return flip(layer.name(), why);
     }
@@ -839,7 +891,16 @@ fn nearest_code(rq: &Requantizer, v: f64) -> i64 {
     (v + 0.5).floor().clamp(lo, fmt.max() as f64) as i64
 }
 
-/// Whether the fake-quant forward of this layer evidently added the float
+/// One differing sample's per-layer values (its own elements only), kept
+/// by `run_model` to explain the flip after the run.
+struct SampleTrace {
+    sample: usize,
+    codes: Vec<Vec<i64>>,
+    exact: Vec<Vec<i128>>,
+    acc: Vec<Vec<i128>>,
+}
+
+/// Whether the fake-quant forward of a layer evidently added the float
 /// bias `b` (not the int32 bias `bias_int`): the layer records `bias_float`
 /// with a non-zero rounding, and over every sample and element the exact
 /// values with the float bias (`exact - rounding`) match the fake-quant
@@ -848,38 +909,54 @@ fn nearest_code(rq: &Requantizer, v: f64) -> i64 {
 /// sums `|fake-quant logit / (s_w*s_a) - value|`. (The files do not record
 /// which bias the fake-quant forward used: the shipped models were trained
 /// with the bias fake-quantized onto the accumulator grid, so for them the
-/// int32 bias wins and no flip is blamed on the bias.)
-fn fq_used_float_bias(layer: &Layer, low: &Lowered, r: &Reference, exact: &[i128]) -> bool {
-    let n = layer.out_channels();
-    let d: Vec<f64> = (0..n).map(|o| layer.bias_rounding(o).unwrap_or(0.0)).collect();
-    if d.iter().all(|&x| x == 0.0) {
-        return false;
+/// int32 bias wins and no flip is blamed on the bias.) Counted window by
+/// window, in sample order, so the sums are those of one pass.
+#[derive(Default)]
+struct BiasVote {
+    e_int: f64,
+    e_flt: f64,
+    n_int: u64,
+    n_flt: u64,
+}
+
+impl BiasVote {
+    fn roundings(layer: &Layer) -> Option<Vec<f64>> {
+        let d: Vec<f64> = (0..layer.out_channels()).map(|o| layer.bias_rounding(o).unwrap_or(0.0)).collect();
+        d.iter().any(|&x| x != 0.0).then_some(d)
     }
-    let len = layer.output_len();
-    if low.logits {
-        let (mut e_int, mut e_flt) = (0f64, 0f64);
-        for (s, row) in r.fake_quant.logits.iter().enumerate() {
+
+    /// Count the samples `s0..` whose exact values `exact` (sample-major) holds.
+    fn count(&mut self, layer: &Layer, low: &Lowered, r: &Reference, exact: &[i128], s0: usize) {
+        let Some(d) = Self::roundings(layer) else { return };
+        let len = layer.output_len();
+        let n = exact.len() / len.max(1);
+        if low.logits {
+            for (s, row) in r.fake_quant.logits[s0..s0 + n].iter().enumerate() {
+                for (j, &f) in row.iter().enumerate() {
+                    let (fq, x) = (f as f64 / low.real_scale, exact[s * len + j] as f64);
+                    self.e_int += (fq - x).abs();
+                    self.e_flt += (fq - (x - d[j])).abs();
+                }
+            }
+            return;
+        }
+        let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
+            return;
+        };
+        let m = low.requant.real_multiplier();
+        for (s, row) in h.codes[s0..s0 + n].iter().enumerate() {
             for (j, &f) in row.iter().enumerate() {
-                let (fq, x) = (f as f64 / low.real_scale, exact[s * len + j] as f64);
-                e_int += (fq - x).abs();
-                e_flt += (fq - (x - d[j])).abs();
+                let x = exact[s * len + j] as f64;
+                self.n_int += u64::from(nearest_code(&low.requant, m * x) == f as i64);
+                self.n_flt +=
+                    u64::from(nearest_code(&low.requant, m * (x - d[layer.channel_of(j)])) == f as i64);
             }
         }
-        return e_flt < e_int;
     }
-    let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
-        return false;
-    };
-    let m = low.requant.real_multiplier();
-    let (mut n_int, mut n_flt) = (0u64, 0u64);
-    for (s, row) in h.codes.iter().enumerate() {
-        for (j, &f) in row.iter().enumerate() {
-            let x = exact[s * len + j] as f64;
-            n_int += u64::from(nearest_code(&low.requant, m * x) == f as i64);
-            n_flt += u64::from(nearest_code(&low.requant, m * (x - d[layer.channel_of(j)])) == f as i64);
-        }
+
+    fn decide(&self, layer: &Layer) -> bool {
+        Self::roundings(layer).is_some() && (self.e_flt < self.e_int || self.n_flt > self.n_int)
     }
-    n_flt > n_int
 }
 
 fn element_name(layer: &Layer, j: usize) -> String {

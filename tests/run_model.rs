@@ -627,3 +627,48 @@ fn a_flip_decided_by_the_bias_rounding_is_blamed_on_it() {
     let unblamed = why(&plain);
     assert!(!unblamed.contains("float bias"), "{unblamed}");
 }
+
+/// Issue 10 item 3: `run` streams window by window
+/// (`sim::RUN_WINDOW_SAMPLES`): on a data set of seven copies of the test
+/// digits (2,520 samples, three windows, a batch that does not divide the
+/// window), every prediction is its copy's, the summed statistics are seven
+/// times one copy's, and the explained flips are the first ones in sample
+/// order, as a run holding every sample would give them.
+#[test]
+fn run_streams_windows_without_changing_a_result() {
+    let text = std::fs::read_to_string(root().join("models/data/digits_test.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut big = format!("{}\n", lines.next().unwrap());
+    let rows: Vec<&str> = lines.collect();
+    for _ in 0..7 {
+        for r in &rows {
+            big.push_str(r);
+            big.push('\n');
+        }
+    }
+    let one = Dataset::load(&root().join("models/data/digits_test.csv")).unwrap();
+    let seven = Dataset::parse(&big, "7 x digits_test.csv").unwrap();
+    assert!(seven.len() > 2 * bitmac::sim::RUN_WINDOW_SAMPLES);
+    let m = Model::load(&root().join("models/cnn_w2a2.json")).unwrap();
+    // Narrow accumulators and psum truncation: overflows and roundings to count.
+    let text = std::fs::read_to_string(root().join("models/hw/default.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["accumulator"]["bits"] = 12.into();
+    v["psum"]["drop_bits"] = 2.into();
+    let hw = HwConfig::from_json_str(&v.to_string(), "narrow").unwrap();
+    let opts = RunOptions { batch: 7, ..RunOptions::default() };
+    let a = run_model(&m, &one, None, &hw, &opts, &|_| {}).unwrap();
+    let b = run_model(&m, &seven, None, &hw, &opts, &|_| {}).unwrap();
+    assert!(a.total.overflows() > 0 && a.total.psum_rounded > 0, "the config must overflow and round");
+    let n = one.len();
+    for (s, p) in b.predictions.iter().enumerate() {
+        assert_eq!(*p, a.predictions[s % n], "sample {s}");
+    }
+    assert_eq!(b.correct, 7 * a.correct);
+    for (la, lb) in a.layers.iter().zip(&b.layers) {
+        assert_eq!(lb.stats.macs, 7 * la.stats.macs, "{}", la.name);
+        assert_eq!(lb.stats.overflows(), 7 * la.stats.overflows(), "{}", la.name);
+        assert_eq!(lb.stats.psum_rounded, 7 * la.stats.psum_rounded, "{}", la.name);
+        assert_eq!(lb.stats.psum_ties, 7 * la.stats.psum_ties, "{}", la.name);
+    }
+}

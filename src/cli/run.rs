@@ -67,7 +67,7 @@ pub struct Args {
     /// (docs/limits.md).
     #[arg(long, value_name = "N", default_value_t = crate::limits::RUN_MAX_WORK)]
     max_work: u64,
-    /// Refuse a run whose per-sample results would take more than N bytes
+    /// Refuse a run whose held results (one window of samples, docs/limits.md) would take more than N bytes
     /// (docs/limits.md).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::RUN_MAX_MEM_BYTES)]
     max_mem: u64,
@@ -238,8 +238,12 @@ pub fn run(args: Args) -> Result<i32> {
         Some(&hint("--max-work")),
     )?;
     crate::limits::check(
-        &format!("{} samples of {} (per-sample results)", data.len(), model.name()),
-        crate::limits::run_memory(&model, data.len()),
+        &format!(
+            "{} samples of {} (one window of results, and a prediction per sample)",
+            data.len(),
+            model.name()
+        ),
+        crate::limits::run_memory(&model, data.len(), args.batch),
         args.max_mem,
         "bytes",
         Some(&hint("--max-mem")),
