@@ -618,8 +618,8 @@ pub fn run_model(
         if let Some(c) = &w.cdc {
             cdc.get_or_insert_with(CdcTotals::default).merge(c);
         }
-        for l in 0..n_layers {
-            per_layer[l].merge(&w.stats[l]);
+        for (st, ws) in per_layer.iter_mut().zip(&w.stats) {
+            st.merge(ws);
         }
         let logits = &w.codes[n_layers - 1];
         for s in 0..s1 - s0 {
@@ -647,8 +647,8 @@ pub fn run_model(
             }
             votes[l].count(layer, &lowered[l], r, &w.exact[l], s0);
         }
-        for s in s0..s1 {
-            if predictions[s] == r.fake_quant.predictions[s] {
+        for (s, (&p, &fq)) in predictions.iter().zip(&r.fake_quant.predictions).enumerate().take(s1).skip(s0) {
+            if p == fq {
                 agree_n += 1;
                 continue;
             }
