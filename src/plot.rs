@@ -464,7 +464,14 @@ fn histogram_plot<DB: DrawingBackend>(
     let ys: Vec<f64> = bins.iter().map(|b| b.1 as f64).collect();
     let edges: Vec<f64> = xs.iter().flat_map(|x| [x - 0.5, x + 0.5]).collect();
     let (_, y1) = range(&ys);
-    let mut c = chart(area, labels, range(&edges), &xs, (0.0, y1.max(1.0)), &ys)?;
+    // At least 8 values wide, so that one or two bars stay bars and do
+    // not fill the plot.
+    let (mut x0, mut x1) = range(&edges);
+    if x1 - x0 < 8.0 {
+        let mid = (x0 + x1) / 2.0;
+        (x0, x1) = (mid - 4.0, mid + 4.0);
+    }
+    let mut c = chart(area, labels, (x0, x1), &xs, (0.0, y1.max(1.0)), &ys)?;
     let blue = COLORS[0];
     c.draw_series(bins.iter().map(|(v, n)| {
         let v = *v as f64;
