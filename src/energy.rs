@@ -291,8 +291,25 @@ pub fn zero_products(a: &[i32], m: usize, k: usize, w: &[i32], n: usize) -> u64 
 
 /// The energy of one GEMM under `table`.
 pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
-    let macs = g.m * g.k * g.n;
     let acc = Accesses::of(g.dataflow, g.rows, g.cols, g.m, g.k, g.n);
+    energy_with_accesses(table, g, acc, [g.m * g.k, g.k * g.n, g.m * g.n])
+}
+
+/// The energy of one GEMM with the access counts given, not derived:
+/// `acc` for the SRAM terms and `dram` = [activation words read, weight
+/// words read, output words written] for the DRAM term (what a memory model
+/// such as `bitmac scalesim`'s reproduction of SCALE-Sim counts; see
+/// `docs/energy.md`). [`gemm_energy`] is this with [`Accesses::of`] and
+/// each word crossing once; `acc.dram_reads`/`dram_writes` are set from `dram`.
+pub fn energy_with_accesses(
+    table: &EnergyTable,
+    g: &GemmShape,
+    mut acc: Accesses,
+    dram: [u64; 3],
+) -> Breakdown {
+    let macs = g.m * g.k * g.n;
+    acc.dram_reads = dram[0] + dram[1];
+    acc.dram_writes = dram[2];
     let skipped = if table.skip_zero_products { g.zero_products.unwrap_or(0) } else { 0 };
     let mul = (macs - skipped) as f64 * table.mul_pj(g.act_bits, g.weight_bits);
     let add = macs as f64 * table.add_pj(g.acc_bits);
@@ -302,9 +319,9 @@ pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
     let sram = acc.ifmap_sram_reads as f64 * table.sram_pj(ib, g.act_bits)
         + acc.filter_sram_reads as f64 * table.sram_pj(fb, g.weight_bits)
         + (acc.ofmap_sram_writes + acc.ofmap_sram_reads) as f64 * table.sram_pj(ob, g.acc_bits);
-    let dram = (g.m * g.k) as f64 * table.dram_pj(g.act_bits)
-        + (g.k * g.n) as f64 * table.dram_pj(g.weight_bits)
-        + (g.m * g.n) as f64 * table.dram_pj(g.out_bits);
+    let dram = dram[0] as f64 * table.dram_pj(g.act_bits)
+        + dram[1] as f64 * table.dram_pj(g.weight_bits)
+        + dram[2] as f64 * table.dram_pj(g.out_bits);
     let requant = g.requantized as f64 * (table.mul_pj(g.acc_bits, 32) + table.add_pj(32));
     Breakdown {
         mul_pj: mul,

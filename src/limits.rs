@@ -27,6 +27,10 @@ pub const GEN_MAX_TRACE_BYTES: u64 = 1 << 28;
 /// `scalesim`: default bound on the folds of a whole topology (the cycle
 /// models step once per fold).
 pub const SCALESIM_MAX_FOLDS: u64 = 1 << 24;
+/// `scalesim`: default bound on the work of SCALE-Sim's memory model over a
+/// whole topology: demand-matrix elements plus ifmap and filter address-space
+/// words (`scalesim::topology_memory_work`; one step each, about 2 ns).
+pub const SCALESIM_MAX_MEMORY_WORK: u64 = 1 << 32;
 
 /// Upper bound on the bytes of the cycle engine's trace (`docs/datapath.md`
 /// section 7) for `cycles` cycles on a `rows x cols` array: a header, and

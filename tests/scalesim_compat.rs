@@ -26,6 +26,10 @@ fn cases_in(refs_dir: &str, topo_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> 
     refs.sort();
     for r in refs {
         let stem = r.file_stem().unwrap().to_str().unwrap().to_string();
+        if stem.contains('.') {
+            // <stem>.bandwidth.csv / <stem>.detailed.csv: see `access_reports`.
+            continue;
+        }
         let (topo, cfg) = stem.split_once("__").expect("refs are named <topology>__<config>.csv");
         out.push((
             root().join(topo_dir).join(format!("{topo}.csv")),
@@ -61,9 +65,13 @@ fn reference_set_covers_the_done_when_matrix() {
 }
 
 /// Compare bitmac's `--timing scalesim` with every reference; returns the
-/// number of layers compared and one message per differing layer or file.
-fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, Vec<String>) {
+/// number of layers compared, the number of BANDWIDTH/DETAILED_ACCESS
+/// reference files compared (`<stem>.bandwidth.csv`, `<stem>.detailed.csv`
+/// beside a COMPUTE_REPORT reference) and one message per differing layer
+/// or file.
+fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, usize, Vec<String>) {
     let mut layers = 0;
+    let mut access_files = 0;
     let mut failures = Vec::new();
     for (topo_path, cfg_path, ref_path) in cases {
         let cfg = ScaleSimConfig::read(cfg_path).unwrap();
@@ -99,17 +107,73 @@ fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, Vec<String>) {
         if failures.len() == before && got_text != want_text {
             failures.push(format!("{}: report text differs from SCALE-Sim's", ref_path.display()));
         }
+        // BANDWIDTH_REPORT and DETAILED_ACCESS_REPORT, byte for byte, from
+        // the memory model (which must also agree with the timing model).
+        let acc = scalesim::topology_accesses(&cfg, &topo).unwrap();
+        for (a, r) in acc.iter().zip(&reports) {
+            if a.total_cycles != r.timing.total_cycles || a.stall_cycles != r.timing.stall_cycles {
+                failures.push(format!(
+                    "{}: layer {}: memory model {} cycles / {} stalls, timing model {} / {}",
+                    ref_path.display(),
+                    r.name,
+                    a.total_cycles,
+                    a.stall_cycles,
+                    r.timing.total_cycles,
+                    r.timing.stall_cycles
+                ));
+            }
+        }
+        for (suffix, got) in [
+            ("bandwidth", scalesim::memory::bandwidth_report_csv(&acc)),
+            ("detailed", scalesim::memory::detailed_access_report_csv(&acc)),
+        ] {
+            let path = ref_path.with_extension(format!("{suffix}.csv"));
+            let Ok(want) = std::fs::read_to_string(&path) else { continue };
+            access_files += 1;
+            if let Some(msg) = first_difference(&got, &want) {
+                failures.push(format!("{}: {msg}", path.display()));
+            }
+        }
     }
-    (layers, failures)
+    (layers, access_files, failures)
+}
+
+/// `None` if equal, else the first differing row (layer) and column, named
+/// by the reference's header.
+fn first_difference(got: &str, want: &str) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let header: Vec<&str> = want.lines().next().unwrap_or("").split(", ").collect();
+    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+        if g != w {
+            for (c, (gc, wc)) in g.split(", ").zip(w.split(", ")).enumerate() {
+                if gc != wc {
+                    let col = header.get(c).copied().unwrap_or("?");
+                    return Some(format!(
+                        "line {} (layer {}), column {col:?}: {gc:?} != SCALE-Sim {wc:?}",
+                        i + 1,
+                        i.saturating_sub(1)
+                    ));
+                }
+            }
+            return Some(format!("line {}: {g:?} != SCALE-Sim {w:?}", i + 1));
+        }
+    }
+    Some(format!("{} lines != SCALE-Sim {} lines", got.lines().count(), want.lines().count()))
 }
 
 /// Every layer's Total Cycles equals SCALE-Sim's, and so does every other
 /// column: bitmac's report is byte-identical to SCALE-Sim's.
 #[test]
 fn total_cycles_and_every_column_match_scalesim() {
-    let (layers, failures) = compare(&cases());
+    let cases = cases();
+    let (layers, access_files, failures) = compare(&cases);
     assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
     assert!(layers >= 400, "only {layers} layers compared");
+    // Every COMPUTE_REPORT reference has its BANDWIDTH and DETAILED_ACCESS
+    // siblings, and all were compared byte for byte.
+    assert_eq!(access_files, 2 * cases.len(), "BANDWIDTH/DETAILED_ACCESS references compared");
 }
 
 /// Real-size layers (AlexNet, ResNet-18, a ViT block) on 32x32 arrays.
@@ -117,8 +181,11 @@ fn total_cycles_and_every_column_match_scalesim() {
 fn real_size_layers_match_scalesim() {
     let cases = cases_in("refs_large", "topologies_large");
     assert!(cases.len() >= 9, "{} large references", cases.len());
-    let (layers, failures) = compare(&cases);
+    // COMPUTE_REPORT for all; BANDWIDTH/DETAILED_ACCESS where committed
+    // (AlexNet on os and is at least: tests/scalesim/README.md).
+    let (layers, access_files, failures) = compare(&cases);
     assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(access_files >= 4, "{access_files} BANDWIDTH/DETAILED_ACCESS references compared");
 }
 
 fn bitmac(args: &[&str]) -> (i32, String, String) {
@@ -160,9 +227,32 @@ fn cli_writes_scalesims_compute_report() {
     let want = std::fs::read_to_string(root().join("refs/mobilenet_mini__a8x16_ws.csv")).unwrap();
     assert_eq!(got.lines().next(), want.lines().next(), "header");
     assert_eq!(got, want);
-    // No temporary file is left behind by the atomic write.
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, ["COMPUTE_REPORT.csv"]);
+    for (file, suffix) in [("BANDWIDTH_REPORT.csv", "bandwidth"), ("DETAILED_ACCESS_REPORT.csv", "detailed")]
+    {
+        let got = std::fs::read_to_string(dir.join(file)).unwrap();
+        let want =
+            std::fs::read_to_string(root().join(format!("refs/mobilenet_mini__a8x16_ws.{suffix}.csv")))
+                .unwrap();
+        assert_eq!(got, want, "{file}");
+    }
+    // The energy report: a header, one row per layer, a Total row whose
+    // Total pJ is the sum of the layers' (in layer order).
+    let energy = std::fs::read_to_string(dir.join("ENERGY_REPORT.csv")).unwrap();
+    let lines: Vec<&str> = energy.lines().collect();
+    assert_eq!(lines.len(), want.lines().count() + 1, "{energy}");
+    assert!(lines[0].starts_with("LayerID, Layer, MACs,") && lines[0].ends_with("Total pJ,"), "{}", lines[0]);
+    let last_col = |l: &str| -> f64 { l.trim_end_matches(',').rsplit(", ").next().unwrap().parse().unwrap() };
+    let sum: f64 = lines[1..lines.len() - 1].iter().map(|l| last_col(l)).sum();
+    let total = last_col(lines[lines.len() - 1]);
+    assert!(lines[lines.len() - 1].starts_with("Total, , "));
+    assert!(total > 0.0 && (sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+    // No temporary file is left behind by the atomic writes.
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["BANDWIDTH_REPORT.csv", "COMPUTE_REPORT.csv", "DETAILED_ACCESS_REPORT.csv", "ENERGY_REPORT.csv"]
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -1,4 +1,6 @@
-//! `bitmac scalesim`: read SCALE-Sim v3 inputs, write its COMPUTE_REPORT.csv.
+//! `bitmac scalesim`: read SCALE-Sim v3 inputs, write its COMPUTE_REPORT.csv
+//! (and with `--timing scalesim` its BANDWIDTH_REPORT.csv and
+//! DETAILED_ACCESS_REPORT.csv), plus bitmac's ENERGY_REPORT.csv.
 
 use crate::error::Result;
 use crate::scalesim::{self, BandwidthMode, InputType, ScaleSimConfig, TimingModel, Topology};
@@ -26,6 +28,15 @@ pub struct Args {
     /// step once per fold). See docs/limits.md.
     #[arg(long, value_name = "N", default_value_t = crate::limits::SCALESIM_MAX_FOLDS)]
     pub max_work: u64,
+    /// Refuse a topology whose memory model (SCALE-Sim's demand lines, one
+    /// step per element) exceeds N steps. See docs/limits.md.
+    #[arg(long, value_name = "N", default_value_t = crate::limits::SCALESIM_MAX_MEMORY_WORK)]
+    pub max_memory_work: u64,
+    /// bitmac hardware config (JSON) whose energy table and operand widths
+    /// the energy report uses (default: src/energy.rs's table, 8-bit words,
+    /// 32-bit accumulators). See docs/energy.md.
+    #[arg(long, value_name = "HW.json")]
+    pub hw: Option<PathBuf>,
 }
 
 /// Run `bitmac scalesim`.
@@ -39,6 +50,27 @@ pub fn run(args: Args) -> Result<i32> {
         "folds",
         Some("raise the limit with --max-work N"),
     )?;
+    crate::limits::check(
+        &format!("{}: memory model on the {}x{} array", args.topology.display(), cfg.rows, cfg.cols),
+        scalesim::topology_memory_work(&cfg, &topo),
+        args.max_memory_work,
+        "demand elements and address words",
+        Some("raise the limit with --max-memory-work N"),
+    )?;
+    let energy_setup = match &args.hw {
+        None => scalesim::memory::EnergySetup::default(),
+        Some(p) => {
+            let hw = crate::hw::HwConfig::load(p)?;
+            scalesim::memory::EnergySetup {
+                table: hw.energy().clone(),
+                act_bits: hw.activations().width(),
+                weight_bits: hw.weights().width(),
+                acc_bits: hw.acc_bits(),
+                out_bits: hw.requant().out.width(),
+            }
+        }
+    };
+    let accesses = scalesim::topology_accesses(&cfg, &topo)?;
     let reports = match args.timing {
         TimingModel::Scalesim => {
             if cfg.bandwidth_mode == BandwidthMode::User {
@@ -53,8 +85,27 @@ pub fn run(args: Args) -> Result<i32> {
         }
         TimingModel::Bitmac => scalesim::run_topology(&cfg, &topo, &scalesim::bitmac_timing)?,
     };
+    let energy: Vec<scalesim::memory::EnergyRow> = reports
+        .iter()
+        .zip(&accesses)
+        .map(|(r, a)| scalesim::memory::EnergyRow {
+            name: &r.name,
+            macs: r.mapping.macs(),
+            dram: [a.dram[0].count, a.dram[1].count, a.dram[2].count],
+            energy: scalesim::memory::layer_energy(&cfg, &r.mapping, a, &energy_setup),
+        })
+        .collect();
+    // Render everything first, then write: nothing is written on error.
+    let mut files = vec![("COMPUTE_REPORT.csv", scalesim::compute_report_csv(&reports))];
+    if args.timing == TimingModel::Scalesim {
+        files.push(("BANDWIDTH_REPORT.csv", scalesim::memory::bandwidth_report_csv(&accesses)));
+        files.push(("DETAILED_ACCESS_REPORT.csv", scalesim::memory::detailed_access_report_csv(&accesses)));
+    }
+    files.push(("ENERGY_REPORT.csv", scalesim::memory::energy_report_csv(&energy)));
+    for (name, text) in &files {
+        crate::io::write_atomic(&args.out.join(name), text.as_bytes())?;
+    }
     let path = args.out.join("COMPUTE_REPORT.csv");
-    crate::io::write_atomic(&path, scalesim::compute_report_csv(&reports).as_bytes())?;
     let total: u64 = reports.iter().map(|r| r.timing.total_cycles).sum();
     println!(
         "bitmac scalesim: {} layers on {}x{} {}, {} total cycles (timing: {}) -> {}",

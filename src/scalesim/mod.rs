@@ -13,6 +13,7 @@
 //!   (including Python's float formatting).
 
 pub mod config;
+pub mod memory;
 pub mod timing;
 pub mod topology;
 
@@ -201,6 +202,30 @@ pub fn topology_folds(cfg: &ScaleSimConfig, topo: &Topology) -> u128 {
             f.row_folds as u128 * f.col_folds as u128
         })
         .sum()
+}
+
+/// The work of SCALE-Sim's memory model on the whole topology
+/// ([`memory::layer_work`] summed): checked against
+/// [`crate::limits::SCALESIM_MAX_MEMORY_WORK`] before it runs.
+pub fn topology_memory_work(cfg: &ScaleSimConfig, topo: &Topology) -> u128 {
+    topo.layers
+        .iter()
+        .map(|layer| memory::layer_work(layer, &GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols)))
+        .sum()
+}
+
+/// Run every layer of `topo` through SCALE-Sim's memory system
+/// ([`memory::layer_accesses`]). Errors are prefixed with the layer.
+pub fn topology_accesses(cfg: &ScaleSimConfig, topo: &Topology) -> Result<Vec<memory::LayerAccesses>> {
+    topo.layers
+        .iter()
+        .enumerate()
+        .map(|(id, layer)| {
+            let mapping = GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols);
+            memory::layer_accesses(cfg, layer, &mapping)
+                .map_err(|e| e.context(format_args!("layer {id} ({})", layer.name)))
+        })
+        .collect()
 }
 
 /// Map every layer of `topo` onto the array of `cfg` and time it with

@@ -186,7 +186,8 @@ impl OfmapFold {
 
 /// SCALE-Sim's ofmap SRAM write buffer (`write_buffer.py`) reduced to counts:
 /// the addresses never matter, only how many writes arrive on each line.
-struct WriteBuffer {
+/// Also used line by line by [`super::memory`].
+pub(crate) struct WriteBuffer {
     active: u64,
     drain_size: u64,
     /// Words per DRAM write line (CALC mode: the array width).
@@ -200,11 +201,16 @@ struct WriteBuffer {
     partial: Vec<(u64, u64)>,
     drain_start: u64,
     drain_end_cycle: u64,
-    max_drain_end: Option<u64>,
+    pub(crate) max_drain_end: Option<u64>,
+    /// First cycle of any drain (SCALE-Sim's "DRAM OFMAP Start Cycle").
+    pub(crate) min_drain_start: Option<u64>,
+    /// Words written to DRAM, as SCALE-Sim counts them (each drain: its
+    /// lines x width, less the empty slots of its last line).
+    pub(crate) dram_writes: u64,
 }
 
 impl WriteBuffer {
-    fn new(ofmap_sram_kb: u64, width: u64) -> WriteBuffer {
+    pub(crate) fn new(ofmap_sram_kb: u64, width: u64) -> WriteBuffer {
         let total = ofmap_sram_kb * 1024;
         let active = total.div_ceil(2); // ceil(total * 0.5)
         WriteBuffer {
@@ -218,6 +224,8 @@ impl WriteBuffer {
             drain_start: 0,
             drain_end_cycle: 0,
             max_drain_end: None,
+            min_drain_start: None,
+            dram_writes: 0,
         }
     }
 
@@ -255,6 +263,8 @@ impl WriteBuffer {
         let last_fill = self.fill_of(end - 1);
         let data = n * self.width - (self.width - last_fill);
         self.free += data as i64;
+        self.dram_writes += data;
+        self.min_drain_start = Some(self.min_drain_start.map_or(cycle, |m| m.min(cycle)));
         self.drain_start = end;
         let last = cycle + n - 1;
         self.max_drain_end = Some(self.max_drain_end.map_or(last, |m| m.max(last)));
@@ -263,7 +273,7 @@ impl WriteBuffer {
 
     /// Serve `k` writes arriving together at `cycle` (`service_writes` for
     /// one demand line); returns the stall cycles the line incurred.
-    fn line(&mut self, cycle: u64, mut k: u64) -> u64 {
+    pub(crate) fn line(&mut self, cycle: u64, mut k: u64) -> u64 {
         let mut current = cycle;
         while k > 0 {
             if current < self.drain_end_cycle {
@@ -326,7 +336,7 @@ impl WriteBuffer {
     }
 
     /// `empty_all_buffers`: drain what is left, starting at `cycle`.
-    fn finish(&mut self, mut cycle: u64) {
+    pub(crate) fn finish(&mut self, mut cycle: u64) {
         self.flush();
         while self.drain_start < self.lines {
             self.drain_end_cycle = self.drain(cycle);
