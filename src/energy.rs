@@ -217,6 +217,10 @@ pub struct GemmShape {
     /// Width of an output word written to DRAM (the requantized format's
     /// bits, or the accumulator's).
     pub out_bits: u32,
+    /// Activation and weight words read from DRAM, from the memory model
+    /// (`docs/memory.md` §2, refetches included); `None`: each word once
+    /// (`M·K`, `K·N`).
+    pub dram_words: Option<[u64; 2]>,
 }
 
 /// Per-component energy of one GEMM, pJ.
@@ -292,7 +296,9 @@ pub fn zero_products(a: &[i32], m: usize, k: usize, w: &[i32], n: usize) -> u64 
 /// The energy of one GEMM under `table`.
 pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
     let macs = g.m * g.k * g.n;
-    let acc = Accesses::of(g.dataflow, g.rows, g.cols, g.m, g.k, g.n);
+    let mut acc = Accesses::of(g.dataflow, g.rows, g.cols, g.m, g.k, g.n);
+    let [dram_a, dram_w] = g.dram_words.unwrap_or([g.m * g.k, g.k * g.n]);
+    acc.dram_reads = dram_a + dram_w;
     let skipped = if table.skip_zero_products { g.zero_products.unwrap_or(0) } else { 0 };
     let mul = (macs - skipped) as f64 * table.mul_pj(g.act_bits, g.weight_bits);
     let add = macs as f64 * table.add_pj(g.acc_bits);
@@ -302,8 +308,8 @@ pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
     let sram = acc.ifmap_sram_reads as f64 * table.sram_pj(ib, g.act_bits)
         + acc.filter_sram_reads as f64 * table.sram_pj(fb, g.weight_bits)
         + (acc.ofmap_sram_writes + acc.ofmap_sram_reads) as f64 * table.sram_pj(ob, g.acc_bits);
-    let dram = (g.m * g.k) as f64 * table.dram_pj(g.act_bits)
-        + (g.k * g.n) as f64 * table.dram_pj(g.weight_bits)
+    let dram = dram_a as f64 * table.dram_pj(g.act_bits)
+        + dram_w as f64 * table.dram_pj(g.weight_bits)
         + (g.m * g.n) as f64 * table.dram_pj(g.out_bits);
     let requant = g.requantized as f64 * (table.mul_pj(g.acc_bits, 32) + table.add_pj(32));
     Breakdown {
@@ -321,6 +327,9 @@ pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
 /// The energy of an M x K x N GEMM on `hw` (its array, formats, SRAMs and
 /// table): the one function `gemm --stats`, `run`, `scalesim` and `dse` use.
 /// `zero_products` comes from [`zero_products`] when the operands are known.
+/// With the memory model enabled (`docs/memory.md`) the DRAM reads are its
+/// words ([`crate::memory::plan`]), refetches of operands that do not fit
+/// their SRAM included.
 pub fn for_hw(
     hw: &crate::hw::HwConfig,
     m: u64,
@@ -343,6 +352,11 @@ pub fn for_hw(
         zero_products,
         requantized: if requantized { m * n } else { 0 },
         out_bits: if requantized { hw.requant().out.width() } else { hw.acc_bits() },
+        dram_words: hw.memory().enabled.then(|| {
+            let t =
+                crate::memory::plan(&crate::memory::Layout::of_hw(hw), m as usize, k as usize, n as usize);
+            [t.traffic.ifmap_dram_words, t.traffic.filter_dram_words]
+        }),
     };
     gemm_energy(hw.energy(), &shape)
 }
