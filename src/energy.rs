@@ -217,6 +217,10 @@ pub struct GemmShape {
     /// Width of an output word written to DRAM (the requantized format's
     /// bits, or the accumulator's).
     pub out_bits: u32,
+    /// Activation and weight words read from DRAM, from the memory model
+    /// (`docs/memory.md` §2, refetches included); `None`: each word once
+    /// (`M·K`, `K·N`).
+    pub dram_words: Option<[u64; 2]>,
 }
 
 /// Per-component energy of one GEMM, pJ.
@@ -292,7 +296,10 @@ pub fn zero_products(a: &[i32], m: usize, k: usize, w: &[i32], n: usize) -> u64 
 /// The energy of one GEMM under `table`.
 pub fn gemm_energy(table: &EnergyTable, g: &GemmShape) -> Breakdown {
     let acc = Accesses::of(g.dataflow, g.rows, g.cols, g.m, g.k, g.n);
-    energy_with_accesses(table, g, acc, [g.m * g.k, g.k * g.n, g.m * g.n])
+    // DRAM words read: the memory model's count when it is on (refetches),
+    // else each operand word once.
+    let [dram_a, dram_w] = g.dram_words.unwrap_or([g.m * g.k, g.k * g.n]);
+    energy_with_accesses(table, g, acc, [dram_a, dram_w, g.m * g.n])
 }
 
 /// The energy of one GEMM with the access counts given, not derived:
@@ -338,6 +345,9 @@ pub fn energy_with_accesses(
 /// The energy of an M x K x N GEMM on `hw` (its array, formats, SRAMs and
 /// table): the one function `gemm --stats`, `run`, `scalesim` and `dse` use.
 /// `zero_products` comes from [`zero_products`] when the operands are known.
+/// With the memory model enabled (`docs/memory.md`) the DRAM reads are its
+/// words ([`crate::memory::plan`]), refetches of operands that do not fit
+/// their SRAM included.
 pub fn for_hw(
     hw: &crate::hw::HwConfig,
     m: u64,
@@ -360,6 +370,11 @@ pub fn for_hw(
         zero_products,
         requantized: if requantized { m * n } else { 0 },
         out_bits: if requantized { hw.requant().out.width() } else { hw.acc_bits() },
+        dram_words: hw.memory().enabled.then(|| {
+            let t =
+                crate::memory::plan(&crate::memory::Layout::of_hw(hw), m as usize, k as usize, n as usize);
+            [t.traffic.ifmap_dram_words, t.traffic.filter_dram_words]
+        }),
     };
     gemm_energy(hw.energy(), &shape)
 }

@@ -88,11 +88,35 @@ pub struct MemorySpec {
     pub ifmap_sram_kb: u64,
     pub filter_sram_kb: u64,
     pub ofmap_sram_kb: u64,
+    /// SRAM banks per scratchpad (needs `sram_bank_bytes`; default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sram_banks: Option<u64>,
+    /// Bytes each bank reads per cycle (absent: unlimited SRAM ports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sram_bank_bytes: Option<u64>,
+    /// DRAM bytes per array cycle (absent: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dram_bytes_per_cycle: Option<u64>,
+    /// DRAM latency in array cycles (absent: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dram_latency: Option<u64>,
+    /// `ws`: preload the next tile's weights while the current one computes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_double_buffer: Option<bool>,
 }
 
 impl Default for MemorySpec {
     fn default() -> MemorySpec {
-        MemorySpec { ifmap_sram_kb: 256, filter_sram_kb: 256, ofmap_sram_kb: 128 }
+        MemorySpec {
+            ifmap_sram_kb: 256,
+            filter_sram_kb: 256,
+            ofmap_sram_kb: 128,
+            sram_banks: None,
+            sram_bank_bytes: None,
+            dram_bytes_per_cycle: None,
+            dram_latency: None,
+            weight_double_buffer: None,
+        }
     }
 }
 
@@ -244,14 +268,14 @@ pub struct HwConfig {
     requant: RequantConfig,
     clock_period_ps: u64,
     cdc: Option<CdcConfig>,
-    sram_bytes: [u64; 3],
+    memory: crate::memory::MemoryConfig,
     energy: crate::energy::EnergyTable,
     spec: HwSpec,
 }
 
 /// The documented range of every numeric field (docs/hw-config.md), the one
 /// table both the validation and the JSON type errors use.
-const RANGES: [(&str, u64, u64); 10] = [
+const RANGES: [(&str, u64, u64); 14] = [
     ("array.rows", 1, 256),
     ("array.cols", 1, 256),
     ("weights.bits", 2, 16),
@@ -262,6 +286,10 @@ const RANGES: [(&str, u64, u64); 10] = [
     ("cdc.host_period_ps", 1, 1_000_000_000),
     ("cdc.fifo_depth", 2, 4096),
     ("cdc.sync_stages", 2, 8),
+    ("memory.sram_banks", 1, 1024),
+    ("memory.sram_bank_bytes", 1, 4096),
+    ("memory.dram_bytes_per_cycle", 1, 1 << 20),
+    ("memory.dram_latency", 0, 100_000),
 ];
 
 /// What a field allows, for error messages: the numeric ranges of
@@ -284,6 +312,7 @@ fn allowed(path: &str) -> Option<String> {
             "requant.rounding" => "one of double, single",
             "psum.drop_bits" => "an integer 0..=min(accumulator.bits - 1, 32, 65 - accumulator.bits)",
             "psum.offset" => "an integer within the rounding mode's offset range (docs/hw-config.md)",
+            "memory.weight_double_buffer" => "true (with array.dataflow ws) or false",
             "weights.signed" | "activations.signed" | "requant.relu" | "requant.out_signed" => {
                 "true or false"
             }
@@ -407,10 +436,39 @@ impl HwConfig {
             kb("filter_sram_kb", mem.filter_sram_kb)?,
             kb("ofmap_sram_kb", mem.ofmap_sram_kb)?,
         ];
+        let opt = |f: &str, v: Option<u64>| v.map(|v| checked(f, v)).transpose();
+        let banks = opt("memory.sram_banks", mem.sram_banks)?;
+        let bank_bytes = opt("memory.sram_bank_bytes", mem.sram_bank_bytes)?;
+        if let (Some(b), None) = (banks, bank_bytes) {
+            return Err(Error::field(
+                "memory.sram_banks",
+                b,
+                "only together with memory.sram_bank_bytes (the bytes per bank per cycle)",
+            ));
+        }
+        let dbuf = mem.weight_double_buffer.unwrap_or(false);
+        if dbuf && dataflow != Dataflow::Ws {
+            return Err(Error::field(
+                "memory.weight_double_buffer",
+                "true",
+                format!("false for array.dataflow {dataflow} (weight double-buffering is a ws option)"),
+            ));
+        }
+        let memory = crate::memory::MemoryConfig {
+            sram_bytes,
+            sram_port: bank_bytes.map(|w| (banks.unwrap_or(1), w)),
+            dram_bytes_per_cycle: opt("memory.dram_bytes_per_cycle", mem.dram_bytes_per_cycle)?,
+            dram_latency: opt("memory.dram_latency", mem.dram_latency)?.unwrap_or(0),
+            weight_double_buffer: dbuf,
+            enabled: mem.sram_bank_bytes.is_some()
+                || mem.dram_bytes_per_cycle.is_some()
+                || mem.dram_latency.is_some()
+                || mem.weight_double_buffer.is_some(),
+        };
         let energy = spec.energy.clone().unwrap_or_default();
         energy.validate("energy")?;
         Ok(HwConfig {
-            sram_bytes,
+            memory,
             energy,
             rows,
             cols,
@@ -446,7 +504,11 @@ impl HwConfig {
     }
     /// SRAM sizes in bytes: ifmap, filter, ofmap.
     pub fn sram_bytes(&self) -> [u64; 3] {
-        self.sram_bytes
+        self.memory.sram_bytes
+    }
+    /// The memory-system timing config (`docs/memory.md`).
+    pub fn memory(&self) -> crate::memory::MemoryConfig {
+        self.memory
     }
     /// The energy reference table.
     pub fn energy(&self) -> &crate::energy::EnergyTable {
@@ -541,5 +603,35 @@ mod tests {
         let e = err_of((r#""period_ps": 1000"#, r#""period_ps": 1000, "x": 1"#));
         assert!(e.contains("unknown field"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn memory_timing_fields_are_validated() {
+        let with = |mem: &str| {
+            err_of((r#""period_ps": 1000}"#, &format!(r#""period_ps": 1000}}, "memory": {mem}"#)))
+        };
+        let e = with(r#"{"dram_bytes_per_cycle": 0}"#);
+        assert!(e.contains("memory.dram_bytes_per_cycle: 0") && e.contains("1..=1048576"), "{e}");
+        let e = with(r#"{"dram_latency": 100001}"#);
+        assert!(e.contains("memory.dram_latency: 100001"), "{e}");
+        let e = with(r#"{"sram_banks": 4}"#);
+        assert!(e.contains("memory.sram_banks: 4") && e.contains("sram_bank_bytes"), "{e}");
+        let e = with(r#"{"sram_bank_bytes": 0}"#);
+        assert!(e.contains("memory.sram_bank_bytes: 0"), "{e}");
+        let text = GOOD.replace(r#""ws""#, r#""os""#).replace(
+            r#""period_ps": 1000}"#,
+            r#""period_ps": 1000}, "memory": {"weight_double_buffer": true}"#,
+        );
+        let e = HwConfig::from_json_str(&text, "hw").unwrap_err().to_string();
+        assert!(e.contains("memory.weight_double_buffer") && e.contains("ws"), "{e}");
+        // Absent timing fields: the model is off; any present one turns it on.
+        assert!(!HwConfig::from_json_str(GOOD, "hw").unwrap().memory().enabled);
+        let text =
+            GOOD.replace(r#""period_ps": 1000}"#, r#""period_ps": 1000}, "memory": {"dram_latency": 0}"#);
+        let hw = HwConfig::from_json_str(&text, "hw").unwrap();
+        assert!(hw.memory().enabled);
+        // The spec round-trips without the absent fields.
+        let json = serde_json::to_string(hw.spec()).unwrap();
+        assert!(json.contains(r#""dram_latency":0"#) && !json.contains("sram_banks"), "{json}");
     }
 }

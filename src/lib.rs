@@ -34,6 +34,7 @@ pub mod sim;
 
 pub mod dse;
 pub mod energy;
+pub mod memory;
 pub mod plot;
 pub mod vectors;
 

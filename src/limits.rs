@@ -78,7 +78,9 @@ pub fn gemm_work(
     let compute = match engine {
         crate::array::Engine::Fast => m as u128 * k as u128 * n as u128,
         crate::array::Engine::Cycle => {
-            crate::array::compute_cycles(hw.dataflow(), r, c, m, k, n) as u128 * r as u128 * c as u128
+            crate::memory::plan(&crate::memory::Layout::of_hw(hw), m, k, n).cycles as u128
+                * r as u128
+                * c as u128
         }
     };
     let cdc = hw.cdc().map_or(0, |cd| {
@@ -119,7 +121,7 @@ pub fn check_gemm(
         Some("raise the limit with --max-work N"),
     )?;
     if trace {
-        let cycles = crate::array::compute_cycles(hw.dataflow(), hw.rows(), hw.cols(), m, k, n);
+        let cycles = crate::memory::plan(&crate::memory::Layout::of_hw(hw), m, k, n).cycles;
         check(
             "--trace",
             trace_bytes_bound(cycles, hw.rows(), hw.cols()),

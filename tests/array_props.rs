@@ -464,3 +464,187 @@ fn larger_gemm_all_modes() {
         }
     }
 }
+
+/// The memory fields of a case (`docs/memory.md` §1).
+#[derive(Clone, Debug)]
+struct Mem {
+    kb: [u64; 2],
+    port: Option<(u64, u64)>,
+    bw: Option<u64>,
+    lat: Option<u64>,
+    dbuf: bool,
+}
+
+fn mem_spec(c: &Case, mm: &Mem) -> HwSpec {
+    let mut s = spec(c);
+    s.memory = Some(bitmac::hw::MemorySpec {
+        ifmap_sram_kb: mm.kb[0],
+        filter_sram_kb: mm.kb[1],
+        ofmap_sram_kb: 1,
+        sram_banks: mm.port.map(|p| p.0),
+        sram_bank_bytes: mm.port.map(|p| p.1),
+        dram_bytes_per_cycle: mm.bw,
+        dram_latency: mm.lat,
+        weight_double_buffer: (c.df == Dataflow::Ws && mm.dbuf).then_some(true),
+    });
+    s
+}
+
+/// `docs/memory.md` §2–§3 transcribed independently of `src/memory.rs`:
+/// the stall cycles and the total cycles of a case.
+fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
+    let dbuf = c.df == Dataflow::Ws && mm.dbuf;
+    let (r, cc) = (c.rows as u64, c.cols as u64);
+    let (m, k, n) = (c.m as u64, c.k as u64, c.n as u64);
+    let (ab, wb) = (c.abits as u64, c.wbits as u64);
+    let by = |words: u64, bits: u64| (words * bits).div_ceil(8);
+    let res = [by(m * k, ab) <= mm.kb[0] * 1024, by(k * n, wb) <= mm.kb[1] * 1024];
+    // (geometry, ifmap block id + words, filter block id + words, len without preload)
+    let mut tiles = Vec::new();
+    match c.df {
+        Dataflow::Ws | Dataflow::Is => {
+            let (cdim, s) = if c.df == Dataflow::Ws { (n, m) } else { (m, n) };
+            let mut c0 = 0;
+            while c0 < cdim {
+                let cu = cc.min(cdim - c0);
+                let mut f = 0;
+                while f * r < k {
+                    let ru = r.min(k - f * r);
+                    let (ib, fb) = if c.df == Dataflow::Ws {
+                        (((f, 0), m * ru), ((f, c0), ru * cu))
+                    } else {
+                        (((f, c0), cu * ru), ((f, 0), ru * n))
+                    };
+                    tiles.push((ib, fb, r + s + cu - 2));
+                    f += 1;
+                }
+                c0 += cu;
+            }
+        }
+        Dataflow::Os => {
+            let mut r0 = 0;
+            while r0 < m {
+                let ru = r.min(m - r0);
+                let mut c0 = 0;
+                while c0 < n {
+                    let cu = cc.min(n - c0);
+                    tiles.push((((r0, 0), ru * k), ((0, c0), k * cu), k + ru + cu - 2 + r));
+                    c0 += cu;
+                }
+                r0 += ru;
+            }
+        }
+    }
+    let mut prev: [Option<(u64, u64)>; 2] = [None, None];
+    let mut seen: [Vec<(u64, u64)>; 2] = [Vec::new(), Vec::new()];
+    let (mut now, mut t_prev, mut e_prev, mut stalls) = (0u64, 0u64, 0u64, 0u64);
+    for (t, &(ib, fb, base)) in tiles.iter().enumerate() {
+        let pre = if c.df == Dataflow::Os || (dbuf && t > 0) { 0 } else { r };
+        let len = base + pre;
+        let mut d = 0;
+        let mut read = [0; 2];
+        for (x, (id, words)) in [ib, fb].into_iter().enumerate() {
+            let b = by(words, [ab, wb][x]);
+            read[x] = b;
+            if !(prev[x] == Some(id) || (res[x] && seen[x].contains(&id))) {
+                d += b;
+                seen[x].push(id);
+            }
+            prev[x] = Some(id);
+        }
+        let f = if t == 0 { 0 } else { t_prev.max(e_prev) };
+        let busy = mm.bw.map_or(0, |bw| d.div_ceil(bw));
+        let a = if d > 0 {
+            e_prev = f + busy;
+            f + busy + mm.lat.unwrap_or(0)
+        } else {
+            0
+        };
+        let g = if dbuf && t > 0 { a + r } else { a };
+        let p = mm.port.map_or(0, |(nb, w)| {
+            (read[0].div_ceil(nb * w).max(read[1].div_ceil(nb * w))).saturating_sub(len)
+        });
+        let start = (now + p).max(g);
+        stalls += start - now;
+        t_prev = start;
+        now = start + len;
+    }
+    (stalls, now + u64::from(c.df != Dataflow::Os))
+}
+
+fn mem_strategy() -> impl Strategy<Value = Mem> {
+    (
+        (1u64..3, 1u64..3),
+        prop::option::of((1u64..4, 1u64..6)),
+        prop::option::of(1u64..40),
+        prop::option::of(0u64..30),
+        any::<bool>(),
+    )
+        .prop_map(|((i, f), port, bw, lat, dbuf)| Mem { kb: [i, f], port, bw, lat, dbuf })
+}
+
+fn check_mem_case(c: &Case, mm: &Mem) -> Result<(), TestCaseError> {
+    let hw = HwConfig::from_spec(&mem_spec(c, mm)).unwrap();
+    let cfg = ArrayConfig::from_hw(&hw).unwrap();
+    let a = Matrix::new(c.m, c.k, c.a.clone()).unwrap();
+    let w = Matrix::new(c.k, c.n, c.w.clone()).unwrap();
+    let mut trace = String::new();
+    let cyc = run_array(&cfg, &a, &w, Engine::Cycle, Some(&mut trace)).unwrap();
+    let fast = run_array(&cfg, &a, &w, Engine::Fast, None).unwrap();
+    prop_assert_eq!(&fast, &cyc, "engines differ with memory timing");
+    let plan = bitmac::memory::plan(&bitmac::memory::Layout::of_hw(&hw), c.m, c.k, c.n);
+    let (want_stalls, want_cycles) = ref_stalls(c, mm);
+    let enabled =
+        mm.port.is_some() || mm.bw.is_some() || mm.lat.is_some() || (c.df == Dataflow::Ws && mm.dbuf);
+    prop_assert_eq!(cyc.stats.stall_cycles, enabled.then_some(plan.stall_cycles));
+    if !enabled {
+        prop_assert_eq!(plan.stall_cycles, 0);
+    }
+    prop_assert_eq!(plan.stall_cycles, want_stalls, "stalls vs docs/memory.md");
+    prop_assert_eq!(cyc.stats.cycles, plan.cycles);
+    prop_assert_eq!(plan.cycles, want_cycles, "cycles vs docs/memory.md");
+    // The trace: one line per cycle, one `stall` line per stall cycle.
+    prop_assert_eq!(trace.lines().count() as u64 - 1, cyc.stats.cycles);
+    let stall_lines = trace.lines().filter(|l| l.split(' ').nth(2) == Some("stall")).count() as u64;
+    prop_assert_eq!(stall_lines, want_stalls);
+    // Values and statistics equal the stall-free run (cycles aside).
+    let free = run(c, Engine::Fast);
+    prop_assert_eq!(&cyc.acc, &free.acc);
+    prop_assert_eq!(&cyc.exact, &free.exact);
+    let mut s = cyc.stats.clone();
+    let free_len = if c.df == Dataflow::Ws && mm.dbuf {
+        // §5a: every ws tile after the first skips its own R-cycle preload.
+        let tiles = (c.k.div_ceil(c.rows) * c.n.div_ceil(c.cols)) as u64;
+        free.stats.cycles - (tiles - 1) * c.rows as u64
+    } else {
+        free.stats.cycles
+    };
+    prop_assert_eq!(s.cycles, free_len + want_stalls);
+    s.cycles = free.stats.cycles;
+    s.stall_cycles = None;
+    prop_assert_eq!(s.first_overflow.is_some(), free.stats.first_overflow.is_some());
+    if let (Some(e), Some(f)) = (s.first_overflow, free.stats.first_overflow) {
+        // Tiles never overlap, so the first event is in the same tile at
+        // the same place; only its cycle moves with the stalls.
+        prop_assert_eq!((e.row, e.col), (f.row, f.col));
+    }
+    s.first_overflow = free.stats.first_overflow;
+    prop_assert_eq!(&s, &free.stats);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        .. ProptestConfig::default()
+    })]
+
+    /// Memory stalls and weight double-buffering (docs/memory.md): the
+    /// cycle engine's stall and cycle counts equal the fast engine's, the
+    /// memory model's and an independent transcription of the doc; values
+    /// are those of the stall-free run.
+    #[test]
+    fn memory_stalls_agree(c in case_strategy(8, 24), mm in mem_strategy()) {
+        check_mem_case(&c, &mm)?;
+    }
+}

@@ -236,3 +236,42 @@ fn every_preset_validates() {
     let d = bitmac::hw::HwConfig::load(&dir.join("default.json")).unwrap();
     assert_eq!((d.rows(), d.cols(), d.acc_bits()), (16, 16, 32));
 }
+
+/// With the memory model on (docs/memory.md), `--stats` of both engines
+/// report the same `stall_cycles` and `cycles`, equal to `memory::plan`;
+/// the values are those of the stall-free run; without it, no
+/// `stall_cycles` field.
+#[test]
+fn memory_stalls_in_stats() {
+    let dir = tmpdir("mem");
+    let (m, k, n) = (6, 9, 7);
+    let (a, w) = data(m, k, n);
+    let pa = npy(&dir, "a.npy", vec![m, k], Dtype::I8, a);
+    let pw = npy(&dir, "w.npy", vec![k, n], Dtype::I8, w);
+    let plain = hw(&dir, 32, "WRAP", "ws");
+    let text = std::fs::read_to_string(&plain).unwrap().replace(
+        r#""clock": {"period_ps": 1000}"#,
+        r#""clock": {"period_ps": 1000}, "memory": {"dram_bytes_per_cycle": 3, "dram_latency": 7, "weight_double_buffer": true}"#,
+    );
+    let memhw = dir.join("mem.json");
+    std::fs::write(&memhw, text).unwrap();
+    let run = |h: &Path, engine: &str, tag: &str| {
+        let (out, st) = (dir.join(format!("o-{tag}.npy")), dir.join(format!("s-{tag}.json")));
+        let args = ["gemm", "--hw", s(h), "--a", s(&pa), "--w", s(&pw), "--out", s(&out), "--stage", "acc"];
+        let (code, err) = bitmac(&[&args[..], &["--engine", engine, "--stats", s(&st)]].concat());
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(st).unwrap()).unwrap();
+        (read_npy(&out).unwrap().data, v)
+    };
+    let (free_out, free) = run(&plain, "fast", "free");
+    assert!(free.get("stall_cycles").is_none());
+    let hwc = bitmac::hw::HwConfig::load(&memhw).unwrap();
+    let plan = bitmac::memory::plan(&bitmac::memory::Layout::of_hw(&hwc), m, k, n);
+    assert!(plan.stall_cycles > 0);
+    for engine in ["fast", "cycle"] {
+        let (o, v) = run(&memhw, engine, engine);
+        assert_eq!(o, free_out, "{engine}: values change with stalls");
+        assert_eq!(v["stall_cycles"], plan.stall_cycles, "{engine}");
+        assert_eq!(v["cycles"], plan.cycles, "{engine}");
+    }
+}

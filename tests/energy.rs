@@ -106,6 +106,7 @@ fn shape(zero: Option<u64>) -> GemmShape {
         zero_products: zero,
         requantized: 60,
         out_bits: 8,
+        dram_words: None,
     }
 }
 

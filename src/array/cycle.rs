@@ -14,6 +14,7 @@
 use super::stats::{centre, Tally};
 use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
 use super::{Simd, SAT, SATS, SATZ, WRAP};
+use crate::memory::Geometry;
 use std::fmt::Write as _;
 
 /// A register lane type for the stationary-array kernels: `i64` always
@@ -166,6 +167,8 @@ struct Buffer<'t> {
     /// cycle's commit, appended to each trace line (`reg_text`).
     regs: bool,
     reg_text: String,
+    /// The memory system's operand ready gate (`docs/memory.md`).
+    timer: crate::memory::Timer,
 }
 
 impl Buffer<'_> {
@@ -320,6 +323,7 @@ pub(crate) fn run_traced(
         wb_text: String::new(),
         ovf_text: String::new(),
         reg_text: String::new(),
+        timer: crate::memory::Timer::new(cfg.layout(), m, k, n),
     };
     if let Some(t) = buf.trace.as_deref_mut() {
         let _ = writeln!(
@@ -353,7 +357,9 @@ pub(crate) fn run_traced(
         Dataflow::Os => run_os(cfg, a, w, &mut buf),
     }
     let cycles = buf.cycle;
-    let stats = buf.tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
+    let stalls = buf.timer.stall_cycles();
+    let mut stats = buf.tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
+    stats.stall_cycles = cfg.mem.enabled.then_some(stalls);
     ArrayOutput { m, n, acc: buf.b, exact: buf.ex, stats }
 }
 
@@ -627,9 +633,31 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
         let cu = cc.min(cdim - c0);
         for k0 in (0..k).step_by(rr) {
             let ru = rr.min(k - k0);
+            // The operand ready gate: stall (every PE register holds; the
+            // previous tile's last writeback happens in the first stall
+            // cycle) until the memory system has this tile's operands.
+            let g = Geometry { fold: k0 / rr, k0, k1: k0 + ru, r0: k0, ru, c0, cu };
+            let gate = buf.timer.start(&g, buf.cycle);
+            while buf.cycle < gate.start {
+                drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
+                if buf.regs {
+                    buf.reg_text = stat_regs::<T>(ws, &wreg, &areg, &preg);
+                }
+                buf.end_cycle(tile, "stall", "");
+            }
+            // Double-buffered weights (docs/datapath.md §5a): the preload
+            // ran in the shadow registers during the previous tile; they
+            // are swapped in at the tile's first cycle.
+            if gate.pre == 0 {
+                for r in 0..rr {
+                    for c in 0..cc {
+                        wreg[r * cc + c] = if r < ru && c < cu { stationary(k0 + r, c0 + c) } else { zi };
+                    }
+                }
+            }
             // Preload: R cycles; the stationary row for array row R-1-q
             // enters at the top and every row shifts down by one.
-            for q in 0..rr {
+            for q in 0..gate.pre as usize {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 let src = rr - 1 - q;
                 for c in 0..cc {
@@ -647,12 +675,14 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                 }
                 buf.end_cycle(tile, "load", &ins);
             }
-            // Stream.
-            pend_c0 = c0;
+            // Stream. (Without a preload, double-buffered, the previous
+            // tile's last column sums are drained in the first stream cycle,
+            // still with that tile's column offset.)
             let mut done = 0usize;
             let mut q = 0usize;
             while done < stream * cu {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
+                pend_c0 = c0;
                 for (r, e) in edge.iter_mut().enumerate() {
                     *e = if r < ru && q >= r && q - r < stream {
                         T::in_from_i64(mv[(q - r) * mv_s + (k0 + r) * mv_k] as i64)
@@ -801,6 +831,16 @@ fn run_os(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
         let ru = rr.min(m - r0);
         for c0 in (0..n).step_by(cc) {
             let cu = cc.min(n - c0);
+            // The operand ready gate (docs/memory.md): stall, every
+            // register holding (all 0 after the previous drain).
+            let g = Geometry { fold: 0, k0: 0, k1: k, r0, ru, c0, cu };
+            let gate = buf.timer.start(&g, buf.cycle);
+            while buf.cycle < gate.start {
+                if buf.regs {
+                    buf.reg_text = reg_fields((0..sz).map(|_| 0), (0..sz).map(|_| 0), (0..sz).map(|_| 0));
+                }
+                buf.end_cycle(tile, "stall", "");
+            }
             // Accumulators start the tile at 0; the pipelines are empty.
             for v in [&mut areg, &mut wreg, &mut preg, &mut ereg] {
                 v.fill(0);

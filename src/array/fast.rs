@@ -37,7 +37,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::stats::{centre, Tally};
-use super::{compute_cycles, schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
+use super::{schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
 use super::{OverflowEvent, Simd, Stats};
 use crate::numerics::OverflowMode;
 use rayon::prelude::*;
@@ -188,8 +188,10 @@ impl Prepared<'_> {
             tally.first = scan_tile(ctx, &self.tiles[t]);
         }
         let cfg = ctx.cfg;
-        let cycles = compute_cycles(cfg.dataflow, cfg.rows, cfg.cols, ctx.m, ctx.k, ctx.n);
-        tally.into_stats(cfg.rounder.k(), (ctx.m * ctx.k * ctx.n) as u64, cycles)
+        let t = crate::memory::plan(&cfg.layout(), ctx.m, ctx.k, ctx.n);
+        let mut st = tally.into_stats(cfg.rounder.k(), (ctx.m * ctx.k * ctx.n) as u64, t.cycles);
+        st.stall_cycles = cfg.mem.enabled.then_some(t.stall_cycles);
+        st
     }
 }
 
@@ -551,11 +553,13 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
         let ev = OverflowEvent { cycle, row: row as u32, col: col as u32 };
         *best = Some(best.map_or(ev, |b| b.min(ev)));
     }
-    // Every event of output (mm, nn) happens at or after `t.start + R + s`
+    // Every event of output (mm, nn) happens at or after `s0 + s`
     // with `s` the stream index (ws: mm, is: nn); streams run in increasing
     // order, so once that bound passes the best cycle found, nothing later
     // can be earlier (ties in cycle still compare row and column: `>`).
-    let bound = |s: usize| t.start + r_all + s as u64;
+    // The stream starts at `s0` (after the tile's own preload, if any).
+    let s0 = t.start + t.pre;
+    let bound = |s: usize| s0 + s as u64;
     for mm in mrange {
         if cfg.dataflow == Dataflow::Ws && best.is_some_and(|b| bound(mm) > b.cycle) {
             break;
@@ -582,11 +586,11 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                         match cfg.dataflow {
                             Dataflow::Ws => {
                                 let c = (nn - t.c0) as u64;
-                                note(&mut best, t.start + r_all + mm as u64 + rr + c, rr, c)
+                                note(&mut best, s0 + mm as u64 + rr + c, rr, c)
                             }
                             Dataflow::Is => {
                                 let c = (mm - t.c0) as u64;
-                                note(&mut best, t.start + r_all + nn as u64 + rr + c, rr, c)
+                                note(&mut best, s0 + nn as u64 + rr + c, rr, c)
                             }
                             Dataflow::Os => {
                                 let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);
@@ -602,11 +606,11 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                     match cfg.dataflow {
                         Dataflow::Ws => {
                             let c = (nn - t.c0) as u64;
-                            note(&mut best, t.start + 2 * r_all + mm as u64 + c, r_all, c)
+                            note(&mut best, s0 + r_all + mm as u64 + c, r_all, c)
                         }
                         Dataflow::Is => {
                             let c = (mm - t.c0) as u64;
-                            note(&mut best, t.start + 2 * r_all + nn as u64 + c, r_all, c)
+                            note(&mut best, s0 + r_all + nn as u64 + c, r_all, c)
                         }
                         Dataflow::Os => {
                             let (r, c) = ((mm - t.r0) as u64, (nn - t.c0) as u64);

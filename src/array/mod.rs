@@ -336,6 +336,8 @@ pub struct ArrayConfig {
     pub(crate) rounder: Rounder,
     /// The instruction-set level of the engines' hot loops.
     pub(crate) simd: Simd,
+    /// The memory system (`docs/memory.md`): stalls, double buffering.
+    pub(crate) mem: crate::memory::MemoryConfig,
 }
 
 impl ArrayConfig {
@@ -351,7 +353,20 @@ impl ArrayConfig {
             acc: Acc::new(hw.acc_bits(), hw.overflow()),
             rounder: Rounder::new(p.drop_bits, p.rounding, p.offset)?,
             simd: Simd::detect(),
+            mem: hw.memory(),
         })
+    }
+
+    /// What the memory model needs of this config.
+    pub fn layout(&self) -> crate::memory::Layout {
+        crate::memory::Layout {
+            dataflow: self.dataflow,
+            rows: self.rows,
+            cols: self.cols,
+            act_bits: self.afmt.width(),
+            weight_bits: self.wfmt.width(),
+            mem: self.mem,
+        }
     }
 
     /// The same config with the hot loops compiled for `level` (capped at
@@ -542,8 +557,12 @@ pub fn compute_cycles(dataflow: Dataflow, rows: usize, cols: usize, m: usize, k:
 /// One tile of the schedule (see `docs/datapath.md`, "Tiles").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tile {
-    /// First cycle of the tile.
+    /// First cycle of the tile (after its memory stall, `docs/memory.md`).
     pub start: u64,
+    /// Preload cycles the tile spends itself (R; 0 for `os` and for a
+    /// double-buffered `ws` tile after the first): its stream starts at
+    /// `start + pre`.
+    pub pre: u64,
     /// Fold index f (0 for os).
     pub fold: usize,
     /// K range of the fold.
@@ -557,34 +576,23 @@ pub(crate) struct Tile {
     pub cu: usize,
 }
 
-/// The tiles in execution order, with their start cycles.
+/// The tiles in execution order, with their start cycles (the memory
+/// model's gate, [`crate::memory::plan_with`], decides stalls and preloads).
 pub(crate) fn schedule(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> Vec<Tile> {
-    let (r, c) = (cfg.rows, cfg.cols);
     let mut tiles = Vec::new();
-    let mut t = 0u64;
-    match cfg.dataflow {
-        Dataflow::Ws | Dataflow::Is => {
-            let (cdim, stream) = if cfg.dataflow == Dataflow::Ws { (n, m) } else { (m, n) };
-            for c0 in (0..cdim).step_by(c) {
-                let cu = c.min(cdim - c0);
-                for (f, k0) in (0..k).step_by(r).enumerate() {
-                    let k1 = (k0 + r).min(k);
-                    tiles.push(Tile { start: t, fold: f, k0, k1, r0: k0, ru: k1 - k0, c0, cu });
-                    t += (2 * r + stream + cu - 2) as u64;
-                }
-            }
-        }
-        Dataflow::Os => {
-            for r0 in (0..m).step_by(r) {
-                let ru = r.min(m - r0);
-                for c0 in (0..n).step_by(c) {
-                    let cu = c.min(n - c0);
-                    tiles.push(Tile { start: t, fold: 0, k0: 0, k1: k, r0, ru, c0, cu });
-                    t += (k + ru + cu - 2 + r) as u64;
-                }
-            }
-        }
-    }
+    crate::memory::plan_with(&cfg.layout(), m, k, n, |g, gate| {
+        tiles.push(Tile {
+            start: gate.start,
+            pre: gate.pre,
+            fold: g.fold,
+            k0: g.k0,
+            k1: g.k1,
+            r0: g.r0,
+            ru: g.ru,
+            c0: g.c0,
+            cu: g.cu,
+        });
+    });
     tiles
 }
 
@@ -645,6 +653,7 @@ mod tests {
                     acc: Acc::new(32, OverflowMode::Wrap),
                     rounder: Rounder::new(0, RoundMode::Rnd, 0).unwrap(),
                     simd: Simd::Portable,
+                    mem: crate::memory::MemoryConfig::default(),
                 };
                 let tiles = schedule(&cfg, m, k, n);
                 let last = tiles.last().unwrap();

@@ -55,8 +55,13 @@ pub struct Stats {
     pub gemms: u64,
     /// Products computed (`M*K*N`).
     pub macs: u64,
-    /// Cycles (for merged runs: layers back to back).
+    /// Cycles (for merged runs: layers back to back), memory stalls
+    /// included.
     pub cycles: u64,
+    /// Of those, memory stall cycles (`docs/memory.md`); `None` when the
+    /// hardware config models no memory timing (then nothing stalls and the
+    /// field is left out of the JSON).
+    pub stall_cycles: Option<u64>,
     /// Overflows at the array adders.
     pub overflows_array: u64,
     /// Overflows at the psum-buffer adders.
@@ -104,6 +109,8 @@ struct StatsJson<'a> {
     gemms: u64,
     macs: u64,
     cycles: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stall_cycles: Option<u64>,
     // Field order = docs/datapath.md section 6 (a test holds them equal).
     overflows_array: u64,
     overflows_psum: u64,
@@ -169,6 +176,10 @@ impl Stats {
         self.gemms += later.gemms;
         self.macs += later.macs;
         self.cycles += later.cycles;
+        self.stall_cycles = match (self.stall_cycles, later.stall_cycles) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
         self.overflows_array += later.overflows_array;
         self.overflows_psum += later.overflows_psum;
         self.writebacks += later.writebacks;
@@ -196,6 +207,7 @@ impl Stats {
             gemms: self.gemms,
             macs: self.macs,
             cycles: self.cycles,
+            stall_cycles: self.stall_cycles,
             overflows_array: self.overflows_array,
             overflows_psum: self.overflows_psum,
             overflows: self.overflows(),
@@ -289,6 +301,7 @@ impl Tally {
             gemms: 1,
             macs,
             cycles,
+            stall_cycles: None,
             overflows_array: self.ovf_array,
             overflows_psum: self.ovf_psum,
             first_overflow: self.first,

@@ -190,8 +190,11 @@ pub fn run(args: Args) -> Result<i32> {
     if let (Some(p), Some(t)) = (&args.trace, &res.trace) {
         crate::io::write_atomic(p, t.as_bytes())?;
     }
+    // Memory stalls (docs/memory.md) only when the model is on, so the
+    // default line is unchanged.
+    let stalls = res.stats.stall_cycles.map(|s| format!(" ({s} memory stall cycles)")).unwrap_or_default();
     eprintln!(
-        "gemm {}x{}x{} on {}x{} {}: {} cycles, {} overflows, min accumulator {} bits",
+        "gemm {}x{}x{} on {}x{} {}: {} cycles{stalls}, {} overflows, min accumulator {} bits",
         res.m,
         a.cols(),
         res.n,

@@ -4,7 +4,7 @@
 use super::engine;
 use super::hw::Hw;
 use super::spec::{Sweep, WorkloadJson};
-use crate::array::{compute_cycles, Engine, Matrix, Stats};
+use crate::array::{Engine, Matrix, Stats};
 use crate::error::Result;
 use crate::layers::run_gemm;
 use crate::numerics::IntFormat;
@@ -56,6 +56,10 @@ pub struct Metrics {
     /// `energy::for_hw` per GEMM (value-independent: no zero skipping).
     #[serde(default)]
     pub energy_pj: f64,
+    /// Memory stall cycles of one inference or the GEMM (`docs/memory.md`;
+    /// 0 when the memory model is off), included in `cycles`.
+    #[serde(default)]
+    pub stall_cycles: u64,
 }
 
 /// The CSV metric column names, in [`Metrics`] field order.
@@ -75,6 +79,7 @@ pub const METRIC_COLUMNS: &[&str] = &[
     "mtbf_log10_s",
     "area",
     "energy_pj",
+    "stall_cycles",
 ];
 
 fn opt(x: Option<f64>) -> String {
@@ -100,6 +105,7 @@ impl Metrics {
             self.mtbf_log10_s.to_string(),
             self.area.to_string(),
             self.energy_pj.to_string(),
+            self.stall_cycles.to_string(),
         ]
     }
 
@@ -185,7 +191,7 @@ pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
 }
 
 /// The value-independent metrics of a run: timing (the datapath's
-/// [`compute_cycles`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
+/// [`crate::memory::plan`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
 /// the `(m, k, n)` of one inference; `words` its (input, output) words
 /// crossing the FIFOs; `requantized` whether the GEMMs' outputs are
 /// requantized (model layers) or the accumulators themselves (GEMM
@@ -198,8 +204,12 @@ pub fn hw_metrics(
     m: &mut Metrics,
 ) -> Result<()> {
     let c = &hw.cfg;
-    m.cycles =
-        gemms.iter().map(|&(mm, k, n)| compute_cycles(c.dataflow(), c.rows(), c.cols(), mm, k, n)).sum();
+    // The memory model's timing (stalls included; docs/memory.md), the
+    // closed form of docs/datapath.md §5 when the model is off.
+    let lay = crate::memory::Layout::of_hw(c);
+    let timings: Vec<_> = gemms.iter().map(|&(mm, k, n)| crate::memory::plan(&lay, mm, k, n)).collect();
+    m.cycles = timings.iter().map(|t| t.cycles).sum();
+    m.stall_cycles = timings.iter().map(|t| t.stall_cycles).sum();
     let macs: u64 = gemms.iter().map(|&(mm, k, n)| (mm * k * n) as u64).sum();
     m.utilization = macs as f64 / (m.cycles.max(1) as f64 * (c.rows() * c.cols()) as f64);
     m.fifo_stalls = engine::fifo_stalls(hw, words.0, words.1)?;

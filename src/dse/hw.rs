@@ -82,9 +82,14 @@ pub const PARAMS: &[(&str, Kind)] = &[
     ("cdc.host_period_ps", Kind::Int(1, 1_000_000_000)),
     ("cdc.sync_stages", Kind::Int(2, 8)),
     ("clock.period_ps", Kind::Int(1, 1_000_000_000)),
+    ("memory.dram_bytes_per_cycle", Kind::Int(1, 1 << 20)),
+    ("memory.dram_latency", Kind::Int(0, 100_000)),
     ("memory.filter_sram_kb", Kind::Int(1, 1 << 20)),
     ("memory.ifmap_sram_kb", Kind::Int(1, 1 << 20)),
     ("memory.ofmap_sram_kb", Kind::Int(1, 1 << 20)),
+    ("memory.sram_bank_bytes", Kind::Int(1, 4096)),
+    ("memory.sram_banks", Kind::Int(1, 1024)),
+    ("memory.weight_double_buffer", Kind::Bool),
     ("psum.drop_bits", Kind::Int(0, 32)),
     ("psum.offset", Kind::Int(-(1i64 << 32), 1i64 << 32)),
     ("psum.rounding", Kind::Enum(ROUND_NAMES)),
@@ -110,13 +115,20 @@ pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(v, |cur, key| cur.get(key))
 }
 
-/// Set the value at a dotted path of a JSON object (the path must exist).
+/// Set the value at a dotted path of a JSON object (the path's section must
+/// exist; a missing last field is added, for the optional fields such as
+/// `memory.dram_bytes_per_cycle` that have no base value).
 pub fn set_path(v: &mut Value, path: &str, new: Value) -> Result<()> {
+    let missing = || Error::input(format!("base config has no field {path:?}"));
+    let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
     let mut cur = v;
-    for key in path.split('.') {
-        cur = cur.get_mut(key).ok_or_else(|| Error::input(format!("base config has no field {path:?}")))?;
+    if !parent.is_empty() {
+        for key in parent.split('.') {
+            cur = cur.get_mut(key).ok_or_else(missing)?;
+        }
     }
-    *cur = new;
+    let obj = cur.as_object_mut().ok_or_else(missing)?;
+    obj.insert(last.to_string(), new);
     Ok(())
 }
 

@@ -736,6 +736,23 @@ pub fn finalize(out: &Path, meta: &Meta, ids: &[usize]) -> Result<Summary> {
     let xl = if energy_cost { "energy per inference (pJ)" } else { "area proxy (bit-cells)" };
     let l3 = Labels { title: &title3, subtitle: &sub3, x: xl, y: qname };
     plot::write(out, "plot_pareto", &plot::render(&l3, &Plot::Scatter { all: &all, front: &fr })?)?;
+    if energy_cost {
+        // The same front seen against the other two objectives: energy vs
+        // cycles (stalls included), the front's points in red.
+        let all: Vec<(f64, f64)> = objs.iter().map(|o| (o.cycles, o.cost)).collect();
+        let fr: Vec<(f64, f64)> = front.iter().map(|&i| (objs[i].cycles, objs[i].cost)).collect();
+        let title4 = format!("Pareto front: {cost_name} vs cycles");
+        let sub4 = format!(
+            "{}: front over ({qname} up, {cost_name} down, cycles down); memory stalls included",
+            meta.name
+        );
+        let l4 = Labels { title: &title4, subtitle: &sub4, x: "cycles per inference", y: xl };
+        plot::write(
+            out,
+            "plot_pareto_cycles",
+            &plot::render(&l4, &Plot::Scatter { all: &all, front: &fr })?,
+        )?;
+    }
 
     Ok(Summary { points: ids.len(), ok: n_ok, skipped: n_all - n_ok, evaluated: 0, pareto: front.len() })
 }

@@ -528,6 +528,8 @@ pub fn layer_energy(
         acc_bits: e.acc_bits,
         sram_bytes: [cfg.ifmap_sram_kb * 1024, cfg.filter_sram_kb * 1024, cfg.ofmap_sram_kb * 1024],
         zero_products: None,
+        // The DRAM counts are passed to energy_with_accesses below.
+        dram_words: None,
         requantized: m.m * m.n,
         out_bits: e.out_bits,
     };
