@@ -40,7 +40,7 @@ impl ModelFormat {
 enum InputRule {
     Model(Box<Model>),
     Scaled(f32),
-    Onnx,
+    Onnx(Box<crate::import::onnx::Imported>),
 }
 
 /// A loaded model of any format.
@@ -74,10 +74,10 @@ impl AnyModel {
             let imp = crate::import::onnx::load(path, crate::import::onnx::ImportOptions { requant })?;
             let sha256 = crate::model::sha256_hex(&crate::io::read(path)?);
             return Ok(AnyModel {
-                graph: imp.graph,
+                graph: imp.graph.clone(),
                 format: ModelFormat::Onnx,
                 sha256,
-                rule: InputRule::Onnx,
+                rule: InputRule::Onnx(Box::new(imp)),
             });
         }
         let bytes = crate::io::read(path)?;
@@ -110,7 +110,38 @@ impl AnyModel {
                 let v: Vec<f32> = x.iter().map(|&r| r * s).collect();
                 self.graph.quantize_input(&v)
             }
-            InputRule::Onnx => self.graph.quantize_input(x),
+            InputRule::Onnx(_) => self.graph.quantize_input(x),
+        }
+    }
+
+    /// The `bitmac-model/1` model, for that format.
+    pub fn model(&self) -> Option<&Model> {
+        match &self.rule {
+            InputRule::Model(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The reference runtime's (or fake-quant) prediction per sample from a
+    /// reference file of this model's format: `bitmac-model/1` and
+    /// `bitmac-graph/1` `.ref.json` (fake-quant predictions), ONNX
+    /// `.ref.json` (`docs/onnx.md`: argmax of the runtime's logits). Also
+    /// returns the reference's labels when it has them (`bitmac-model/1`).
+    pub fn reference_predictions(&self, path: &Path) -> Result<(Vec<usize>, Option<Vec<u32>>)> {
+        match &self.rule {
+            InputRule::Model(m) => {
+                let r = crate::model::Reference::load(path)?;
+                r.check_model(m).map_err(|e| e.context(path.display()))?;
+                Ok((r.fake_quant.predictions.clone(), Some(r.labels.clone())))
+            }
+            InputRule::Scaled(_) => {
+                let r = report::GraphReference::load(path, None, None)?;
+                Ok((r.predictions, None))
+            }
+            InputRule::Onnx(imp) => {
+                let r = crate::import::reference::OnnxReference::load(path, imp)?;
+                Ok((r.predictions(), None))
+            }
         }
     }
 }
