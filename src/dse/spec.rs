@@ -209,7 +209,7 @@ impl Sweep {
         Hw::from_value(&base).map_err(|e| ctx(e.context("base")))?;
         validate_workload(&j.workload).map_err(ctx)?;
         if let WorkloadJson::Model { model, data, reference, labels, .. } = &j.workload {
-            let refp = workload_reference(&dir, model, reference.as_deref()).map_err(ctx)?;
+            let refp = workload_reference(dir, model, reference.as_deref()).map_err(ctx)?;
             let mut files = vec![("model", model), ("data", data)];
             if let Some(r) = &refp {
                 files.push(("reference", r));
