@@ -212,3 +212,53 @@ fn committed_sweep_results_are_what_the_sweeps_produce() {
     std::fs::remove_dir_all(&out).ok();
     assert!(stale.is_empty(), "committed sweep results differ from a fresh run (refresh: bash docs/dse-tables.sh --write): {stale:?}");
 }
+
+fn sweep_of(workload: &str, grid: &str, base: &str) -> Sweep {
+    let text =
+        format!(r#"{{"name": "any-model", "base": "{base}", "workload": {workload}, "grid": {grid}}}"#);
+    Sweep::parse(&text, "test spec", Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Graph and ONNX models are dse workloads too (through the one graph
+/// runner): on an exact datapath their accuracy and agreement equal what
+/// `bitmac run` reports for the same model (the committed references).
+#[test]
+fn graph_and_onnx_models_are_workloads() {
+    // bitmac-graph/1 on the default hardware: agreement with its fake-quant
+    // reference (models/digits_resdw.ref.json) as tests/graph.rs requires.
+    let s = sweep_of(
+        r#"{"kind": "model", "model": "models/digits_resdw.graph.json", "data": "models/data/digits_test.csv", "limit": 120}"#,
+        r#"{"accumulator.bits": [32]}"#,
+        "models/hw/default.json",
+    );
+    let ev = ModelEval::load(&s).unwrap();
+    let m = evaluate_point(&s, &ev, 0).unwrap().metrics.unwrap();
+    assert!(m.agreement.unwrap() >= 0.99, "{:?}", m.agreement);
+    assert!(m.accuracy.unwrap() > 0.9, "{:?}", m.accuracy);
+    // ONNX QDQ in float32 requant on its preset: every prediction equals
+    // ONNX Runtime's (docs/onnx.md); a 12-bit accumulator overflows.
+    let s = sweep_of(
+        r#"{"kind": "model", "model": "models/onnx/qdq_cnn.onnx", "data": "models/onnx/digits_test_x.npy", "labels": "models/onnx/digits_test_y.npy", "limit": 120}"#,
+        r#"{"accumulator.bits": [32, 12]}"#,
+        "models/hw/onnx.json",
+    );
+    let ev = ModelEval::load(&s).unwrap();
+    let exact = evaluate_point(&s, &ev, 0).unwrap().metrics.unwrap();
+    assert_eq!(exact.agreement, Some(1.0));
+    assert_eq!(exact.overflows, 0);
+    assert_eq!(exact.max_abs_err, 0.0);
+    let narrow = evaluate_point(&s, &ev, 1).unwrap().metrics.unwrap();
+    assert!(narrow.overflows > 0, "12-bit accumulators overflow on this model");
+    assert!(narrow.max_abs_err > 0.0);
+}
+
+#[test]
+fn onnx_workload_without_labels_is_a_one_line_error() {
+    let s = sweep_of(
+        r#"{"kind": "model", "model": "models/onnx/qdq_cnn.onnx", "data": "models/onnx/digits_test_x.npy"}"#,
+        r#"{"accumulator.bits": [32]}"#,
+        "models/hw/onnx.json",
+    );
+    let e = ModelEval::load(&s).err().unwrap().to_string();
+    assert!(e.contains("workload.labels") && !e.contains('\n'), "{e}");
+}

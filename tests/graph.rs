@@ -350,3 +350,111 @@ fn batchnorm_fold_keeps_codes_and_scales_channels() {
     // Real bias: 4*0.25*0.5 = 0.5 -> (0.5 - 1)*1 + 0.5 = 0 -> 0; -0.5 -> 0.5 -> 0.5/0.125 = 4.
     assert_eq!(f.bias.codes(), &[0, 4]);
 }
+
+fn bitmac_cli(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// `bitmac run --json` prints `predictions` (one per sample) and `accuracy`
+/// (their agreement with the labels) for every model kind.
+#[test]
+fn run_json_has_predictions_and_accuracy_for_every_model_kind() {
+    let csv = std::fs::read_to_string(repo("models/data/digits_test.csv")).unwrap();
+    let csv_labels: Vec<u64> = csv
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split(',').next().unwrap().trim().parse().ok())
+        .collect();
+    let npy_labels: Vec<u64> = bitmac::npy::read_npy(&repo("models/onnx/digits_test_y.npy"))
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| v as u64)
+        .collect();
+    for (model, labels) in [
+        ("models/cnn_w4a4.json", &csv_labels),
+        ("models/digits_resdw.graph.json", &csv_labels),
+        ("models/onnx/qdq_cnn.onnx", &npy_labels),
+    ] {
+        let (code, out, err) = bitmac_cli(&["run", "--model", model, "--json"]);
+        assert_eq!(code, 0, "{model}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let p: Vec<u64> = v["predictions"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        assert_eq!(p.len(), labels.len(), "{model}: one prediction per sample");
+        let correct = p.iter().zip(labels.iter()).filter(|(a, b)| a == b).count();
+        let acc = v["accuracy"].as_f64().unwrap();
+        assert!(
+            (acc - correct as f64 / p.len() as f64).abs() < 1e-12,
+            "{model}: accuracy {acc}, {correct}/{}",
+            p.len()
+        );
+        assert!(acc > 0.8, "{model}: accuracy {acc}");
+    }
+}
+
+/// Graph models honour --max-work / --max-mem (docs/limits.md): refused
+/// before running with one line naming the limit, exit 2.
+#[test]
+fn graph_run_refuses_past_max_work_and_max_mem() {
+    let m = "models/digits_resdw.graph.json";
+    for (args, want) in [
+        (vec!["run", "--model", m, "--max-work", "1000"], ["MAC-steps", "--max-work"]),
+        (vec!["run", "--model", m, "--max-mem", "1000"], ["bytes", "--max-mem"]),
+        (
+            vec!["run", "--model", m, "--max-work", "1000", "--dump", "target/never", "--sample", "0"],
+            ["1 samples", "--max-work"],
+        ),
+    ] {
+        let (code, out, err) = bitmac_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        for w in want {
+            assert!(err.contains(w), "{args:?}: {err}");
+        }
+        assert!(err.contains("digits_resdw"), "names the model: {err}");
+    }
+    assert!(!repo("target/never").exists(), "nothing written when refused");
+    // The default limits run the model.
+    let (code, _, err) = bitmac_cli(&["run", "--model", m, "--json"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// `bitmac run --model M.onnx --dump DIR --sample I` writes the same dump
+/// as for graph models; its output codes of the first requantized node equal
+/// ONNX Runtime's committed codes (models/onnx/ort_qdq.py).
+#[test]
+fn onnx_dump_matches_onnx_runtime_codes() {
+    let dir = std::env::temp_dir().join(format!("bitmac_onnx_dump_{}", std::process::id()));
+    let (code, _, err) = bitmac_cli(&[
+        "run",
+        "--model",
+        "models/onnx/qdq_cnn.onnx",
+        "--data",
+        "models/onnx/digits_test_x.npy",
+        "--dump",
+        dir.to_str().unwrap(),
+        "--sample",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let first = &m["nodes"][0];
+    let mine = bitmac::npy::read_npy(&dir.join(first["output"]["npy"].as_str().unwrap())).unwrap();
+    let ort = bitmac::npy::read_npy(&repo(
+        "models/onnx/qdq_cnn.codes.disable_all/01__Relu_output_0_QuantizeLinear_Output.npy",
+    ))
+    .unwrap();
+    let len = mine.data.len();
+    assert_eq!(mine.data, ort.data[5 * len..6 * len]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -73,15 +73,20 @@ fn all_bytes(g: &vectors::Generated) -> BTreeMap<String, Vec<u8>> {
 fn generation_is_deterministic_across_runs_and_thread_counts() {
     let cases = suite_case_files();
     assert!(cases.len() >= 20);
+    // Case file paths (model_node's model and data) are relative to the suite root.
+    let base = root().join("testvectors");
+    let gen = |spec: &CaseSpec, hw: Option<&bitmac::hw::HwSpec>| {
+        all_bytes(&vectors::generate_at(spec, hw, vectors::BITMAC_VERSION, &base).unwrap())
+    };
     for c in cases {
         let spec = vectors::read_case(&c).unwrap();
         let hw = hw_for(&c);
-        let a = all_bytes(&vectors::generate(&spec, hw.as_ref()).unwrap());
-        let b = all_bytes(&vectors::generate(&spec, hw.as_ref()).unwrap());
+        let a = gen(&spec, hw.as_ref());
+        let b = gen(&spec, hw.as_ref());
         assert_eq!(a, b, "{}", c.display());
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let p = pool.install(|| all_bytes(&vectors::generate(&spec, hw.as_ref()).unwrap()));
+            let p = pool.install(|| gen(&spec, hw.as_ref()));
             assert_eq!(a, p, "{} with {threads} threads", c.display());
         }
     }
@@ -398,17 +403,40 @@ fn doc_check_case(dir: &Path) -> usize {
     assert_eq!(m["kind"], m["case"]["kind"]);
     assert_eq!(m["seed"], m["case"]["seed"]);
     let mut tensors: BTreeMap<String, Vec<i128>> = BTreeMap::new();
+    let mut npys: BTreeMap<String, Vec<i128>> = BTreeMap::new();
     let files = m["files"].as_array().unwrap();
     for f in files {
         let path = f["path"].as_str().unwrap();
         let bytes = std::fs::read(dir.join(path)).unwrap();
         let sha = format!("{:x}", Sha256::digest(&bytes));
         assert_eq!(f["sha256"].as_str().unwrap(), sha, "{path}");
+        let enc = f["encoding"].as_str().unwrap();
+        if enc == "npy" {
+            // NumPy format 1.0 (docs/vectors.md, "model_node"): magic, version,
+            // u16 LE header length, the header dict, then int64 LE values.
+            assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{path}");
+            let hl = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+            let header = std::str::from_utf8(&bytes[10..10 + hl]).unwrap();
+            assert!(header.contains("'descr': '<i8'") && header.contains("'fortran_order': False"), "{path}");
+            assert_eq!((10 + hl) % 64, 0, "{path}: header padded to 64 bytes");
+            let shape: Vec<usize> =
+                f["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            let want =
+                if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+            assert!(header.contains(&format!("'shape': {want}")), "{path}: {header}");
+            let vals: Vec<i128> = bytes[10 + hl..]
+                .chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i128)
+                .collect();
+            assert_eq!(vals.len(), shape.iter().product::<usize>(), "{path}");
+            npys.insert(f["tensor"].as_str().unwrap().to_string(), vals);
+            continue;
+        }
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'), "{path}");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(f["lines"].as_u64().unwrap() as usize, lines.len(), "{path}");
-        let enc = f["encoding"].as_str().unwrap();
         let tensor = f["tensor"].as_str().unwrap().to_string();
         match enc {
             "readmemh" | "stream" => {
@@ -489,6 +517,10 @@ fn doc_check_case(dir: &Path) -> usize {
             _ => {}
         }
     }
+    // Every .npy holds the values of its tensor's .hex.
+    for (t, v) in &npys {
+        assert_eq!(tensors.get(t), Some(v), "{}: {t}.npy vs {t}.hex", dir.display());
+    }
     // No other files.
     let on_disk = std::fs::read_dir(dir).unwrap().count();
     assert_eq!(on_disk, files.len() + 1, "{}", dir.display());
@@ -523,6 +555,9 @@ fn the_suite_readme_lists_every_case() {
 #[test]
 fn flipping_a_digit_in_any_committed_file_is_located_exactly() {
     let t = Tmp::new("committed");
+    // model_node cases name `../models/...` relative to the suite root: the
+    // copied suite gets a `models` link beside it.
+    std::os::unix::fs::symlink(root().join("models"), t.0.join("models")).unwrap();
     let mut flips = 0;
     for e in std::fs::read_dir(root().join("testvectors")).unwrap() {
         let src = e.unwrap().path();
@@ -530,7 +565,7 @@ fn flipping_a_digit_in_any_committed_file_is_located_exactly() {
             continue;
         }
         let name = src.file_name().unwrap().to_owned();
-        let dst = t.0.join(&name);
+        let dst = t.0.join("suite").join(&name);
         std::fs::create_dir_all(&dst).unwrap();
         let mut files: Vec<PathBuf> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
@@ -540,6 +575,11 @@ fn flipping_a_digit_in_any_committed_file_is_located_exactly() {
         assert!(vectors::check_case(&dst).is_ok());
         for f in &files {
             let fname = f.file_name().unwrap().to_string_lossy().into_owned();
+            if fname.ends_with(".npy") {
+                // Binary (model_node): no lines to locate; its sha256 and
+                // the doc checker's hex comparison cover it.
+                continue;
+            }
             let target = dst.join(&fname);
             let original = std::fs::read(&target).unwrap();
             let text = String::from_utf8(original.clone()).unwrap();
@@ -682,4 +722,93 @@ fn committed_cdc_traces_replay_with_bitmac_cdc() {
         n += 1;
     }
     assert!(n >= 4, "{n}");
+}
+
+/// `model_node` writes exactly the files `bitmac run --dump` writes for that
+/// node (one function builds both): the committed graph-model case against a
+/// fresh dump of the same sample on the same hardware.
+#[test]
+fn model_node_files_are_the_dump_of_bitmac_run() {
+    let t = Tmp::new("dump");
+    let dir = t.0.join("d");
+    let (code, _, err) = bitmac(&[
+        "run",
+        "--model",
+        root().join("models/digits_resdw.graph.json").to_str().unwrap(),
+        "--hw",
+        root().join("testvectors/cases/model_node_resdw_dw.hw.json").to_str().unwrap(),
+        "--dump",
+        dir.to_str().unwrap(),
+        "--sample",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let case = root().join("testvectors/model_node_resdw_dw");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("manifest.json")).unwrap()).unwrap();
+    let mut n = 0;
+    for f in m["files"].as_array().unwrap() {
+        let p = f["path"].as_str().unwrap();
+        if p == "stats.json" {
+            continue;
+        }
+        assert_eq!(std::fs::read(case.join(p)).unwrap(), std::fs::read(dir.join(p)).unwrap(), "{p}");
+        n += 1;
+    }
+    assert_eq!(n, 6, "in0, acc and out, each .npy and .hex");
+    // The dump manifest's entry for the node is the case's stats.json `node`.
+    let dm: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(dm["nodes"][1], st["node"]);
+}
+
+/// The ONNX `model_node` case against ONNX Runtime (ORT_DISABLE_ALL): the
+/// node's input and output codes equal the committed ORT codes of the same
+/// tensors for that sample (`models/onnx/ort_qdq.py` made them).
+#[test]
+fn model_node_onnx_codes_equal_onnx_runtime() {
+    let case = root().join("testvectors/model_node_qdq_c2");
+    let codes = root().join("models/onnx/qdq_cnn.codes.disable_all");
+    let sample = 3;
+    for (mine, ort) in [
+        ("001__c2_Conv.in0.npy", "01__Relu_output_0_QuantizeLinear_Output.npy"),
+        ("001__c2_Conv.out.npy", "02__Relu_1_output_0_QuantizeLinear_Output.npy"),
+    ] {
+        let a = bitmac::npy::read_npy(&case.join(mine)).unwrap();
+        let r = bitmac::npy::read_npy(&codes.join(ort)).unwrap();
+        let len: usize = a.shape.iter().product();
+        assert_eq!(&r.shape[1..], &a.shape[..], "{mine}");
+        assert_eq!(a.data, r.data[sample * len..(sample + 1) * len], "{mine} vs ORT {ort}");
+    }
+}
+
+#[test]
+fn model_node_errors_name_the_field() {
+    let t = Tmp::new("mnerr");
+    let hw = root().join("testvectors/cases/model_node_resdw_dw.hw.json");
+    let model = root().join("models/digits_resdw.graph.json");
+    for (extra, want) in [
+        (r#""node":"nope","sample":0"#, "node: \"nope\""),
+        (r#""node":"dw","sample":100000"#, "sample: 100000"),
+        (r#""node":"dw","sample":0,"requant":"accumulator""#, "requant"),
+    ] {
+        let json =
+            format!(r#"{{"kind":"model_node","name":"x","model":{:?},{extra}}}"#, model.to_str().unwrap());
+        let c = write_case(&t.0, &json);
+        let (code, _, err) = bitmac(&[
+            "gen",
+            "--hw",
+            hw.to_str().unwrap(),
+            "--case",
+            c.to_str().unwrap(),
+            "--out",
+            t.0.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{extra}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+    assert!(!t.0.join("x").exists(), "nothing written on error");
 }

@@ -29,7 +29,8 @@ pub fn run(args: Args) -> Result<i32> {
     let mut done = Vec::new();
     for c in &args.case {
         let spec = vectors::read_case(c)?;
-        let g = vectors::generate(&spec, hw.as_ref()).map_err(|e| e.context(c.display()))?;
+        let g = vectors::generate_at(&spec, hw.as_ref(), vectors::BITMAC_VERSION, &args.out)
+            .map_err(|e| e.context(c.display()))?;
         if done.iter().any(|d: &vectors::Generated| d.name == g.name) {
             return Err(Error::input(format!("{}: case name {:?} given twice", c.display(), g.name)));
         }

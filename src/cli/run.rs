@@ -127,6 +127,27 @@ pub fn run(args: Args) -> Result<i32> {
         if requant == crate::graph::RequantMode::Accumulator {
             return Err(crate::Error::field("--requant", "accumulator", "float32, hardware, double, single"));
         }
+        if let Some(dir) = &args.dump {
+            // `--dump` on an ONNX model: the same dump as for graph models
+            // (docs/graph.md §12), of sample I of --data X.npy.
+            let m = crate::graph::load::AnyModel::load(mp, requant)?;
+            let Some(data) = args.data.as_deref() else {
+                return Err(Error::input(
+                    "--dump on an ONNX model needs --data X.npy (float32, the model's input shape)",
+                ));
+            };
+            let samples = crate::graph::load::Samples::load(Some(data), None)?;
+            let x = samples.sample(args.sample, "--sample")?;
+            let input = m.input_codes(x).map_err(|e| e.context(format!("sample {}", args.sample)))?;
+            crate::limits::check(
+                &format!("1 sample of {}", mp.display()),
+                crate::import::run::graph_work(&m.graph, &hw, engine, 1, 1),
+                args.max_work,
+                "MAC-steps",
+                Some("raise the limit with --max-work N"),
+            )?;
+            return graph_cli::write_dump(&m.graph, &hw, &input, args.sample, engine, dir);
+        }
         let out = crate::import::run::run_cli(&crate::import::run::CliArgs {
             model: mp,
             data: args.data.as_deref(),
@@ -560,6 +581,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "samples": r.samples,
         "correct": r.correct,
         "accuracy": r.accuracy(),
+        "predictions": r.predictions,
         "fake_quant_accuracy": r.fake_quant_accuracy,
         "float_accuracy": r.float_accuracy,
         "agree": r.agree,

@@ -79,6 +79,28 @@ pub(super) fn run(args: &Args, path: &Path, engine: Engine, t0: Instant) -> Resu
     let hw_name = args.hw.as_ref().map_or("models/hw/default.json".to_string(), |p| p.display().to_string());
     let hw_text = apply_overrides(&hw_text, &hw_name, &args.set)?;
     let hw = HwConfig::from_json_str(&hw_text, &hw_name)?;
+    // Bounded work and memory (docs/limits.md), estimated from the
+    // validated graph before running: the work estimate `bitmac run` uses
+    // for ONNX models (`import::run::graph_work`) and the memory of the
+    // graph runner's `run_all`.
+    let samples = if args.dump.is_some() { 1 } else { data.len() };
+    let batch = if args.dump.is_some() { 1 } else { args.batch };
+    let hint = |flag: &str| format!("raise the limit with {flag} N");
+    let what = format!("{samples} samples of {} in batches of {batch}", file.graph.name());
+    crate::limits::check(
+        &what,
+        crate::import::run::graph_work(&file.graph, &hw, engine, samples, batch),
+        args.max_work,
+        "MAC-steps",
+        Some(&hint("--max-work")),
+    )?;
+    crate::limits::check(
+        &format!("{what} (kept codes)"),
+        crate::graph::run::run_all_memory(&file.graph, samples, batch),
+        args.max_mem,
+        "bytes",
+        Some(&hint("--max-mem")),
+    )?;
     if let Some(dir) = &args.dump {
         let raw = super::sample_of(&data, args.sample)?;
         let x: Vec<f32> = raw.iter().map(|&r| r * file.raw_scale).collect();

@@ -12,34 +12,65 @@
 
 use super::eval::{error_metrics, hw_metrics, stats_metrics, Evaluator, Metrics};
 use super::hw::Hw;
-use super::spec::{default_reference, Sweep, WorkloadJson};
+use super::spec::{Sweep, WorkloadJson};
 use crate::array::{Engine, Stats};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::hw::HwConfig;
-use crate::model::{argmax, Dataset, Model, Reference};
+use crate::model::argmax;
 use crate::numerics::IntFormat;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// One layer's declared formats and GEMM shape (for the format check and
-/// the hardware metrics; the GEMMs run through `graph::run`).
-struct Lowered {
+/// One array node's declared formats and GEMM shape (for the format check
+/// and the hardware metrics; the GEMMs run through `graph::run`).
+struct ArrayLayer {
     name: String,
     /// The layer's declared weight and input code formats.
     wfmt: IntFormat,
     afmt: IntFormat,
-    /// Output positions per sample (1 for dense), K, N.
+    /// Per group: output positions per sample (1 for dense), K, N of the
+    /// group's GEMM (`groups` equal GEMMs).
     m: usize,
     kd: usize,
     n: usize,
+    groups: usize,
+}
+
+/// The array nodes of `g`, in node order: the weight and input code formats
+/// (`i<bits>`/`u<bits>` of the tensors' quantization) and the GEMM shape.
+fn array_layers(g: &Graph) -> Result<Vec<ArrayLayer>> {
+    use crate::graph::Op;
+    let mut v = Vec::new();
+    for node in g.nodes() {
+        let (wq, m, kd, n, groups) = match &node.op {
+            Op::Conv2d(c) => {
+                let y = &g.tensor(node.output).shape;
+                let w = c.weight.shape();
+                (c.weight.quant(), y[1] * y[2], w[1] * w[2] * w[3], w[0] / c.groups, c.groups)
+            }
+            Op::Dense(d) => (d.weight.quant(), 1, d.weight.shape()[0], d.weight.shape()[1], 1),
+            _ => continue,
+        };
+        let aq = &g.tensor(node.inputs[0]).quant;
+        v.push(ArrayLayer {
+            name: node.name.clone(),
+            wfmt: IntFormat::new(wq.signed(), wq.bits())?,
+            afmt: IntFormat::new(aq.signed(), aq.bits())?,
+            m,
+            kd,
+            n,
+            groups,
+        });
+    }
+    Ok(v)
 }
 
 /// The value-dependent metrics of one run.
 #[derive(Clone, Debug)]
 struct Numerics {
     accuracy: f64,
-    agreement: f64,
+    agreement: Option<f64>,
     sqnr_db: f64,
     max_abs_err: f64,
     out_bias: f64,
@@ -59,10 +90,12 @@ type WideCell = Arc<OnceLock<std::result::Result<Wide, String>>>;
 /// The model evaluator.
 pub struct ModelEval {
     graph: Graph,
-    layers: Vec<Lowered>,
+    layers: Vec<ArrayLayer>,
     inputs: Vec<Vec<i64>>,
     labels: Vec<u32>,
-    fake_quant: Vec<usize>,
+    /// The reference's predictions (fake-quant, or the ONNX runtime's);
+    /// `None` without a reference (then `agreement` is null).
+    fake_quant: Option<Vec<usize>>,
     exact: [OnceLock<Vec<i64>>; 2],
     /// Wide runs by their key (see [`ModelEval::wide`]).
     wide: Mutex<BTreeMap<String, WideCell>>,
@@ -72,54 +105,65 @@ pub struct ModelEval {
 }
 
 impl ModelEval {
-    /// Preload the model, data and reference once.
+    /// Preload the model, data and reference once. The model is any format
+    /// `bitmac run` reads (`graph::load::AnyModel`: `bitmac-model/1`,
+    /// `bitmac-graph/1`, ONNX), the data a CSV or a float32 `.npy` with
+    /// `labels`.
     pub fn load(sweep: &Sweep) -> Result<ModelEval> {
-        let WorkloadJson::Model { model, data, reference, limit } = &sweep.workload else {
+        use crate::graph::load::{AnyModel, Samples};
+        let WorkloadJson::Model { model, data, reference, limit, labels, requant } = &sweep.workload else {
             return Err(Error::internal("ModelEval::load on a synthetic workload"));
         };
-        let m = Model::load(&sweep.dir.join(model)).map_err(|e| e.context("workload.model"))?;
-        let ds = Dataset::load(&sweep.dir.join(data)).map_err(|e| e.context("workload.data"))?;
-        let rpath = sweep.dir.join(reference.clone().unwrap_or_else(|| default_reference(model)));
-        let r = Reference::load(&rpath).map_err(|e| e.context("workload.reference"))?;
-        r.check_model(&m).map_err(|e| e.context("workload.reference"))?;
-        if r.labels.as_slice() != ds.labels() {
-            return Err(Error::input(format!(
-                "workload.reference: {}: labels differ from workload.data (allowed: the reference made from this data file)",
-                rpath.display()
-            )));
-        }
+        let requant = match requant.as_deref() {
+            None => crate::graph::RequantMode::Float32,
+            Some(s) => crate::graph::RequantMode::parse(s).map_err(|e| e.context("workload.requant"))?,
+        };
+        let m = AnyModel::load(&sweep.dir.join(model), requant).map_err(|e| e.context("workload.model"))?;
+        let ds =
+            Samples::load(Some(&sweep.dir.join(data)), labels.as_ref().map(|l| sweep.dir.join(l)).as_deref())
+                .map_err(|e| e.context("workload.data"))?;
+        let Some(ds_labels) = ds.labels.clone() else {
+            return Err(Error::input(
+                "workload.labels: missing (a .npy data set needs its labels, an integer .npy, for the accuracy metric)",
+            ));
+        };
+        let refp = super::spec::workload_reference(&sweep.dir, model, reference.as_deref())?;
+        let fake_quant = match refp {
+            None => None,
+            Some(rp) => {
+                let rpath = sweep.dir.join(rp);
+                let (pred, rlabels) =
+                    m.reference_predictions(&rpath).map_err(|e| e.context("workload.reference"))?;
+                if rlabels.is_some_and(|l| l.as_slice() != ds_labels.as_slice()) {
+                    return Err(Error::input(format!(
+                        "workload.reference: {}: labels differ from workload.data (allowed: the reference made from this data file)",
+                        rpath.display()
+                    )));
+                }
+                if pred.len() < ds.len() {
+                    return Err(Error::field(
+                        "workload.reference: samples",
+                        pred.len(),
+                        format!("at least {} (the data set's samples)", ds.len()),
+                    ));
+                }
+                Some(pred)
+            }
+        };
         let n = limit.unwrap_or(ds.len()).min(ds.len());
         let mut inputs = Vec::with_capacity(n);
         for i in 0..n {
-            inputs.push(
-                m.input_codes(ds.image(i))
-                    .map_err(|e| e.context(format!("workload.data sample {i}")))?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect(),
-            );
+            let x = ds.sample(i, "sample")?;
+            inputs.push(m.input_codes(x).map_err(|e| e.context(format!("workload.data sample {i}")))?);
         }
-        let mut layers = Vec::new();
-        for layer in m.layers() {
-            let (mm, kd, nn) = layer.gemm_dims();
-            let wq = layer.weight().quant();
-            let aq = layer.input_quant();
-            layers.push(Lowered {
-                name: layer.name().to_string(),
-                wfmt: IntFormat::new(wq.signed(), wq.bits())?,
-                afmt: IntFormat::new(aq.signed(), aq.bits())?,
-                m: mm,
-                kd,
-                n: nn,
-            });
-        }
-        let graph = crate::graph::from_model(&m).map_err(|e| e.context("workload.model"))?;
+        let graph = m.graph;
+        let layers = array_layers(&graph)?;
         Ok(ModelEval {
             graph,
             layers,
             inputs,
-            labels: ds.labels()[..n].to_vec(),
-            fake_quant: r.fake_quant.predictions[..n].to_vec(),
+            labels: ds_labels[..n].to_vec(),
+            fake_quant: fake_quant.map(|p| p[..n].to_vec()),
             exact: [OnceLock::new(), OnceLock::new()],
             wide: Mutex::new(BTreeMap::new()),
             reuse: true,
@@ -152,7 +196,14 @@ impl ModelEval {
                 stats.merge(st);
             }
         }
-        let logits = outs.last().map(|o| o.acc.clone()).unwrap_or_default();
+        // The output tensor's values: the accumulators (`acc * 2^d + B'`)
+        // when it is an accumulator tensor (logits), else its codes.
+        let out = self.graph.output();
+        let logits = match self.graph.nodes().iter().position(|n| n.output == out) {
+            Some(i) if self.graph.tensor(out).quant.is_accumulator() => outs[i].acc.clone(),
+            Some(i) => outs[i].codes.iter().map(|&v| v as i128).collect(),
+            None => Vec::new(),
+        };
         Ok((logits, stats))
     }
 
@@ -183,18 +234,18 @@ impl ModelEval {
         let ns = self.inputs.len();
         let (logits, stats) = self.run(cfg)?;
         let exact = self.exact(cfg)?;
-        let classes = self.layers.last().map_or(1, |l| l.n);
+        let classes = self.graph.tensor(self.graph.output()).len().max(1);
         let mut correct = 0usize;
         let mut agree = 0usize;
         for (i, lg) in logits.chunks_exact(classes).enumerate() {
             let p = argmax(lg).unwrap_or(0);
             correct += (p == self.labels[i] as usize) as usize;
-            agree += (p == self.fake_quant[i]) as usize;
+            agree += self.fake_quant.as_ref().is_some_and(|f| p == f[i]) as usize;
         }
         let (sqnr_db, max_abs_err, out_bias) = error_metrics(&logits, exact);
         Ok(Numerics {
             accuracy: correct as f64 / ns as f64,
-            agreement: agree as f64 / ns as f64,
+            agreement: self.fake_quant.as_ref().map(|_| agree as f64 / ns as f64),
             sqnr_db,
             max_abs_err,
             out_bias,
@@ -276,16 +327,17 @@ impl Evaluator for ModelEval {
         };
         let mut m = Metrics {
             accuracy: Some(num.accuracy),
-            agreement: Some(num.agreement),
+            agreement: num.agreement,
             sqnr_db: num.sqnr_db,
             max_abs_err: num.max_abs_err,
             out_bias: num.out_bias,
             ..Metrics::default()
         };
         stats_metrics(&num.stats, &mut m);
-        let gemms: Vec<(usize, usize, usize)> = self.layers.iter().map(|l| (l.m, l.kd, l.n)).collect();
+        let gemms: Vec<(usize, usize, usize)> =
+            self.layers.iter().flat_map(|l| std::iter::repeat_n((l.m, l.kd, l.n), l.groups)).collect();
         let words_in = self.inputs.first().map_or(0, Vec::len) as u64;
-        let words_out = self.layers.last().map_or(0, |l| l.m * l.n) as u64;
+        let words_out = self.graph.tensor(self.graph.output()).len() as u64;
         hw_metrics(hw, &gemms, (words_in, words_out), true, &mut m)?;
         Ok(m)
     }

@@ -131,6 +131,13 @@ pub enum WorkloadJson {
         /// Evaluate only the first `limit` samples.
         #[serde(default)]
         limit: Option<usize>,
+        /// The labels of a float32 `.npy` data set (an integer `.npy`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<String>,
+        /// ONNX models: the requant mode of every requantizing node
+        /// (`float32` when absent; docs/onnx.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requant: Option<String>,
     },
 }
 
@@ -201,9 +208,16 @@ impl Sweep {
         super::hw::complete_base(&mut base);
         Hw::from_value(&base).map_err(|e| ctx(e.context("base")))?;
         validate_workload(&j.workload).map_err(ctx)?;
-        if let WorkloadJson::Model { model, data, reference, .. } = &j.workload {
-            let refp = reference.clone().unwrap_or_else(|| default_reference(model));
-            for (k, p) in [("model", model), ("data", data), ("reference", &refp)] {
+        if let WorkloadJson::Model { model, data, reference, labels, .. } = &j.workload {
+            let refp = workload_reference(dir, model, reference.as_deref()).map_err(ctx)?;
+            let mut files = vec![("model", model), ("data", data)];
+            if let Some(r) = &refp {
+                files.push(("reference", r));
+            }
+            if let Some(l) = labels {
+                files.push(("labels", l));
+            }
+            for (k, p) in files {
                 let bytes =
                     crate::io::read(&dir.join(p)).map_err(|e| ctx(e.context(format!("workload.{k}"))))?;
                 inputs.push((format!("{k}:{p}"), sha256_hex(&bytes)));
@@ -449,6 +463,33 @@ impl Points {
         }
         pt
     }
+}
+
+/// The reference file of a model workload, relative to the spec's
+/// directory: `reference` when given; else for a `bitmac-model/1` model
+/// [`default_reference`] (required), for a `bitmac-graph/1` model
+/// `NAME.ref.json` beside `NAME.graph.json` and for an ONNX model
+/// `NAME.ref.json` beside `NAME.onnx`, each only when that file exists
+/// (without a reference the `agreement` metric is null).
+pub fn workload_reference(
+    dir: &std::path::Path,
+    model: &str,
+    reference: Option<&str>,
+) -> Result<Option<String>> {
+    if let Some(r) = reference {
+        return Ok(Some(r.to_string()));
+    }
+    let exists = |p: &str| dir.join(p).is_file().then(|| p.to_string());
+    if crate::import::run::is_onnx(std::path::Path::new(model)) {
+        let stem = &model[..model.len() - ".onnx".len()];
+        return Ok(exists(&format!("{stem}.ref.json")));
+    }
+    let text = crate::io::read_to_string(&dir.join(model)).map_err(|e| e.context("workload.model"))?;
+    if crate::graph::format::GraphFile::is_graph_json(&text) {
+        let p = crate::graph::report::GraphReference::path_for_model(std::path::Path::new(model));
+        return Ok(exists(&p.display().to_string()));
+    }
+    Ok(Some(default_reference(model)))
 }
 
 /// The default reference path of a model file.

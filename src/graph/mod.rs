@@ -26,6 +26,7 @@ pub mod dump;
 mod fold;
 pub mod format;
 mod from_model;
+pub mod load;
 pub use from_model::from_model;
 pub mod reference;
 pub mod report;

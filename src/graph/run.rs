@@ -539,6 +539,45 @@ fn pool(
     }
 }
 
+/// One group's GEMM of an array node on a batch, exactly as the runner
+/// runs it: the `A` operand (im2col with `z_in` padding, or the dense
+/// input), the array's output, the PPU's codes (GEMM order: row = (sample,
+/// pixel), column = the group's channel) and the statistics (the array's
+/// merged with the output stage's).
+#[derive(Clone, Debug)]
+pub struct GroupRun {
+    pub a: Matrix,
+    pub array: crate::array::ArrayOutput,
+    pub codes: Vec<i64>,
+    pub stats: Stats,
+    pub ppu: PpuStats,
+}
+
+/// Run group `gi` of array node `a` on `batch` samples `x` (per-sample
+/// NCHW or features). `trace` (cycle engine only) receives the array's
+/// per-cycle trace (`docs/datapath.md` §7).
+pub fn run_array_group(
+    cfg: &ArrayConfig,
+    a: &ArrayNode,
+    x: &[i64],
+    batch: usize,
+    gi: usize,
+    engine: Engine,
+    trace: Option<&mut String>,
+) -> Result<GroupRun> {
+    let ng = a.n / a.weights.len();
+    let am = match &a.conv {
+        Some(geom) => im2col_group(geom, x, batch, gi, a.z_in)?,
+        None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input")?,
+    };
+    let arr = run_array(cfg, &am, &a.weights[gi], engine, trace)?;
+    let bias = &a.bias[gi * ng..(gi + 1) * ng];
+    let rq = a.requant.offset(gi * ng, ng);
+    let mut st = arr.stats.clone();
+    let (codes, ps) = ppu::gemm_output(&arr.acc, &arr.exact, cfg.drop_bits(), ng, Some(bias), &rq, &mut st);
+    Ok(GroupRun { a: am, array: arr, codes, stats: st, ppu: ps })
+}
+
 fn run_array_node(
     cfg: &ArrayConfig,
     a: &ArrayNode,
@@ -556,17 +595,11 @@ fn run_array_node(
     out.acc = vec![0; len];
     out.exact = vec![0; len];
     let mut stats = Stats::default();
-    for (gi, wm) in a.weights.iter().enumerate() {
-        let am = match &a.conv {
-            Some(geom) => im2col_group(geom, x, batch, gi, a.z_in)?,
-            None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input")?,
-        };
-        let arr = run_array(cfg, &am, wm, engine, None)?;
-        let d = cfg.drop_bits();
+    let d = cfg.drop_bits();
+    for gi in 0..groups {
+        let GroupRun { array: arr, codes, stats: st, ppu: ps, .. } =
+            run_array_group(cfg, a, x, batch, gi, engine, None)?;
         let bias = &a.bias[gi * ng..(gi + 1) * ng];
-        let rq = a.requant.offset(gi * ng, ng);
-        let mut st = arr.stats;
-        let (codes, ps) = ppu::gemm_output(&arr.acc, &arr.exact, d, ng, Some(bias), &rq, &mut st);
         stats.merge(&st);
         out.ppu.merge(&ps);
         // GEMM rows are (sample, pixel); scatter to per-sample NCHW.
@@ -610,6 +643,18 @@ pub struct GraphRun {
     /// One entry per node: codes/acc/exact concatenated over samples,
     /// statistics merged in sample order.
     pub nodes: Vec<NodeOut>,
+}
+
+/// The memory [`run_all`] keeps, in bytes (`docs/limits.md`, `--max-mem`):
+/// for every sample, every node output element's code (8 bytes) and, at
+/// most, its two accumulators (16 bytes each), counted for every node
+/// (an upper bound: only array nodes keep accumulators); the input codes
+/// (8 bytes per element); and one batch of the same in flight.
+pub fn run_all_memory(g: &Graph, samples: usize, batch: usize) -> u128 {
+    let outs: u128 = g.nodes().iter().map(|n| g.tensor(n.output).len() as u128).sum();
+    let input = g.tensor(g.input()).len() as u128;
+    let per = 40 * outs + 8 * input;
+    per * samples as u128 + per * batch.clamp(1, samples.max(1)) as u128
 }
 
 /// Run `inputs` (one code vector per sample) through `g` in batches of

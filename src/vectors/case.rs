@@ -5,7 +5,7 @@
 //! directory name), `description`, `seed`. Each kind validates its fields
 //! once ([`CaseSpec::validate`]) into the internal types its generator uses.
 
-use super::kinds::{cdc, gemm, lsq, pe_column, requant, round};
+use super::kinds::{cdc, gemm, lsq, model_node, pe_column, requant, round};
 use crate::error::{Error, Result};
 use crate::numerics::{IntFormat, OverflowMode, RoundMode};
 use serde::{Deserialize, Serialize};
@@ -30,12 +30,15 @@ pub enum CaseSpec {
     Conv2d(gemm::Conv2dCase),
     /// A layer of the shipped default model on shipped test samples (needs `--hw`).
     ModelLayer(gemm::ModelLayerCase),
+    /// Any node of any model (bitmac-model/1, bitmac-graph/1, ONNX) on one
+    /// sample, through the graph runner (needs `--hw`).
+    ModelNode(model_node::ModelNodeCase),
     /// A CDC FIFO scenario (the `bitmac cdc` run).
     Cdc(cdc::CdcCase),
 }
 
 /// The kinds, in documentation order.
-pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer, cdc";
+pub const KINDS: &str = "round, pe_column, requant, lsq, gemm, conv2d, model_layer, model_node, cdc";
 
 impl CaseSpec {
     /// The case name (directory name).
@@ -48,6 +51,7 @@ impl CaseSpec {
             CaseSpec::Gemm(c) => &c.name,
             CaseSpec::Conv2d(c) => &c.name,
             CaseSpec::ModelLayer(c) => &c.name,
+            CaseSpec::ModelNode(c) => &c.name,
             CaseSpec::Cdc(c) => &c.name,
         }
     }
@@ -62,6 +66,7 @@ impl CaseSpec {
             CaseSpec::Gemm(c) => c.seed,
             CaseSpec::Conv2d(c) => c.seed,
             CaseSpec::ModelLayer(c) => c.seed,
+            CaseSpec::ModelNode(c) => c.seed,
             CaseSpec::Cdc(c) => c.seed,
         }
     }
@@ -76,13 +81,17 @@ impl CaseSpec {
             CaseSpec::Gemm(_) => "gemm",
             CaseSpec::Conv2d(_) => "conv2d",
             CaseSpec::ModelLayer(_) => "model_layer",
+            CaseSpec::ModelNode(_) => "model_node",
             CaseSpec::Cdc(_) => "cdc",
         }
     }
 
     /// True when the kind reads the hardware config (`--hw`).
     pub fn needs_hw(&self) -> bool {
-        matches!(self, CaseSpec::Gemm(_) | CaseSpec::Conv2d(_) | CaseSpec::ModelLayer(_))
+        matches!(
+            self,
+            CaseSpec::Gemm(_) | CaseSpec::Conv2d(_) | CaseSpec::ModelLayer(_) | CaseSpec::ModelNode(_)
+        )
     }
 
     /// Validate the common fields (the kind's own fields are validated by

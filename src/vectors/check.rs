@@ -12,7 +12,7 @@
 //!    a killed writer are reported on stderr and ignored).
 
 use super::files::sha256_hex;
-use super::{generate_as, Manifest, FORMAT, MANIFEST};
+use super::{generate_at, Manifest, FORMAT, MANIFEST};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -167,7 +167,8 @@ pub fn check_case(dir: &Path) -> Result<usize> {
             m.format
         )));
     }
-    let g = generate_as(&m.case, m.hw.as_ref(), &m.bitmac_version).map_err(|e| {
+    let base = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let g = generate_at(&m.case, m.hw.as_ref(), &m.bitmac_version, base).map_err(|e| {
         Error::mismatch(format!("{label}: {MANIFEST}: the stored case does not regenerate: {e}"))
     })?;
     let stored_sha = |path: &str| m.files.iter().find(|f| f.path == path).map(|f| f.sha256.clone());

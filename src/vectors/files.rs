@@ -155,12 +155,36 @@ pub struct Text {
     pub bytes: Vec<u8>,
 }
 
+/// A file whose bytes another bitmac module encoded (the `.npy` and hex
+/// files of `graph::dump`, for `model_node`), with its manifest metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Raw {
+    /// File name including its extension.
+    pub file: String,
+    pub role: Role,
+    /// `npy` or `readmemh`.
+    pub encoding: String,
+    pub tensor: String,
+    pub shape: Vec<usize>,
+    /// `i<w>` (two's complement of `width` bits).
+    pub dtype: String,
+    pub width: u32,
+    /// Hex digits per element (hex files only).
+    pub digits: Option<usize>,
+    pub packing: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The packing string of `.npy` files.
+pub const PACKING_NPY: &str = "NumPy .npy format 1.0, little-endian int64, C order";
+
 /// One output artifact of a case generator.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Artifact {
     Tensor(Tensor),
     Stream(Stream),
     Text(Text),
+    Raw(Raw),
 }
 
 /// One manifest file entry (see `docs/vectors.md`, "manifest.json").
@@ -366,6 +390,23 @@ pub fn encode_all(artifacts: &[Artifact]) -> Vec<(FileEntry, Vec<u8>)> {
                     sha256: sha256_hex(&tx.bytes),
                 };
                 out.push((entry, tx.bytes.clone()));
+            }
+            Artifact::Raw(r) => {
+                let entry = FileEntry {
+                    path: r.file.clone(),
+                    role: r.role,
+                    tensor: r.tensor.clone(),
+                    encoding: r.encoding.clone(),
+                    shape: Some(r.shape.clone()),
+                    dtype: Some(r.dtype.clone()),
+                    width: Some(r.width),
+                    signed: Some(true),
+                    digits: r.digits,
+                    packing: r.packing.clone(),
+                    lines: count_lines(&r.bytes),
+                    sha256: sha256_hex(&r.bytes),
+                };
+                out.push((entry, r.bytes.clone()));
             }
         }
     }

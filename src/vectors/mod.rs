@@ -86,6 +86,14 @@ pub fn generate(case: &CaseSpec, hw: Option<&HwJson>) -> Result<Generated> {
 /// Generate `case`, recording `version` as the generating bitmac version
 /// (`check` passes the manifest's stored version).
 pub fn generate_as(case: &CaseSpec, hw: Option<&HwJson>, version: &str) -> Result<Generated> {
+    generate_at(case, hw, version, Path::new("."))
+}
+
+/// [`generate_as`] with the suite root `base`: the directory the file paths
+/// of a case (the `model` and `data` of `model_node`) are relative to —
+/// `gen`'s `--out` directory, and for `check` the directory holding the
+/// case directory (`docs/vectors.md`, "model_node").
+pub fn generate_at(case: &CaseSpec, hw: Option<&HwJson>, version: &str, base: &Path) -> Result<Generated> {
     case.validate_common()?;
     let (hw, cfg) = if case.needs_hw() {
         match hw {
@@ -102,7 +110,8 @@ pub fn generate_as(case: &CaseSpec, hw: Option<&HwJson>, version: &str) -> Resul
     } else {
         (None, None)
     };
-    let out = kinds::generate(case, cfg.as_ref()).map_err(|e| e.context(format!("case {}", case.name())))?;
+    let out =
+        kinds::generate(case, cfg.as_ref(), base).map_err(|e| e.context(format!("case {}", case.name())))?;
     let mut artifacts = out.artifacts;
     let mut stats = serde_json::to_string_pretty(&out.stats).map_err(|e| Error::internal(e.to_string()))?;
     stats.push('\n');

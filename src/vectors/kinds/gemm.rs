@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::hw::HwConfig;
 use crate::layers::{conv2d, run_gemm_traced, Conv2d, GemmResult};
 use crate::numerics::IntFormat;
-use crate::requant::{quantize_multiplier, step_multiplier, Requantizer};
+use crate::requant::{step_multiplier, Requantizer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -238,7 +238,8 @@ fn both_engines(
 #[allow(clippy::too_many_arguments)]
 fn outputs(
     hw: &HwConfig,
-    rq: &Requantizer,
+    out_fmt: IntFormat,
+    mult: crate::requant::Multiplier,
     res: &GemmResult,
     trace: String,
     keep_trace: bool,
@@ -253,17 +254,10 @@ fn outputs(
     out.artifacts.push(Artifact::Tensor(Tensor::int("acc", Role::Accumulator, &[m, n], pfmt, acc)));
     if let Some(codes) = &out_codes {
         let codes = codes.iter().map(|&v| i128::from(v)).collect();
-        out.artifacts.push(Artifact::Tensor(Tensor::int(
-            "out",
-            Role::Output,
-            out_shape,
-            rq.out_format(),
-            codes,
-        )));
+        out.artifacts.push(Artifact::Tensor(Tensor::int("out", Role::Output, out_shape, out_fmt, codes)));
     }
     let exact = res.exact.iter().map(|&v| i128::from(v)).collect();
     out.artifacts.push(Artifact::Tensor(Tensor::int("exact", Role::Accumulator, &[m, n], i64f, exact)));
-    let mult = rq.multiplier();
     if out_codes.is_some() {
         out.artifacts.push(Artifact::Tensor(Tensor::int(
             "mult",
@@ -333,7 +327,7 @@ pub(crate) fn generate_gemm(c: &GemmCase, hw: &HwConfig) -> Result<KindOutput> {
         )));
     }
     let codes = res.out.clone();
-    outputs(hw, &rq, &res, trace, c.trace, &[c.m, c.n], Some(codes), &mut out)?;
+    outputs(hw, rq.out_format(), rq.multiplier(), &res, trace, c.trace, &[c.m, c.n], Some(codes), &mut out)?;
     Ok(out)
 }
 
@@ -422,7 +416,17 @@ pub(crate) fn generate_conv2d(c: &Conv2dCase, hw: &HwConfig) -> Result<KindOutpu
             v,
         )));
     }
-    outputs(hw, &rq, &res, trace, c.trace, &[c.batch, c.out_ch, oh, ow], Some(nchw), &mut out)?;
+    outputs(
+        hw,
+        rq.out_format(),
+        rq.multiplier(),
+        &res,
+        trace,
+        c.trace,
+        &[c.batch, c.out_ch, oh, ow],
+        Some(nchw),
+        &mut out,
+    )?;
     Ok(out)
 }
 
@@ -447,7 +451,8 @@ pub struct ModelLayerCase {
 }
 
 pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<KindOutput> {
-    use crate::model::{default_model, default_test_data, reference_trace, Layer};
+    use crate::graph::run::{lower, run_array_group, Lowered};
+    use crate::model::{default_model, default_test_data, reference_trace};
     if c.model != "default" {
         return Err(Error::field(
             "model",
@@ -465,7 +470,7 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
     check_size("samples (count)", c.samples.len(), 1, 64)?;
     let batch = c.samples.len();
     // The layer's input codes: the model's integer reference (docs/model-format.md).
-    let mut x: Vec<i32> = Vec::new();
+    let mut x: Vec<i64> = Vec::new();
     let mut ref_acc: Vec<Vec<i64>> = Vec::new();
     for (i, &s) in c.samples.iter().enumerate() {
         if s >= data.len() {
@@ -478,70 +483,69 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
         let codes0 = model.input_codes(data.image(s))?;
         let trace = reference_trace(&model, &codes0)?;
         let input = if l == 0 { codes0 } else { trace[l - 1].codes.clone().unwrap_or_default() };
-        x.extend_from_slice(&input);
+        x.extend(input.iter().map(|&v| i64::from(v)));
         ref_acc.push(trace[l].acc.clone());
     }
     let (fa, fw) = (hw.activations(), hw.weights());
+    // The layer as the one graph runner lowers it (graph::from_model, then
+    // graph::run::lower: im2col, weight layout, bias, the requantizer with
+    // the multiplier of requant::step_multiplier, the one `bitmac run` uses).
+    let graph = crate::graph::from_model(&model)?;
+    let lowered = lower(&graph, hw)?;
+    let Some(Lowered::Array(node)) = lowered.get(l) else {
+        return Err(Error::internal(format!("layer {}: not lowered to an array node", c.layer)));
+    };
     let hidden = model.output_quant(l).is_some();
-    // The hardware multiplier, exactly as `bitmac run` derives it
-    // (requant::step_multiplier); not the f64 reference multiplier.
-    let rq = match (model.multiplier(l)?, model.output_quant(l)) {
-        (Some(m), Some(q)) => {
-            let r = hw.requant();
-            Requantizer::new(m, r.rounding, IntFormat::new(q.signed(), q.bits())?, layer.relu())?
-        }
+    let out_fmt = match model.output_quant(l) {
+        Some(q) => IntFormat::new(q.signed(), q.bits())?,
         // The last layer's accumulators are the logits: no output stage.
-        _ => {
-            Requantizer::new(quantize_multiplier(1.0)?, hw.requant().rounding, IntFormat::signed(32)?, false)?
+        None => IntFormat::signed(32)?,
+    };
+    let mult = match node.requant.scaler(0) {
+        crate::ppu::Scaler::Fixed(r) => r.multiplier(),
+        crate::ppu::Scaler::Float32(_) => {
+            return Err(Error::internal("model layer with a float32 requantizer"))
         }
     };
     let wcodes = layer.weight().codes();
-    let bias = layer.bias().to_vec();
-    let (am, wm, xshape, wshape, oshape) = match layer {
-        Layer::Conv2d(cv) => {
-            let [ci, h, wd] = cv.input_shape();
-            let [o, oh, ow] = cv.output_shape();
-            let [kh, kw] = cv.kernel();
-            let shape = Conv2d {
-                batch,
-                in_ch: ci,
-                height: h,
-                width: wd,
-                out_ch: o,
-                kh,
-                kw,
-                stride: (cv.stride()[0], cv.stride()[1]),
-                padding: (cv.padding()[0], cv.padding()[1]),
-            };
-            let (am, wm) = crate::layers::im2col(&shape, &x, wcodes)?;
-            (am, wm, vec![batch, ci, h, wd], vec![o, ci, kh, kw], vec![batch, o, oh, ow])
-        }
-        Layer::Dense(d) => {
-            let (i, o) = (d.in_features(), d.out_features());
-            let mut wt = vec![0i32; i * o];
-            for r in 0..o {
-                for col in 0..i {
-                    wt[col * o + r] = wcodes[r * i + col];
-                }
-            }
-            (
-                Matrix::new(batch, i, x.clone())?,
-                Matrix::new(i, o, wt)?,
-                vec![batch, i],
-                vec![o, i],
-                vec![batch, o],
-            )
-        }
+    let bias = node.bias.clone();
+    let n = node.n;
+    let (rows, xshape, wshape, oshape) = match &node.conv {
+        Some(g) => (
+            batch * g.oh * g.ow,
+            vec![batch, g.c, g.h, g.w],
+            vec![g.o, g.c, g.kh, g.kw],
+            vec![batch, g.o, g.oh, g.ow],
+        ),
+        None => (batch, vec![batch, node.k], vec![n, node.k], vec![batch, n]),
     };
-    check_elems("im2col", (am.rows() * am.cols()) as u64)?;
-    check_gen_work(hw, am.rows(), am.cols(), wm.cols(), "layer")?;
-    let fa_err = |e: Error| e.context(format!("layer {} input codes vs hw activations {fa}", c.layer));
-    am.check_format(fa, "x").map_err(fa_err)?;
-    wm.check_format(fw, "w")
+    check_elems("im2col", (rows * node.k) as u64)?;
+    check_gen_work(hw, rows, node.k, n, "layer")?;
+    if let Some(i) = x.iter().position(|&v| !fa.contains(v as i128)) {
+        return Err(Error::field(
+            format!("x[{i}]"),
+            x[i],
+            format!("{}..={} (layer {} input codes vs hw activations {fa})", fa.min(), fa.max(), c.layer),
+        ));
+    }
+    node.weights[0]
+        .check_format(fw, "w")
         .map_err(|e| e.context(format!("layer {} weights vs hw weights {fw}", c.layer)))?;
-    let (res, trace) = both_engines(|e, t| run_gemm_traced(hw, &am, &wm, Some(&bias), &rq, e, t))?;
+    let cfg = crate::array::ArrayConfig::from_hw(hw)?;
+    let run = |e: Engine, t: Option<&mut String>| -> Result<GemmResult> {
+        let r = run_array_group(&cfg, node, &x, batch, 0, e, t)?;
+        Ok(GemmResult {
+            m: r.array.m,
+            n: r.array.n,
+            out: r.codes,
+            acc: r.array.acc,
+            drop_bits: cfg.drop_bits(),
+            exact: r.array.exact,
+            stats: r.stats,
+        })
+    };
+    let (res, trace) = both_engines(run)?;
     // Output layout: NCHW for conv2d (GEMM rows are (b, oy, ox)), [b, o] for dense.
-    let n = res.n;
     let per = res.m / batch; // OH*OW (1 for dense)
     let mut codes = vec![0i64; res.m * n];
     for b in 0..batch {
@@ -567,6 +571,6 @@ pub(crate) fn generate_model_layer(c: &ModelLayerCase, hw: &HwConfig) -> Result<
     out.artifacts.push(Artifact::Tensor(Tensor::int("w", Role::Weight, &wshape, fw, wi)));
     let bi = bias.iter().map(|&v| i128::from(v)).collect();
     out.artifacts.push(Artifact::Tensor(Tensor::int("bias", Role::Param, &[n], IntFormat::signed(32)?, bi)));
-    outputs(hw, &rq, &res, trace, c.trace, &oshape, hidden.then_some(codes), &mut out)?;
+    outputs(hw, out_fmt, mult, &res, trace, c.trace, &oshape, hidden.then_some(codes), &mut out)?;
     Ok(out)
 }

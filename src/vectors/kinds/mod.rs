@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 pub mod cdc;
 pub mod gemm;
 pub mod lsq;
+pub mod model_node;
 pub mod pe_column;
 pub mod requant;
 pub mod round;
@@ -25,7 +26,7 @@ pub struct KindOutput {
 }
 
 /// Run the case's generator.
-pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>) -> Result<KindOutput> {
+pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>, base: &std::path::Path) -> Result<KindOutput> {
     let need_hw = || {
         hw.ok_or_else(|| {
             Error::input(format!("case kind {} needs a hardware config (--hw HW.json)", case.kind()))
@@ -39,6 +40,7 @@ pub(crate) fn generate(case: &CaseSpec, hw: Option<&HwConfig>) -> Result<KindOut
         CaseSpec::Gemm(c) => gemm::generate_gemm(c, need_hw()?),
         CaseSpec::Conv2d(c) => gemm::generate_conv2d(c, need_hw()?),
         CaseSpec::ModelLayer(c) => gemm::generate_model_layer(c, need_hw()?),
+        CaseSpec::ModelNode(c) => model_node::generate(c, need_hw()?, base),
         CaseSpec::Cdc(c) => cdc::generate(c),
     }
 }
