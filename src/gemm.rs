@@ -122,6 +122,8 @@ pub struct GemmOutput {
     pub trace: Option<String>,
     /// The clock-domain summary line(s), with a `cdc` section.
     pub cdc_summary: Option<String>,
+    /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
+    pub cdc: Option<crate::sim::CdcTotals>,
     /// The GEMM's energy (`docs/energy.md`), zero products counted from
     /// the operands.
     pub energy: crate::energy::Breakdown,
@@ -155,7 +157,7 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
     )?;
     let stage_acc = req.stage == Stage::Acc;
     let mut trace = req.trace.then(String::new);
-    let (res, cdc_summary) = if let Some(cc) = hw.cdc() {
+    let (res, cdc_summary, cdc) = if let Some(cc) = hw.cdc() {
         // The array in its own clock domain: A crosses in, results cross out.
         let (r, c) = crate::sim::gemm_cdc(
             hw,
@@ -167,10 +169,11 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
             trace.as_mut(),
             stage_acc,
         )?;
-        (r, Some(c.summary(&cc, hw.clock_period_ps())))
+        (r, Some(c.summary(&cc, hw.clock_period_ps())), Some(c))
     } else {
         (
             crate::layers::run_gemm_traced(hw, req.a, req.w, req.bias, &requant, req.engine, trace.as_mut())?,
+            None,
             None,
         )
     };
@@ -200,5 +203,5 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
     let (m, k, n) = (req.a.rows(), req.a.cols(), req.w.cols());
     let zeros = crate::energy::zero_products(req.a.data(), m, k, req.w.data(), n);
     let energy = crate::energy::for_hw(hw, m as u64, k as u64, n as u64, Some(zeros), !stage_acc);
-    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary, energy })
+    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary, cdc, energy })
 }

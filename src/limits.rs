@@ -79,7 +79,14 @@ pub fn gemm_work(
     };
     let cdc = hw.cdc().map_or(0, |cd| {
         let p = hw.clock_period_ps();
-        cdc_edges_bound(&cd, p, m as u128 * k as u128) + cdc_edges_bound(&cd, p, m as u128 * n as u128)
+        // Input crossing, output crossing back to back (the comparison), and
+        // the overlapped output crossing, which also spans the compute
+        // (docs/cdc.md §18).
+        let cycles = crate::array::compute_cycles(hw.dataflow(), r, c, m, k, n) as u128;
+        let ratio = cd.host_period_ps.max(p).div_ceil(cd.host_period_ps.min(p).max(1)) as u128;
+        cdc_edges_bound(&cd, p, m as u128 * k as u128)
+            + 2 * cdc_edges_bound(&cd, p, m as u128 * n as u128)
+            + 2 * cycles * (ratio + 1)
     });
     compute + cdc
 }
@@ -155,9 +162,13 @@ pub fn run_work(
     full as u128 * per(batch) + if rest > 0 { per(rest) } else { 0 }
 }
 
-/// The memory `run` keeps for `samples` samples: 40 bytes (an `i64` code
-/// and two `i128` accumulator values) per layer output element per sample.
-pub fn run_memory(model: &crate::model::Model, samples: usize) -> u128 {
+/// The memory `run` keeps beyond its inputs for `samples` samples in
+/// batches of `batch`: 40 bytes (an `i64` code and two `i128` accumulator
+/// values) per layer output element for one window of
+/// [`crate::sim::run_window_samples`] samples (the run streams window by
+/// window), plus 8 bytes (the prediction) per sample.
+pub fn run_memory(model: &crate::model::Model, samples: usize, batch: usize) -> u128 {
     let per: u128 = model.layers().iter().map(|l| l.output_len() as u128).sum();
-    40 * per * samples as u128
+    let window = crate::sim::run_window_samples(batch).min(samples.max(1));
+    40 * per * window as u128 + 8 * samples as u128
 }

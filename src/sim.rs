@@ -224,78 +224,101 @@ fn run_batch(plan: &Plan, hw: &HwConfig, input: Vec<i32>, batch: usize, engine: 
     Ok(out)
 }
 
-/// Per-layer results of running every sample: flat arrays in sample order.
-struct Raw {
-    cdc: Option<CdcTotals>,
+/// The model lowered once for a run: the report's per-layer requantizers
+/// and the graph plan every batch runs.
+struct Prepared {
     lowered: Vec<Lowered>,
+    plan: Plan,
+}
+
+fn prepare(model: &Model, hw: &HwConfig, opts: &RunOptions) -> Result<Prepared> {
+    if opts.batch == 0 {
+        return Err(Error::field("batch", 0, "1.."));
+    }
+    Ok(Prepared { lowered: lower(model, hw)?, plan: plan(model, hw)? })
+}
+
+/// Per-layer results of samples `s0..s1`: flat arrays in sample order.
+struct Window {
     stats: Vec<Stats>,
     codes: Vec<Vec<i64>>,
     exact: Vec<Vec<i128>>,
     acc: Vec<Vec<i128>>,
+    cdc: Option<CdcTotals>,
 }
 
-fn run_all(
+/// Run samples `s0..s1` (`s0` a multiple of the batch, so the batches are
+/// the ones a run over all samples makes: the stats and CDC totals do not
+/// depend on the windowing). Batches run in parallel and merge in sample
+/// order (deterministic whatever the scheduling). `done` counts finished
+/// samples for `progress`.
+#[allow(clippy::too_many_arguments)]
+fn run_window(
     model: &Model,
     data: &Dataset,
     hw: &HwConfig,
     opts: &RunOptions,
+    prep: &Prepared,
+    (s0, s1): (usize, usize),
+    done: &std::sync::atomic::AtomicUsize,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<Raw> {
-    if opts.batch == 0 {
-        return Err(Error::field("batch", 0, "1.."));
-    }
-    let lowered = lower(model, hw)?;
-    let plan = plan(model, hw)?;
+) -> Result<Window> {
     let in_len = model.input().len();
-    let mut inputs = Vec::with_capacity(data.len());
-    for s in 0..data.len() {
-        inputs.push(model.input_codes(data.image(s)).map_err(|e| e.context(format!("sample {s}")))?);
-    }
-    let starts: Vec<usize> = (0..data.len()).step_by(opts.batch).collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let starts: Vec<usize> = (s0..s1).step_by(opts.batch).collect();
     let batches: Vec<Result<(BatchOut, Option<CdcTotals>)>> = starts
         .par_iter()
-        .map(|&s0| {
-            let s1 = (s0 + opts.batch).min(data.len());
-            let mut x = Vec::with_capacity((s1 - s0) * in_len);
-            for inp in &inputs[s0..s1] {
-                x.extend_from_slice(inp);
+        .map(|&b0| {
+            let b1 = (b0 + opts.batch).min(s1);
+            let mut x = Vec::with_capacity((b1 - b0) * in_len);
+            for s in b0..b1 {
+                x.extend(model.input_codes(data.image(s)).map_err(|e| e.context(format!("sample {s}")))?);
             }
             let r = match hw.cdc() {
-                None => run_batch(&plan, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
-                Some(c) => run_batch_cdc(&plan, hw, &c, x, s1 - s0, opts.engine),
+                None => run_batch(&prep.plan, hw, x, b1 - b0, opts.engine).map(|b| (b, None)),
+                Some(c) => run_batch_cdc(&prep.plan, hw, &c, x, b1 - b0, (b0 / opts.batch) as u64, opts.engine),
             };
-            let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
+            let n = done.fetch_add(b1 - b0, std::sync::atomic::Ordering::Relaxed) + (b1 - b0);
             progress(n);
             r
         })
         .collect();
-    // Merge in sample order (deterministic whatever the scheduling).
     let n_layers = model.layers().len();
-    let mut stats: Vec<Stats> = vec![Stats::default(); n_layers];
-    let mut codes: Vec<Vec<i64>> = vec![Vec::new(); n_layers];
-    let mut exact: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
-    let mut acc: Vec<Vec<i128>> = vec![Vec::new(); n_layers];
-    let mut cdc: Option<CdcTotals> = None;
+    let mut w = Window {
+        stats: vec![Stats::default(); n_layers],
+        codes: vec![Vec::new(); n_layers],
+        exact: vec![Vec::new(); n_layers],
+        acc: vec![Vec::new(); n_layers],
+        cdc: None,
+    };
     for b in batches {
         let (b, c) = b?;
         if let Some(c) = c {
-            cdc.get_or_insert_with(CdcTotals::default).merge(&c);
+            w.cdc.get_or_insert_with(CdcTotals::default).merge(&c);
         }
         for l in 0..n_layers {
-            stats[l].merge(&b.stats[l]);
-            codes[l].extend_from_slice(&b.codes[l]);
-            exact[l].extend_from_slice(&b.exact[l]);
-            acc[l].extend_from_slice(&b.acc[l]);
+            w.stats[l].merge(&b.stats[l]);
+            w.codes[l].extend_from_slice(&b.codes[l]);
+            w.exact[l].extend_from_slice(&b.exact[l]);
+            w.acc[l].extend_from_slice(&b.acc[l]);
         }
     }
-    Ok(Raw { lowered, stats, codes, exact, acc, cdc })
+    Ok(w)
 }
 
-/// Totals of the clock-domain crossings of a run (`docs/datapath.md`,
-/// "Clock domains"): every inference moves its input codes host -> array
-/// through the input FIFO, computes, and moves its logits array -> host
-/// through the output FIFO; the three phases run back to back.
+/// The samples `run_model` holds per-element results for at once (rounded
+/// up to a multiple of the batch): its memory does not grow with the data
+/// set beyond the per-sample prediction (`docs/limits.md`).
+pub const RUN_WINDOW_SAMPLES: usize = 1024;
+
+/// The window of `run_model` for batches of `batch`.
+pub fn run_window_samples(batch: usize) -> usize {
+    RUN_WINDOW_SAMPLES.div_ceil(batch.max(1)) * batch.max(1)
+}
+
+/// Totals of the clock-domain crossings of a run (`docs/cdc.md` §18): every
+/// inference moves its input codes host -> array through the input FIFO and
+/// its results array -> host through the output FIFO, overlapped with the
+/// compute; inferences (batches) run one after another.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CdcTotals {
     /// Inferences (batches) run.
@@ -303,51 +326,73 @@ pub struct CdcTotals {
     /// Words through the input / output FIFO.
     pub words_in: u64,
     pub words_out: u64,
-    /// Time of all batches back to back (ps).
+    /// End-to-end time of all batches, crossings overlapped with the compute
+    /// (ps): per batch, the host's take of the last output word.
     pub time_ps: u64,
-    /// Array-domain and host-domain clock cycles in that time.
+    /// The same batches with input crossing, compute and output crossing back
+    /// to back (ps): `t_in + C * T_array + t_out` per batch.
+    pub back_to_back_ps: u64,
+    /// Array-domain and host-domain clock cycles in `time_ps`.
     pub array_cycles: u64,
     pub host_cycles: u64,
     /// Array cycles spent computing (the single-clock cycle count).
     pub compute_cycles: u64,
-    /// Input FIFO: host edges blocked by wfull, array edges waiting on rempty.
+    /// Array edges on which the compute waited for an input word.
+    pub compute_stalls: u64,
+    /// Input FIFO: host edges blocked by wfull, array edges waiting on an
+    /// empty port.
     pub in_write_stalls: u64,
     pub in_read_stalls: u64,
-    /// Output FIFO: array edges blocked by wfull, host edges waiting on rempty.
+    /// Output FIFO: array edges blocked by wfull, host edges waiting on an
+    /// empty port.
     pub out_write_stalls: u64,
     pub out_read_stalls: u64,
     /// Occupancy histograms (`[k]` = edges after which k words were unread).
     pub in_occupancy: Vec<u64>,
     pub out_occupancy: Vec<u64>,
+    /// Metastability events in both FIFOs (0 with `cdc.meta` off).
+    pub meta_events: u64,
+    /// Scoreboard findings of both FIFOs: words lost, duplicated, reordered.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
 }
 
 impl CdcTotals {
-    /// The totals of one input crossing, `compute` array cycles, and one
-    /// output crossing, back to back.
+    /// The totals of one overlapped inference; `tout_b2b` is the output
+    /// crossing run on its own from reset (the back-to-back comparison).
     fn of(
         cdc: &crate::hw::CdcConfig,
         t_array: u64,
-        tin: &crate::cdc::TransferReport,
+        ov: &crate::cdc::overlap::Overlap,
         compute: u64,
-        tout: &crate::cdc::TransferReport,
+        tout_b2b: &crate::cdc::TransferReport,
     ) -> CdcTotals {
+        let (tin, tout) = (&ov.tin, &ov.tout);
         let end_in = tin.pop_time_ps.last().copied().unwrap_or(0);
-        let end_out = tout.pop_time_ps.last().copied().unwrap_or(0);
-        let time_ps = end_in + compute * t_array + end_out;
+        let end_out = tout_b2b.pop_time_ps.last().copied().unwrap_or(0);
+        let time_ps = ov.time_ps;
+        let sb = |f: fn(&crate::cdc::Verdict) -> u64| f(&tin.report.verdict) + f(&tout.report.verdict);
         CdcTotals {
             batches: 1,
             words_in: tin.popped.len() as u64,
             words_out: tout.popped.len() as u64,
             time_ps,
+            back_to_back_ps: end_in + compute * t_array + end_out,
             array_cycles: time_ps.div_ceil(t_array),
             host_cycles: time_ps.div_ceil(cdc.host_period_ps),
             compute_cycles: compute,
+            compute_stalls: ov.compute_stalls,
             in_write_stalls: tin.write_stalls,
             in_read_stalls: tin.read_stalls,
             out_write_stalls: tout.write_stalls,
             out_read_stalls: tout.read_stalls,
             in_occupancy: tin.occupancy.clone(),
             out_occupancy: tout.occupancy.clone(),
+            meta_events: (tin.report.events.len() + tout.report.events.len()) as u64,
+            lost: sb(|v| v.lost),
+            duplicated: sb(|v| v.duplicated),
+            reordered: sb(|v| v.reordered),
         }
     }
 
@@ -356,15 +401,37 @@ impl CdcTotals {
         self.words_in += o.words_in;
         self.words_out += o.words_out;
         self.time_ps += o.time_ps;
+        self.back_to_back_ps += o.back_to_back_ps;
         self.array_cycles += o.array_cycles;
         self.host_cycles += o.host_cycles;
         self.compute_cycles += o.compute_cycles;
+        self.compute_stalls += o.compute_stalls;
         self.in_write_stalls += o.in_write_stalls;
         self.in_read_stalls += o.in_read_stalls;
         self.out_write_stalls += o.out_write_stalls;
         self.out_read_stalls += o.out_read_stalls;
         add_hist(&mut self.in_occupancy, &o.in_occupancy);
         add_hist(&mut self.out_occupancy, &o.out_occupancy);
+        self.meta_events += o.meta_events;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+    }
+
+    /// The totals as JSON (the `cdc` object of `bitmac run --json` and
+    /// `bitmac gemm --stats`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "batches": self.batches, "words_in": self.words_in, "words_out": self.words_out,
+            "time_ps": self.time_ps, "back_to_back_ps": self.back_to_back_ps,
+            "array_cycles": self.array_cycles, "host_cycles": self.host_cycles,
+            "compute_cycles": self.compute_cycles, "compute_stalls": self.compute_stalls,
+            "in_write_stalls": self.in_write_stalls, "in_read_stalls": self.in_read_stalls,
+            "out_write_stalls": self.out_write_stalls, "out_read_stalls": self.out_read_stalls,
+            "in_occupancy": self.in_occupancy, "out_occupancy": self.out_occupancy,
+            "meta_events": self.meta_events,
+            "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
+        })
     }
 }
 
@@ -377,11 +444,112 @@ fn add_hist(a: &mut Vec<u64>, b: &[u64]) {
     }
 }
 
+/// The validated FIFO of the datapath's crossings (`cdc` section: depth,
+/// synchronizers, variant, metastability) for `width`-bit words and `seed`.
+pub fn datapath_fifo(cdc: &crate::hw::CdcConfig, width: u32, seed: u64) -> Result<crate::cdc::FifoConfig> {
+    crate::cdc::FifoSpec {
+        depth: cdc.fifo_depth as u64,
+        sync: cdc.sync_stages,
+        data_width: width,
+        meta: cdc.meta,
+        seed,
+        ..crate::cdc::FifoSpec::default()
+    }
+    .validate()?
+    .with_variant(cdc.variant)
+}
+
+/// Run one inference's crossings overlapped with its compute (docs/cdc.md
+/// §18) and the output crossing once more on its own (the back-to-back
+/// comparison). Batch `b` uses seed `cdc.seed + 2b` for the input FIFO and
+/// `cdc.seed + 2b + 1` for the output FIFO (wrapping).
+#[allow(clippy::too_many_arguments)]
+fn crossings(
+    cdc: &crate::hw::CdcConfig,
+    t_array: u64,
+    b: u64,
+    tin: crate::cdc::TransferReport,
+    words_out: &[u64],
+    width_out: u32,
+    sched: &crate::cdc::overlap::Schedule,
+    compute: u64,
+) -> Result<(Vec<u64>, CdcTotals)> {
+    let seed = cdc.seed.wrapping_add(b.wrapping_mul(2));
+    let cfg_out = datapath_fifo(cdc, width_out, seed.wrapping_add(1))?;
+    let ov = crate::cdc::overlap::overlap_after_input(
+        &cfg_out,
+        cdc.host_period_ps,
+        t_array,
+        tin,
+        words_out,
+        sched,
+    )?;
+    let b2b = crate::cdc::transfer(
+        &cfg_out,
+        &crate::cdc::ClockPair::new(t_array, cdc.host_period_ps),
+        words_out,
+        &crate::cdc::Pattern::Always,
+        &crate::cdc::Pattern::Always,
+    )?;
+    let totals = CdcTotals::of(cdc, t_array, &ov, compute, &b2b);
+    Ok((ov.tout.popped, totals))
+}
+
+/// The input crossing of batch `b` (seed `cdc.seed + 2b`).
+fn cross_in(
+    cdc: &crate::hw::CdcConfig,
+    t_array: u64,
+    b: u64,
+    words: &[u64],
+    width: u32,
+) -> Result<crate::cdc::TransferReport> {
+    let seed = cdc.seed.wrapping_add(b.wrapping_mul(2));
+    let cfg_in = datapath_fifo(cdc, width, seed)?;
+    crate::cdc::overlap::cross_input(&cfg_in, cdc.host_period_ps, t_array, words)
+}
+
+/// The schedule of a model run's crossings: the first layer's input words
+/// and the last layer's results at the GEMM timing when that layer is a
+/// dense node on the array (the input tensor being the graph input), else
+/// the coarse rule (inputs due at cycle 0, results final at the last cycle
+/// of the run) — docs/cdc.md §18.
+fn run_schedule(
+    plan: &Plan,
+    hw: &HwConfig,
+    batch: usize,
+    stats: &[Stats],
+    words_in: usize,
+    words_out: usize,
+) -> crate::cdc::overlap::Schedule {
+    use crate::cdc::overlap::{gemm_schedule, Schedule};
+    let total: u64 = stats.iter().map(|s| s.cycles).sum();
+    let dense = |i: usize| -> Option<Schedule> {
+        match plan.nodes.get(i)? {
+            crate::graph::run::Lowered::Array(a) if a.conv.is_none() && a.weights.len() == 1 => {
+                let s = gemm_schedule(hw.dataflow(), hw.rows(), hw.cols(), batch, a.k, a.n);
+                (s.cycles == stats.get(i)?.cycles).then_some(s)
+            }
+            _ => None,
+        }
+    };
+    let mut sched = Schedule::coarse(words_in, words_out, total);
+    let first_is_input =
+        plan.graph.nodes().first().is_some_and(|n| n.inputs.first() == Some(&plan.graph.input()));
+    if let Some(s) = dense(0).filter(|s| first_is_input && s.need.len() == words_in) {
+        sched.need = s.need;
+    }
+    let last = plan.nodes.len().saturating_sub(1);
+    if let Some(s) = dense(last).filter(|s| s.ready.len() == words_out) {
+        let offset = total - stats[last].cycles;
+        sched = sched.with_outputs(&s, offset, total);
+    }
+    sched
+}
+
 /// One batch with the array in its own clock domain: the input codes cross
-/// host -> array through an async FIFO (host writes every host edge, the
-/// array reads every array edge while words remain), the layers compute, and
-/// the logits cross array -> host (the array offers one per array edge, the
-/// host reads greedily). The words that come out of each FIFO are the ones
+/// host -> array through an async FIFO while the layers compute, and the
+/// logits cross array -> host while the array still computes
+/// (docs/cdc.md §18). The words that come out of each FIFO are the ones
 /// used downstream, so a crossing that lost, duplicated or reordered a word
 /// would change the results; with a correct FIFO they are bit-identical to
 /// the single-clock run.
@@ -391,60 +559,34 @@ fn run_batch_cdc(
     cdc_cfg: &crate::hw::CdcConfig,
     input: Vec<i32>,
     batch: usize,
+    b: u64,
     engine: Engine,
 ) -> Result<(BatchOut, Option<CdcTotals>)> {
     let a_fmt = hw.activations();
     let t_array = hw.clock_period_ps();
     // Host -> array: activation codes as two's-complement words.
     let words: Vec<u64> = input.iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
-    let tin = cross_domain(cdc_cfg, t_array, &words, a_fmt.width(), true)?;
+    let tin = cross_in(cdc_cfg, t_array, b, &words, a_fmt.width())?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&w| a_fmt.from_bits(w) as i32).collect();
     let mut out = run_batch(plan, hw, crossed, batch, engine)?;
     let compute: u64 = out.stats.iter().map(|s| s.cycles).sum();
     // Array -> host: the logits, as 64-bit two's-complement words.
     let last = out.codes.len() - 1;
     let w64 = crate::numerics::IntFormat::signed(64)?;
-    let words: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
-    let tout = cross_domain(cdc_cfg, t_array, &words, 64, false)?;
-    out.codes[last] = tout.popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
-    let totals = CdcTotals::of(cdc_cfg, t_array, &tin, compute, &tout);
+    let words_out: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
+    let sched = run_schedule(plan, hw, batch, &out.stats, words.len(), words_out.len());
+    let (popped, totals) = crossings(cdc_cfg, t_array, b, tin, &words_out, 64, &sched, compute)?;
+    out.codes[last] = popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
     Ok((out, Some(totals)))
 }
 
-/// Move `words` (each `width` bits) across one of the datapath's async FIFOs
-/// (`cdc` depth and synchronizer stages): host -> array when `to_array`,
-/// else array -> host. The producer offers a word at every edge of its
-/// domain while words remain, the consumer takes one at every edge of its
-/// domain; the FIFO starts from reset with both clocks at phase 0.
-pub fn cross_domain(
-    cdc: &crate::hw::CdcConfig,
-    array_period_ps: u64,
-    words: &[u64],
-    width: u32,
-    to_array: bool,
-) -> Result<crate::cdc::TransferReport> {
-    use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
-    let fifo = FifoSpec {
-        depth: cdc.fifo_depth as u64,
-        sync: cdc.sync_stages,
-        data_width: width,
-        ..FifoSpec::default()
-    }
-    .validate()?;
-    let clocks = if to_array {
-        ClockPair::new(cdc.host_period_ps, array_period_ps)
-    } else {
-        ClockPair::new(array_period_ps, cdc.host_period_ps)
-    };
-    transfer(&fifo, &clocks, words, &Pattern::Always, &Pattern::Always)
-}
-
 /// A GEMM with the array in its own clock domain (`hw` must have a `cdc`
-/// section): A's codes cross host -> array, the GEMM runs, and the results
-/// cross array -> host (the requantized codes at the output width, or the
-/// accumulator values `acc * 2^d` as 64-bit words when `stage_acc`). The
-/// crossed values replace the GEMM's own, so the returned result is what the
-/// host received; with a correct FIFO it equals the single-clock GEMM.
+/// section): A's codes cross host -> array while the GEMM computes, and the
+/// results cross array -> host as they become final (the requantized codes
+/// at the output width, or the accumulator values `acc * 2^d` as 64-bit
+/// words when `stage_acc`); docs/cdc.md §18. The crossed values replace the
+/// GEMM's own, so the returned result is what the host received; with a
+/// correct FIFO it equals the single-clock GEMM.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_cdc(
     hw: &HwConfig,
@@ -460,29 +602,36 @@ pub fn gemm_cdc(
     let t_array = hw.clock_period_ps();
     let a_fmt = hw.activations();
     let words: Vec<u64> = a.data().iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
-    let tin = cross_domain(&cdc, t_array, &words, a_fmt.width(), true)?;
+    let tin = cross_in(&cdc, t_array, 0, &words, a_fmt.width())?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&v| a_fmt.from_bits(v) as i32).collect();
     let a2 = Matrix::new(a.rows(), a.cols(), crossed)?;
     let mut res = layers::run_gemm_traced(hw, &a2, w, bias, requant, engine, trace)?;
     let compute = res.stats.cycles;
-    let tout = if stage_acc {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let mut sched = crate::cdc::overlap::gemm_schedule(hw.dataflow(), hw.rows(), hw.cols(), m, k, n);
+    if sched.cycles != compute {
+        // A timing the §5 formulas do not describe (e.g. memory stalls): the
+        // coarse rule.
+        sched = crate::cdc::overlap::Schedule::coarse(m * k, m * n, compute);
+    }
+    let totals = if stage_acc {
         let w64 = IntFormat::signed(64)?;
         let words: Vec<u64> = res.acc.iter().map(|&v| w64.to_bits(v as i128)).collect();
-        let t = cross_domain(&cdc, t_array, &words, 64, false)?;
-        res.acc = t.popped.iter().map(|&v| w64.from_bits(v) as i64).collect();
+        let (popped, t) = crossings(&cdc, t_array, 0, tin, &words, 64, &sched, compute)?;
+        res.acc = popped.iter().map(|&v| w64.from_bits(v) as i64).collect();
         t
     } else {
         let f = requant.out_format();
         let words: Vec<u64> = res.out.iter().map(|&v| f.to_bits(v as i128)).collect();
-        let t = cross_domain(&cdc, t_array, &words, f.width(), false)?;
-        res.out = t.popped.iter().map(|&v| f.from_bits(v) as i64).collect();
+        let (popped, t) = crossings(&cdc, t_array, 0, tin, &words, f.width(), &sched, compute)?;
+        res.out = popped.iter().map(|&v| f.from_bits(v) as i64).collect();
         t
     };
-    Ok((res, CdcTotals::of(&cdc, t_array, &tin, compute, &tout)))
+    Ok((res, totals))
 }
 
 impl CdcTotals {
-    /// A one-paragraph text summary (cycles per domain, stalls, occupancy).
+    /// A text summary (cycles per domain, overlap, stalls, occupancy).
     pub fn summary(&self, cdc: &crate::hw::CdcConfig, array_period_ps: u64) -> String {
         let occ = |h: &[u64]| -> String {
             let n: u64 = h.iter().sum();
@@ -493,15 +642,29 @@ impl CdcTotals {
             };
             format!("mean {mean:.2}, max {}", h.iter().rposition(|&v| v > 0).unwrap_or(0))
         };
+        let v = cdc.variant;
+        let variant = if v.is_plain() { String::new() } else { format!(";{}", v.describe()) };
+        let meta = match cdc.meta {
+            Some(m) => {
+                format!("; metastability setup {} ps, hold {} ps, seed {}", m.setup_ps, m.hold_ps, cdc.seed)
+            }
+            None => String::new(),
+        };
+        let saved = self.back_to_back_ps.saturating_sub(self.time_ps);
+        let pct =
+            if self.back_to_back_ps == 0 { 0.0 } else { 100.0 * saved as f64 / self.back_to_back_ps as f64 };
         format!(
-            "clock domains: host {} ps, array {array_period_ps} ps; async FIFOs depth {}, {} sync stages\n  array domain: {} cycles ({} computing), host domain: {} cycles, {:.3} us\n  input FIFO (host->array): {} words, {} host stall edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}",
+            "clock domains: host {} ps, array {array_period_ps} ps; async FIFOs depth {}, {} sync stages{variant}{meta}\n  overlapped: {} ps end to end ({:.3} us) vs {} ps back to back ({pct:.1}% saved); array domain {} cycles ({} computing, {} compute stall edges waiting for input), host domain {} cycles\n  input FIFO (host->array): {} words, {} host wait edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}\n  scoreboard: {} lost, {} duplicated, {} reordered; {} metastability events",
             cdc.host_period_ps,
             cdc.fifo_depth,
             cdc.sync_stages,
+            self.time_ps,
+            self.time_ps as f64 / 1e6,
+            self.back_to_back_ps,
             self.array_cycles,
             self.compute_cycles,
+            self.compute_stalls,
             self.host_cycles,
-            self.time_ps as f64 / 1e6,
             self.words_in,
             self.in_write_stalls,
             self.in_read_stalls,
@@ -510,6 +673,10 @@ impl CdcTotals {
             self.out_write_stalls,
             self.out_read_stalls,
             occ(&self.out_occupancy),
+            self.lost,
+            self.duplicated,
+            self.reordered,
+            self.meta_events,
         )
     }
 }
@@ -539,12 +706,14 @@ pub fn run_model_trace(
     batch: usize,
 ) -> Result<ModelTrace> {
     let opts = RunOptions { engine, batch, max_explain: 0 };
-    let raw = run_all(model, data, hw, &opts, &|_| {})?;
+    let prep = prepare(model, hw, &opts)?;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let w = run_window(model, data, hw, &opts, &prep, (0, data.len()), &done, &|_| {})?;
     let n = data.len();
     Ok(ModelTrace {
-        acc: per_sample(&raw.acc, n),
-        exact: per_sample(&raw.exact, n),
-        codes: per_sample(&raw.codes, n),
+        acc: per_sample(&w.acc, n),
+        exact: per_sample(&w.exact, n),
+        codes: per_sample(&w.codes, n),
     })
 }
 
@@ -569,12 +738,78 @@ pub fn run_model(
             )));
         }
     }
-    let Raw { lowered, stats: per_layer, codes, exact, acc, cdc } = run_all(model, data, hw, opts, progress)?;
+    let prep = prepare(model, hw, opts)?;
+    let lowered = &prep.lowered;
     let n_layers = model.layers().len();
     let classes = model.num_classes();
-    let logits = &codes[n_layers - 1];
-    let predictions: Vec<usize> =
-        (0..data.len()).map(|s| argmax(&logits[s * classes..(s + 1) * classes]).unwrap_or(0)).collect();
+    let n = data.len();
+    // Run window by window, keeping only what the report needs: the
+    // prediction per sample, per-layer running maxima and counts, the
+    // float-bias votes, and the per-layer values of the first `max_explain`
+    // differing samples (explained once every vote is in).
+    let mut per_layer = vec![Stats::default(); n_layers];
+    let mut cdc: Option<CdcTotals> = None;
+    let mut predictions = Vec::with_capacity(n);
+    let mut max_diff = vec![0f64; n_layers];
+    let mut differing = vec![0u64; n_layers];
+    let mut votes: Vec<BiasVote> = (0..n_layers).map(|_| BiasVote::default()).collect();
+    let (mut agree_n, mut flips_total, mut kept) = (0usize, 0usize, Vec::<SampleTrace>::new());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let step = run_window_samples(opts.batch);
+    for s0 in (0..n).step_by(step) {
+        let s1 = (s0 + step).min(n);
+        let w = run_window(model, data, hw, opts, &prep, (s0, s1), &done, progress)?;
+        if let Some(c) = &w.cdc {
+            cdc.get_or_insert_with(CdcTotals::default).merge(c);
+        }
+        for (st, ws) in per_layer.iter_mut().zip(&w.stats) {
+            st.merge(ws);
+        }
+        let logits = &w.codes[n_layers - 1];
+        for s in 0..s1 - s0 {
+            predictions.push(argmax(&logits[s * classes..(s + 1) * classes]).unwrap_or(0));
+        }
+        let Some(r) = reference else { continue };
+        for (l, layer) in model.layers().iter().enumerate() {
+            let len = layer.output_len();
+            if lowered[l].logits {
+                let scale = lowered[l].real_scale;
+                for (s, row) in r.fake_quant.logits[s0..s1].iter().enumerate() {
+                    for (j, &fq) in row.iter().enumerate() {
+                        let int = w.codes[l][s * len + j] as f64;
+                        max_diff[l] = max_diff[l].max((int - fq as f64 / scale).abs());
+                    }
+                }
+            } else if let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) {
+                for (s, row) in h.codes[s0..s1].iter().enumerate() {
+                    for (j, &fq) in row.iter().enumerate() {
+                        let d = (w.codes[l][s * len + j] - fq as i64).abs();
+                        max_diff[l] = max_diff[l].max(d as f64);
+                        differing[l] += (d != 0) as u64;
+                    }
+                }
+            }
+            votes[l].count(layer, &lowered[l], r, &w.exact[l], s0);
+        }
+        for (s, (&p, &fq)) in predictions.iter().zip(&r.fake_quant.predictions).enumerate().take(s1).skip(s0) {
+            if p == fq {
+                agree_n += 1;
+                continue;
+            }
+            flips_total += 1;
+            if kept.len() < opts.max_explain {
+                let at = |l: usize| {
+                    (s - s0) * model.layers()[l].output_len()..(s - s0 + 1) * model.layers()[l].output_len()
+                };
+                kept.push(SampleTrace {
+                    sample: s,
+                    codes: (0..n_layers).map(|l| w.codes[l][at(l)].to_vec()).collect(),
+                    exact: (0..n_layers).map(|l| w.exact[l][at(l)].to_vec()).collect(),
+                    acc: (0..n_layers).map(|l| w.acc[l][at(l)].to_vec()).collect(),
+                });
+            }
+        }
+    }
     let correct = predictions.iter().zip(data.labels()).filter(|(p, &l)| **p == l as usize).count();
 
     let mut layers_out = Vec::with_capacity(n_layers);
@@ -585,74 +820,38 @@ pub fn run_model(
         let pe = (hw.rows() * hw.cols()) as f64;
         let utilization = if st.cycles == 0 { 0.0 } else { st.macs as f64 / (st.cycles as f64 * pe) };
         let (gm, gk, gn) = layer.gemm_dims();
-        let (mut max_diff, mut differing) = (None, None);
-        if let Some(r) = reference {
-            if lowered[l].logits {
-                let scale = lowered[l].real_scale;
-                let mut m = 0f64;
-                for (s, row) in r.fake_quant.logits.iter().enumerate() {
-                    for (j, &fq) in row.iter().enumerate() {
-                        let int = codes[l][s * classes + j] as f64;
-                        m = m.max((int - fq as f64 / scale).abs());
-                    }
-                }
-                max_diff = Some(m);
-            } else if let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) {
-                let len = layer.output_len();
-                let (mut m, mut cnt) = (0i64, 0u64);
-                for (s, row) in h.codes.iter().enumerate() {
-                    for (j, &fq) in row.iter().enumerate() {
-                        let d = (codes[l][s * len + j] - fq as i64).abs();
-                        m = m.max(d);
-                        cnt += (d != 0) as u64;
-                    }
-                }
-                max_diff = Some(m as f64);
-                differing = Some(cnt);
-            }
-        }
+        let has_ref = reference.is_some();
+        let hidden_ref = reference.is_some_and(|r| {
+            !lowered[l].logits && r.fake_quant.hidden_codes.iter().any(|h| h.layer == layer.name())
+        });
         layers_out.push(LayerReport {
             name: layer.name().to_string(),
             kind: layer.kind(),
             gemm: (gm * opts.batch.min(data.len().max(1)), gk, gn),
             stats: st,
             utilization,
-            max_diff_vs_fake_quant: max_diff,
-            codes_differing: differing,
+            max_diff_vs_fake_quant: (has_ref && (lowered[l].logits || hidden_ref)).then_some(max_diff[l]),
+            codes_differing: hidden_ref.then_some(differing[l]),
             multiplier: (!lowered[l].logits).then(|| lowered[l].requant.multiplier()),
             energy: crate::energy::for_hw(hw, gm as u64, gk as u64, gn as u64, None, !lowered[l].logits),
         });
     }
 
-    let (mut agree, mut flips_total, mut flips) = (None, 0, Vec::new());
+    let (mut agree, mut flips) = (None, Vec::new());
     if let Some(r) = reference {
-        let float_bias: Vec<bool> = (0..n_layers)
-            .map(|l| fq_used_float_bias(&model.layers()[l], &lowered[l], r, &exact[l]))
-            .collect();
-        let fq = &r.fake_quant.predictions;
-        let mut a = 0;
-        for s in 0..data.len() {
-            if predictions[s] == fq[s] {
-                a += 1;
-                continue;
-            }
-            flips_total += 1;
-            if flips.len() < opts.max_explain {
-                flips.push(explain(
-                    model,
-                    &lowered,
-                    &float_bias,
-                    r,
-                    &codes,
-                    &exact,
-                    &acc,
-                    s,
-                    predictions[s],
-                    data.label(s),
-                ));
-            }
+        let float_bias: Vec<bool> = (0..n_layers).map(|l| votes[l].decide(&model.layers()[l])).collect();
+        for t in &kept {
+            flips.push(explain(
+                model,
+                lowered,
+                &float_bias,
+                r,
+                t,
+                predictions[t.sample],
+                data.label(t.sample),
+            ));
         }
-        agree = Some(a);
+        agree = Some(agree_n);
     }
     Ok(RunReport {
         model: model.name().to_string(),
@@ -682,13 +881,11 @@ fn explain(
     lowered: &[Lowered],
     float_bias: &[bool],
     r: &Reference,
-    codes: &[Vec<i64>],
-    exact: &[Vec<i128>],
-    acc: &[Vec<i128>],
-    s: usize,
+    t: &SampleTrace,
     int_pred: usize,
     label: u32,
 ) -> Flip {
+    let (s, codes, exact, acc) = (t.sample, &t.codes, &t.exact, &t.acc);
     let fq_pred = r.fake_quant.predictions[s];
     let flip = |layer: &str, why: String| Flip {
         sample: s,
@@ -699,7 +896,6 @@ fn explain(
         why,
     };
     for (l, layer) in model.layers().iter().enumerate() {
-        let base = s * layer.output_len();
         if lowered[l].logits {
             // Every hidden layer matched: the final accumulation decided.
             // Report the logit that moved most against fake-quant.
@@ -707,7 +903,7 @@ fn explain(
             let scale = lowered[l].real_scale;
             let (mut best, mut bd) = (0, -1f64);
             for (j, &f) in row.iter().enumerate() {
-                let d = (codes[l][base + j] as f64 - f as f64 / scale).abs();
+                let d = (codes[l][j] as f64 - f as f64 / scale).abs();
                 if d > bd {
                     best = j;
                     bd = d;
@@ -718,16 +914,16 @@ fn explain(
                 // the exact logits would order the two classes as
                 // fake-quant does: the bias rounding decided.
                 let d = |j: usize| layer.bias_rounding(j).unwrap_or(0.0);
-                let with_float = |j: usize| exact[l][base + j] as f64 - d(j);
+                let with_float = |j: usize| exact[l][j] as f64 - d(j);
                 let (a, b) = (with_float(int_pred), with_float(fq_pred));
                 let fq_wins = b > a || (b == a && fq_pred < int_pred);
-                if fq_wins && acc[l][base + int_pred] == exact[l][base + int_pred] {
+                if fq_wins && acc[l][int_pred] == exact[l][int_pred] {
                     let why = format!(
                         "logits differ: integer logit[{int_pred}]={} vs logit[{fq_pred}]={}; the float bias was rounded to \
                          int32 (moving logit[{int_pred}] by {:+.4} and logit[{fq_pred}] by {:+.4} accumulator units): with \
                          the float bias the exact logits are {a:.4} vs {b:.4}, as fake-quant orders them",
-                        codes[l][base + int_pred],
-                        codes[l][base + fq_pred],
+                        codes[l][int_pred],
+                        codes[l][fq_pred],
                         d(int_pred),
                         d(fq_pred),
                     );
@@ -737,11 +933,11 @@ fn explain(
             let why = format!(
                 "logits differ: integer logit[{int_pred}]={} vs logit[{fq_pred}]={}; fake-quant logits {:.4} vs {:.4}; \
                  hidden layers all match, so the final accumulation decided ({})",
-                codes[l][base + int_pred],
-                codes[l][base + fq_pred],
+                codes[l][int_pred],
+                codes[l][fq_pred],
                 row[int_pred],
                 row[fq_pred],
-                cause(exact[l][base + best], acc[l][base + best], None)
+                cause(exact[l][best], acc[l][best], None)
             );
             return flip(layer.name(), why);
         }
@@ -752,19 +948,19 @@ fn explain(
         let row = &h.codes[s];
         let mut best: Option<(usize, i64)> = None;
         for (j, &f) in row.iter().enumerate() {
-            let d = (codes[l][base + j] - f as i64).abs();
+            let d = (codes[l][j] - f as i64).abs();
             if d > 0 && best.is_none_or(|(_, bd)| d > bd) {
                 best = Some((j, d));
             }
         }
         let Some((j, _)) = best else { continue };
-        let (int, fq) = (codes[l][base + j], row[j] as i64);
-        if float_bias[l] && acc[l][base + j] == exact[l][base + j] {
+        let (int, fq) = (codes[l][j], row[j] as i64);
+        if float_bias[l] && acc[l][j] == exact[l][j] {
             let rq = &lowered[l].requant;
             let o = layer.channel_of(j);
             let d = layer.bias_rounding(o).unwrap_or(0.0);
             let m = rq.real_multiplier();
-            let (v, vf) = (m * exact[l][base + j] as f64, m * (exact[l][base + j] as f64 - d));
+            let (v, vf) = (m * exact[l][j] as f64, m * (exact[l][j] as f64 - d));
             if nearest_code(rq, vf) == fq && nearest_code(rq, v) != fq {
                 let why = format!(
                     "{} output {}: integer code {int} vs fake-quant {fq}; exact value {v:.4} output LSBs; the float bias \
@@ -782,7 +978,7 @@ fn explain(
             "{} output {}: integer code {int} vs fake-quant {fq}; {}",
             layer.name(),
             element_name(layer, j),
-            cause(exact[l][base + j], acc[l][base + j], Some((&lowered[l].requant, int)))
+            cause(exact[l][j], acc[l][j], Some((&lowered[l].requant, int)))
         );
         return flip(layer.name(), why);
     }
@@ -839,7 +1035,16 @@ fn nearest_code(rq: &Requantizer, v: f64) -> i64 {
     (v + 0.5).floor().clamp(lo, fmt.max() as f64) as i64
 }
 
-/// Whether the fake-quant forward of this layer evidently added the float
+/// One differing sample's per-layer values (its own elements only), kept
+/// by `run_model` to explain the flip after the run.
+struct SampleTrace {
+    sample: usize,
+    codes: Vec<Vec<i64>>,
+    exact: Vec<Vec<i128>>,
+    acc: Vec<Vec<i128>>,
+}
+
+/// Whether the fake-quant forward of a layer evidently added the float
 /// bias `b` (not the int32 bias `bias_int`): the layer records `bias_float`
 /// with a non-zero rounding, and over every sample and element the exact
 /// values with the float bias (`exact - rounding`) match the fake-quant
@@ -848,38 +1053,54 @@ fn nearest_code(rq: &Requantizer, v: f64) -> i64 {
 /// sums `|fake-quant logit / (s_w*s_a) - value|`. (The files do not record
 /// which bias the fake-quant forward used: the shipped models were trained
 /// with the bias fake-quantized onto the accumulator grid, so for them the
-/// int32 bias wins and no flip is blamed on the bias.)
-fn fq_used_float_bias(layer: &Layer, low: &Lowered, r: &Reference, exact: &[i128]) -> bool {
-    let n = layer.out_channels();
-    let d: Vec<f64> = (0..n).map(|o| layer.bias_rounding(o).unwrap_or(0.0)).collect();
-    if d.iter().all(|&x| x == 0.0) {
-        return false;
+/// int32 bias wins and no flip is blamed on the bias.) Counted window by
+/// window, in sample order, so the sums are those of one pass.
+#[derive(Default)]
+struct BiasVote {
+    e_int: f64,
+    e_flt: f64,
+    n_int: u64,
+    n_flt: u64,
+}
+
+impl BiasVote {
+    fn roundings(layer: &Layer) -> Option<Vec<f64>> {
+        let d: Vec<f64> = (0..layer.out_channels()).map(|o| layer.bias_rounding(o).unwrap_or(0.0)).collect();
+        d.iter().any(|&x| x != 0.0).then_some(d)
     }
-    let len = layer.output_len();
-    if low.logits {
-        let (mut e_int, mut e_flt) = (0f64, 0f64);
-        for (s, row) in r.fake_quant.logits.iter().enumerate() {
+
+    /// Count the samples `s0..` whose exact values `exact` (sample-major) holds.
+    fn count(&mut self, layer: &Layer, low: &Lowered, r: &Reference, exact: &[i128], s0: usize) {
+        let Some(d) = Self::roundings(layer) else { return };
+        let len = layer.output_len();
+        let n = exact.len() / len.max(1);
+        if low.logits {
+            for (s, row) in r.fake_quant.logits[s0..s0 + n].iter().enumerate() {
+                for (j, &f) in row.iter().enumerate() {
+                    let (fq, x) = (f as f64 / low.real_scale, exact[s * len + j] as f64);
+                    self.e_int += (fq - x).abs();
+                    self.e_flt += (fq - (x - d[j])).abs();
+                }
+            }
+            return;
+        }
+        let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
+            return;
+        };
+        let m = low.requant.real_multiplier();
+        for (s, row) in h.codes[s0..s0 + n].iter().enumerate() {
             for (j, &f) in row.iter().enumerate() {
-                let (fq, x) = (f as f64 / low.real_scale, exact[s * len + j] as f64);
-                e_int += (fq - x).abs();
-                e_flt += (fq - (x - d[j])).abs();
+                let x = exact[s * len + j] as f64;
+                self.n_int += u64::from(nearest_code(&low.requant, m * x) == f as i64);
+                self.n_flt +=
+                    u64::from(nearest_code(&low.requant, m * (x - d[layer.channel_of(j)])) == f as i64);
             }
         }
-        return e_flt < e_int;
     }
-    let Some(h) = r.fake_quant.hidden_codes.iter().find(|h| h.layer == layer.name()) else {
-        return false;
-    };
-    let m = low.requant.real_multiplier();
-    let (mut n_int, mut n_flt) = (0u64, 0u64);
-    for (s, row) in h.codes.iter().enumerate() {
-        for (j, &f) in row.iter().enumerate() {
-            let x = exact[s * len + j] as f64;
-            n_int += u64::from(nearest_code(&low.requant, m * x) == f as i64);
-            n_flt += u64::from(nearest_code(&low.requant, m * (x - d[layer.channel_of(j)])) == f as i64);
-        }
+
+    fn decide(&self, layer: &Layer) -> bool {
+        Self::roundings(layer).is_some() && (self.e_flt < self.e_int || self.n_flt > self.n_int)
     }
-    n_flt > n_int
 }
 
 fn element_name(layer: &Layer, j: usize) -> String {

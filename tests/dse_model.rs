@@ -160,3 +160,55 @@ fn shipped_sweeps_load() {
     let g = Sweep::load(&root.join("models/sweeps/gemm-array-fifo.json")).unwrap();
     assert!(g.points.len() > 200);
 }
+
+/// Issue 10 item 6: CI regenerates the committed results of the shipped
+/// sweeps. `docs/dse-tables.sh` runs `models/sweeps/rounding-centre.json`
+/// and `models/sweeps/energy.json` with this build; the "Findings" table of
+/// docs/dse.md must be exactly what it prints, and every plot and front
+/// under docs/dse/ (and docs/dse/energy/) exactly what the sweeps wrote.
+/// Refresh with `bash docs/dse-tables.sh --write` and paste the table.
+#[test]
+fn committed_sweep_results_are_what_the_sweeps_produce() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("bitmac-dse-tables-{}", std::process::id()));
+    let run = std::process::Command::new("bash")
+        .arg("docs/dse-tables.sh")
+        .arg(&out)
+        .env("BITMAC", env!("CARGO_BIN_EXE_bitmac"))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let printed = String::from_utf8(run.stdout).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/dse.md")).unwrap();
+    let table: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| mode | d=2 acc / bias / ties"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let printed: Vec<&str> = printed.lines().collect();
+    assert_eq!(printed.len(), 10, "header, separator and 8 modes");
+    assert_eq!(table.len(), printed.len(), "docs/dse.md: the Findings table has {} lines", table.len());
+    for (i, (p, d)) in printed.iter().zip(&table).enumerate() {
+        assert_eq!(p, d, "docs/dse.md Findings table line {i} differs from docs/dse-tables.sh");
+    }
+    let mut stale = Vec::new();
+    for (sweep, dir) in [("rounding-centre", "docs/dse"), ("energy", "docs/dse/energy")] {
+        for f in ["pareto.csv", "plot_bias", "plot_pareto", "plot_quality"] {
+            let names: Vec<String> = if f.ends_with(".csv") {
+                vec![f.into()]
+            } else {
+                vec![format!("{f}.svg"), format!("{f}.png")]
+            };
+            for n in names {
+                let committed = std::fs::read(root.join(dir).join(&n)).unwrap();
+                let made = std::fs::read(out.join(sweep).join(&n)).unwrap();
+                if committed != made {
+                    stale.push(format!("{dir}/{n}"));
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&out).ok();
+    assert!(stale.is_empty(), "committed sweep results differ from a fresh run (refresh: bash docs/dse-tables.sh --write): {stale:?}");
+}

@@ -570,3 +570,105 @@ fn stats_json_follows_the_field_order_of_datapath_md() {
     assert!(want.len() >= 20, "{want:?}");
     assert_eq!(got, want, "to_json:\n{json}");
 }
+
+/// Issue 10 item 5: when a float bias was rounded to the int32 bias
+/// (docs/model-format.md 1.4) and that rounding decides a fake-quant code,
+/// the explanation of the differing prediction names the bias rounding and
+/// its size, not fake-quant's float32 arithmetic. The reference is crafted
+/// here as a fake-quant forward that added the float bias would compute it:
+/// layer 0's codes are the nearest integers to `M * (exact - 0.45)`, with the
+/// exact accumulators taken from the definition (`layer_accumulators`).
+#[test]
+fn a_flip_decided_by_the_bias_rounding_is_blamed_on_it() {
+    let (plain, data, r0) = load("mlp_w4a4");
+    let hw = wide_hw("single");
+    let l0 = &plain.layers()[0];
+    let unit = l0.weight().quant().step() as f64 * l0.input_quant().step() as f64;
+    let text = std::fs::read_to_string(root().join("models/mlp_w4a4.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let bf: Vec<f64> = l0.bias().iter().map(|&b| (b as f64 - 0.45) * unit).collect();
+    v["layers"][0]["bias_float"] = serde_json::json!(bf);
+    let with_bf = Model::from_json_str(&v.to_string(), "mlp_w4a4 with bias_float").unwrap();
+    for o in 0..l0.out_channels() {
+        let d = with_bf.layers()[0].bias_rounding(o).unwrap();
+        assert!((d - 0.45).abs() < 1e-3, "channel {o}: rounding {d}");
+    }
+
+    let base = run_model(&plain, &data, Some(&r0), &hw, &RunOptions::default(), &|_| {}).unwrap();
+    let m = base.layers[0].multiplier.unwrap().real();
+    let oq = plain.output_quant(0).unwrap();
+    let lo = if l0.relu() { oq.min_code().max(0) } else { oq.min_code() };
+    let nearest = |x: f64| ((x + 0.5).floor() as i64).clamp(lo, oq.max_code());
+    let mut r = r0.clone();
+    let h = r.fake_quant.hidden_codes.iter_mut().find(|h| h.layer == l0.name()).unwrap();
+    let mut target = None;
+    for (s, row) in h.codes.iter_mut().enumerate() {
+        let exact = layer_accumulators(l0, &r0.input_codes[s]);
+        for (j, c) in row.iter_mut().enumerate() {
+            let fq = nearest(m * (exact[j] as f64 - 0.45));
+            if fq != nearest(m * exact[j] as f64) && target.is_none() {
+                target = Some(s);
+            }
+            *c = fq as i32;
+        }
+    }
+    let s = target.expect("a 0.45-unit bias shift moves at least one code of layer 0");
+    r.fake_quant.predictions[s] = (base.predictions[s] + 1) % 10;
+
+    let opts = RunOptions { max_explain: data.len(), ..RunOptions::default() };
+    let why = |model: &Model| {
+        let rep = run_model(model, &data, Some(&r), &hw, &opts, &|_| {}).unwrap();
+        rep.flips.iter().find(|f| f.sample == s).expect("the crafted sample flips").why.clone()
+    };
+    let blamed = why(&with_bf);
+    assert!(blamed.contains("was rounded to the int32 bias") && blamed.contains("by +0.44"), "{blamed}");
+    // Without `bias_float` the model carries no record of a rounding, so the
+    // same difference cannot be put on it.
+    let unblamed = why(&plain);
+    assert!(!unblamed.contains("float bias"), "{unblamed}");
+}
+
+/// Issue 10 item 3: `run` streams window by window
+/// (`sim::RUN_WINDOW_SAMPLES`): on a data set of seven copies of the test
+/// digits (2,520 samples, three windows, a batch that does not divide the
+/// window), every prediction is its copy's, the summed statistics are seven
+/// times one copy's, and the explained flips are the first ones in sample
+/// order, as a run holding every sample would give them.
+#[test]
+fn run_streams_windows_without_changing_a_result() {
+    let text = std::fs::read_to_string(root().join("models/data/digits_test.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut big = format!("{}\n", lines.next().unwrap());
+    let rows: Vec<&str> = lines.collect();
+    for _ in 0..7 {
+        for r in &rows {
+            big.push_str(r);
+            big.push('\n');
+        }
+    }
+    let one = Dataset::load(&root().join("models/data/digits_test.csv")).unwrap();
+    let seven = Dataset::parse(&big, "7 x digits_test.csv").unwrap();
+    assert!(seven.len() > 2 * bitmac::sim::RUN_WINDOW_SAMPLES);
+    let m = Model::load(&root().join("models/cnn_w2a2.json")).unwrap();
+    // Narrow accumulators and psum truncation: overflows and roundings to count.
+    let text = std::fs::read_to_string(root().join("models/hw/default.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["accumulator"]["bits"] = 12.into();
+    v["psum"]["drop_bits"] = 2.into();
+    let hw = HwConfig::from_json_str(&v.to_string(), "narrow").unwrap();
+    let opts = RunOptions { batch: 7, ..RunOptions::default() };
+    let a = run_model(&m, &one, None, &hw, &opts, &|_| {}).unwrap();
+    let b = run_model(&m, &seven, None, &hw, &opts, &|_| {}).unwrap();
+    assert!(a.total.overflows() > 0 && a.total.psum_rounded > 0, "the config must overflow and round");
+    let n = one.len();
+    for (s, p) in b.predictions.iter().enumerate() {
+        assert_eq!(*p, a.predictions[s % n], "sample {s}");
+    }
+    assert_eq!(b.correct, 7 * a.correct);
+    for (la, lb) in a.layers.iter().zip(&b.layers) {
+        assert_eq!(lb.stats.macs, 7 * la.stats.macs, "{}", la.name);
+        assert_eq!(lb.stats.overflows(), 7 * la.stats.overflows(), "{}", la.name);
+        assert_eq!(lb.stats.psum_rounded, 7 * la.stats.psum_rounded, "{}", la.name);
+        assert_eq!(lb.stats.psum_ties, 7 * la.stats.psum_ties, "{}", la.name);
+    }
+}

@@ -67,7 +67,7 @@ pub struct Args {
     /// (docs/limits.md).
     #[arg(long, value_name = "N", default_value_t = crate::limits::RUN_MAX_WORK)]
     max_work: u64,
-    /// Refuse a run whose per-sample results would take more than N bytes
+    /// Refuse a run whose held results (one window of samples, docs/limits.md) would take more than N bytes
     /// (docs/limits.md).
     #[arg(long, value_name = "BYTES", default_value_t = crate::limits::RUN_MAX_MEM_BYTES)]
     max_mem: u64,
@@ -238,8 +238,12 @@ pub fn run(args: Args) -> Result<i32> {
         Some(&hint("--max-work")),
     )?;
     crate::limits::check(
-        &format!("{} samples of {} (per-sample results)", data.len(), model.name()),
-        crate::limits::run_memory(&model, data.len()),
+        &format!(
+            "{} samples of {} (one window of results, and a prediction per sample)",
+            data.len(),
+            model.name()
+        ),
+        crate::limits::run_memory(&model, data.len(), args.batch),
         args.max_mem,
         "bytes",
         Some(&hint("--max-mem")),
@@ -564,13 +568,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "layers": layers,
         "total": stats(&r.total),
         "energy_per_inference_pj": r.layers.iter().map(|l| l.energy.total()).sum::<f64>(),
-        "cdc": r.cdc.as_ref().map(|c| json!({
-            "batches": c.batches, "words_in": c.words_in, "words_out": c.words_out, "time_ps": c.time_ps,
-            "array_cycles": c.array_cycles, "host_cycles": c.host_cycles, "compute_cycles": c.compute_cycles,
-            "in_write_stalls": c.in_write_stalls, "in_read_stalls": c.in_read_stalls,
-            "out_write_stalls": c.out_write_stalls, "out_read_stalls": c.out_read_stalls,
-            "in_occupancy": c.in_occupancy, "out_occupancy": c.out_occupancy,
-        })),
+        "cdc": r.cdc.as_ref().map(crate::sim::CdcTotals::to_json),
         "wall_s": wall,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
