@@ -72,6 +72,16 @@
 
 #define BITMAC_REQUANT_SINGLE 1
 
+// LSQ quantizer kinds (`docs/lsq.md`).
+#define BITMAC_LSQ_ACT 0
+
+#define BITMAC_LSQ_WEIGHT 1
+
+// LSQ variants: the seed's PyTorch code, or Esser et al. (ICLR 2020).
+#define BITMAC_LSQ_SEED 0
+
+#define BITMAC_LSQ_PAPER 1
+
 // Fields of `bitmac_fifo_get`.
 #define BITMAC_FIFO_WFULL 0
 
@@ -106,6 +116,9 @@ typedef struct BitmacHw BitmacHw;
 // until one is set), `bitmac_job_run`, `bitmac_job_get`. The job owns a
 // copy of the config.
 typedef struct BitmacJob BitmacJob;
+
+// A loaded model (opaque): `bitmac-model/1`, `bitmac-graph/1` or ONNX.
+typedef struct BitmacModel BitmacModel;
 
 // GEMM statistics (`docs/datapath.md` §6; the full set is in `bitmac gemm --stats`).
 typedef struct BitmacGemmStats {
@@ -225,6 +238,60 @@ int32_t bitmac_requant(int64_t x,
                        int32_t relu,
                        int64_t *code,
                        int32_t *clamped);
+
+// LSQ forward (`bitmac lsq`, `docs/lsq.md`) of `n` float32 values `x`: `kind`
+// `BITMAC_LSQ_ACT/WEIGHT`, `variant` `BITMAC_LSQ_SEED/PAPER`, `nbit` 2..=16, `step` a
+// positive finite float32. Writes `n` fake-quantized values to `y` and `n` integer codes to
+// `code` (either may be NULL when not wanted). A NaN input is `BITMAC_E_INPUT`.
+int32_t bitmac_lsq_forward(int32_t kind,
+                           int32_t variant,
+                           int64_t nbit,
+                           double step,
+                           const float *x,
+                           size_t n,
+                           float *y,
+                           int32_t *code);
+
+// LSQ backward of `n` values (`bitmac lsq --grad`): `grad_y` the upstream gradient; writes
+// `n` values to `grad_x` (may be NULL) and the step gradient to `grad_s` (may be NULL; the
+// paper variant scales it by `1/sqrt(n * Qp)`, i.e. the paper's `N` is `n`, as `bitmac lsq`
+// and the Python `lsq_backward`). A non-finite `grad_s` (the f32 sum overflowed) is
+// `BITMAC_E_INPUT` with the CLI's message.
+int32_t bitmac_lsq_backward(int32_t kind,
+                            int32_t variant,
+                            int64_t nbit,
+                            double step,
+                            const float *x,
+                            const float *grad_y,
+                            size_t n,
+                            float *grad_x,
+                            float *grad_s);
+
+// Load a model file (`bitmac run --model`): a `bitmac-model/1` or `bitmac-graph/1` JSON, or
+// an `.onnx` file; `requant` NULL for the default, else (ONNX only) `"float32"`,
+// `"hardware"`, `"double"` or `"single"` as `bitmac run --requant`.
+int32_t bitmac_model_load(const char *path, const char *requant, struct BitmacModel **model);
+
+// Release a model (NULL is ignored).
+void bitmac_model_free(struct BitmacModel *model);
+
+// Floats per input sample and output codes (classes) per sample (either may be NULL).
+int32_t bitmac_model_shape(const struct BitmacModel *model, size_t *input_len, size_t *classes);
+
+// Run `samples` float32 samples `x` (`samples * input_len` values, the CLI's input units)
+// through the graph runner on `hw` (NULL: the CLI's default for the format, `models/hw/
+// default.json` or `models/hw/onnx.json`) with `engine` `BITMAC_ENGINE_*`. Writes the output
+// codes to `logits` (`samples * classes`, may be NULL), the argmax per sample (lowest index on
+// ties) to `predictions` (`samples`, may be NULL) and the array nodes' statistics merged in
+// node order to `stats` (may be NULL). Results equal `bitmac run`'s.
+int32_t bitmac_model_run(const struct BitmacModel *model,
+                         const struct BitmacHw *hw,
+                         const float *x,
+                         size_t samples,
+                         int32_t engine,
+                         int64_t *logits,
+                         uint32_t *predictions,
+                         struct BitmacGemmStats *stats);
 
 // A stepping async FIFO in its reset state: `depth` a power of two in
 // 2..=65536, `sync` flops 2..=16, `data_width` 1..=64.

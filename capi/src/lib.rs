@@ -24,6 +24,8 @@ use bitmac::array::{Engine, Matrix};
 use bitmac::cdc::{Data, StepFifo};
 use bitmac::gemm::{GemmRequest, Stage};
 use bitmac::hw::HwConfig;
+use bitmac::import::model::LoadedModel;
+use bitmac::lsq::{LsqConfig, LsqKind, LsqVariant};
 use bitmac::numerics::{IntFormat, Narrower, OverflowMode, Position, RoundMode, Rounder};
 use bitmac::requant::{quantize_multiplier, RequantRounding, Requantizer};
 use bitmac::Error;
@@ -73,6 +75,13 @@ pub const BITMAC_SAT_SYM: i32 = 3;
 pub const BITMAC_REQUANT_DOUBLE: i32 = 0;
 pub const BITMAC_REQUANT_SINGLE: i32 = 1;
 
+/// LSQ quantizer kinds (`docs/lsq.md`).
+pub const BITMAC_LSQ_ACT: i32 = 0;
+pub const BITMAC_LSQ_WEIGHT: i32 = 1;
+/// LSQ variants: the seed's PyTorch code, or Esser et al. (ICLR 2020).
+pub const BITMAC_LSQ_SEED: i32 = 0;
+pub const BITMAC_LSQ_PAPER: i32 = 1;
+
 /// Fields of `bitmac_fifo_get`.
 pub const BITMAC_FIFO_WFULL: i32 = 0;
 pub const BITMAC_FIFO_REMPTY: i32 = 1;
@@ -94,6 +103,11 @@ const OVERFLOW_MODES: [&str; 4] = ["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"];
 pub struct BitmacHw {
     cfg: HwConfig,
     what: String,
+}
+
+/// A loaded model (opaque): `bitmac-model/1`, `bitmac-graph/1` or ONNX.
+pub struct BitmacModel {
+    m: LoadedModel,
 }
 
 /// A stepping async FIFO (opaque), `docs/cdc.md` §3–§4.
@@ -296,6 +310,19 @@ pub unsafe extern "C" fn bitmac_hw_shape(hw: *const BitmacHw, rows: *mut u32, co
     })
 }
 
+fn gemm_stats(s: &bitmac::array::Stats) -> BitmacGemmStats {
+    BitmacGemmStats {
+        cycles: s.cycles,
+        macs: s.macs,
+        overflows: s.overflows(),
+        overflows_array: s.overflows_array,
+        overflows_psum: s.overflows_psum,
+        psum_ties: s.psum_ties,
+        out_clamped: s.out_clamped,
+        min_acc_bits: s.min_acc_bits,
+    }
+}
+
 /// One GEMM `A (m x k) x W (k x n)` through the array, as `bitmac gemm`:
 /// `a`, `w` row-major int64 (each value must fit the config's operand
 /// format), `bias` NULL or `n` int32 values, `stage` `BITMAC_STAGE_*`,
@@ -359,20 +386,7 @@ pub unsafe extern "C" fn bitmac_gemm(
         };
         let res = bitmac::gemm::gemm(&h.cfg, &req)?;
         std::slice::from_raw_parts_mut(out_values, mn).copy_from_slice(&res.values);
-        let s = &res.stats;
-        put(
-            stats,
-            BitmacGemmStats {
-                cycles: s.cycles,
-                macs: s.macs,
-                overflows: s.overflows(),
-                overflows_array: s.overflows_array,
-                overflows_psum: s.overflows_psum,
-                psum_ties: s.psum_ties,
-                out_clamped: s.out_clamped,
-                min_acc_bits: s.min_acc_bits,
-            },
-        );
+        put(stats, gemm_stats(&res.stats));
         Ok(())
     })
 }
@@ -474,6 +488,202 @@ pub unsafe extern "C" fn bitmac_requant(
         let (y, c) = rq.apply(x as i128);
         *o = y;
         put(clamped, c as i32);
+        Ok(())
+    })
+}
+
+fn lsq_cfg(kind: i32, variant: i32, nbit: i64, step: f64) -> Result<LsqConfig, Fail> {
+    let kind = match kind {
+        BITMAC_LSQ_ACT => LsqKind::Act,
+        BITMAC_LSQ_WEIGHT => LsqKind::Weight,
+        _ => return Err(Error::field("kind", kind, "0 BITMAC_LSQ_ACT, 1 BITMAC_LSQ_WEIGHT").into()),
+    };
+    let variant = match variant {
+        BITMAC_LSQ_SEED => LsqVariant::Seed,
+        BITMAC_LSQ_PAPER => LsqVariant::Paper,
+        _ => return Err(Error::field("variant", variant, "0 BITMAC_LSQ_SEED, 1 BITMAC_LSQ_PAPER").into()),
+    };
+    Ok(LsqConfig::from_boundary(kind, variant, nbit, step)?)
+}
+
+unsafe fn f32_slice<'a>(p: *const f32, n: usize, what: &str) -> Result<&'a [f32], Fail> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    Ok(std::slice::from_raw_parts(p, n))
+}
+
+/// LSQ forward (`bitmac lsq`, `docs/lsq.md`) of `n` float32 values `x`: `kind`
+/// `BITMAC_LSQ_ACT/WEIGHT`, `variant` `BITMAC_LSQ_SEED/PAPER`, `nbit` 2..=16, `step` a
+/// positive finite float32. Writes `n` fake-quantized values to `y` and `n` integer codes to
+/// `code` (either may be NULL when not wanted). A NaN input is `BITMAC_E_INPUT`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn bitmac_lsq_forward(
+    kind: i32,
+    variant: i32,
+    nbit: i64,
+    step: f64,
+    x: *const f32,
+    n: usize,
+    y: *mut f32,
+    code: *mut i32,
+) -> i32 {
+    guard(|| {
+        let cfg = lsq_cfg(kind, variant, nbit, step)?;
+        let x = f32_slice(x, n, "x")?;
+        let f = cfg.forward(x)?;
+        if !y.is_null() && n > 0 {
+            std::slice::from_raw_parts_mut(y, n).copy_from_slice(&f.y);
+        }
+        if !code.is_null() && n > 0 {
+            std::slice::from_raw_parts_mut(code, n).copy_from_slice(&f.code);
+        }
+        Ok(())
+    })
+}
+
+/// LSQ backward of `n` values (`bitmac lsq --grad`): `grad_y` the upstream gradient; writes
+/// `n` values to `grad_x` (may be NULL) and the step gradient to `grad_s` (may be NULL; the
+/// paper variant scales it by `1/sqrt(n * Qp)`, i.e. the paper's `N` is `n`, as `bitmac lsq`
+/// and the Python `lsq_backward`). A non-finite `grad_s` (the f32 sum overflowed) is
+/// `BITMAC_E_INPUT` with the CLI's message.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn bitmac_lsq_backward(
+    kind: i32,
+    variant: i32,
+    nbit: i64,
+    step: f64,
+    x: *const f32,
+    grad_y: *const f32,
+    n: usize,
+    grad_x: *mut f32,
+    grad_s: *mut f32,
+) -> i32 {
+    guard(|| {
+        let cfg = lsq_cfg(kind, variant, nbit, step)?;
+        let x = f32_slice(x, n, "x")?;
+        let g = f32_slice(grad_y, n, "grad_y")?;
+        let b = cfg.backward(x, g)?;
+        if !b.grad_s.is_finite() {
+            return Err(Fail(
+                BITMAC_E_INPUT,
+                format!(
+                    "grad_s: the f32 sum overflowed to {} (allowed: finite; scale grad_y down)",
+                    b.grad_s
+                ),
+            ));
+        }
+        if !grad_x.is_null() && n > 0 {
+            std::slice::from_raw_parts_mut(grad_x, n).copy_from_slice(&b.grad_x);
+        }
+        put(grad_s, b.grad_s);
+        Ok(())
+    })
+}
+
+/// Load a model file (`bitmac run --model`): a `bitmac-model/1` or `bitmac-graph/1` JSON, or
+/// an `.onnx` file; `requant` NULL for the default, else (ONNX only) `"float32"`,
+/// `"hardware"`, `"double"` or `"single"` as `bitmac run --requant`.
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_model_load(
+    path: *const c_char,
+    requant: *const c_char,
+    model: *mut *mut BitmacModel,
+) -> i32 {
+    guard(|| {
+        let path = str_arg(path, "path")?;
+        let o = out(model, "model")?;
+        let rq = if requant.is_null() {
+            None
+        } else {
+            Some(bitmac::graph::RequantMode::parse(str_arg(requant, "requant")?)?)
+        };
+        let m = LoadedModel::load(std::path::Path::new(path), rq)?;
+        *o = Box::into_raw(Box::new(BitmacModel { m }));
+        Ok(())
+    })
+}
+
+/// Release a model (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_model_free(model: *mut BitmacModel) {
+    if !model.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(model))));
+    }
+}
+
+/// Floats per input sample and output codes (classes) per sample (either may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn bitmac_model_shape(
+    model: *const BitmacModel,
+    input_len: *mut usize,
+    classes: *mut usize,
+) -> i32 {
+    guard(|| {
+        let m = &model.as_ref().ok_or_else(|| null("model"))?.m;
+        put(input_len, m.input_len());
+        put(classes, m.graph.tensor(m.graph.output()).len());
+        Ok(())
+    })
+}
+
+/// Run `samples` float32 samples `x` (`samples * input_len` values, the CLI's input units)
+/// through the graph runner on `hw` (NULL: the CLI's default for the format, `models/hw/
+/// default.json` or `models/hw/onnx.json`) with `engine` `BITMAC_ENGINE_*`. Writes the output
+/// codes to `logits` (`samples * classes`, may be NULL), the argmax per sample (lowest index on
+/// ties) to `predictions` (`samples`, may be NULL) and the array nodes' statistics merged in
+/// node order to `stats` (may be NULL). Results equal `bitmac run`'s.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn bitmac_model_run(
+    model: *const BitmacModel,
+    hw: *const BitmacHw,
+    x: *const f32,
+    samples: usize,
+    engine: i32,
+    logits: *mut i64,
+    predictions: *mut u32,
+    stats: *mut BitmacGemmStats,
+) -> i32 {
+    guard(|| {
+        let m = &model.as_ref().ok_or_else(|| null("model"))?.m;
+        let engine = match engine {
+            BITMAC_ENGINE_FAST => Engine::Fast,
+            BITMAC_ENGINE_CYCLE => Engine::Cycle,
+            _ => {
+                return Err(
+                    Error::field("engine", engine, "0 BITMAC_ENGINE_FAST, 1 BITMAC_ENGINE_CYCLE").into()
+                )
+            }
+        };
+        let n = samples
+            .checked_mul(m.input_len())
+            .ok_or_else(|| Fail::from(Error::field("samples", samples, "samples * input_len fits usize")))?;
+        let x = f32_slice(x, n, "x")?;
+        let cfg = match hw.as_ref() {
+            Some(h) => h.cfg.clone(),
+            None => {
+                let what = if m.format == "onnx" { "models/hw/onnx.json" } else { "models/hw/default.json" };
+                HwConfig::from_json_str(m.default_hw(), what)?
+            }
+        };
+        // Batch 1, as `bitmac run`'s default (the cycle counts depend on the batch).
+        let r = m.run(x, &cfg, engine, 1)?;
+        if !logits.is_null() && !r.logits.is_empty() {
+            std::slice::from_raw_parts_mut(logits, r.logits.len()).copy_from_slice(&r.logits);
+        }
+        if !predictions.is_null() && samples > 0 {
+            let p = std::slice::from_raw_parts_mut(predictions, samples);
+            for (d, &s) in p.iter_mut().zip(&r.predictions) {
+                *d = s as u32;
+            }
+        }
+        put(stats, gemm_stats(&r.total));
         Ok(())
     })
 }

@@ -339,3 +339,179 @@ fn job_equals_gemm() {
     assert!(last_error().starts_with("A[0,0]: 100 is out of range"), "{}", last_error());
     unsafe { bitmac_job_free(j) };
 }
+
+#[test]
+fn lsq_equals_the_library() {
+    use bitmac::lsq::{LsqConfig, LsqKind, LsqVariant};
+    let x: Vec<f32> = (0..300).map(|i| (i as f32 - 150.0) * 0.0173).chain([f32::INFINITY, -0.0]).collect();
+    let g: Vec<f32> = (0..x.len()).map(|i| ((i * 7919) % 13) as f32 * 0.25 - 1.5).collect();
+    let n = x.len();
+    for (ki, kind) in [LsqKind::Act, LsqKind::Weight].into_iter().enumerate() {
+        for (vi, variant) in [LsqVariant::Seed, LsqVariant::Paper].into_iter().enumerate() {
+            for nbit in [2i64, 4, 8] {
+                let lib = LsqConfig::from_boundary(kind, variant, nbit, 0.11).unwrap();
+                let f = lib.forward(&x).unwrap();
+                let (mut y, mut code) = (vec![0f32; n], vec![0i32; n]);
+                let st = unsafe {
+                    bitmac_lsq_forward(
+                        ki as i32,
+                        vi as i32,
+                        nbit,
+                        0.11,
+                        x.as_ptr(),
+                        n,
+                        y.as_mut_ptr(),
+                        code.as_mut_ptr(),
+                    )
+                };
+                assert_eq!(st, BITMAC_OK, "{}", last_error());
+                assert_eq!(
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    f.y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+                assert_eq!(code, f.code);
+                let b = lib.backward(&x, &g).unwrap();
+                let (mut gx, mut gs) = (vec![0f32; n], 0f32);
+                let st = unsafe {
+                    bitmac_lsq_backward(
+                        ki as i32,
+                        vi as i32,
+                        nbit,
+                        0.11,
+                        x.as_ptr(),
+                        g.as_ptr(),
+                        n,
+                        gx.as_mut_ptr(),
+                        &mut gs,
+                    )
+                };
+                assert_eq!(st, BITMAC_OK, "{}", last_error());
+                assert_eq!(
+                    gx.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.grad_x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+                assert_eq!(gs.to_bits(), b.grad_s.to_bits());
+            }
+        }
+    }
+    // The paper's gradient scale differs from the seed's (so the variant really is passed).
+    let (mut s0, mut s1) = (0f32, 0f32);
+    unsafe {
+        bitmac_lsq_backward(0, 0, 4, 0.11, x.as_ptr(), g.as_ptr(), 300, ptr::null_mut(), &mut s0);
+        bitmac_lsq_backward(0, 1, 4, 0.11, x.as_ptr(), g.as_ptr(), 300, ptr::null_mut(), &mut s1);
+    }
+    assert_ne!(s0, s1);
+    // Errors: the library's messages, nothing written.
+    let mut y = [7f32; 1];
+    assert_eq!(
+        unsafe { bitmac_lsq_forward(2, 0, 4, 0.1, x.as_ptr(), 1, y.as_mut_ptr(), ptr::null_mut()) },
+        BITMAC_E_INPUT
+    );
+    assert!(last_error().starts_with("kind: 2 is out of range"), "{}", last_error());
+    assert_eq!(
+        unsafe { bitmac_lsq_forward(0, 0, 17, 0.1, x.as_ptr(), 1, y.as_mut_ptr(), ptr::null_mut()) },
+        BITMAC_E_INPUT
+    );
+    assert!(last_error().contains("17"), "{}", last_error());
+    let nan = [f32::NAN];
+    assert_eq!(
+        unsafe { bitmac_lsq_forward(0, 0, 4, 0.1, nan.as_ptr(), 1, y.as_mut_ptr(), ptr::null_mut()) },
+        BITMAC_E_INPUT
+    );
+    assert_eq!(y[0], 7.0);
+    assert_eq!(
+        unsafe { bitmac_lsq_forward(0, 0, 4, 0.1, ptr::null(), 1, y.as_mut_ptr(), ptr::null_mut()) },
+        BITMAC_E_NULL
+    );
+    // x above the range gives xbin = Qp = 7 per element: 7 * f32::MAX is not finite.
+    let (big, gbig) = ([1.0e30f32; 4], [f32::MAX; 4]);
+    let mut gs = 0f32;
+    let st = unsafe {
+        bitmac_lsq_backward(0, 0, 4, 1.0, big.as_ptr(), gbig.as_ptr(), 4, ptr::null_mut(), &mut gs)
+    };
+    assert_eq!(st, BITMAC_E_INPUT);
+    assert!(last_error().starts_with("grad_s: the f32 sum overflowed"), "{}", last_error());
+}
+
+#[test]
+fn model_run_predicts_like_onnx_runtime() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/onnx/");
+    let path = CString::new(format!("{root}qdq_cnn.onnx")).unwrap();
+    let mut m = ptr::null_mut();
+    assert_eq!(
+        unsafe { bitmac_model_load(path.as_ptr(), ptr::null(), &mut m) },
+        BITMAC_OK,
+        "{}",
+        last_error()
+    );
+    let (mut len, mut classes) = (0usize, 0usize);
+    assert_eq!(unsafe { bitmac_model_shape(m, &mut len, &mut classes) }, BITMAC_OK);
+    assert_eq!((len, classes), (64, 10));
+    let x = bitmac::npy::read_f32(std::path::Path::new(&format!("{root}digits_test_x.npy"))).unwrap();
+    let n = x.shape[0];
+    let (mut logits, mut pred, mut st) = (vec![0i64; n * 10], vec![0u32; n], BitmacGemmStats::default());
+    let s = unsafe {
+        bitmac_model_run(
+            m,
+            ptr::null(),
+            x.data.as_ptr(),
+            n,
+            BITMAC_ENGINE_FAST,
+            logits.as_mut_ptr(),
+            pred.as_mut_ptr(),
+            &mut st,
+        )
+    };
+    assert_eq!(s, BITMAC_OK, "{}", last_error());
+    // ONNX Runtime's committed logits (ORT_DISABLE_ALL, models/onnx/ort_qdq.py).
+    let r =
+        bitmac::npy::read_f32(std::path::Path::new(&format!("{root}qdq_cnn.ref.disable_all.npy"))).unwrap();
+    let ort: Vec<u32> = r.data.chunks(10).map(|row| bitmac::import::reference::argmax(row) as u32).collect();
+    assert_eq!(pred, ort);
+    for (s, p) in pred.iter().enumerate() {
+        assert_eq!(bitmac::import::reference::argmax(&logits[s * 10..s * 10 + 10]) as u32, *p);
+    }
+    assert!(st.macs > 0 && st.cycles > 0);
+    // Errors: one line, nothing written.
+    let mut p1 = [99u32; 1];
+    assert_eq!(
+        unsafe {
+            bitmac_model_run(
+                m,
+                ptr::null(),
+                x.data.as_ptr(),
+                1,
+                5,
+                ptr::null_mut(),
+                p1.as_mut_ptr(),
+                ptr::null_mut(),
+            )
+        },
+        BITMAC_E_INPUT
+    );
+    assert!(last_error().starts_with("engine: 5"), "{}", last_error());
+    assert_eq!(
+        unsafe {
+            bitmac_model_run(
+                m,
+                ptr::null(),
+                ptr::null(),
+                1,
+                0,
+                ptr::null_mut(),
+                p1.as_mut_ptr(),
+                ptr::null_mut(),
+            )
+        },
+        BITMAC_E_NULL
+    );
+    assert_eq!(p1[0], 99);
+    unsafe { bitmac_model_free(m) };
+    let bad = CString::new(format!("{root}missing.onnx")).unwrap();
+    assert_eq!(unsafe { bitmac_model_load(bad.as_ptr(), ptr::null(), &mut m) }, BITMAC_E_INPUT);
+    assert!(last_error().contains("missing.onnx"), "{}", last_error());
+    let json = CString::new(format!("{root}../cnn_w4a4.json")).unwrap();
+    let rq = CString::new("double").unwrap();
+    assert_eq!(unsafe { bitmac_model_load(json.as_ptr(), rq.as_ptr(), &mut m) }, BITMAC_E_INPUT);
+    unsafe { bitmac_model_free(ptr::null_mut()) };
+}

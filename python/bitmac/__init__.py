@@ -23,6 +23,7 @@ __version__ = _native.__version__
 
 __all__ = [
     "HwConfig",
+    "Model",
     "AsyncFifo",
     "Trace",
     "TraceCycle",
@@ -321,3 +322,106 @@ def lsq_backward(
     g32 = _f32(grad_y, "grad_y")
     gx, gs = _native.lsq_backward(x32.tobytes(), g32.tobytes(), kind, variant, int(nbit), float(step))
     return np.frombuffer(gx, dtype="<f4").reshape(x32.shape).copy(), gs
+
+
+class Model:
+    """A quantized model run through bitmac's one graph runner, as ``bitmac run`` runs it.
+
+    ``Model.load(path)`` reads a ``bitmac-model/1`` JSON (the digits models), a
+    ``bitmac-graph/1`` JSON, or an ONNX file (QONNX or QDQ; ``requant`` as ``bitmac run
+    --requant``, ONNX only). Inputs are float32 samples in the CLI's units: raw pixel values for
+    the JSON models (the rows of ``models/data/digits_test.csv`` without the label), the
+    model's float input for ONNX (the ``.npy`` ``bitmac run --data`` reads); each is quantized
+    by the model's own input rule.
+    """
+
+    def __init__(self, native: Any):
+        self._m = native
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], requant: Optional[str] = None) -> "Model":
+        return cls(_native.Model.load(os.fspath(path), requant))
+
+    @property
+    def format(self) -> str:
+        """``"bitmac-model/1"``, ``"bitmac-graph/1"`` or ``"onnx"``."""
+        return self._m.format
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """The per-sample input shape (without the batch dimension)."""
+        return tuple(self._m.input_shape)
+
+    def _samples(self, x: Any, what: str) -> np.ndarray:
+        arr = _f32(x, what)
+        n = self._m.input_len
+        if arr.ndim < 2 or arr.shape[0] == 0 or int(np.prod(arr.shape[1:])) != n:
+            raise ValueError(
+                f"{what} shape {tuple(arr.shape)}: expected (N >= 1, {', '.join(map(str, self.input_shape))}) "
+                f"or (N, {n})"
+            )
+        return arr
+
+    def _hw(self, hw: Any) -> Any:
+        if hw is None:
+            return None
+        return (hw if isinstance(hw, HwConfig) else HwConfig(hw))._hw
+
+    def run(self, x: Any, hw: Any = None, engine: str = "fast", batch: int = 1) -> Dict[str, Any]:
+        """Run every sample of ``x`` (shape ``(N, *input_shape)`` or ``(N, input_len)``).
+
+        ``hw``: a ``HwConfig``, a path, a dict or a preset name; ``None`` is the CLI's default
+        for the format (``models/hw/default.json``, ``models/hw/onnx.json`` for ONNX).
+        Returns a dict: ``logits`` (N x classes int64, the output node's codes),
+        ``predictions`` (N int64, argmax, lowest index on ties), ``stats`` (the array nodes'
+        statistics merged in node order: ``bitmac run --json``'s ``total``), ``nodes`` (per
+        node: ``name``, ``kind``, ``stats`` (array nodes, else ``None``), ``ppu``).
+        ``batch`` is ``bitmac run --batch`` (samples per GEMM, default 1 as the CLI's): codes and
+        predictions do not depend on it, the cycle counts do.
+        """
+        arr = self._samples(x, "x")
+        logits, n, classes, preds, total, nodes = self._m.run(arr.tobytes(), self._hw(hw), engine, int(batch))
+        return {
+            "logits": _from_i64(logits, (n, classes)),
+            "predictions": np.asarray(preds, dtype=np.int64),
+            "stats": json.loads(total),
+            "nodes": [
+                {
+                    "name": name,
+                    "kind": kind,
+                    "stats": None if st is None else json.loads(st),
+                    "ppu": dict(zip(("outputs", "saturated", "overflows", "ties"), ppu)),
+                }
+                for name, kind, st, ppu in nodes
+            ],
+        }
+
+    def dump(self, x_sample: Any, hw: Any = None, engine: str = "fast") -> List[Dict[str, Any]]:
+        """One sample's values at every node, as ``bitmac run --dump DIR --sample I`` writes
+        them: a list in execution order of dicts ``name``, ``kind``, ``inputs`` (one int64
+        array per input, in the input tensor's shape), ``acc`` (array nodes: the hardware
+        accumulators ``acc * 2^d + B'`` in the output shape, saturated to int64 as the dump's
+        ``.acc.npy``; else ``None``) and ``output`` (the output codes)."""
+        arr = _f32(x_sample, "x_sample")
+        if arr.size != self._m.input_len:
+            raise ValueError(f"x_sample: {arr.size} values, expected {self._m.input_len} (one sample)")
+        nodes = self._m.dump(arr.tobytes(), self._hw(hw), engine)
+        out = []
+        for name, kind, ins, acc, oshape, o in nodes:
+            out.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "inputs": [_from_i64(b, tuple(sh)) for sh, b in ins],
+                    "acc": None if acc is None else _from_i64(acc, tuple(oshape)),
+                    "output": _from_i64(o, tuple(oshape)),
+                }
+            )
+        return out
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, {self.format}, input {self.input_shape})"

@@ -11,6 +11,7 @@ use bitmac::array::{Engine, Matrix};
 use bitmac::cdc::{Data, StepFifo};
 use bitmac::gemm::{GemmRequest, Stage};
 use bitmac::hw::HwConfig;
+use bitmac::import::model::LoadedModel;
 use bitmac::lsq::{LsqConfig, LsqKind, LsqVariant};
 use bitmac::numerics::{IntFormat, Narrower, OverflowMode, Position, RoundMode, Rounder};
 use bitmac::requant::{quantize_multiplier, RequantRounding, Requantizer};
@@ -422,6 +423,135 @@ impl PyFifo {
     }
 }
 
+/// A loaded model (`bitmac-model/1`, `bitmac-graph/1` or ONNX): `bitmac::import::model`, run
+/// through the library's graph runner exactly as `bitmac run` runs it.
+#[pyclass(name = "Model", module = "bitmac._native")]
+struct PyModel {
+    m: LoadedModel,
+}
+
+/// One node's statistics: (name, kind, array stats JSON or None, (outputs, saturated,
+/// int32 overflows, ties) of the post-processing unit).
+type NodeStats = (String, &'static str, Option<String>, (u64, u64, u64, u64));
+/// One node of a dump: (name, kind, inputs as (shape, int64 bytes), accumulators as int64
+/// bytes or None, output shape, output int64 bytes).
+type NodeDump<'py> = (
+    String,
+    &'static str,
+    Vec<(Vec<usize>, Bound<'py, PyBytes>)>,
+    Option<Bound<'py, PyBytes>>,
+    Vec<usize>,
+    Bound<'py, PyBytes>,
+);
+
+impl PyModel {
+    fn hw(&self, hw: Option<&PyHw>) -> PyRes<HwConfig> {
+        match hw {
+            Some(h) => Ok(h.cfg.clone()),
+            None => {
+                let what = match self.m.format {
+                    "onnx" => "models/hw/onnx.json",
+                    _ => "models/hw/default.json",
+                };
+                HwConfig::from_json_str(self.m.default_hw(), what).map_err(err)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyModel {
+    /// Load a model file; `requant` (ONNX only) as `bitmac run --requant`.
+    #[staticmethod]
+    #[pyo3(signature = (path, requant=None))]
+    fn load(path: &str, requant: Option<&str>) -> PyRes<PyModel> {
+        let rq = requant.map(bitmac::graph::RequantMode::parse).transpose().map_err(err)?;
+        Ok(PyModel { m: LoadedModel::load(std::path::Path::new(path), rq).map_err(err)? })
+    }
+
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.m.format
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.m.name.clone()
+    }
+
+    #[getter]
+    fn input_shape(&self) -> Vec<usize> {
+        self.m.graph.tensor(self.m.graph.input()).shape.clone()
+    }
+
+    #[getter]
+    fn input_len(&self) -> usize {
+        self.m.input_len()
+    }
+
+    /// Run float32 samples (bytes, `samples * input_len`): (logits int64 bytes, samples,
+    /// classes, predictions, total stats JSON, per-node statistics).
+    #[pyo3(signature = (x, hw=None, engine="fast", batch=1))]
+    #[allow(clippy::type_complexity)]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        x: &[u8],
+        hw: Option<&PyHw>,
+        engine: &str,
+        batch: usize,
+    ) -> PyRes<(Bound<'py, PyBytes>, usize, usize, Vec<usize>, String, Vec<NodeStats>)> {
+        let engine: Engine = engine.parse().map_err(err)?;
+        let cfg = self.hw(hw)?;
+        let x = f32s(x, "x")?;
+        let r = py.detach(|| self.m.run(&x, &cfg, engine, batch)).map_err(err)?;
+        let nodes = self
+            .m
+            .graph
+            .nodes()
+            .iter()
+            .zip(&r.run.nodes)
+            .map(|(n, o)| {
+                (
+                    n.name.clone(),
+                    n.op.kind(),
+                    o.stats.as_ref().map(|s| s.to_json()),
+                    (o.ppu.outputs, o.ppu.saturated, o.ppu.overflows, o.ppu.ties),
+                )
+            })
+            .collect();
+        Ok((bytes_i64(py, &r.logits), r.samples, r.classes, r.predictions, r.total.to_json(), nodes))
+    }
+
+    /// One float32 sample's values at every node (`bitmac run --dump`).
+    #[pyo3(signature = (x, hw=None, engine="fast"))]
+    fn dump<'py>(
+        &self,
+        py: Python<'py>,
+        x: &[u8],
+        hw: Option<&PyHw>,
+        engine: &str,
+    ) -> PyRes<Vec<NodeDump<'py>>> {
+        let engine: Engine = engine.parse().map_err(err)?;
+        let cfg = self.hw(hw)?;
+        let x = f32s(x, "x")?;
+        let nodes = py.detach(|| self.m.dump(&x, &cfg, engine)).map_err(err)?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| {
+                let ins = n.inputs.iter().map(|(s, v)| (s.clone(), bytes_i64(py, v))).collect();
+                // As the dump's .npy files: accumulators saturated to int64 for display.
+                let acc = (!n.acc.is_empty()).then(|| {
+                    let a: Vec<i64> =
+                        n.acc.iter().map(|&v| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64).collect();
+                    bytes_i64(py, &a)
+                });
+                (n.name, n.kind, ins, acc, n.output_shape, bytes_i64(py, &n.output))
+            })
+            .collect())
+    }
+}
+
 /// The shipped hardware presets (`models/hw/*.json`), embedded so an
 /// installed package needs no repository checkout. `python/tests` checks the
 /// list against the directory.
@@ -462,6 +592,7 @@ fn preset(name: &str) -> PyRes<PyHw> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHw>()?;
     m.add_class::<PyFifo>()?;
+    m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(gemm, m)?)?;
     m.add_function(wrap_pyfunction!(preset_names, m)?)?;
     m.add_function(wrap_pyfunction!(preset, m)?)?;

@@ -4,6 +4,7 @@
 //! The importers only translate; the integer semantics of every node live in the graph
 //! (`docs/graph.md`).
 
+pub mod model;
 pub mod onnx;
 pub mod proto;
 pub mod reference;
