@@ -275,7 +275,9 @@ fn run_window(
             }
             let r = match hw.cdc() {
                 None => run_batch(&prep.plan, hw, x, b1 - b0, opts.engine).map(|b| (b, None)),
-                Some(c) => run_batch_cdc(&prep.plan, hw, &c, x, b1 - b0, (b0 / opts.batch) as u64, opts.engine),
+                Some(c) => {
+                    run_batch_cdc(&prep.plan, hw, &c, x, b1 - b0, (b0 / opts.batch) as u64, opts.engine)
+                }
             };
             let n = done.fetch_add(b1 - b0, std::sync::atomic::Ordering::Relaxed) + (b1 - b0);
             progress(n);
@@ -791,7 +793,8 @@ pub fn run_model(
             }
             votes[l].count(layer, &lowered[l], r, &w.exact[l], s0);
         }
-        for (s, (&p, &fq)) in predictions.iter().zip(&r.fake_quant.predictions).enumerate().take(s1).skip(s0) {
+        for (s, (&p, &fq)) in predictions.iter().zip(&r.fake_quant.predictions).enumerate().take(s1).skip(s0)
+        {
             if p == fq {
                 agree_n += 1;
                 continue;

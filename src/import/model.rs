@@ -4,40 +4,28 @@
 //! for that format; every sample then runs through the one graph runner
 //! (`graph::run::run_all` / `run_batch`), exactly as `bitmac run` does.
 
-use super::onnx::{self, ImportOptions};
+use super::onnx::ImportOptions;
 use super::run::{is_onnx, ONNX_HW};
 use crate::array::{Engine, Stats};
 use crate::error::{Error, Result};
-use crate::graph::format::GraphFile;
+use crate::graph::load::{AnyModel, ModelFormat};
 use crate::graph::run::{lower, run_all, run_batch, GraphRun};
 use crate::graph::{Graph, RequantMode, MAX_ELEMENTS};
 use crate::hw::HwConfig;
-use crate::model::Model;
 use std::path::Path;
 
 /// The CLI's default hardware for `bitmac-model/1` and `bitmac-graph/1` models.
 pub const DEFAULT_HW: &str = include_str!("../../models/hw/default.json");
 
-/// How float32 input samples become input codes (the CLI's rule per format).
-#[derive(Clone, Debug)]
-enum InputRule {
-    /// `bitmac-model/1`: `Model::input_codes` (raw range checked, the model's input quantizer).
-    Model(Box<Model>),
-    /// `bitmac-graph/1`: `x = f32(raw) * raw_scale`, then the graph's input quantizer.
-    Graph { raw_scale: f32 },
-    /// ONNX: the model's own input quantizer on the float32 input.
-    Onnx,
-}
-
-/// A loaded model: its quantized graph and its input rule.
-#[derive(Clone, Debug)]
+/// A loaded model: its quantized graph and its input rule (both from the
+/// one loader, [`crate::graph::load::AnyModel`]).
 pub struct LoadedModel {
     pub graph: Graph,
     /// `"bitmac-model/1"`, `"bitmac-graph/1"` or `"onnx"`.
     pub format: &'static str,
-    /// The model's name (the ONNX graph name for ONNX).
+    /// The model's name (the file path for `bitmac-graph/1` and ONNX).
     pub name: String,
-    rule: InputRule,
+    any: AnyModel,
 }
 
 /// One node's values for one sample (what `bitmac run --dump` writes).
@@ -73,49 +61,24 @@ impl LoadedModel {
     /// JSON file, `bitmac-graph/1` when its `format` says so, else `bitmac-model/1`.
     pub fn load(path: &Path, requant: Option<RequantMode>) -> Result<LoadedModel> {
         if is_onnx(path) {
-            let mut opts = ImportOptions::default();
-            if let Some(r) = requant {
-                if r == RequantMode::Accumulator {
-                    return Err(Error::field("requant", "accumulator", "float32, hardware, double, single"));
-                }
-                opts.requant = r;
+            if requant == Some(RequantMode::Accumulator) {
+                return Err(Error::field("requant", "accumulator", "float32, hardware, double, single"));
             }
-            let imp = onnx::load(path, opts)?;
-            let name = path.display().to_string();
-            return Ok(LoadedModel { graph: imp.graph, format: "onnx", name, rule: InputRule::Onnx });
-        }
-        if requant.is_some() {
+        } else if requant.is_some() {
             return Err(Error::input(format!(
                 "{}: requant: only for ONNX models (JSON models carry their own requantization)",
                 path.display()
             )));
         }
-        let text = crate::io::read_to_string(path)?;
-        let what = path.display().to_string();
-        if GraphFile::is_graph_json(&text) {
-            let f = GraphFile::from_json_str(&text, &what)?;
-            let name = what.clone();
-            return Ok(LoadedModel {
-                graph: f.graph,
-                format: "bitmac-graph/1",
-                name,
-                rule: InputRule::Graph { raw_scale: f.raw_scale },
-            });
-        }
-        let m = Model::from_json_str(&text, &what)?;
-        let graph = crate::graph::from_model(&m)?;
-        Ok(LoadedModel {
-            graph,
-            format: "bitmac-model/1",
-            name: m.name().to_string(),
-            rule: InputRule::Model(Box::new(m)),
-        })
+        let any = AnyModel::load(path, requant.unwrap_or(ImportOptions::default().requant))?;
+        let name = any.model().map_or_else(|| path.display().to_string(), |m| m.name().to_string());
+        Ok(LoadedModel { graph: any.graph.clone(), format: any.format.name(), name, any })
     }
 
     /// The hardware `bitmac run` uses for this model when `--hw` is not given.
     pub fn default_hw(&self) -> &'static str {
-        match self.rule {
-            InputRule::Onnx => ONNX_HW,
+        match self.any.format {
+            ModelFormat::Onnx => ONNX_HW,
             _ => DEFAULT_HW,
         }
     }
@@ -127,14 +90,7 @@ impl LoadedModel {
 
     /// The input codes of one float32 sample (`input_len` values), by the CLI's rule.
     pub fn quantize(&self, x: &[f32]) -> Result<Vec<i64>> {
-        match &self.rule {
-            InputRule::Model(m) => Ok(m.input_codes(x)?.into_iter().map(i64::from).collect()),
-            InputRule::Graph { raw_scale } => {
-                let v: Vec<f32> = x.iter().map(|&r| r * raw_scale).collect();
-                self.graph.quantize_input(&v)
-            }
-            InputRule::Onnx => self.graph.quantize_input(x),
-        }
+        self.any.input_codes(x)
     }
 
     fn inputs(&self, x: &[f32]) -> Result<Vec<Vec<i64>>> {
