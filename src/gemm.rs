@@ -7,7 +7,7 @@
 //!   from the three LSQ step sizes (`requant::step_multiplier`), never both;
 //!   [`Stage::Out`] needs one, [`Stage::Acc`] needs neither;
 //! - with a `cdc` section the array runs in its own clock domain
-//!   (`sim::gemm_cdc`), else in one domain (`layers::run_gemm_traced`);
+//!   (`sim::gemm_cdc`), else in one domain (`layers::run_gemm_chunked`);
 //! - [`Stage::Acc`] returns `acc * 2^d` (before bias) as int64 values and
 //!   names int32 as the output dtype when `P + d <= 32`; [`Stage::Out`]
 //!   returns the requantized codes, dtype int8 when the output format fits
@@ -122,6 +122,8 @@ pub struct GemmOutput {
     pub trace: Option<String>,
     /// The clock-domain summary line(s), with a `cdc` section.
     pub cdc_summary: Option<String>,
+    /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
+    pub cdc: Option<crate::sim::CdcTotals>,
     /// The GEMM's energy (`docs/energy.md`), zero products counted from
     /// the operands.
     pub energy: crate::energy::Breakdown,
@@ -143,6 +145,8 @@ pub struct GemmSummary {
     pub trace: Option<String>,
     /// The clock-domain summary line(s), with a `cdc` section.
     pub cdc_summary: Option<String>,
+    /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
+    pub cdc: Option<crate::sim::CdcTotals>,
     /// The GEMM's energy (`docs/energy.md`).
     pub energy: crate::energy::Breakdown,
 }
@@ -187,6 +191,7 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
         stats: s.stats,
         trace: s.trace,
         cdc_summary: s.cdc_summary,
+        cdc: s.cdc,
         energy: s.energy,
     })
 }
@@ -248,7 +253,7 @@ pub fn gemm_stream(
         sink(row0, &vals)
     };
     let mut trace = req.trace.then(String::new);
-    let (stats, cdc_summary) = if let Some(cc) = hw.cdc() {
+    let (stats, cdc_summary, cdc) = if let Some(cc) = hw.cdc() {
         // The array in its own clock domain: A crosses in, results cross out.
         let (r, c) = crate::sim::gemm_cdc(
             hw,
@@ -261,7 +266,7 @@ pub fn gemm_stream(
             stage_acc,
         )?;
         deliver(0, &r.out, &r.acc)?;
-        (r.stats, Some(c.summary(&cc, hw.clock_period_ps())))
+        (r.stats, Some(c.summary(&cc, hw.clock_period_ps())), Some(c))
     } else {
         let chunk_rows = (CHUNK_OUTPUTS / n.max(1)).max(1);
         let stats = crate::layers::run_gemm_chunked(
@@ -275,9 +280,9 @@ pub fn gemm_stream(
             chunk_rows,
             |c| deliver(c.row0, c.out, c.acc),
         )?;
-        (stats, None)
+        (stats, None, None)
     };
     let zeros = crate::energy::zero_products(req.a.data(), m, k, req.w.data(), n);
     let energy = crate::energy::for_hw(hw, m as u64, k as u64, n as u64, Some(zeros), !stage_acc);
-    Ok(GemmSummary { m, n, dtype, stats, trace, cdc_summary, energy })
+    Ok(GemmSummary { m, n, dtype, stats, trace, cdc_summary, cdc, energy })
 }

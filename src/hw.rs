@@ -164,6 +164,33 @@ pub struct CdcSpec {
     pub host_period_ps: u64,
     pub fifo_depth: u64,
     pub sync_stages: u64,
+    /// Read-stage registers in front of each FIFO's read port, 0..=3
+    /// (docs/cdc.md §16); absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_stages: Option<u64>,
+    /// `"fwft"` (default) or `"registered"` read data (docs/cdc.md §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data: Option<String>,
+    /// Almost-full threshold, 1..=fifo_depth; absent: no flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub almost_full: Option<u64>,
+    /// Almost-empty threshold, 0..=fifo_depth-1; absent: no flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub almost_empty: Option<u64>,
+    /// Seeded metastability emulation of both datapath FIFOs (docs/cdc.md §6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<CdcMetaSpec>,
+    /// Seed of the metastability draws (default 0; docs/cdc.md §18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// `cdc.meta`: the metastability windows (ps) around each synchronizer capture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcMetaSpec {
+    pub setup_ps: u64,
+    pub hold_ps: u64,
 }
 
 /// The validated partial-sum path.
@@ -192,6 +219,14 @@ pub struct CdcConfig {
     pub fifo_depth: u32,
     /// Synchronizer flops, 2..=8.
     pub sync_stages: u32,
+    /// FIFO variant of both datapath FIFOs (read stage, read data, almost
+    /// flags), validated against the depth.
+    pub variant: crate::cdc::Variant,
+    /// Metastability windows (None: off); setup + hold is below both clock
+    /// periods.
+    pub meta: Option<crate::cdc::Meta>,
+    /// Seed of the metastability draws.
+    pub seed: u64,
 }
 
 /// A validated hardware config. Build it with [`HwConfig::from_spec`] (or a
@@ -323,10 +358,45 @@ impl HwConfig {
                     return Err(Error::field("cdc.fifo_depth", fifo_depth, "a power of two in 2..=4096"));
                 }
                 let sync_stages = checked("cdc.sync_stages", c.sync_stages)?;
+                let read_stages = in_range("cdc.read_stages", c.read_stages.unwrap_or(0), 0, 3)? as u32;
+                let fwft = match c.read_data.as_deref() {
+                    None | Some("fwft") => true,
+                    Some("registered") => false,
+                    Some(o) => {
+                        return Err(Error::field(
+                            "cdc.read_data",
+                            format!("{o:?}"),
+                            "one of fwft, registered",
+                        ))
+                    }
+                };
+                let almost_full = match c.almost_full {
+                    None => None,
+                    Some(v) => Some(in_range("cdc.almost_full", v, 1, fifo_depth)? as u32),
+                };
+                let almost_empty = match c.almost_empty {
+                    None => None,
+                    Some(v) => Some(in_range("cdc.almost_empty", v, 0, fifo_depth - 1)? as u32),
+                };
+                let meta = match &c.meta {
+                    None => None,
+                    Some(m) => {
+                        // At most one pointer change may fall in one capture's
+                        // window (docs/cdc.md §6): setup + hold below the
+                        // shorter clock period.
+                        let lim = host_period_ps.min(clock_period_ps) - 1;
+                        let setup_ps = in_range("cdc.meta.setup_ps", m.setup_ps, 0, lim)?;
+                        let hold_ps = in_range("cdc.meta.hold_ps", m.hold_ps, 0, lim - setup_ps)?;
+                        Some(crate::cdc::Meta { setup_ps, hold_ps })
+                    }
+                };
                 Some(CdcConfig {
                     host_period_ps,
                     fifo_depth: fifo_depth as u32,
                     sync_stages: sync_stages as u32,
+                    variant: crate::cdc::Variant { read_stages, fwft, almost_full, almost_empty },
+                    meta,
+                    seed: c.seed.unwrap_or(0),
                 })
             }
         };

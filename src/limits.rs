@@ -79,7 +79,14 @@ pub fn gemm_work(
     };
     let cdc = hw.cdc().map_or(0, |cd| {
         let p = hw.clock_period_ps();
-        cdc_edges_bound(&cd, p, m as u128 * k as u128) + cdc_edges_bound(&cd, p, m as u128 * n as u128)
+        // Input crossing, output crossing back to back (the comparison), and
+        // the overlapped output crossing, which also spans the compute
+        // (docs/cdc.md §18).
+        let cycles = crate::array::compute_cycles(hw.dataflow(), r, c, m, k, n) as u128;
+        let ratio = cd.host_period_ps.max(p).div_ceil(cd.host_period_ps.min(p).max(1)) as u128;
+        cdc_edges_bound(&cd, p, m as u128 * k as u128)
+            + 2 * cdc_edges_bound(&cd, p, m as u128 * n as u128)
+            + 2 * cycles * (ratio + 1)
     });
     compute + cdc
 }

@@ -263,7 +263,7 @@ fn run_all(
             }
             let r = match hw.cdc() {
                 None => run_batch(&plan, hw, x, s1 - s0, opts.engine).map(|b| (b, None)),
-                Some(c) => run_batch_cdc(&plan, hw, &c, x, s1 - s0, opts.engine),
+                Some(c) => run_batch_cdc(&plan, hw, &c, x, s1 - s0, (s0 / opts.batch) as u64, opts.engine),
             };
             let n = done.fetch_add(s1 - s0, std::sync::atomic::Ordering::Relaxed) + (s1 - s0);
             progress(n);
@@ -292,10 +292,10 @@ fn run_all(
     Ok(Raw { lowered, stats, codes, exact, acc, cdc })
 }
 
-/// Totals of the clock-domain crossings of a run (`docs/datapath.md`,
-/// "Clock domains"): every inference moves its input codes host -> array
-/// through the input FIFO, computes, and moves its logits array -> host
-/// through the output FIFO; the three phases run back to back.
+/// Totals of the clock-domain crossings of a run (`docs/cdc.md` §18): every
+/// inference moves its input codes host -> array through the input FIFO and
+/// its results array -> host through the output FIFO, overlapped with the
+/// compute; inferences (batches) run one after another.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CdcTotals {
     /// Inferences (batches) run.
@@ -303,51 +303,73 @@ pub struct CdcTotals {
     /// Words through the input / output FIFO.
     pub words_in: u64,
     pub words_out: u64,
-    /// Time of all batches back to back (ps).
+    /// End-to-end time of all batches, crossings overlapped with the compute
+    /// (ps): per batch, the host's take of the last output word.
     pub time_ps: u64,
-    /// Array-domain and host-domain clock cycles in that time.
+    /// The same batches with input crossing, compute and output crossing back
+    /// to back (ps): `t_in + C * T_array + t_out` per batch.
+    pub back_to_back_ps: u64,
+    /// Array-domain and host-domain clock cycles in `time_ps`.
     pub array_cycles: u64,
     pub host_cycles: u64,
     /// Array cycles spent computing (the single-clock cycle count).
     pub compute_cycles: u64,
-    /// Input FIFO: host edges blocked by wfull, array edges waiting on rempty.
+    /// Array edges on which the compute waited for an input word.
+    pub compute_stalls: u64,
+    /// Input FIFO: host edges blocked by wfull, array edges waiting on an
+    /// empty port.
     pub in_write_stalls: u64,
     pub in_read_stalls: u64,
-    /// Output FIFO: array edges blocked by wfull, host edges waiting on rempty.
+    /// Output FIFO: array edges blocked by wfull, host edges waiting on an
+    /// empty port.
     pub out_write_stalls: u64,
     pub out_read_stalls: u64,
     /// Occupancy histograms (`[k]` = edges after which k words were unread).
     pub in_occupancy: Vec<u64>,
     pub out_occupancy: Vec<u64>,
+    /// Metastability events in both FIFOs (0 with `cdc.meta` off).
+    pub meta_events: u64,
+    /// Scoreboard findings of both FIFOs: words lost, duplicated, reordered.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
 }
 
 impl CdcTotals {
-    /// The totals of one input crossing, `compute` array cycles, and one
-    /// output crossing, back to back.
+    /// The totals of one overlapped inference; `tout_b2b` is the output
+    /// crossing run on its own from reset (the back-to-back comparison).
     fn of(
         cdc: &crate::hw::CdcConfig,
         t_array: u64,
-        tin: &crate::cdc::TransferReport,
+        ov: &crate::cdc::overlap::Overlap,
         compute: u64,
-        tout: &crate::cdc::TransferReport,
+        tout_b2b: &crate::cdc::TransferReport,
     ) -> CdcTotals {
+        let (tin, tout) = (&ov.tin, &ov.tout);
         let end_in = tin.pop_time_ps.last().copied().unwrap_or(0);
-        let end_out = tout.pop_time_ps.last().copied().unwrap_or(0);
-        let time_ps = end_in + compute * t_array + end_out;
+        let end_out = tout_b2b.pop_time_ps.last().copied().unwrap_or(0);
+        let time_ps = ov.time_ps;
+        let sb = |f: fn(&crate::cdc::Verdict) -> u64| f(&tin.report.verdict) + f(&tout.report.verdict);
         CdcTotals {
             batches: 1,
             words_in: tin.popped.len() as u64,
             words_out: tout.popped.len() as u64,
             time_ps,
+            back_to_back_ps: end_in + compute * t_array + end_out,
             array_cycles: time_ps.div_ceil(t_array),
             host_cycles: time_ps.div_ceil(cdc.host_period_ps),
             compute_cycles: compute,
+            compute_stalls: ov.compute_stalls,
             in_write_stalls: tin.write_stalls,
             in_read_stalls: tin.read_stalls,
             out_write_stalls: tout.write_stalls,
             out_read_stalls: tout.read_stalls,
             in_occupancy: tin.occupancy.clone(),
             out_occupancy: tout.occupancy.clone(),
+            meta_events: (tin.report.events.len() + tout.report.events.len()) as u64,
+            lost: sb(|v| v.lost),
+            duplicated: sb(|v| v.duplicated),
+            reordered: sb(|v| v.reordered),
         }
     }
 
@@ -356,15 +378,37 @@ impl CdcTotals {
         self.words_in += o.words_in;
         self.words_out += o.words_out;
         self.time_ps += o.time_ps;
+        self.back_to_back_ps += o.back_to_back_ps;
         self.array_cycles += o.array_cycles;
         self.host_cycles += o.host_cycles;
         self.compute_cycles += o.compute_cycles;
+        self.compute_stalls += o.compute_stalls;
         self.in_write_stalls += o.in_write_stalls;
         self.in_read_stalls += o.in_read_stalls;
         self.out_write_stalls += o.out_write_stalls;
         self.out_read_stalls += o.out_read_stalls;
         add_hist(&mut self.in_occupancy, &o.in_occupancy);
         add_hist(&mut self.out_occupancy, &o.out_occupancy);
+        self.meta_events += o.meta_events;
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+    }
+
+    /// The totals as JSON (the `cdc` object of `bitmac run --json` and
+    /// `bitmac gemm --stats`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "batches": self.batches, "words_in": self.words_in, "words_out": self.words_out,
+            "time_ps": self.time_ps, "back_to_back_ps": self.back_to_back_ps,
+            "array_cycles": self.array_cycles, "host_cycles": self.host_cycles,
+            "compute_cycles": self.compute_cycles, "compute_stalls": self.compute_stalls,
+            "in_write_stalls": self.in_write_stalls, "in_read_stalls": self.in_read_stalls,
+            "out_write_stalls": self.out_write_stalls, "out_read_stalls": self.out_read_stalls,
+            "in_occupancy": self.in_occupancy, "out_occupancy": self.out_occupancy,
+            "meta_events": self.meta_events,
+            "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
+        })
     }
 }
 
@@ -377,11 +421,112 @@ fn add_hist(a: &mut Vec<u64>, b: &[u64]) {
     }
 }
 
+/// The validated FIFO of the datapath's crossings (`cdc` section: depth,
+/// synchronizers, variant, metastability) for `width`-bit words and `seed`.
+pub fn datapath_fifo(cdc: &crate::hw::CdcConfig, width: u32, seed: u64) -> Result<crate::cdc::FifoConfig> {
+    crate::cdc::FifoSpec {
+        depth: cdc.fifo_depth as u64,
+        sync: cdc.sync_stages,
+        data_width: width,
+        meta: cdc.meta,
+        seed,
+        ..crate::cdc::FifoSpec::default()
+    }
+    .validate()?
+    .with_variant(cdc.variant)
+}
+
+/// Run one inference's crossings overlapped with its compute (docs/cdc.md
+/// §18) and the output crossing once more on its own (the back-to-back
+/// comparison). Batch `b` uses seed `cdc.seed + 2b` for the input FIFO and
+/// `cdc.seed + 2b + 1` for the output FIFO (wrapping).
+#[allow(clippy::too_many_arguments)]
+fn crossings(
+    cdc: &crate::hw::CdcConfig,
+    t_array: u64,
+    b: u64,
+    tin: crate::cdc::TransferReport,
+    words_out: &[u64],
+    width_out: u32,
+    sched: &crate::cdc::overlap::Schedule,
+    compute: u64,
+) -> Result<(Vec<u64>, CdcTotals)> {
+    let seed = cdc.seed.wrapping_add(b.wrapping_mul(2));
+    let cfg_out = datapath_fifo(cdc, width_out, seed.wrapping_add(1))?;
+    let ov = crate::cdc::overlap::overlap_after_input(
+        &cfg_out,
+        cdc.host_period_ps,
+        t_array,
+        tin,
+        words_out,
+        sched,
+    )?;
+    let b2b = crate::cdc::transfer(
+        &cfg_out,
+        &crate::cdc::ClockPair::new(t_array, cdc.host_period_ps),
+        words_out,
+        &crate::cdc::Pattern::Always,
+        &crate::cdc::Pattern::Always,
+    )?;
+    let totals = CdcTotals::of(cdc, t_array, &ov, compute, &b2b);
+    Ok((ov.tout.popped, totals))
+}
+
+/// The input crossing of batch `b` (seed `cdc.seed + 2b`).
+fn cross_in(
+    cdc: &crate::hw::CdcConfig,
+    t_array: u64,
+    b: u64,
+    words: &[u64],
+    width: u32,
+) -> Result<crate::cdc::TransferReport> {
+    let seed = cdc.seed.wrapping_add(b.wrapping_mul(2));
+    let cfg_in = datapath_fifo(cdc, width, seed)?;
+    crate::cdc::overlap::cross_input(&cfg_in, cdc.host_period_ps, t_array, words)
+}
+
+/// The schedule of a model run's crossings: the first layer's input words
+/// and the last layer's results at the GEMM timing when that layer is a
+/// dense node on the array (the input tensor being the graph input), else
+/// the coarse rule (inputs due at cycle 0, results final at the last cycle
+/// of the run) — docs/cdc.md §18.
+fn run_schedule(
+    plan: &Plan,
+    hw: &HwConfig,
+    batch: usize,
+    stats: &[Stats],
+    words_in: usize,
+    words_out: usize,
+) -> crate::cdc::overlap::Schedule {
+    use crate::cdc::overlap::{gemm_schedule, Schedule};
+    let total: u64 = stats.iter().map(|s| s.cycles).sum();
+    let dense = |i: usize| -> Option<Schedule> {
+        match plan.nodes.get(i)? {
+            crate::graph::run::Lowered::Array(a) if a.conv.is_none() && a.weights.len() == 1 => {
+                let s = gemm_schedule(hw.dataflow(), hw.rows(), hw.cols(), batch, a.k, a.n);
+                (s.cycles == stats.get(i)?.cycles).then_some(s)
+            }
+            _ => None,
+        }
+    };
+    let mut sched = Schedule::coarse(words_in, words_out, total);
+    let first_is_input =
+        plan.graph.nodes().first().is_some_and(|n| n.inputs.first() == Some(&plan.graph.input()));
+    if let Some(s) = dense(0).filter(|s| first_is_input && s.need.len() == words_in) {
+        sched.need = s.need;
+    }
+    let last = plan.nodes.len().saturating_sub(1);
+    if let Some(s) = dense(last).filter(|s| s.ready.len() == words_out) {
+        let offset = total - stats[last].cycles;
+        sched = sched.with_outputs(&s, offset, total);
+    }
+    sched
+}
+
 /// One batch with the array in its own clock domain: the input codes cross
-/// host -> array through an async FIFO (host writes every host edge, the
-/// array reads every array edge while words remain), the layers compute, and
-/// the logits cross array -> host (the array offers one per array edge, the
-/// host reads greedily). The words that come out of each FIFO are the ones
+/// host -> array through an async FIFO while the layers compute, and the
+/// logits cross array -> host while the array still computes
+/// (docs/cdc.md §18). The words that come out of each FIFO are the ones
 /// used downstream, so a crossing that lost, duplicated or reordered a word
 /// would change the results; with a correct FIFO they are bit-identical to
 /// the single-clock run.
@@ -391,60 +536,34 @@ fn run_batch_cdc(
     cdc_cfg: &crate::hw::CdcConfig,
     input: Vec<i32>,
     batch: usize,
+    b: u64,
     engine: Engine,
 ) -> Result<(BatchOut, Option<CdcTotals>)> {
     let a_fmt = hw.activations();
     let t_array = hw.clock_period_ps();
     // Host -> array: activation codes as two's-complement words.
     let words: Vec<u64> = input.iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
-    let tin = cross_domain(cdc_cfg, t_array, &words, a_fmt.width(), true)?;
+    let tin = cross_in(cdc_cfg, t_array, b, &words, a_fmt.width())?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&w| a_fmt.from_bits(w) as i32).collect();
     let mut out = run_batch(plan, hw, crossed, batch, engine)?;
     let compute: u64 = out.stats.iter().map(|s| s.cycles).sum();
     // Array -> host: the logits, as 64-bit two's-complement words.
     let last = out.codes.len() - 1;
     let w64 = crate::numerics::IntFormat::signed(64)?;
-    let words: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
-    let tout = cross_domain(cdc_cfg, t_array, &words, 64, false)?;
-    out.codes[last] = tout.popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
-    let totals = CdcTotals::of(cdc_cfg, t_array, &tin, compute, &tout);
+    let words_out: Vec<u64> = out.codes[last].iter().map(|&c| w64.to_bits(c as i128)).collect();
+    let sched = run_schedule(plan, hw, batch, &out.stats, words.len(), words_out.len());
+    let (popped, totals) = crossings(cdc_cfg, t_array, b, tin, &words_out, 64, &sched, compute)?;
+    out.codes[last] = popped.iter().map(|&w| w64.from_bits(w) as i64).collect();
     Ok((out, Some(totals)))
 }
 
-/// Move `words` (each `width` bits) across one of the datapath's async FIFOs
-/// (`cdc` depth and synchronizer stages): host -> array when `to_array`,
-/// else array -> host. The producer offers a word at every edge of its
-/// domain while words remain, the consumer takes one at every edge of its
-/// domain; the FIFO starts from reset with both clocks at phase 0.
-pub fn cross_domain(
-    cdc: &crate::hw::CdcConfig,
-    array_period_ps: u64,
-    words: &[u64],
-    width: u32,
-    to_array: bool,
-) -> Result<crate::cdc::TransferReport> {
-    use crate::cdc::{transfer, ClockPair, FifoSpec, Pattern};
-    let fifo = FifoSpec {
-        depth: cdc.fifo_depth as u64,
-        sync: cdc.sync_stages,
-        data_width: width,
-        ..FifoSpec::default()
-    }
-    .validate()?;
-    let clocks = if to_array {
-        ClockPair::new(cdc.host_period_ps, array_period_ps)
-    } else {
-        ClockPair::new(array_period_ps, cdc.host_period_ps)
-    };
-    transfer(&fifo, &clocks, words, &Pattern::Always, &Pattern::Always)
-}
-
 /// A GEMM with the array in its own clock domain (`hw` must have a `cdc`
-/// section): A's codes cross host -> array, the GEMM runs, and the results
-/// cross array -> host (the requantized codes at the output width, or the
-/// accumulator values `acc * 2^d` as 64-bit words when `stage_acc`). The
-/// crossed values replace the GEMM's own, so the returned result is what the
-/// host received; with a correct FIFO it equals the single-clock GEMM.
+/// section): A's codes cross host -> array while the GEMM computes, and the
+/// results cross array -> host as they become final (the requantized codes
+/// at the output width, or the accumulator values `acc * 2^d` as 64-bit
+/// words when `stage_acc`); docs/cdc.md §18. The crossed values replace the
+/// GEMM's own, so the returned result is what the host received; with a
+/// correct FIFO it equals the single-clock GEMM.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_cdc(
     hw: &HwConfig,
@@ -460,29 +579,36 @@ pub fn gemm_cdc(
     let t_array = hw.clock_period_ps();
     let a_fmt = hw.activations();
     let words: Vec<u64> = a.data().iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
-    let tin = cross_domain(&cdc, t_array, &words, a_fmt.width(), true)?;
+    let tin = cross_in(&cdc, t_array, 0, &words, a_fmt.width())?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&v| a_fmt.from_bits(v) as i32).collect();
     let a2 = Matrix::new(a.rows(), a.cols(), crossed)?;
     let mut res = layers::run_gemm_traced(hw, &a2, w, bias, requant, engine, trace)?;
     let compute = res.stats.cycles;
-    let tout = if stage_acc {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let mut sched = crate::cdc::overlap::gemm_schedule(hw.dataflow(), hw.rows(), hw.cols(), m, k, n);
+    if sched.cycles != compute {
+        // A timing the §5 formulas do not describe (e.g. memory stalls): the
+        // coarse rule.
+        sched = crate::cdc::overlap::Schedule::coarse(m * k, m * n, compute);
+    }
+    let totals = if stage_acc {
         let w64 = IntFormat::signed(64)?;
         let words: Vec<u64> = res.acc.iter().map(|&v| w64.to_bits(v as i128)).collect();
-        let t = cross_domain(&cdc, t_array, &words, 64, false)?;
-        res.acc = t.popped.iter().map(|&v| w64.from_bits(v) as i64).collect();
+        let (popped, t) = crossings(&cdc, t_array, 0, tin, &words, 64, &sched, compute)?;
+        res.acc = popped.iter().map(|&v| w64.from_bits(v) as i64).collect();
         t
     } else {
         let f = requant.out_format();
         let words: Vec<u64> = res.out.iter().map(|&v| f.to_bits(v as i128)).collect();
-        let t = cross_domain(&cdc, t_array, &words, f.width(), false)?;
-        res.out = t.popped.iter().map(|&v| f.from_bits(v) as i64).collect();
+        let (popped, t) = crossings(&cdc, t_array, 0, tin, &words, f.width(), &sched, compute)?;
+        res.out = popped.iter().map(|&v| f.from_bits(v) as i64).collect();
         t
     };
-    Ok((res, CdcTotals::of(&cdc, t_array, &tin, compute, &tout)))
+    Ok((res, totals))
 }
 
 impl CdcTotals {
-    /// A one-paragraph text summary (cycles per domain, stalls, occupancy).
+    /// A text summary (cycles per domain, overlap, stalls, occupancy).
     pub fn summary(&self, cdc: &crate::hw::CdcConfig, array_period_ps: u64) -> String {
         let occ = |h: &[u64]| -> String {
             let n: u64 = h.iter().sum();
@@ -493,15 +619,29 @@ impl CdcTotals {
             };
             format!("mean {mean:.2}, max {}", h.iter().rposition(|&v| v > 0).unwrap_or(0))
         };
+        let v = cdc.variant;
+        let variant = if v.is_plain() { String::new() } else { format!(";{}", v.describe()) };
+        let meta = match cdc.meta {
+            Some(m) => {
+                format!("; metastability setup {} ps, hold {} ps, seed {}", m.setup_ps, m.hold_ps, cdc.seed)
+            }
+            None => String::new(),
+        };
+        let saved = self.back_to_back_ps.saturating_sub(self.time_ps);
+        let pct =
+            if self.back_to_back_ps == 0 { 0.0 } else { 100.0 * saved as f64 / self.back_to_back_ps as f64 };
         format!(
-            "clock domains: host {} ps, array {array_period_ps} ps; async FIFOs depth {}, {} sync stages\n  array domain: {} cycles ({} computing), host domain: {} cycles, {:.3} us\n  input FIFO (host->array): {} words, {} host stall edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}",
+            "clock domains: host {} ps, array {array_period_ps} ps; async FIFOs depth {}, {} sync stages{variant}{meta}\n  overlapped: {} ps end to end ({:.3} us) vs {} ps back to back ({pct:.1}% saved); array domain {} cycles ({} computing, {} compute stall edges waiting for input), host domain {} cycles\n  input FIFO (host->array): {} words, {} host wait edges (full), {} array wait edges (empty), occupancy {}\n  output FIFO (array->host): {} words, {} array stall edges (full), {} host wait edges (empty), occupancy {}\n  scoreboard: {} lost, {} duplicated, {} reordered; {} metastability events",
             cdc.host_period_ps,
             cdc.fifo_depth,
             cdc.sync_stages,
+            self.time_ps,
+            self.time_ps as f64 / 1e6,
+            self.back_to_back_ps,
             self.array_cycles,
             self.compute_cycles,
+            self.compute_stalls,
             self.host_cycles,
-            self.time_ps as f64 / 1e6,
             self.words_in,
             self.in_write_stalls,
             self.in_read_stalls,
@@ -510,6 +650,10 @@ impl CdcTotals {
             self.out_write_stalls,
             self.out_read_stalls,
             occ(&self.out_occupancy),
+            self.lost,
+            self.duplicated,
+            self.reordered,
+            self.meta_events,
         )
     }
 }

@@ -823,3 +823,53 @@ fn size_reports_the_smallest_sync_and_depth() {
         assert!(e.contains(msg) && e.lines().count() == 1, "{e}");
     }
 }
+
+/// `bitmac cdc --plot DIR`: the four histograms as SVG and PNG, with the
+/// bars of the run's own occupancy histogram (values that occur) as x ticks.
+#[test]
+fn cdc_plot_writes_the_histograms() {
+    let dir = std::env::temp_dir().join(format!("bitmac-cdc-plot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.join("plots");
+    let args = [
+        "cdc",
+        "--wclk-ps",
+        "1000",
+        "--rclk-ps",
+        "1370",
+        "--depth",
+        "8",
+        "--sync",
+        "2",
+        "--data-width",
+        "8",
+        "--words",
+        "500",
+        "--wen",
+        "70",
+        "--ren",
+        "90",
+        "--json",
+        "--plot",
+        d.to_str().unwrap(),
+    ];
+    let (code, out, err) = bitmac(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let occ: Vec<u64> = serde_json::from_value(v["stats"]["occupancy"].clone()).unwrap();
+    for name in ["occupancy", "lat_write_pop", "lat_write_rempty_clear", "lat_read_wfull_clear"] {
+        let png = std::fs::read(d.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+        let svg = std::fs::read_to_string(d.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("500 words"), "{name}");
+    }
+    // Same run, same bytes.
+    let first = std::fs::read(d.join("occupancy.svg")).unwrap();
+    let (code, _, _) = bitmac(&args);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(d.join("occupancy.svg")).unwrap(), first);
+    let svg = String::from_utf8(first).unwrap();
+    let max = occ.iter().rposition(|&c| c > 0).unwrap();
+    assert!(svg.contains(&format!(">\n{max}\n</text>")), "the largest occupancy {max} is a tick");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,6 +13,7 @@
 pub mod config;
 mod fast;
 pub mod mtbf;
+pub mod overlap;
 mod sim;
 pub mod size;
 pub mod stats;
@@ -339,6 +340,7 @@ fn transfer_core<O: Observer>(
     words: &[u64],
     producer: &Pattern,
     consumer: &Pattern,
+    max_edges: Option<u64>,
     obs: &mut O,
 ) -> Result<TransferReport> {
     if words.is_empty() {
@@ -352,7 +354,7 @@ fn transfer_core<O: Observer>(
         )));
     }
     let (report, log) =
-        run_core(cfg, clocks, words.len() as u64, Some(words), producer, consumer, None, obs, true)?;
+        run_core(cfg, clocks, words.len() as u64, Some(words), producer, consumer, max_edges, obs, true)?;
     let log = log.unwrap_or_default();
     if !report.finished {
         return Err(Error::input(format!(
@@ -390,7 +392,20 @@ pub fn transfer(
     producer: &Pattern,
     consumer: &Pattern,
 ) -> Result<TransferReport> {
-    transfer_core(cfg, clocks, words, producer, consumer, &mut NoObserver)
+    transfer_core(cfg, clocks, words, producer, consumer, None, &mut NoObserver)
+}
+
+/// [`transfer`] with an explicit edge bound (`max_edges` rising edges, both
+/// domains), e.g. for a producer that waits for a long computation.
+pub fn transfer_bounded(
+    cfg: &FifoConfig,
+    clocks: &ClockPair,
+    words: &[u64],
+    producer: &Pattern,
+    consumer: &Pattern,
+    max_edges: u64,
+) -> Result<TransferReport> {
+    transfer_core(cfg, clocks, words, producer, consumer, Some(max_edges.max(1)), &mut NoObserver)
 }
 
 /// [`transfer`] plus the trace text (the `bitmac cdc --trace` format, with
@@ -403,7 +418,7 @@ pub fn transfer_trace(
     consumer: &Pattern,
 ) -> Result<(TransferReport, String)> {
     let mut tw = trace::TraceWriter::new(cfg, &[describe(cfg, clocks)]);
-    let rep = transfer_core(cfg, clocks, words, producer, consumer, &mut tw)?;
+    let rep = transfer_core(cfg, clocks, words, producer, consumer, None, &mut tw)?;
     Ok((rep, tw.out))
 }
 

@@ -864,39 +864,7 @@ impl<'a> Sim<'a> {
             self.r.bin = (self.r.bin + 1) & self.pmask;
             self.stats.r.ops += 1;
         }
-        let s = self.s;
-        let out_old = self.r.sync[s - 1];
-        for i in (1..s).rev() {
-            self.r.sync[i] = self.r.sync[i - 1];
-        }
-        self.r.sync[0] = cap.0;
-        let np = self.enc(self.r.bin);
-        if np != self.r.ptr {
-            self.r.ptr_prev = self.r.ptr;
-            self.r.changed_at = t;
-            self.r.ptr = np;
-            if let Some(b) = &mut self.bus {
-                b.record(Domain::R, t, np);
-            }
-        }
-        let flag_new = np == out_old;
-        if self.r.unresolved && flag_new != self.r.flag {
-            let old = self.r.flag;
-            self.r.fan = Some(self.fanout(Domain::R, t, old, flag_new));
-        }
-        self.r.unresolved = self.single_flop && cap.1;
-        if flag_new != self.r.flag {
-            if flag_new {
-                self.stats.r.flag_asserts += 1;
-            } else {
-                self.stats.r.flag_clears += 1;
-                let head = self.slots[(self.r.bin & self.amask) as usize];
-                if head.valid {
-                    bump(&mut self.stats.lat_write_rempty_clear, self.r.edges - head.push_r);
-                }
-            }
-        }
-        self.r.flag = flag_new;
+        self.r_registers(t, cap);
         EdgeRec { en, data, take: data }
     }
 
@@ -976,6 +944,21 @@ impl<'a> Sim<'a> {
             self.r.bin = (self.r.bin + 1) & self.pmask;
             self.stats.r.ops += 1;
         }
+        let out_old = self.r_registers(t, cap);
+        if let Some(ae) = v.almost_empty {
+            let est = Self::g2b(out_old).wrapping_sub(self.r.bin) & self.pmask;
+            self.raempty = est <= ae;
+        }
+        EdgeRec { en, data, take: take_d }
+    }
+
+    /// The read side's registers after the pop decision, shared by both read
+    /// edges (plain core and variants): synchronizer shift (capture `cap`),
+    /// crossing pointer, `rempty` from the pre-instant synchronizer output
+    /// (with the single-flop fault's fan-out), flag statistics. Returns that
+    /// pre-instant output (`rq_wptr` before the edge).
+    #[inline(always)]
+    fn r_registers(&mut self, t: u64, cap: (u32, bool)) -> u32 {
         let s = self.s;
         let out_old = self.r.sync[s - 1];
         for i in (1..s).rev() {
@@ -987,9 +970,17 @@ impl<'a> Sim<'a> {
             self.r.ptr_prev = self.r.ptr;
             self.r.changed_at = t;
             self.r.ptr = np;
+            if let Some(b) = &mut self.bus {
+                b.record(Domain::R, t, np);
+            }
         }
         let flag_new = np == out_old;
-        if flag_new != flag {
+        if self.r.unresolved && flag_new != self.r.flag {
+            let old = self.r.flag;
+            self.r.fan = Some(self.fanout(Domain::R, t, old, flag_new));
+        }
+        self.r.unresolved = self.single_flop && cap.1;
+        if flag_new != self.r.flag {
             if flag_new {
                 self.stats.r.flag_asserts += 1;
             } else {
@@ -1001,11 +992,7 @@ impl<'a> Sim<'a> {
             }
         }
         self.r.flag = flag_new;
-        if let Some(ae) = v.almost_empty {
-            let est = Self::g2b(out_old).wrapping_sub(self.r.bin) & self.pmask;
-            self.raempty = est <= ae;
-        }
-        EdgeRec { en, data, take: take_d }
+        out_old
     }
 
     #[inline(always)]

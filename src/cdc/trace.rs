@@ -167,12 +167,49 @@ pub struct TraceWriter {
     /// (streaming writer).
     pub out: String,
     hex: usize,
-    sink: Option<AtomicFile>,
-    err: Option<std::io::Error>,
+    sink: FileSink,
 }
 
 /// Buffered bytes at which a streaming writer flushes to its file.
 pub(crate) const FLUSH_BYTES: usize = 1 << 16;
+
+/// The file a streaming writer (trace or VCD) spills its text into: the
+/// uncommitted [`AtomicFile`] and the first I/O error of the run, reported
+/// at the end. Without a file (in-memory writer) spilling keeps the text.
+#[derive(Default)]
+pub(crate) struct FileSink {
+    file: Option<AtomicFile>,
+    err: Option<std::io::Error>,
+}
+
+impl FileSink {
+    /// A sink streaming into `file`.
+    pub(crate) fn new(file: AtomicFile) -> FileSink {
+        FileSink { file: Some(file), err: None }
+    }
+    /// Write `out` to the file (after an error, drop it) and clear it; a
+    /// no-op without a file.
+    pub(crate) fn spill(&mut self, out: &mut String) {
+        if let Some(f) = &mut self.file {
+            if self.err.is_none() {
+                if let Err(e) = f.write_all(out.as_bytes()) {
+                    self.err = Some(e);
+                }
+            }
+            out.clear();
+        }
+    }
+    /// Spill the rest and return the (uncommitted) file; an I/O error during
+    /// the run is reported here, naming the file. `what` names the writer.
+    pub(crate) fn finish(&mut self, out: &mut String, what: &str) -> Result<AtomicFile> {
+        self.spill(out);
+        let f = self.file.take().ok_or_else(|| Error::internal(format!("{what} writer has no file")))?;
+        match self.err.take() {
+            Some(e) => Err(Error::io(f.path(), &e)),
+            None => Ok(f),
+        }
+    }
+}
 
 impl TraceWriter {
     /// A writer with the standard comment header plus `extra` comment lines.
@@ -189,37 +226,25 @@ impl TraceWriter {
             out.push_str(HEADER_V2_EXTRA);
         }
         out.push('\n');
-        TraceWriter { out, hex: cfg.ptr_hex_digits(), sink: None, err: None }
+        TraceWriter { out, hex: cfg.ptr_hex_digits(), sink: FileSink::default() }
     }
 
     /// The same writer streaming into `file` (not committed: the caller
     /// commits what [`TraceWriter::finish_file`] returns, or drops it).
     pub fn to_file(cfg: &FifoConfig, extra: &[String], file: AtomicFile) -> TraceWriter {
         let mut w = TraceWriter::new(cfg, extra);
-        w.sink = Some(file);
+        w.sink = FileSink::new(file);
         w
     }
 
     fn spill(&mut self) {
-        if let Some(f) = &mut self.sink {
-            if self.err.is_none() {
-                if let Err(e) = f.write_all(self.out.as_bytes()) {
-                    self.err = Some(e);
-                }
-            }
-            self.out.clear();
-        }
+        self.sink.spill(&mut self.out);
     }
 
     /// Streaming writer: write the rest and return the (uncommitted) file;
     /// an I/O error during the run is reported here, naming the file.
     pub fn finish_file(mut self) -> Result<AtomicFile> {
-        self.spill();
-        let f = self.sink.take().ok_or_else(|| Error::internal("trace writer has no file"))?;
-        match self.err.take() {
-            Some(e) => Err(Error::io(f.path(), &e)),
-            None => Ok(f),
-        }
+        self.sink.finish(&mut self.out, "trace")
     }
 }
 

@@ -9,10 +9,9 @@
 
 use super::config::FifoConfig;
 use super::sim::{Data, EdgeRec, Observer, Sim};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::AtomicFile;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 /// Signal order and identifiers: (name, id). The first 14 are always
 /// dumped; the last 5 only for a FIFO variant (docs/cdc.md §16).
@@ -43,8 +42,7 @@ pub struct VcdWriter {
     /// The text so far (call [`VcdWriter::finish`] at the end), or, when
     /// streaming ([`VcdWriter::to_file`]), the not yet flushed tail.
     pub out: String,
-    sink: Option<AtomicFile>,
-    err: Option<std::io::Error>,
+    sink: super::trace::FileSink,
     last: [Option<u64>; 19],
     widths: [u32; 19],
     nsig: usize,
@@ -69,8 +67,7 @@ impl VcdWriter {
         out.push_str("$upscope $end\n$enddefinitions $end\n");
         let mut v = VcdWriter {
             out,
-            sink: None,
-            err: None,
+            sink: super::trace::FileSink::default(),
             last: [None; 19],
             nsig,
             widths,
@@ -134,31 +131,19 @@ impl VcdWriter {
     /// [`super::trace::TraceWriter::to_file`]).
     pub fn to_file(cfg: &FifoConfig, wper: u64, rper: u64, file: AtomicFile) -> VcdWriter {
         let mut v = VcdWriter::new(cfg, wper, rper);
-        v.sink = Some(file);
+        v.sink = super::trace::FileSink::new(file);
         v
     }
 
     fn spill(&mut self) {
-        if let Some(f) = &mut self.sink {
-            if self.err.is_none() {
-                if let Err(e) = f.write_all(self.out.as_bytes()) {
-                    self.err = Some(e);
-                }
-            }
-            self.out.clear();
-        }
+        self.sink.spill(&mut self.out);
     }
 
     /// Streaming writer: flush the pending clock falls and the rest, and
     /// return the (uncommitted) file; an I/O error of the run is reported here.
     pub fn finish_file(mut self) -> Result<AtomicFile> {
         self.flush_until(u64::MAX);
-        self.spill();
-        let f = self.sink.take().ok_or_else(|| Error::internal("VCD writer has no file"))?;
-        match self.err.take() {
-            Some(e) => Err(Error::io(f.path(), &e)),
-            None => Ok(f),
-        }
+        self.sink.finish(&mut self.out, "VCD")
     }
 }
 

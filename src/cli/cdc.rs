@@ -90,6 +90,11 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write the occupancy and latency histograms as SVG and PNG into DIR
+    /// (created if missing): occupancy, lat_write_pop, lat_write_rempty_clear,
+    /// lat_read_wfull_clear (docs/cdc.md section 5).
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
     /// Replay TRACE (takes time, dom, en of each line) and compare every field.
     #[arg(long, value_name = "TRACE")]
     pub replay: Option<PathBuf>,
@@ -501,8 +506,20 @@ pub fn run(a: Args) -> Result<i32> {
         f.write_all(s.as_bytes()).map_err(|e| Error::io(p, &e))?;
         outputs.push(f);
     }
+    // Plots are rendered before anything is published, so a failure leaves
+    // no partial output.
+    let plots = match &a.plot {
+        Some(_) => histogram_plots(&a, &cfg, &clocks, &report)?,
+        None => Vec::new(),
+    };
     for f in outputs {
         f.commit()?;
+    }
+    if let Some(dir) = &a.plot {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+        for (name, r) in &plots {
+            crate::plot::write(dir, name, r)?;
+        }
     }
     if a.json {
         let mut ev = std::collections::BTreeMap::new();
@@ -536,6 +553,53 @@ pub fn run(a: Args) -> Result<i32> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The four histograms of a run (docs/cdc.md section 5) as plots, by file name.
+fn histogram_plots(
+    a: &Args,
+    cfg: &cdc::FifoConfig,
+    clocks: &ClockPair,
+    r: &cdc::Report,
+) -> Result<Vec<(&'static str, crate::plot::Rendered)>> {
+    let s = &r.stats;
+    // A short subtitle that fits the plot width (the full configuration is
+    // in the text and JSON reports).
+    let sub = format!(
+        "{} words; depth {}, sync {}, wclk {} ps, rclk {} ps, wen {}%, ren {}%, seed {}{}{}",
+        r.words,
+        cfg.depth(),
+        cfg.sync(),
+        clocks.w.period_ps,
+        clocks.r.period_ps,
+        a.wen,
+        a.ren,
+        cfg.seed(),
+        if cfg.meta().is_some() { ", meta" } else { "" },
+        if cfg.variant().is_plain() { "" } else { ", variant" },
+    );
+    let mut out = Vec::new();
+    for (name, counts, title, x, y) in [
+        ("occupancy", &s.occupancy, "FIFO occupancy", "unread words after the edge", "edges"),
+        ("lat_write_pop", &s.lat_write_pop, "latency push -> pop", "read edges", "words"),
+        (
+            "lat_write_rempty_clear",
+            &s.lat_write_rempty_clear,
+            "latency push -> rempty clear",
+            "read edges",
+            "clears",
+        ),
+        (
+            "lat_read_wfull_clear",
+            &s.lat_read_wfull_clear,
+            "latency pop -> wfull clear",
+            "write edges",
+            "clears",
+        ),
+    ] {
+        out.push((name, crate::plot::count_histogram(counts, title, &sub, x, y)?));
+    }
+    Ok(out)
 }
 
 fn hist(v: &[u64]) -> String {

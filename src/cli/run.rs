@@ -564,13 +564,7 @@ fn report_json(r: &RunReport, hw_name: &str, data_name: &str, hw: &HwConfig, wal
         "layers": layers,
         "total": stats(&r.total),
         "energy_per_inference_pj": r.layers.iter().map(|l| l.energy.total()).sum::<f64>(),
-        "cdc": r.cdc.as_ref().map(|c| json!({
-            "batches": c.batches, "words_in": c.words_in, "words_out": c.words_out, "time_ps": c.time_ps,
-            "array_cycles": c.array_cycles, "host_cycles": c.host_cycles, "compute_cycles": c.compute_cycles,
-            "in_write_stalls": c.in_write_stalls, "in_read_stalls": c.in_read_stalls,
-            "out_write_stalls": c.out_write_stalls, "out_read_stalls": c.out_read_stalls,
-            "in_occupancy": c.in_occupancy, "out_occupancy": c.out_occupancy,
-        })),
+        "cdc": r.cdc.as_ref().map(crate::sim::CdcTotals::to_json),
         "wall_s": wall,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
