@@ -210,7 +210,10 @@ fn baseline(kind: Base, p: &Packed, out: &mut [i32], threads: usize) {
 }
 
 fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
+    // A warm-up run, except for single long runs (2048^3).
+    if reps > 1 {
+        f();
+    }
     (0..reps)
         .map(|_| {
             let t = Instant::now();
@@ -274,7 +277,10 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn gemm_ratios(size: usize, reps: usize) {
+/// `all_levels`: every SIMD level of the engine and every baseline (512^3);
+/// otherwise (2048^3, where the portable builds would take minutes) only
+/// the detected level and the two AVX-512 baselines (or the best one).
+fn gemm_ratios(size: usize, reps: usize, all_levels: bool) {
     let (m, k, n) = (size, size, size);
     let (a8, w8) = data(m, k, n);
     let p = pack(&a8, &w8, m, k, n);
@@ -289,7 +295,22 @@ fn gemm_ratios(size: usize, reps: usize) {
     for threads in [1usize, 2] {
         let mut best_base = (f64::INFINITY, Base::Portable);
         let mut out = vec![0i32; m * n];
-        for kind in available() {
+        let kinds: Vec<Base> = if all_levels {
+            available()
+        } else {
+            let av = available();
+            av.iter()
+                .copied()
+                .filter(|&b| b == Base::Avx512 || b == Base::Vnni)
+                .chain(av.last().copied())
+                .fold(Vec::new(), |mut v, b| {
+                    if !v.contains(&b) {
+                        v.push(b);
+                    }
+                    v
+                })
+        };
+        for kind in kinds {
             let t = best_secs(reps, || baseline(kind, black_box(&p), &mut out, threads));
             assert_eq!(out, reference, "{kind:?} baseline");
             println!("RATIO {size}^3 {threads}t baseline {kind:?}: {:.2} GMAC/s", gmacs(t));
@@ -303,6 +324,9 @@ fn gemm_ratios(size: usize, reps: usize) {
         {
             let mut levels = vec![Simd::Portable];
             levels.extend([Simd::Avx2, Simd::Avx512].into_iter().filter(|&l| l <= Simd::detect()));
+            if !all_levels {
+                levels = vec![Simd::detect()];
+            }
             for level in levels {
                 let cfg = hw(16, 16, bits, mode).with_simd(level);
                 let t = with_threads(threads, || {
@@ -320,9 +344,9 @@ fn gemm_ratios(size: usize, reps: usize) {
 }
 
 fn ratios() {
-    gemm_ratios(512, 5);
+    gemm_ratios(512, 5, true);
     if std::env::var("BITMAC_BENCH_BIG").map_or(true, |v| v != "0") {
-        gemm_ratios(2048, 2);
+        gemm_ratios(2048, 1, false);
     }
     for rows in [16, 32] {
         let (cfg0, a, w, cycles) = cycle_case(rows);

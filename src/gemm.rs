@@ -7,7 +7,7 @@
 //!   from the three LSQ step sizes (`requant::step_multiplier`), never both;
 //!   [`Stage::Out`] needs one, [`Stage::Acc`] needs neither;
 //! - with a `cdc` section the array runs in its own clock domain
-//!   (`sim::gemm_cdc`), else in one domain (`layers::run_gemm_traced`);
+//!   (`sim::gemm_cdc`), else in one domain (`layers::run_gemm_chunked`);
 //! - [`Stage::Acc`] returns `acc * 2^d` (before bias) as int64 values and
 //!   names int32 as the output dtype when `P + d <= 32`; [`Stage::Out`]
 //!   returns the requantized codes, dtype int8 when the output format fits
@@ -129,9 +129,85 @@ pub struct GemmOutput {
     pub energy: crate::energy::Breakdown,
 }
 
+/// Everything a GEMM returns except its values: what [`gemm_stream`]
+/// returns after it has delivered the values.
+#[derive(Clone, Debug)]
+pub struct GemmSummary {
+    /// Output rows M.
+    pub m: usize,
+    /// Output columns N.
+    pub n: usize,
+    /// The `.npy` dtype `bitmac gemm` writes the values as.
+    pub dtype: Dtype,
+    /// Statistics (`docs/datapath.md` §6).
+    pub stats: Stats,
+    /// The per-cycle trace text, if asked for.
+    pub trace: Option<String>,
+    /// The clock-domain summary line(s), with a `cdc` section.
+    pub cdc_summary: Option<String>,
+    /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
+    pub cdc: Option<crate::sim::CdcTotals>,
+    /// The GEMM's energy (`docs/energy.md`).
+    pub energy: crate::energy::Breakdown,
+}
+
+/// The `.npy` dtype of a GEMM's values: for [`Stage::Acc`] int32 when
+/// `P + d <= 32`, else int64; for [`Stage::Out`] int8 when the output format
+/// fits (signed <= 8 bits, unsigned <= 7), else int16 or int32.
+pub fn out_dtype(hw: &HwConfig, stage: Stage) -> Dtype {
+    match stage {
+        Stage::Acc if hw.acc_bits() + hw.psum().drop_bits > 32 => Dtype::I64,
+        Stage::Acc => Dtype::I32,
+        Stage::Out => {
+            let f = hw.requant().out;
+            match f.width() + u32::from(!f.is_signed()) {
+                0..=8 => Dtype::I8,
+                9..=16 => Dtype::I16,
+                _ => Dtype::I32,
+            }
+        }
+    }
+}
+
+/// Outputs per chunk of [`gemm_stream`] (about 2 MB of `i64` per buffer):
+/// large enough that per-chunk costs vanish, small enough that a
+/// 1,000,000-row GEMM never holds its output whole.
+const CHUNK_OUTPUTS: usize = 1 << 18;
+
 /// Run one GEMM through the array with `hw`'s requant section (see the
-/// module doc for the rules). Errors are one line, as in `bitmac gemm`.
+/// module doc for the rules) and return it whole. Errors are one line, as
+/// in `bitmac gemm`. This is [`gemm_stream`] collecting the chunks.
 pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
+    let mut values = Vec::new();
+    let s = gemm_stream(hw, req, |_, v| {
+        values.extend_from_slice(v);
+        Ok(())
+    })?;
+    Ok(GemmOutput {
+        m: s.m,
+        n: s.n,
+        values,
+        dtype: s.dtype,
+        stats: s.stats,
+        trace: s.trace,
+        cdc_summary: s.cdc_summary,
+        cdc: s.cdc,
+        energy: s.energy,
+    })
+}
+
+/// The one GEMM entry point (`bitmac gemm`, Python, C): runs the GEMM and
+/// hands its values to `sink` as consecutive whole-row chunks `(row0,
+/// values)` (row-major, `N` per row, in row order), so the caller can
+/// stream them out; the values, their order and the statistics are the same
+/// for any chunking (`layers::run_gemm_chunked`). With a `cdc` section the
+/// GEMM runs whole and is delivered in one chunk. On an error (in the GEMM or
+/// from `sink`) it stops and returns the error.
+pub fn gemm_stream(
+    hw: &HwConfig,
+    req: &GemmRequest<'_>,
+    mut sink: impl FnMut(usize, &[i64]) -> Result<()>,
+) -> Result<GemmSummary> {
     if req.trace && req.engine != Engine::Cycle {
         return Err(Error::input("--trace needs --engine cycle"));
     }
@@ -156,8 +232,28 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
         req.trace,
     )?;
     let stage_acc = req.stage == Stage::Acc;
+    let (m, k, n) = (req.a.rows(), req.a.cols(), req.w.cols());
+    let drop_bits = crate::array::ArrayConfig::from_hw(hw)?.drop_bits();
+    let dtype = out_dtype(hw, req.stage);
+    // One chunk's values: the codes, or `acc * 2^d` checked to fit int64.
+    let mut vals = Vec::new();
+    let mut deliver = |row0: usize, out: &[i64], acc: &[i64]| -> Result<()> {
+        if !stage_acc {
+            return sink(row0, out);
+        }
+        vals.clear();
+        vals.reserve(acc.len());
+        for (i, &a) in acc.iter().enumerate() {
+            let v = (a as i128) << drop_bits;
+            vals.push(i64::try_from(v).map_err(|_| {
+                let i = row0 * n + i;
+                Error::field(format!("accumulator value [{},{}]", i / n, i % n), v, "int64 (.npy output)")
+            })?);
+        }
+        sink(row0, &vals)
+    };
     let mut trace = req.trace.then(String::new);
-    let (res, cdc_summary, cdc) = if let Some(cc) = hw.cdc() {
+    let (stats, cdc_summary, cdc) = if let Some(cc) = hw.cdc() {
         // The array in its own clock domain: A crosses in, results cross out.
         let (r, c) = crate::sim::gemm_cdc(
             hw,
@@ -169,39 +265,24 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
             trace.as_mut(),
             stage_acc,
         )?;
-        (r, Some(c.summary(&cc, hw.clock_period_ps())), Some(c))
+        deliver(0, &r.out, &r.acc)?;
+        (r.stats, Some(c.summary(&cc, hw.clock_period_ps())), Some(c))
     } else {
-        (
-            crate::layers::run_gemm_traced(hw, req.a, req.w, req.bias, &requant, req.engine, trace.as_mut())?,
-            None,
-            None,
-        )
+        let chunk_rows = (CHUNK_OUTPUTS / n.max(1)).max(1);
+        let stats = crate::layers::run_gemm_chunked(
+            hw,
+            req.a,
+            req.w,
+            req.bias,
+            &requant,
+            req.engine,
+            trace.as_mut(),
+            chunk_rows,
+            |c| deliver(c.row0, c.out, c.acc),
+        )?;
+        (stats, None, None)
     };
-    let (values, dtype) = if stage_acc {
-        let wide = hw.acc_bits() + res.drop_bits > 32;
-        let mut data = Vec::with_capacity(res.acc.len());
-        for i in 0..res.acc.len() {
-            let v = res.acc_value(i);
-            data.push(i64::try_from(v).map_err(|_| {
-                Error::field(
-                    format!("accumulator value [{},{}]", i / res.n, i % res.n),
-                    v,
-                    "int64 (.npy output)",
-                )
-            })?);
-        }
-        (data, if wide { Dtype::I64 } else { Dtype::I32 })
-    } else {
-        let f = rq.out;
-        let dtype = match f.width() + u32::from(!f.is_signed()) {
-            0..=8 => Dtype::I8,
-            9..=16 => Dtype::I16,
-            _ => Dtype::I32,
-        };
-        (res.out, dtype)
-    };
-    let (m, k, n) = (req.a.rows(), req.a.cols(), req.w.cols());
     let zeros = crate::energy::zero_products(req.a.data(), m, k, req.w.data(), n);
     let energy = crate::energy::for_hw(hw, m as u64, k as u64, n as u64, Some(zeros), !stage_acc);
-    Ok(GemmOutput { m: res.m, n: res.n, values, dtype, stats: res.stats, trace, cdc_summary, cdc, energy })
+    Ok(GemmSummary { m, n, dtype, stats, trace, cdc_summary, cdc, energy })
 }

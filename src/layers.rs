@@ -112,11 +112,18 @@ pub fn run_gemm_chunked(
     let n = w.cols();
     let mut os = OutStage::new(requant, bias, n, cfg.drop_bits());
     let mut codes = Vec::new();
+    // An engine that delivers more rows at once (the cycle engine: all of
+    // them) still goes through the output stage `chunk_rows` rows at a time,
+    // so the codes buffer stays one chunk.
+    let step = chunk_rows.max(1).saturating_mul(n.max(1));
     let mut stats = run_array_chunked(&cfg, a, w, engine, trace, chunk_rows, |row0, acc, exact| {
-        codes.clear();
-        codes.resize(acc.len(), 0);
-        os.apply(acc, exact, &mut codes);
-        sink(GemmChunk { row0, out: &codes, acc, exact })
+        for (i, (acc, exact)) in acc.chunks(step).zip(exact.chunks(step)).enumerate() {
+            codes.clear();
+            codes.resize(acc.len(), 0);
+            os.apply(acc, exact, &mut codes);
+            sink(GemmChunk { row0: row0 + i * chunk_rows.max(1), out: &codes, acc, exact })?;
+        }
+        Ok(())
     })?;
     os.finish(&mut stats);
     Ok(stats)

@@ -815,6 +815,66 @@ fn write_i64_as<W: Write + ?Sized>(data: &[i64], dtype: Dtype, w: &mut W) -> std
     }
 }
 
+/// An integer `.npy` written row chunk by row chunk and published
+/// atomically ([`crate::io::AtomicFile`]): the header (shape, dtype) first,
+/// then the values in C order as they are produced, so an output never has
+/// to exist whole in memory. Values are range-checked against the dtype
+/// (the same message as [`NpyArray::new`]); dropped without
+/// [`NpyStream::commit`] (an error), nothing is left behind.
+pub struct NpyStream {
+    file: crate::io::AtomicFile,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    written: usize,
+    total: usize,
+}
+
+impl NpyStream {
+    /// Create `path` for an array of `shape` and `dtype`.
+    pub fn create(path: &Path, shape: &[usize], dtype: Dtype) -> Result<NpyStream> {
+        let mut file = crate::io::AtomicFile::create(path)?;
+        file.put(&header_bytes(dtype.descr(), shape))?;
+        Ok(NpyStream { file, dtype, shape: shape.to_vec(), written: 0, total: shape.iter().product() })
+    }
+
+    /// Append the next values (C order).
+    pub fn put(&mut self, vals: &[i64]) -> Result<()> {
+        let (lo, hi) = self.dtype.range();
+        if let Some(i) = vals.iter().position(|&v| v < lo || v > hi) {
+            return Err(Error::field(
+                format!("{}: value [{}]", self.file.path().display(), self.written + i),
+                vals[i],
+                format!("{lo}..={hi} ({})", self.dtype),
+            ));
+        }
+        if self.written + vals.len() > self.total {
+            return Err(Error::internal(format!(
+                "{}: shape {:?} holds {} elements, more were given",
+                self.file.path().display(),
+                self.shape,
+                self.total
+            )));
+        }
+        self.written += vals.len();
+        let path = self.file.path().to_path_buf();
+        write_i64_as(vals, self.dtype, &mut self.file).map_err(|e| Error::io(&path, &e))
+    }
+
+    /// Check that every element was written, then publish the file.
+    pub fn commit(self) -> Result<()> {
+        if self.written != self.total {
+            return Err(Error::internal(format!(
+                "{}: shape {:?} holds {} elements but {} were written",
+                self.file.path().display(),
+                self.shape,
+                self.total,
+                self.written
+            )));
+        }
+        self.file.commit()
+    }
+}
+
 /// Write an array atomically. Values must fit the dtype.
 pub fn write_npy(path: &Path, arr: &NpyArray) -> Result<()> {
     let n: usize = arr.shape.iter().product();

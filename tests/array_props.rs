@@ -648,3 +648,45 @@ proptest! {
         check_mem_case(&c, &mm)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The fast engine's plain-GEMM path (AVX-512 VNNI, taken where the
+    /// whole-chain no-overflow proof holds at d = 0 and the width statistic
+    /// is decided by the fold sums and buffer values, `docs/performance.md`)
+    /// against the chain path (portable level) and the cycle engine: same
+    /// values and statistics. Wide accumulators so the proof holds; `cancel`
+    /// alternates the weights' signs along K so the fold sums stay small
+    /// and the width condition fails (the path must then fall back).
+    #[test]
+    fn plain_gemm_path_matches_chain_path(
+        df in prop::sample::select(Dataflow::ALL.to_vec()),
+        (rows, cols) in (1usize..20, 1usize..20),
+        (p, mode) in (20u32..=32, prop::sample::select(OverflowMode::ALL.to_vec())),
+        (m, k, n) in (1usize..11, 1usize..50, 1usize..40),
+        (cancel, seed) in (any::<bool>(), any::<u64>()),
+    ) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let a: Vec<i32> = (0..m * k).map(|_| rng.gen_range(-128..=127)).collect();
+        let w: Vec<i32> = (0..k * n)
+            .map(|i| {
+                let v: i32 = rng.gen_range(0..=127);
+                if cancel && (i / n) % 2 == 1 { -v } else if cancel { v } else { v - 64 }
+            })
+            .collect();
+        let c = Case {
+            df, rows, cols, wbits: 8, wsigned: true, abits: 8, asigned: true, p, mode, d: 0,
+            rmode: RoundMode::RndConv, offset: 0, m, k, n, a, w,
+        };
+        let chain = run_at(&c, Engine::Fast, Simd::Portable);
+        let best = run_at(&c, Engine::Fast, Simd::detect());
+        prop_assert_eq!(&best, &chain, "plain path vs chain path");
+        let cyc = run_at(&c, Engine::Cycle, Simd::Portable);
+        prop_assert_eq!(&best, &cyc, "plain path vs cycle engine");
+        let exact = exact_gemm(&c);
+        let ex: Vec<BigInt> = best.exact.iter().map(|&v| BigInt::from(v)).collect();
+        prop_assert_eq!(&ex, &exact, "exact GEMM");
+    }
+}

@@ -38,7 +38,7 @@
 
 use super::stats::{centre, Tally};
 use super::{schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
-use super::{OverflowEvent, Simd, Stats};
+use super::{width_of_mag, OverflowEvent, Simd, Stats};
 use crate::numerics::OverflowMode;
 use rayon::prelude::*;
 
@@ -71,6 +71,12 @@ struct Ctx<'a> {
     ntiles: usize,
     amax: u64,
     use32: bool,
+    /// The plain-GEMM path may run ([`plain_block`]'s global conditions:
+    /// AVX-512 VNNI level, d = 0, i16 operands); per block it still checks
+    /// the no-overflow proof and the width condition.
+    plain: bool,
+    /// Per fold: the number of K pairs of the plain-GEMM packing.
+    pairs: Vec<usize>,
 }
 
 /// A GEMM prepared for the fast engine: the context, the column blocks and
@@ -96,6 +102,9 @@ pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) ->
     let amax = a.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
     let wmax = w.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
     let tiles = schedule(cfg, m, k, n);
+    let use32 = (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
+        && amax <= i16::MAX as u64
+        && wmax <= i16::MAX as u64;
     let ctx = Ctx {
         cfg,
         a,
@@ -109,9 +118,9 @@ pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) ->
         ntiles_n: n.div_ceil(cfg.cols),
         ntiles: tiles.len(),
         amax,
-        use32: (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
-            && amax <= i16::MAX as u64
-            && wmax <= i16::MAX as u64,
+        use32,
+        plain: use32 && cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && has_vnni(),
+        pairs: (0..k.div_ceil(fl)).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect(),
     };
     let mut blocks = Vec::new();
     match cfg.dataflow {
@@ -158,8 +167,17 @@ impl Prepared<'_> {
             .step_by(jr)
             .flat_map(|s| self.blocks.iter().map(move |&(n0, nb)| (s, (s + jr).min(r1), n0, nb)))
             .collect();
-        let outs: Vec<BlockOut> =
-            jobs.par_iter().map(|&(s, e, n0, nb)| run_block(ctx, n0, nb, s, e)).collect();
+        // The plain-GEMM path's A operand for these rows, paired once here
+        // for every column block (`plain_block`).
+        let apair = if ctx.plain { pair_rows(ctx, r0, r1) } else { Vec::new() };
+        let np: usize = ctx.pairs.iter().sum();
+        let outs: Vec<BlockOut> = jobs
+            .par_iter()
+            .map(|&(s, e, n0, nb)| {
+                let ap = &apair[if ctx.plain { (s - r0) * np..(e - r0) * np } else { 0..0 }];
+                run_block(ctx, ap, n0, nb, s, e)
+            })
+            .collect();
         let rows = r1 - r0;
         let mut acc = vec![0i64; rows * n];
         let mut exact = vec![0i64; rows * n];
@@ -371,7 +389,12 @@ fn writeback_round(
 
 /// [`run_block_impl`] at the config's SIMD level.
 #[allow(unsafe_code)]
-fn run_block(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+fn run_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+    if ctx.plain {
+        if let Some(out) = plain_block(ctx, apair, n0, nb, r0, r1) {
+            return out;
+        }
+    }
     match ctx.cfg.simd {
         // SAFETY: `cfg.simd` never exceeds `Simd::detect()` (set by
         // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
@@ -503,6 +526,235 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
     out.tally.max_psum = out.tally.max_psum.max(st.max_psum);
     out.tally.max_acc = out.tally.max_acc.max(st.max_acc);
     out
+}
+
+/// Rows `r0..r1` of A as the plain-GEMM path reads them: per row, per
+/// fold, the K pairs `(a[k], a[k+1])` as one i32 word (low half `a[k]`,
+/// both as i16; a missing `k + 1` at the end of an odd fold as 0).
+fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
+    let k = ctx.k;
+    let np: usize = ctx.pairs.iter().sum();
+    let ad = ctx.a.data();
+    let mut v = vec![0i32; (r1 - r0) * np];
+    for (row, dst) in ad[r0 * k..r1 * k].chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
+        let mut q = 0;
+        for (f, &pc) in ctx.pairs.iter().enumerate() {
+            let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
+            for p in 0..pc {
+                let lo = row[k0 + 2 * p] as i16 as u16 as u32;
+                let hi = if k0 + 2 * p + 1 < k1 { row[k0 + 2 * p + 1] as i16 as u16 as u32 } else { 0 };
+                dst[q] = (lo | (hi << 16)) as i32;
+                q += 1;
+            }
+        }
+    }
+    v
+}
+
+/// Whether this CPU has AVX-512 VNNI (`vpdpwssd`), for [`plain_block`].
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *VNNI.get_or_init(|| is_x86_feature_detected!("avx512vnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The plain-GEMM path of one column block (`docs/performance.md`, "The
+/// plain-GEMM path"), or `None` where its conditions fail (the caller then
+/// runs the chain path). Conditions, each making the result exactly the
+/// chain path's:
+/// - d = 0 and i16 operands ([`Ctx::use32`]);
+/// - **whole-chain no-overflow proof** for the block: `B = max|A| *
+///   max_{n in block} sum_k |w_kn| <= min(2^(P-1) - 1, 2^31 - 1)`. Every
+///   prefix of every column chain and every psum-buffer value is a prefix
+///   of `sum_k a_k w_kn` in K order, so all are bounded by `B`: no adder
+///   and no buffer add narrows, in any overflow mode, and the stored values
+///   are the exact ones;
+/// - the **width statistic** is decided: `width_or` only enters the
+///   statistics through its bit length, and the chain prefixes inside a fold
+///   (which this path does not see) are bounded by `Bf = max|A| *
+///   max_{fold, n} sum_{k in fold} |w_kn|`; the path sees the fold sums and
+///   buffer values exactly, and is used only when the bit length of their
+///   `mag` OR is at least that of `Bf`.
+///
+/// Then the stored fold sum, the exact fold sum and the buffer after every
+/// fold are plain integer dot products, computed with `vpdpwssd` (i16 pairs
+/// summed into i32 lanes, wrapping in i32, exact because every value read
+/// (at fold boundaries) is in i32 range), and `max_psum`, `max_acc` and the
+/// width from each lane's largest and smallest fold sum and buffer value
+/// (`mag` is V-shaped, so the extremes carry the largest `mag`).
+fn plain_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: usize) -> Option<BlockOut> {
+    let cfg = ctx.cfg;
+    debug_assert!(ctx.plain);
+    let (k, n) = (ctx.k, ctx.n);
+    let wd = ctx.w.data();
+    let mut total = [0u64; NB];
+    let mut worst_fold = 0u64;
+    for f in 0..ctx.folds {
+        let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
+        let mut norms = [0u64; NB];
+        for kk in k0..k1 {
+            for x in 0..nb {
+                norms[x] += wd[kk * n + n0 + x].unsigned_abs() as u64;
+            }
+        }
+        for x in 0..NB {
+            total[x] += norms[x];
+        }
+        worst_fold = worst_fold.max(norms.iter().copied().max().unwrap_or(0));
+    }
+    let worst = total.iter().copied().max().unwrap_or(0) as u128 * ctx.amax as u128;
+    if worst > cfg.acc.max.min(i32::MAX as i64) as u128 {
+        return None;
+    }
+    let bf = worst_fold * ctx.amax;
+    // W packed per fold and pair: 16 lanes of (w[k][n], w[k+1][n]), a
+    // missing k (odd fold length, padded lane) as 0.
+    let pairs = &ctx.pairs;
+    let np: usize = pairs.iter().sum();
+    let mut wp = vec![0i16; np * 2 * NB];
+    let mut q = 0;
+    for f in 0..ctx.folds {
+        let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
+        for p in 0..pairs[f] {
+            for h in 0..2 {
+                let kk = k0 + 2 * p + h;
+                if kk < k1 {
+                    for x in 0..nb {
+                        wp[(q * NB + x) * 2 + h] = wd[kk * n + n0 + x] as i16;
+                    }
+                }
+            }
+            q += 1;
+        }
+    }
+    let mut out = BlockOut {
+        acc: vec![0; (r1 - r0) * nb],
+        exact: vec![0; (r1 - r0) * nb],
+        tally: Tally::default(),
+        tile_counts: vec![0; ctx.ntiles],
+    };
+    // [max fold sum, min fold sum, max buffer, min buffer] per lane.
+    let ext = plain_rows_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out);
+    let (mut max_psum, mut max_acc, mut or) = (0u64, 0u64, 0u64);
+    for x in 0..NB {
+        let [fh, fl, bh, bl] = [ext[0][x] as i64, ext[1][x] as i64, ext[2][x] as i64, ext[3][x] as i64];
+        max_psum = max_psum.max(fh.unsigned_abs()).max(fl.unsigned_abs());
+        max_acc = max_acc.max(bh.unsigned_abs()).max(bl.unsigned_abs());
+        for v in [fh, fl, bh, bl] {
+            or |= cfg.acc.mag(v);
+        }
+    }
+    if width_of_mag(or) < width_of_mag(bf) {
+        return None;
+    }
+    out.tally.writebacks = ((r1 - r0) * ctx.folds * nb) as u64;
+    out.tally.max_psum = max_psum;
+    out.tally.max_acc = max_acc;
+    out.tally.width_or = or;
+    Some(out)
+}
+
+#[allow(unsafe_code)]
+fn plain_rows_dispatch(
+    ctx: &Ctx,
+    apair: &[i32],
+    wp: &[i16],
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut BlockOut,
+) -> [[i32; NB]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: called only after `has_vnni()` and `cfg.simd == Avx512`
+        // (avx512f/bw/vl detected), the features `plain_rows` enables.
+        unsafe { plain_rows(ctx, apair, wp, nb, r0, r1, out) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ctx, apair, wp, nb, r0, r1, out);
+        unreachable!("plain_block needs AVX-512 VNNI")
+    }
+}
+
+/// Rows `r0..r1` of the plain-GEMM path, 4 rows at a time (one zmm of 16
+/// i32 column lanes per row; the packed weight pair is loaded once per 4
+/// `vpdpwssd`). Writes `acc` = `exact` = the buffer after the last fold and
+/// returns the per-lane extremes of the fold sums and buffer values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(unsafe_code)]
+fn plain_rows(
+    ctx: &Ctx,
+    apair: &[i32],
+    wp: &[i16],
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut BlockOut,
+) -> [[i32; NB]; 4] {
+    use std::arch::x86_64::*;
+    const RB: usize = 4;
+    let pairs = &ctx.pairs;
+    let np: usize = pairs.iter().sum();
+    assert_eq!(wp.len(), np * 2 * NB);
+    assert_eq!(apair.len(), (r1 - r0) * np);
+    let zero = _mm512_setzero_si512();
+    let (mut fh, mut fl, mut bh, mut bl) = (zero, zero, zero, zero);
+    let mut lanes = [0i32; NB];
+    let mut mm = r0;
+    while mm < r1 {
+        let rb = RB.min(r1 - mm);
+        // Rows past the end (the last group) reuse the group's first row;
+        // their results are not read.
+        let arow = |r: usize| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np];
+        let rows = [arow(0), arow(1), arow(2), arow(3)];
+        let mut buf = [zero; RB];
+        let mut prev = [zero; RB];
+        let mut q0 = 0;
+        for &pc in pairs {
+            let q1 = q0 + pc;
+            let it = rows[0][q0..q1].iter().zip(&rows[1][q0..q1]).zip(&rows[2][q0..q1]).zip(&rows[3][q0..q1]);
+            for ((((&a0, &a1), &a2), &a3), wc) in it.zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
+                // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
+                let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+                for (b, av) in buf.iter_mut().zip([a0, a1, a2, a3]) {
+                    *b = _mm512_dpwssd_epi32(*b, _mm512_set1_epi32(av), wv);
+                }
+            }
+            q0 = q1;
+            for r in 0..rb {
+                let fs = _mm512_sub_epi32(buf[r], prev[r]);
+                fh = _mm512_max_epi32(fh, fs);
+                fl = _mm512_min_epi32(fl, fs);
+                bh = _mm512_max_epi32(bh, buf[r]);
+                bl = _mm512_min_epi32(bl, buf[r]);
+                prev[r] = buf[r];
+            }
+        }
+        for r in 0..rb {
+            // SAFETY: `lanes` holds 16 i32.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, buf[r]) };
+            let j = (mm - r0 + r) * nb;
+            for x in 0..nb {
+                out.acc[j + x] = lanes[x] as i64;
+                out.exact[j + x] = lanes[x] as i64;
+            }
+        }
+        mm += rb;
+    }
+    let mut ext = [[0i32; NB]; 4];
+    for (e, v) in ext.iter_mut().zip([fh, fl, bh, bl]) {
+        // SAFETY: each `e` holds 16 i32.
+        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v) };
+    }
+    ext
 }
 
 /// The scalar i64 path of [`fold32`] (wide data or long folds): per-adder

@@ -11,7 +11,7 @@ use crate::array::Engine;
 use crate::error::{Error, Result};
 use crate::gemm::{GemmRequest, Stage};
 use crate::hw::HwConfig;
-use crate::npy::{read_npy, write_npy, NpyArray};
+use crate::npy::{read_npy, NpyStream};
 use crate::numerics::IntFormat;
 use std::path::{Path, PathBuf};
 
@@ -153,9 +153,11 @@ pub fn run(args: Args) -> Result<i32> {
         // validated shapes before anything runs.
         max_work: args.max_work,
     };
-    let res = crate::gemm::gemm(&hw, &req)?;
-    let arr = NpyArray::new(vec![res.m, res.n], res.dtype, res.values)?;
-    write_npy(&args.out, &arr)?;
+    // The output is streamed to the file chunk by chunk as the GEMM
+    // produces it (never whole in memory); published only if all went well.
+    let mut file = NpyStream::create(&args.out, &[a.rows(), w.cols()], crate::gemm::out_dtype(&hw, stage))?;
+    let res = crate::gemm::gemm_stream(&hw, &req, |_, vals| file.put(vals))?;
+    file.commit()?;
     if let Some(p) = &args.stats {
         let text = match &res.cdc {
             None => res.stats.to_json(),
