@@ -151,6 +151,21 @@ pub struct GemmSummary {
     pub energy: crate::energy::Breakdown,
 }
 
+/// The statistics JSON of a GEMM, as `bitmac gemm --stats` writes it and
+/// the bindings return it: [`Stats::to_json`] (fields in the order of
+/// `docs/datapath.md` §6) and, with a `cdc` section, a `cdc` object
+/// (`docs/cdc.md` §18) after them.
+pub fn stats_json(stats: &Stats, cdc: Option<&crate::sim::CdcTotals>) -> Result<String> {
+    let text = stats.to_json();
+    let Some(c) = cdc else { return Ok(text) };
+    // Spliced after the last field, so the statistics keep their documented
+    // order (a serde_json::Value would sort them).
+    let cdc = serde_json::to_string_pretty(&c.to_json())
+        .map_err(|e| crate::error::Error::internal(format!("stats JSON: {e}")))?;
+    let body = text.trim_end().strip_suffix('}').map(str::trim_end).unwrap_or(&text);
+    Ok(format!("{body},\n  \"cdc\": {}\n}}\n", cdc.replace('\n', "\n  ")))
+}
+
 /// The `.npy` dtype of a GEMM's values: for [`Stage::Acc`] int32 when
 /// `P + d <= 32`, else int64; for [`Stage::Out`] int8 when the output format
 /// fits (signed <= 8 bits, unsigned <= 7), else int16 or int32.

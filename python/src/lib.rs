@@ -174,7 +174,8 @@ fn gemm<'py>(
         bitmac::npy::Dtype::I32 => "int32",
         _ => "int64",
     };
-    Ok((bytes_i64(py, &res.values), res.m, res.n, dtype, res.stats.to_json(), res.trace, res.cdc_summary))
+    let stats = bitmac::gemm::stats_json(&res.stats, res.cdc.as_ref()).map_err(err)?;
+    Ok((bytes_i64(py, &res.values), res.m, res.n, dtype, stats, res.trace, res.cdc_summary))
 }
 
 /// Drop `k` LSBs of each value (`docs/numerics.md`): returns (value,

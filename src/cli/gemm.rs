@@ -159,20 +159,7 @@ pub fn run(args: Args) -> Result<i32> {
     let res = crate::gemm::gemm_stream(&hw, &req, |_, vals| file.put(vals))?;
     file.commit()?;
     if let Some(p) = &args.stats {
-        let text = match &res.cdc {
-            None => res.stats.to_json(),
-            // With a `cdc` section: the statistics plus a `cdc` object
-            // (docs/cdc.md §18).
-            Some(c) => {
-                let mut v: serde_json::Value = serde_json::from_str(&res.stats.to_json())
-                    .map_err(|e| Error::internal(format!("stats JSON: {e}")))?;
-                v["cdc"] = c.to_json();
-                let mut t = serde_json::to_string_pretty(&v)
-                    .map_err(|e| Error::internal(format!("stats JSON: {e}")))?;
-                t.push('\n');
-                t
-            }
-        };
+        let text = crate::gemm::stats_json(&res.stats, res.cdc.as_ref())?;
         crate::io::write_atomic(p, text.as_bytes())?;
     }
     if let Some(p) = &args.energy {
