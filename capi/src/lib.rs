@@ -627,7 +627,7 @@ pub unsafe extern "C" fn bitmac_model_shape(
     guard(|| {
         let m = &model.as_ref().ok_or_else(|| null("model"))?.m;
         put(input_len, m.input_len());
-        put(classes, m.graph.tensor(m.graph.output()).len());
+        put(classes, m.graph().tensor(m.graph().output()).len());
         Ok(())
     })
 }

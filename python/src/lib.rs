@@ -482,7 +482,7 @@ impl PyModel {
 
     #[getter]
     fn input_shape(&self) -> Vec<usize> {
-        self.m.graph.tensor(self.m.graph.input()).shape.clone()
+        self.m.graph().tensor(self.m.graph().input()).shape.clone()
     }
 
     #[getter]
@@ -508,7 +508,7 @@ impl PyModel {
         let r = py.detach(|| self.m.run(&x, &cfg, engine, batch)).map_err(err)?;
         let nodes = self
             .m
-            .graph
+            .graph()
             .nodes()
             .iter()
             .zip(&r.run.nodes)

@@ -20,7 +20,6 @@ pub const DEFAULT_HW: &str = include_str!("../../models/hw/default.json");
 /// A loaded model: its quantized graph and its input rule (both from the
 /// one loader, [`crate::graph::load::AnyModel`]).
 pub struct LoadedModel {
-    pub graph: Graph,
     /// `"bitmac-model/1"`, `"bitmac-graph/1"` or `"onnx"`.
     pub format: &'static str,
     /// The model's name (the file path for `bitmac-graph/1` and ONNX).
@@ -72,7 +71,12 @@ impl LoadedModel {
         }
         let any = AnyModel::load(path, requant.unwrap_or(ImportOptions::default().requant))?;
         let name = any.model().map_or_else(|| path.display().to_string(), |m| m.name().to_string());
-        Ok(LoadedModel { graph: any.graph.clone(), format: any.format.name(), name, any })
+        Ok(LoadedModel { format: any.format.name(), name, any })
+    }
+
+    /// The validated graph every sample runs through.
+    pub fn graph(&self) -> &Graph {
+        &self.any.graph
     }
 
     /// The hardware `bitmac run` uses for this model when `--hw` is not given.
@@ -85,7 +89,7 @@ impl LoadedModel {
 
     /// Floats per sample (the graph input's element count).
     pub fn input_len(&self) -> usize {
-        self.graph.tensor(self.graph.input()).len()
+        self.graph().tensor(self.graph().input()).len()
     }
 
     /// The input codes of one float32 sample (`input_len` values), by the CLI's rule.
@@ -103,7 +107,7 @@ impl LoadedModel {
             ));
         }
         let samples = x.len() / len;
-        let per_sample: usize = self.graph.tensors().iter().map(|t| t.len()).sum();
+        let per_sample: usize = self.graph().tensors().iter().map(|t| t.len()).sum();
         if per_sample.checked_mul(samples).is_none_or(|n| n > 4 * MAX_ELEMENTS) {
             return Err(Error::field(
                 "x samples",
@@ -123,7 +127,7 @@ impl LoadedModel {
     /// Run every sample of `x` (`samples * input_len` float32 values) through the graph runner
     /// on `hw`, `batch` samples at a time (results do not depend on `batch`).
     pub fn run(&self, x: &[f32], hw: &HwConfig, engine: Engine, batch: usize) -> Result<ModelRun> {
-        let g = &self.graph;
+        let g = self.graph();
         let inputs = self.inputs(x)?;
         let low = lower(g, hw)?;
         let run = run_all(g, &low, hw, &inputs, batch.clamp(1, 1024), engine, &|_| {})?;
@@ -144,7 +148,7 @@ impl LoadedModel {
     /// One sample's values at every node: each input, the accumulators and the output (the
     /// values `bitmac run --dump` writes), from one `run_batch` of that sample.
     pub fn dump(&self, x: &[f32], hw: &HwConfig, engine: Engine) -> Result<Vec<NodeValues>> {
-        let g = &self.graph;
+        let g = self.graph();
         if x.len() != self.input_len() {
             return Err(Error::field("x length", x.len(), format!("{} (one sample)", self.input_len())));
         }
