@@ -256,6 +256,10 @@ pub fn gemm_stream(
         if !stage_acc {
             return sink(row0, out);
         }
+        if drop_bits == 0 {
+            // acc * 2^0 is the stored value itself (an i64 already).
+            return sink(row0, acc);
+        }
         vals.clear();
         vals.reserve(acc.len());
         for (i, &a) in acc.iter().enumerate() {

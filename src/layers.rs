@@ -154,40 +154,97 @@ struct OutStage<'a> {
     lo: f64,
     hi: f64,
     rm: f64,
+    /// The integer requant in `i64` ([`requant_i64`]): `m0`, the scheme, the
+    /// left and right shifts, the clamp bounds, and the `|x|` below which it
+    /// equals [`Requantizer::apply`].
+    m0: i64,
+    single: bool,
+    left: u32,
+    right: u32,
+    t: u32,
+    qlo: i64,
+    qhi: i64,
+    lim: u64,
     outputs: u64,
     clamped: u64,
     err_sum: f64,
     err_sq: f64,
+    /// Per-output errors of the current row (summed in order afterwards).
+    errs: Vec<f64>,
 }
 
 impl<'a> OutStage<'a> {
     fn new(requant: &'a Requantizer, bias: Option<&'a [i32]>, n: usize, d: u32) -> OutStage<'a> {
         let fmt = requant.out_format();
-        let lo = if requant.relu() { fmt.min().max(0) } else { fmt.min() } as f64;
+        let lo = if requant.relu() { fmt.min().max(0) } else { fmt.min() };
+        let m = requant.multiplier();
+        let single = requant.rounding() == crate::requant::RequantRounding::Single;
+        let left = m.shift.max(0) as u32;
         OutStage {
             requant,
             bias,
             n,
             d,
-            lo,
+            lo: lo as f64,
             hi: fmt.max() as f64,
             rm: requant.real_multiplier(),
+            m0: m.m0 as i64,
+            single,
+            left,
+            right: (-m.shift).max(0) as u32,
+            t: (31 - m.shift) as u32,
+            qlo: lo as i64,
+            qhi: fmt.max() as i64,
+            // Single: |x * m0| < 2^62; double: |(x << left) * m0| < 2^62.
+            lim: if single { 1 << 31 } else { 1 << (31 - left) },
             outputs: 0,
             clamped: 0,
             err_sum: 0.0,
             err_sq: 0.0,
+            errs: vec![0.0; n],
         }
+    }
+
+    /// [`Requantizer::apply`] for `|x| < self.lim`, in `i64` (the same
+    /// formulas: every intermediate is below 2^63 in magnitude there, so
+    /// `i128` is not needed; held equal by the unit test
+    /// `requant_i64_matches_requantizer`).
+    #[inline(always)]
+    fn requant_i64(&self, x: i64) -> (i64, bool) {
+        let y = if self.single {
+            (x * self.m0 + (1i64 << (self.t - 1))) >> self.t
+        } else {
+            let ab = (x << self.left) * self.m0;
+            let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+            let v = ab + nudge;
+            // Truncating division by 2^31 (toward zero, as C++ `/`).
+            let high = (v + ((v >> 63) & ((1i64 << 31) - 1))) >> 31;
+            let mask = (1i64 << self.right) - 1;
+            let remainder = high & mask;
+            let threshold = (mask >> 1) + i64::from(high < 0);
+            (high >> self.right) + i64::from(remainder > threshold)
+        };
+        let z = y.clamp(self.qlo, self.qhi);
+        (z, z != y)
     }
 
     /// Rows of `acc`/`exact` (whole rows, row-major) into `out`.
     fn apply(&mut self, acc: &[i64], exact: &[i64], out: &mut [i64]) {
         let (n, d) = (self.n, self.d);
         let (mut clamped, mut es, mut eq) = (0u64, self.err_sum, self.err_sq);
+        let mut errs = std::mem::take(&mut self.errs);
         for ((row_a, row_e), row_o) in acc.chunks(n).zip(exact.chunks(n)).zip(out.chunks_mut(n)) {
+            // Codes and errors first (no dependence between outputs) ...
             for j in 0..n {
                 let b = self.bias.map_or(0, |b| b[j]);
+                // acc * 2^d + bias (exact in i128), requantized in i64 where
+                // that is exact.
                 let x = ((row_a[j] as i128) << d) + b as i128;
-                let (code, c) = self.requant.apply(x);
+                let (code, c) = if x.unsigned_abs() < self.lim as u128 {
+                    self.requant_i64(x as i64)
+                } else {
+                    self.requant.apply(x)
+                };
                 row_o[j] = code;
                 clamped += c as u64;
                 // exact + bias as f64: through i64 when it fits (the same
@@ -198,11 +255,15 @@ impl<'a> OutStage<'a> {
                     None => (row_e[j] as i128 + b as i128) as f64,
                 };
                 let y = (self.rm * xf).clamp(self.lo, self.hi);
-                let err = code as f64 - y;
+                errs[j] = code as f64 - y;
+            }
+            // ... then the float sums, in row-major order.
+            for &err in &errs[..row_a.len()] {
                 es += err;
                 eq += err * err;
             }
         }
+        self.errs = errs;
         self.outputs += acc.len() as u64;
         self.clamped += clamped;
         self.err_sum = es;
@@ -381,4 +442,51 @@ pub fn conv2d(
         }
     }
     Ok(Conv2dResult { shape: [s.batch, s.out_ch, oh, ow], out, gemm })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::numerics::IntFormat;
+    use crate::requant::{Multiplier, RequantRounding};
+
+    /// The `i64` requant of the output stage equals `Requantizer::apply` on
+    /// its whole domain `|x| < lim`: every shift, both schemes, m0 at both
+    /// ends and in between, x at and near the domain's ends, ReLU and not.
+    #[test]
+    fn requant_i64_matches_requantizer() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+        let out = IntFormat::signed(8).unwrap();
+        let wide = IntFormat::signed(32).unwrap();
+        let mut checked = 0u64;
+        for rounding in [RequantRounding::Double, RequantRounding::Single] {
+            for shift in -31..=30 {
+                for m0 in [1 << 30, (1 << 30) + 12345, i32::MAX - 1, i32::MAX] {
+                    for (fmt, relu) in [(out, false), (out, true), (wide, false)] {
+                        let mult = Multiplier { m0, shift };
+                        let rq = Requantizer::new(mult, rounding, fmt, relu).unwrap();
+                        let os = OutStage::new(&rq, None, 1, 0);
+                        let lim = os.lim as i64;
+                        let mut xs = vec![0, 1, -1, lim - 1, -(lim - 1), lim / 2, -lim / 2, lim / 3];
+                        for _ in 0..64 {
+                            xs.push(rng.gen_range(-(lim - 1)..lim));
+                            xs.push(rng.gen_range(-1000i64..1000));
+                        }
+                        for x in xs {
+                            assert_eq!(os.requant_i64(x), rq.apply(x as i128), "{rounding:?} {mult:?} x={x}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // The underflowed multiplier (m0 = 0, shift = 0).
+        let rq = Requantizer::new(Multiplier { m0: 0, shift: 0 }, RequantRounding::Double, out, false).unwrap();
+        let os = OutStage::new(&rq, None, 1, 0);
+        for x in [0i64, 5, -5, (1 << 31) - 1] {
+            assert_eq!(os.requant_i64(x), rq.apply(x as i128));
+        }
+        assert!(checked > 10_000);
+    }
 }

@@ -275,20 +275,31 @@ fn check_variants(c: &Case, base: &bitmac::array::ArrayOutput) -> Result<(), Tes
     let cfg = ArrayConfig::from_hw(&hw).unwrap();
     let a = Matrix::new(c.m, c.k, c.a.clone()).unwrap();
     let w = Matrix::new(c.k, c.n, c.w.clone()).unwrap();
-    let chunk = 1 + c.m % 3;
-    let (mut acc, mut exact, mut next) = (Vec::new(), Vec::new(), 0usize);
-    let stats = run_array_chunked(&cfg, &a, &w, Engine::Fast, None, chunk, |r0, ac, ex| {
-        assert_eq!(r0, next, "chunks in row order");
-        assert!(ac.len() <= chunk * c.n);
-        next += ac.len() / c.n;
-        acc.extend_from_slice(ac);
-        exact.extend_from_slice(ex);
-        Ok(())
-    })
-    .unwrap();
-    prop_assert_eq!(&acc, &base.acc, "chunked acc");
-    prop_assert_eq!(&exact, &base.exact, "chunked exact");
-    prop_assert_eq!(&stats, &base.stats, "chunked stats");
+    // The cycle engine's traced path (tag vector, pending flags, row-major
+    // psum buffer: what the trace reports) against its untraced streamed path
+    // (index arithmetic, diagonal-major buffer, rows retired as they
+    // complete), which the runs above took.
+    let mut trace = String::new();
+    let traced = run_array(&cfg, &a, &w, Engine::Cycle, Some(&mut trace)).unwrap();
+    prop_assert_eq!(&traced, base, "cycle engine traced vs untraced");
+    for engine in [Engine::Fast, Engine::Cycle] {
+        for chunk in [1 + c.m % 3, 1 + c.m / 2] {
+            let (mut acc, mut exact, mut next) = (Vec::new(), Vec::new(), 0usize);
+            let stats = run_array_chunked(&cfg, &a, &w, engine, None, chunk, |r0, ac, ex| {
+                assert_eq!(r0, next, "chunks in row order");
+                assert!(ac.len() <= chunk * c.n);
+                next += ac.len() / c.n;
+                acc.extend_from_slice(ac);
+                exact.extend_from_slice(ex);
+                Ok(())
+            })
+            .unwrap();
+            prop_assert_eq!(next, c.m, "{} engine: every row delivered", engine);
+            prop_assert_eq!(&acc, &base.acc, "{} engine chunked acc", engine);
+            prop_assert_eq!(&exact, &base.exact, "{} engine chunked exact", engine);
+            prop_assert_eq!(&stats, &base.stats, "{} engine chunked stats", engine);
+        }
+    }
     Ok(())
 }
 
@@ -592,6 +603,9 @@ fn check_mem_case(c: &Case, mm: &Mem) -> Result<(), TestCaseError> {
     let cyc = run_array(&cfg, &a, &w, Engine::Cycle, Some(&mut trace)).unwrap();
     let fast = run_array(&cfg, &a, &w, Engine::Fast, None).unwrap();
     prop_assert_eq!(&fast, &cyc, "engines differ with memory timing");
+    // The untraced (streamed) cycle path: same stalls, cycles, values.
+    let untraced = run_array(&cfg, &a, &w, Engine::Cycle, None).unwrap();
+    prop_assert_eq!(&untraced, &cyc, "cycle engine traced vs untraced with memory timing");
     let plan = bitmac::memory::plan(&bitmac::memory::Layout::of_hw(&hw), c.m, c.k, c.n);
     let (want_stalls, want_cycles) = ref_stalls(c, mm);
     let enabled =

@@ -12,6 +12,10 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::stats::{centre, Tally};
+use super::Stats;
+
+#[path = "cycle_stream.rs"]
+mod stream;
 use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
 use super::{Simd, SAT, SATS, SATZ, WRAP};
 use crate::memory::Geometry;
@@ -294,26 +298,38 @@ fn stat_regs<T: Lane>(ws: bool, st: &[T::In], mv: &[T::In], p: &[T]) -> String {
 }
 
 pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut String>) -> ArrayOutput {
+    if trace.is_none() && cfg.dataflow != Dataflow::Os {
+        // The untraced stationary path, collected whole (delivered in
+        // chunks, so its own buffer stays small when the GEMM allows it).
+        let (m, n) = (a.rows(), w.cols());
+        let (mut acc, mut exact) = (vec![0i64; m * n], vec![0i64; m * n]);
+        let stats = run_chunked(cfg, a, w, None, m.clamp(1, 4096), &mut |r0, ac, ex| {
+            acc[r0 * n..r0 * n + ac.len()].copy_from_slice(ac);
+            exact[r0 * n..r0 * n + ex.len()].copy_from_slice(ex);
+            Ok(())
+        })
+        .expect("the collecting sink does not fail");
+        return ArrayOutput { m, n, acc, exact, stats };
+    }
     run_traced(cfg, a, w, trace, false)
 }
 
-/// [`run`], optionally with the register trace appended to every trace line
-/// (`regs`, needs `trace`).
-pub(crate) fn run_traced(
+/// The engine's state around the PE registers. `keep`: allocate the
+/// row-major `M x N` psum buffer (the traced and `os` paths).
+fn new_buffer<'t>(
     cfg: &ArrayConfig,
-    a: &Matrix,
-    w: &Matrix,
-    trace: Option<&mut String>,
+    (m, k, n): (usize, usize, usize),
+    trace: Option<&'t mut String>,
     regs: bool,
-) -> ArrayOutput {
-    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    keep: bool,
+) -> Buffer<'t> {
     let mut buf = Buffer {
         cfg: *cfg,
         n,
-        b: vec![0; m * n],
+        b: if keep { vec![0; m * n] } else { Vec::new() },
         // The exact shadow of the buffer is only needed when bits are dropped.
-        be: if cfg.rounder.k() == 0 { Vec::new() } else { vec![0; m * n] },
-        ex: vec![0; m * n],
+        be: if keep && cfg.rounder.k() != 0 { vec![0; m * n] } else { Vec::new() },
+        ex: if keep { vec![0; m * n] } else { Vec::new() },
         tally: Tally::default(),
         h: centre(&cfg.rounder),
         cycle: 0,
@@ -337,18 +353,143 @@ pub(crate) fn run_traced(
             cfg.rounder.k()
         );
     }
+    buf
+}
+
+/// Whether the stationary kernels may use `i32` lanes: operands fit i16,
+/// every product and every column chain of R products fits i32, and P <= 31
+/// (or P = 32 WRAP).
+fn fits32(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> bool {
+    let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let prod = amax * wmax;
+    let bits = cfg.acc.bits;
+    amax <= i16::MAX as u64
+        && wmax <= i16::MAX as u64
+        && prod <= 1 << 30
+        && (cfg.rows as u64) * prod < 1 << 31
+        && (bits <= 31 || (bits == 32 && cfg.acc.mode == crate::numerics::OverflowMode::Wrap))
+}
+
+fn finish(cfg: &ArrayConfig, buf: Buffer, (m, k, n): (usize, usize, usize)) -> (Stats, Vec<i64>, Vec<i64>) {
+    let cycles = buf.cycle;
+    let stalls = buf.timer.stall_cycles();
+    let mut stats = buf.tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
+    stats.stall_cycles = cfg.mem.enabled.then_some(stalls);
+    (stats, buf.b, buf.ex)
+}
+
+/// [`run`] delivering the outputs to `sink` in row chunks (increasing row
+/// order, at most `chunk_rows` rows each). Without a trace the stationary
+/// dataflows run the streamed path (`cycle_stream.rs`: rows retired as they
+/// complete); with a trace, and for `os`, the GEMM runs whole and is
+/// delivered afterwards. Values and statistics are the same either way.
+pub(crate) fn run_chunked(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    trace: Option<&mut String>,
+    chunk_rows: usize,
+    sink: &mut stream::Sink,
+) -> crate::error::Result<Stats> {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let chunk = chunk_rows.max(1);
+    if trace.is_some() || cfg.dataflow == Dataflow::Os {
+        let out = run_traced(cfg, a, w, trace, false);
+        let step = chunk.saturating_mul(n);
+        for (i, (ac, ex)) in out.acc.chunks(step).zip(out.exact.chunks(step)).enumerate() {
+            sink(i * chunk, ac, ex)?;
+        }
+        return Ok(out.stats);
+    }
+    let mut buf = new_buffer(cfg, (m, k, n), None, false, false);
+    if fits32(cfg, a, w) {
+        stream_mode::<i32>(cfg, a, w, &mut buf, chunk, sink)?;
+    } else {
+        stream_mode::<i64>(cfg, a, w, &mut buf, chunk, sink)?;
+    }
+    Ok(finish(cfg, buf, (m, k, n)).0)
+}
+
+fn stream_mode<T: Lane>(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    buf: &mut Buffer,
+    chunk: usize,
+    sink: &mut stream::Sink,
+) -> crate::error::Result<()> {
+    match mode_code(cfg.acc.mode) {
+        WRAP => stream_simd::<T, WRAP>(cfg, a, w, buf, chunk, sink),
+        SAT => stream_simd::<T, SAT>(cfg, a, w, buf, chunk, sink),
+        SATZ => stream_simd::<T, SATZ>(cfg, a, w, buf, chunk, sink),
+        _ => stream_simd::<T, SATS>(cfg, a, w, buf, chunk, sink),
+    }
+}
+
+/// [`stream::stream_m`] at the config's SIMD level.
+#[allow(unsafe_code)]
+fn stream_simd<T: Lane, const MODE: u8>(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    buf: &mut Buffer,
+    chunk: usize,
+    sink: &mut stream::Sink,
+) -> crate::error::Result<()> {
+    match cfg.simd {
+        // SAFETY: `cfg.simd` never exceeds `Simd::detect()` (set by
+        // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
+        // every feature the wrapper enables.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { stream_avx512::<T, MODE>(cfg, a, w, buf, chunk, sink) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { stream_avx2::<T, MODE>(cfg, a, w, buf, chunk, sink) },
+        _ => stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn stream_avx2<T: Lane, const MODE: u8>(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    buf: &mut Buffer,
+    chunk: usize,
+    sink: &mut stream::Sink,
+) -> crate::error::Result<()> {
+    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn stream_avx512<T: Lane, const MODE: u8>(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    buf: &mut Buffer,
+    chunk: usize,
+    sink: &mut stream::Sink,
+) -> crate::error::Result<()> {
+    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink)
+}
+
+/// [`run`], optionally with the register trace appended to every trace line
+/// (`regs`, needs `trace`). This is the reference path: every register,
+/// tag and pending flag stepped as the trace reports them.
+pub(crate) fn run_traced(
+    cfg: &ArrayConfig,
+    a: &Matrix,
+    w: &Matrix,
+    trace: Option<&mut String>,
+    regs: bool,
+) -> ArrayOutput {
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let mut buf = new_buffer(cfg, (m, k, n), trace, regs, true);
     match cfg.dataflow {
         Dataflow::Ws | Dataflow::Is => {
-            let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
-            let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
-            let prod = amax * wmax;
-            let bits = cfg.acc.bits;
-            let fits32 = amax <= i16::MAX as u64
-                && wmax <= i16::MAX as u64
-                && prod <= 1 << 30
-                && (cfg.rows as u64) * prod < 1 << 31
-                && (bits <= 31 || (bits == 32 && cfg.acc.mode == crate::numerics::OverflowMode::Wrap));
-            if fits32 {
+            if fits32(cfg, a, w) {
                 run_stationary::<i32>(cfg, a, w, &mut buf)
             } else {
                 run_stationary::<i64>(cfg, a, w, &mut buf)
@@ -356,11 +497,8 @@ pub(crate) fn run_traced(
         }
         Dataflow::Os => run_os(cfg, a, w, &mut buf),
     }
-    let cycles = buf.cycle;
-    let stalls = buf.timer.stall_cycles();
-    let mut stats = buf.tally.into_stats(cfg.rounder.k(), (m * k * n) as u64, cycles);
-    stats.stall_cycles = cfg.mem.enabled.then_some(stalls);
-    ArrayOutput { m, n, acc: buf.b, exact: buf.ex, stats }
+    let (stats, acc, exact) = finish(cfg, buf, (m, k, n));
+    ArrayOutput { m, n, acc, exact, stats }
 }
 
 /// One row of PEs for one cycle. `an` already holds the activations the
@@ -470,7 +608,6 @@ fn mac_array<T: Lane, const MODE: u8, const TRACK: bool>(
 /// The bottom row of a stationary array as the psum buffer sees it.
 struct DrainRow<'a, T> {
     ws: bool,
-    n: usize,
     c0: usize,
     p: &'a [T],
     e: &'a [T],
@@ -487,47 +624,6 @@ impl<T> DrainRow<'_, T> {
         } else {
             (self.c0 + c, s)
         }
-    }
-}
-
-/// Consume every pending bottom-row output (d = 0, no trace).
-#[inline(always)]
-fn drain_d0<T: Lane, const MODE: u8>(buf: &mut Buffer, pending: &mut [bool], row: &DrainRow<T>) {
-    // Statistics in locals (the buffer vectors could alias them otherwise).
-    // With d = 0 the exact buffer equals the exact GEMM, so only `ex` is kept
-    // (`be` is read only by the rounding path).
-    let acc = buf.cfg.acc;
-    let (mut mp, mut ma, mut or) = (buf.tally.max_psum, buf.tally.max_acc, 0u64);
-    let (mut wbs, mut first_col) = (0u64, usize::MAX);
-    let mut ovf = 0u64;
-    let (b, ex) = (&mut buf.b, &mut buf.ex);
-    for c in 0..pending.len() {
-        if pending[c] {
-            pending[c] = false;
-            let (mm, nn) = row.out(c);
-            let idx = mm * row.n + nn;
-            let (s, e) = (row.p[c].to_i64(), row.e[c].to_i64());
-            mp = mp.max(s.unsigned_abs());
-            let (nb, of) = add_m::<MODE>(&acc, b[idx], s);
-            b[idx] = nb;
-            ma = ma.max(nb.unsigned_abs());
-            let x = ex[idx] + e;
-            ex[idx] = x;
-            or |= mag_m::<MODE>(x);
-            wbs += 1;
-            if of {
-                ovf += 1;
-                first_col = first_col.min(c);
-            }
-        }
-    }
-    buf.tally.max_psum = mp;
-    buf.tally.max_acc = ma;
-    buf.tally.width_or |= or;
-    buf.tally.writebacks += wbs;
-    if ovf > 0 {
-        buf.tally.ovf_psum += ovf;
-        buf.event(buf.cfg.rows, first_col);
     }
 }
 
@@ -605,7 +701,6 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
     let mut shadow = false;
 
     // Consume the bottom-row outputs committed in the previous cycle.
-    let fast_wb = cfg.rounder.k() == 0 && !tracing;
     let drain = |buf: &mut Buffer,
                  pending: &mut [bool],
                  preg: &[T],
@@ -615,16 +710,12 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                  shadow: bool| {
         let src = if shadow { ereg } else { preg };
         let bottom = (rr - 1) * cc;
-        let wide = DrainRow { ws, n, c0, p: &preg[bottom..], e: &src[bottom..], tag };
-        if fast_wb {
-            drain_d0::<T, MODE>(buf, pending, &wide)
-        } else {
-            for c in 0..cc {
-                if pending[c] {
-                    pending[c] = false;
-                    let (mm, nn) = wide.out(c);
-                    buf.writeback(c, mm, nn, wide.p[c].to_i64(), wide.e[c].to_i64());
-                }
+        let wide = DrainRow { ws, c0, p: &preg[bottom..], e: &src[bottom..], tag };
+        for c in 0..cc {
+            if pending[c] {
+                pending[c] = false;
+                let (mm, nn) = wide.out(c);
+                buf.writeback(c, mm, nn, wide.p[c].to_i64(), wide.e[c].to_i64());
             }
         }
     };

@@ -463,8 +463,8 @@ fn a2q_stats(stats: &mut Stats, cfg: &ArrayConfig, a: &Matrix, w: &Matrix) {
 /// never holds its whole `M x N` accumulator and exact arrays: `sink(r0,
 /// acc, exact)` receives rows `r0..r0 + acc.len() / N` (row-major, the same
 /// values [`run_array`] returns), in increasing row order, chunks of at
-/// most `chunk_rows` rows (the fast engine; the cycle engine delivers one
-/// chunk). Returns the statistics, identical to [`run_array`]'s for any
+/// most `chunk_rows` rows (the cycle engine retires `ws`/`is` rows as they
+/// complete when it runs without a trace, see `cycle_stream.rs`). Returns the statistics, identical to [`run_array`]'s for any
 /// chunk size and thread count. An error from `sink` stops the run.
 pub fn run_array_chunked(
     cfg: &ArrayConfig,
@@ -495,11 +495,7 @@ pub fn run_array_chunked(
             }
             p.finish(tally, &tiles)
         }
-        Engine::Cycle => {
-            let out = cycle::run(cfg, a, w, trace);
-            sink(0, &out.acc, &out.exact)?;
-            out.stats
-        }
+        Engine::Cycle => cycle::run_chunked(cfg, a, w, trace, chunk_rows, &mut sink)?,
     };
     a2q_stats(&mut stats, cfg, a, w);
     Ok(stats)
