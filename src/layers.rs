@@ -118,7 +118,7 @@ pub fn run_gemm_chunked(
     let step = chunk_rows.max(1).saturating_mul(n.max(1));
     let mut stats = run_array_chunked(&cfg, a, w, engine, trace, chunk_rows, |row0, acc, exact| {
         for (i, (acc, exact)) in acc.chunks(step).zip(exact.chunks(step)).enumerate() {
-            codes.clear();
+            // The output stage writes every code.
             codes.resize(acc.len(), 0);
             os.apply(acc, exact, &mut codes);
             sink(GemmChunk { row0: row0 + i * chunk_rows.max(1), out: &codes, acc, exact })?;
@@ -208,10 +208,10 @@ impl<'a> OutStage<'a> {
     /// [`Requantizer::apply`] for `|x| < self.lim`, in `i64` (the same
     /// formulas: every intermediate is below 2^63 in magnitude there, so
     /// `i128` is not needed; held equal by the unit test
-    /// `requant_i64_matches_requantizer`).
+    /// `requant_i64_matches_requantizer`). `SINGLE`: the scheme.
     #[inline(always)]
-    fn requant_i64(&self, x: i64) -> (i64, bool) {
-        let y = if self.single {
+    fn requant_i64_m<const SINGLE: bool>(&self, x: i64) -> (i64, bool) {
+        let y = if SINGLE {
             (x * self.m0 + (1i64 << (self.t - 1))) >> self.t
         } else {
             let ab = (x << self.left) * self.m0;
@@ -228,22 +228,50 @@ impl<'a> OutStage<'a> {
         (z, z != y)
     }
 
+    #[cfg(test)]
+    fn requant_i64(&self, x: i64) -> (i64, bool) {
+        if self.single {
+            self.requant_i64_m::<true>(x)
+        } else {
+            self.requant_i64_m::<false>(x)
+        }
+    }
+
     /// Rows of `acc`/`exact` (whole rows, row-major) into `out`.
     fn apply(&mut self, acc: &[i64], exact: &[i64], out: &mut [i64]) {
-        let (n, d) = (self.n, self.d);
+        match (self.d == 0, self.single) {
+            (true, true) => self.apply_m::<true, true>(acc, exact, out),
+            (true, false) => self.apply_m::<true, false>(acc, exact, out),
+            (false, true) => self.apply_m::<false, true>(acc, exact, out),
+            (false, false) => self.apply_m::<false, false>(acc, exact, out),
+        }
+    }
+
+    /// [`Self::apply`] with `d == 0` (`D0`) and the scheme fixed at compile time.
+    #[inline(always)]
+    fn apply_m<const D0: bool, const SINGLE: bool>(&mut self, acc: &[i64], exact: &[i64], out: &mut [i64]) {
+        let (n, d, lim) = (self.n, self.d, self.lim);
+        let (lo, hi, rm) = (self.lo, self.hi, self.rm);
         let (mut clamped, mut es, mut eq) = (0u64, self.err_sum, self.err_sq);
         let mut errs = std::mem::take(&mut self.errs);
         for ((row_a, row_e), row_o) in acc.chunks(n).zip(exact.chunks(n)).zip(out.chunks_mut(n)) {
+            let len = row_a.len();
+            let (row_e, row_o, errs) = (&row_e[..len], &mut row_o[..len], &mut errs[..len]);
             // Codes and errors first (no dependence between outputs) ...
-            for j in 0..n {
+            for j in 0..len {
                 let b = self.bias.map_or(0, |b| b[j]);
-                // acc * 2^d + bias (exact in i128), requantized in i64 where
-                // that is exact.
-                let x = ((row_a[j] as i128) << d) + b as i128;
-                let (code, c) = if x.unsigned_abs() < self.lim as u128 {
-                    self.requant_i64(x as i64)
-                } else {
-                    self.requant.apply(x)
+                // acc * 2^d + bias, requantized in i64 where that is exact.
+                let xi = if D0 { row_a[j].checked_add(b as i64) } else { None };
+                let (code, c) = match xi {
+                    Some(x) if x.unsigned_abs() < lim => self.requant_i64_m::<SINGLE>(x),
+                    _ => {
+                        let x = ((row_a[j] as i128) << d) + b as i128;
+                        if x.unsigned_abs() < lim as u128 {
+                            self.requant_i64_m::<SINGLE>(x as i64)
+                        } else {
+                            self.requant.apply(x)
+                        }
+                    }
                 };
                 row_o[j] = code;
                 clamped += c as u64;
@@ -254,11 +282,19 @@ impl<'a> OutStage<'a> {
                     Some(v) => v as f64,
                     None => (row_e[j] as i128 + b as i128) as f64,
                 };
-                let y = (self.rm * xf).clamp(self.lo, self.hi);
+                // `f64::clamp(lo, hi)` (lo <= hi, never NaN here), spelled out
+                // so that its argument check is not repeated per output.
+                let mut y = rm * xf;
+                if y < lo {
+                    y = lo;
+                }
+                if y > hi {
+                    y = hi;
+                }
                 errs[j] = code as f64 - y;
             }
             // ... then the float sums, in row-major order.
-            for &err in &errs[..row_a.len()] {
+            for &err in errs.iter() {
                 es += err;
                 eq += err * err;
             }

@@ -28,7 +28,7 @@
 //! memory configuration and chunk size.
 
 use super::{mac_array, Buffer, Lane};
-use crate::array::{add_m, mag_m, ArrayConfig, Dataflow, Matrix};
+use crate::array::{mag_m, Acc, ArrayConfig, Dataflow, Matrix, SAT, SATZ, WRAP};
 use crate::error::Result;
 use crate::memory::Geometry;
 
@@ -98,6 +98,41 @@ struct Pend {
     fold: usize,
 }
 
+/// `add_m` (`narrow_P(s + p)` and whether it overflowed, `s` a stored
+/// P-bit value, `|p| <= 2^62`) written without `overflowing_add` and
+/// without branches, so the drain loop vectorizes: the `i64` overflow of
+/// `s + p` is the sign rule `((s ^ t) & (p ^ t)) < 0`. Same values as
+/// `add_m` (the traced path uses `Acc::add`; the property tests hold the
+/// two paths equal).
+#[inline(always)]
+fn add_v<const MODE: u8>(acc: &Acc, s: i64, p: i64) -> (i64, bool) {
+    let t = s.wrapping_add(p);
+    let of = ((s ^ t) & (p ^ t)) < 0;
+    match MODE {
+        WRAP => {
+            let sh = 64 - acc.bits;
+            let r = (t << sh) >> sh;
+            (r, of | (r != t))
+        }
+        SAT => {
+            let sat = if p > 0 { acc.max } else { acc.min };
+            let c = t.clamp(acc.min, acc.max);
+            let r = if of { sat } else { c };
+            (r, of | (r != t))
+        }
+        SATZ => {
+            let bad = of | (t > acc.max) | (t < acc.min);
+            (if bad { 0 } else { t }, bad)
+        }
+        _ => {
+            let sat = if p > 0 { acc.max } else { -acc.max };
+            let c = t.clamp(-acc.max, acc.max);
+            let r = if of { sat } else { c };
+            (r, of | (r != t))
+        }
+    }
+}
+
 /// Write back a pending bottom row (`p`: the bottom row's psum registers,
 /// `x`: the exact values, the shadow registers once they are live) into
 /// `d`: the psum-buffer adder `B = narrow_P(B + round_d(s))` with the same
@@ -116,7 +151,7 @@ fn drain<T: Lane, const MODE: u8>(buf: &mut Buffer, d: &mut Diag, pd: &Pend, p: 
         for i in 0..db.len() {
             let s = p[i].to_i64();
             mp = mp.max(s.unsigned_abs());
-            let (nb, of) = add_m::<MODE>(&acc, db[i], s);
+            let (nb, of) = add_v::<MODE>(&acc, db[i], s);
             db[i] = nb;
             ma = ma.max(nb.unsigned_abs());
             // d = 0: the exact buffer is the exact GEMM.
@@ -168,18 +203,30 @@ struct Out {
 
 /// `ws`: hand rows `r0..r1` (complete in every tile) to the sink.
 fn deliver_ws(diags: &[Diag], cc: usize, n: usize, r0: usize, r1: usize, out: &mut Out, sink: &mut Sink) -> Result<()> {
-    out.acc.clear();
+    // Every entry is overwritten (the tiles cover all N columns).
     out.acc.resize((r1 - r0) * n, 0);
-    out.ex.clear();
     out.ex.resize((r1 - r0) * n, 0);
     for (t, d) in diags.iter().enumerate() {
         let c0 = t * cc;
+        let cu = d.cu;
         for s in r0..r1 {
             let o = (s - r0) * n + c0;
-            for c in 0..d.cu {
-                let i = d.at(s, c);
-                out.acc[o + c] = d.b[i];
-                out.ex[o + c] = d.ex[i];
+            let (oa, oe) = (&mut out.acc[o..o + cu], &mut out.ex[o..o + cu]);
+            let base = s % d.cap;
+            if base + cu <= d.cap {
+                // No wrap: entry c is at (base + c) * cu + c, stride cu + 1.
+                let i0 = base * cu;
+                let (b, ex) = (&d.b[i0..], &d.ex[i0..]);
+                for c in 0..cu {
+                    oa[c] = b[c * (cu + 1)];
+                    oe[c] = ex[c * (cu + 1)];
+                }
+            } else {
+                for c in 0..cu {
+                    let i = d.at(s, c);
+                    oa[c] = d.b[i];
+                    oe[c] = d.ex[i];
+                }
             }
         }
     }
