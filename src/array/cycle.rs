@@ -109,15 +109,14 @@ impl Lane for i32 {
         let (min, max) = (acc.min as i32, acc.max as i32);
         match MODE {
             WRAP => {
-                if acc.bits == 32 {
-                    let t = pin.wrapping_add(prod);
-                    (t, ((pin ^ t) & (prod ^ t)) < 0)
-                } else {
-                    let t = pin + prod;
-                    let sh = 32 - acc.bits;
-                    let r = (t << sh) >> sh;
-                    (r, r != t)
-                }
+                // One branch-free form for every P <= 32: for P < 32 the i32
+                // add cannot overflow (the sign rule is false) and the
+                // shift pair narrows; for P = 32 the shift is 0 and the sign
+                // rule detects the wrap.
+                let t = pin.wrapping_add(prod);
+                let sh = 32 - acc.bits;
+                let r = (t << sh) >> sh;
+                (r, (((pin ^ t) & (prod ^ t)) < 0) | (r != t))
             }
             SAT => {
                 let t = pin + prod;

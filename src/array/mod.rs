@@ -117,6 +117,12 @@ impl Matrix {
     }
     /// Check every value against `fmt`, naming the operand.
     pub fn check_format(&self, fmt: IntFormat, what: &str) -> Result<()> {
+        // One vectorizable pass for the common case (every value in range),
+        // the element-wise search only to name the first bad value.
+        let (lo, hi) = self.data.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if fmt.contains(lo as i128) && fmt.contains(hi as i128) {
+            return Ok(());
+        }
         match self.data.iter().position(|&v| !fmt.contains(v as i128)) {
             None => Ok(()),
             Some(i) => Err(Error::field(
