@@ -234,6 +234,23 @@ fn thread_cpu_secs() -> f64 {
         .unwrap_or_else(|| START.get_or_init(Instant::now).elapsed().as_secs_f64())
 }
 
+/// On-CPU seconds per call of `f`: the best of 3 groups, each running `f`
+/// until the group has used at least 0.3 s of CPU (the kernel updates the
+/// thread's CPU time at scheduler ticks, so single short runs are too coarse).
+fn cpu_per_run(mut f: impl FnMut()) -> f64 {
+    f();
+    (0..3)
+        .map(|_| {
+            let (c0, mut reps) = (thread_cpu_secs(), 0u32);
+            while thread_cpu_secs() - c0 < 0.3 {
+                f();
+                reps += 1;
+            }
+            (thread_cpu_secs() - c0) / reps as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(f)
 }
@@ -369,13 +386,8 @@ fn ratios() {
             // Wall and on-CPU time of this thread, best of 5 each: on a
             // shared machine the CPU figure is the one that measures the
             // engine (the wall figure also measures the scheduler).
-            let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
-            for _ in 0..5 {
-                let (c0, t0) = (thread_cpu_secs(), Instant::now());
-                drop(run_array(&cfg, black_box(&a), &w, Engine::Cycle, None));
-                wall = wall.min(t0.elapsed().as_secs_f64());
-                cpu = cpu.min(thread_cpu_secs() - c0);
-            }
+            let wall = best_secs(5, || drop(run_array(&cfg, black_box(&a), &w, Engine::Cycle, None)));
+            let cpu = cpu_per_run(|| drop(run_array(&cfg, black_box(&a), &w, Engine::Cycle, None)));
             println!(
                 "RATIO cycle engine {rows}x{rows} WS [{level:?}]: {:.3e} cycles/s wall, {:.3e} cycles per CPU-second (target >= {target:.0e})",
                 cycles as f64 / wall,
@@ -383,16 +395,13 @@ fn ratios() {
             );
             // The engine alone: rows streamed to a sink that keeps nothing
             // (what `bitmac gemm` runs), without the whole M x N result.
-            let mut cpu_s = f64::INFINITY;
-            for _ in 0..5 {
-                let c0 = thread_cpu_secs();
+            let cpu_s = cpu_per_run(|| {
                 run_array_chunked(&cfg, black_box(&a), &w, Engine::Cycle, None, 4096, |_, ac, _| {
                     black_box(ac);
                     Ok(())
                 })
                 .unwrap();
-                cpu_s = cpu_s.min(thread_cpu_secs() - c0);
-            }
+            });
             println!(
                 "RATIO cycle engine {rows}x{rows} WS [{level:?}] streamed: {:.3e} cycles per CPU-second (target >= {target:.0e})",
                 cycles as f64 / cpu_s

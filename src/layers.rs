@@ -518,7 +518,8 @@ mod tests {
             }
         }
         // The underflowed multiplier (m0 = 0, shift = 0).
-        let rq = Requantizer::new(Multiplier { m0: 0, shift: 0 }, RequantRounding::Double, out, false).unwrap();
+        let rq =
+            Requantizer::new(Multiplier { m0: 0, shift: 0 }, RequantRounding::Double, out, false).unwrap();
         let os = OutStage::new(&rq, None, 1, 0);
         for x in [0i64, 5, -5, (1 << 31) - 1] {
             assert_eq!(os.requant_i64(x), rq.apply(x as i128));

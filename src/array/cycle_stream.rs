@@ -202,7 +202,15 @@ struct Out {
 }
 
 /// `ws`: hand rows `r0..r1` (complete in every tile) to the sink.
-fn deliver_ws(diags: &[Diag], cc: usize, n: usize, r0: usize, r1: usize, out: &mut Out, sink: &mut Sink) -> Result<()> {
+fn deliver_ws(
+    diags: &[Diag],
+    cc: usize,
+    n: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut Out,
+    sink: &mut Sink,
+) -> Result<()> {
     // Every entry is overwritten (the tiles cover all N columns).
     out.acc.resize((r1 - r0) * n, 0);
     out.ex.resize((r1 - r0) * n, 0);
@@ -400,12 +408,32 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
                 let mut cyc_or = z;
                 let mut res = if shadow {
                     mac_array::<T, MODE, true>(
-                        &cfg.acc, rr, cc, &edge, &wreg, &areg, &preg, &ereg, &mut anext, &mut pnext, &mut enext,
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
                         &mut cyc_or,
                     )
                 } else {
                     mac_array::<T, MODE, false>(
-                        &cfg.acc, rr, cc, &edge, &wreg, &areg, &preg, &ereg, &mut anext, &mut pnext, &mut enext,
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
                         &mut cyc_or,
                     )
                 };
@@ -414,7 +442,17 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
                     ereg.copy_from_slice(&preg);
                     cyc_or = z;
                     res = mac_array::<T, MODE, true>(
-                        &cfg.acc, rr, cc, &edge, &wreg, &areg, &preg, &ereg, &mut anext, &mut pnext, &mut enext,
+                        &cfg.acc,
+                        rr,
+                        cc,
+                        &edge,
+                        &wreg,
+                        &areg,
+                        &preg,
+                        &ereg,
+                        &mut anext,
+                        &mut pnext,
+                        &mut enext,
                         &mut cyc_or,
                     );
                 }
