@@ -509,7 +509,8 @@ mod tests {
                             xs.push(rng.gen_range(-(lim - 1)..lim));
                             xs.push(rng.gen_range(-1000i64..1000));
                         }
-                        for x in xs {
+                        // The domain of the i64 path (the caller checks it).
+                        for x in xs.into_iter().filter(|x| x.unsigned_abs() < os.lim) {
                             assert_eq!(os.requant_i64(x), rq.apply(x as i128), "{rounding:?} {mult:?} x={x}");
                             checked += 1;
                         }
