@@ -180,12 +180,33 @@ fn total_cycles_and_every_column_match_scalesim() {
 }
 
 /// USER bandwidth mode: every committed refs_user/ run (2 array shapes x 3
-/// dataflows x DRAM bandwidths 1, 4, 16, 1-2 kB SRAMs that stall), all three
-/// reports byte for byte.
+/// dataflows x DRAM bandwidths 1, 4, 16 on 13 small layers, and ResNet-shaped
+/// conv layers at bandwidth 4; 1-2 kB SRAMs that stall), all three reports
+/// byte for byte.
 #[test]
 fn user_bandwidth_mode_matches_scalesim() {
     let cases = cases_in("refs_user", "topologies", "configs_user");
-    assert!(cases.len() >= 36, "{} USER references", cases.len());
+    assert!(cases.len() >= 42, "{} USER references", cases.len());
+    let topos: std::collections::BTreeSet<_> = cases.iter().map(|c| c.0.clone()).collect();
+    let cfgs: std::collections::BTreeSet<_> = cases.iter().map(|c| c.1.clone()).collect();
+    assert!(topos.len() >= 3 && cfgs.len() >= 18, "{} topologies, {} configs", topos.len(), cfgs.len());
+    // The done-when matrix: >= 10 layers x 3 dataflows x 2 array shapes x
+    // several bandwidths (the SRAMs too small: the stall check below).
+    use std::collections::BTreeSet;
+    let (mut dfs, mut shapes, mut bws) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for c in &cfgs {
+        let cfg = ScaleSimConfig::read(c).unwrap();
+        let scalesim::BandwidthMode::User(bw) = cfg.bandwidth_mode else {
+            panic!("{}: not USER", c.display())
+        };
+        dfs.insert(cfg.dataflow);
+        shapes.insert((cfg.rows, cfg.cols));
+        bws.insert((bw.ifmap, bw.filter, bw.ofmap));
+    }
+    assert!(dfs.len() == 3 && shapes.len() >= 2 && bws.len() >= 3, "{dfs:?} {shapes:?} {bws:?}");
+    let layers: usize =
+        topos.iter().map(|t| Topology::read(t, Default::default()).unwrap().layers.len()).sum();
+    assert!(layers >= 10, "{layers} distinct layers");
     let (layers, access_files, failures) = compare(&cases);
     assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(access_files, 2 * cases.len(), "BANDWIDTH/DETAILED_ACCESS references compared");
