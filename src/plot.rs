@@ -12,9 +12,11 @@
 //!   `(≈ RND)`. Markers are drawn after all lines, so none hides one.
 //! - **Ticks follow the axis type.** An axis whose values are all integers
 //!   gets integer ticks only: the values themselves when there are at most
-//!   16 distinct ones on an x axis (a swept parameter such as accumulator
-//!   bits), else (and always on a y axis) steps of 1, 2 or 5 × 10^k that
-//!   are ≥ 1. Other axes get 1, 2, 5 × 10^k steps, 4 to 10 ticks.
+//!   16 distinct ones on the x axis of a line plot (a swept parameter such
+//!   as accumulator bits), else (and always on a y axis and on both axes of
+//!   a scatter, whose values are measurements) steps of 1, 2 or 5 × 10^k
+//!   that are ≥ 1. A histogram ticks every bar position when at most 25
+//!   fit its x axis. Other axes get 1, 2, 5 × 10^k steps, 4 to 10 ticks.
 //! - **Deterministic bytes.** The font is the committed DejaVu Sans
 //!   (`assets/fonts/`, Bitstream Vera licence), never a system font; the SVG
 //!   is text from integer pixel coordinates; the PNG is 8-bit RGB, written by
@@ -443,7 +445,12 @@ fn scatter_plot<DB: DrawingBackend>(
 ) -> Result<()> {
     let xs: Vec<f64> = all.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = all.iter().map(|p| p.1).collect();
-    let mut c = chart(area, labels, range(&xs), &xs, range(&ys), &ys, None)?;
+    // Both axes of a scatter are measurements (cycles, energy, area), not
+    // swept parameters: step ticks, never the values themselves (which
+    // crowd when two measured values lie close together).
+    let (x0, x1) = range(&xs);
+    let x_ticks = Some(ticks_y(x0, x1, &xs));
+    let mut c = chart(area, labels, (x0, x1), &xs, range(&ys), &ys, x_ticks)?;
     let grey = RGBColor(0x9a, 0x9a, 0x9a);
     if all.len() <= SCATTER_MAX_EXACT {
         c.draw_series(all.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(plot_err)?;

@@ -530,7 +530,12 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
                 let mut c0 = 0;
                 while c0 < n {
                     let cu = cc.min(n - c0);
-                    tiles.push((((r0, 0), ru * k), ((0, c0), k * cu), k + ru + cu - 2 + r, ((r0, c0), ru * cu)));
+                    tiles.push((
+                        ((r0, 0), ru * k),
+                        ((0, c0), k * cu),
+                        k + ru + cu - 2 + r,
+                        ((r0, c0), ru * cu),
+                    ));
                     c0 += cu;
                 }
                 r0 += ru;
