@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the committed results of the shipped sweeps (docs/dse.md):
-#   bash docs/dse-tables.sh OUT          # runs both sweeps into OUT/, prints the table
+#   bash docs/dse-tables.sh OUT          # runs the three sweeps into OUT/, prints the table
 #   bash docs/dse-tables.sh --write      # also copies the plots and fronts into docs/dse/
+# (rounding-centre -> docs/dse/, energy -> docs/dse/energy/, memory -> docs/dse/memory/)
 # and prints the "Findings" table of docs/dse.md (rounding-centre sweep,
 # P = 24, c = 0) on stdout. tests/dse_model.rs runs it in CI and fails when
 # the table in docs/dse.md or any file under docs/dse/ differs from what it
@@ -24,19 +25,29 @@ else
     bin=$BITMAC
 fi
 mkdir -p "$out"
-for s in rounding-centre energy; do
+for s in rounding-centre energy memory; do
     rm -rf "${out:?}/$s"
     "$bin" dse --spec "models/sweeps/$s.json" --out "$out/$s" >/dev/null 2>&1 ||
         { echo "dse-tables.sh: the $s sweep failed" >&2; exit 1; }
 done
 if [ "$write" = 1 ]; then
-    for f in pareto.csv plot_bias plot_pareto plot_quality; do
-        for e in svg png; do
-            [ "$f" = pareto.csv ] && src=$f || src=$f.$e
-            cp "$out/rounding-centre/$src" "docs/dse/$src"
-            cp "$out/energy/$src" "docs/dse/energy/$src"
+    # What is committed of each sweep (tests/dse_model.rs compares the same
+    # files): its front and plots, not results.csv.
+    put() {
+        local sweep=$1 dir=$2
+        shift 2
+        for f in "$@"; do
+            if [ "$f" = pareto.csv ]; then
+                cp "$out/$sweep/$f" "$dir/$f"
+            else
+                cp "$out/$sweep/$f.svg" "$dir/$f.svg"
+                cp "$out/$sweep/$f.png" "$dir/$f.png"
+            fi
         done
-    done
+    }
+    put rounding-centre docs/dse pareto.csv plot_bias plot_pareto plot_quality
+    put energy docs/dse/energy pareto.csv plot_bias plot_pareto plot_quality
+    put memory docs/dse/memory pareto.csv plot_pareto plot_pareto_cycles plot_quality
 fi
 # The table: accuracy (%, 1 decimal), mean psum error (psum LSBs, 3
 # decimals, signed) and ties as a share of roundings (only for the modes

@@ -144,6 +144,14 @@ fn matches_the_model_runner() {
             (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "point {id}: {a} vs {b}"),
             (a, b) => assert_eq!(a, b, "point {id}"),
         }
+        // Energy per inference: one formula for both commands, the logits
+        // layer (accumulator output) counted without a requantizer in both.
+        let e_run: f64 = r.layers.iter().map(|l| l.energy.total()).sum();
+        assert!(
+            (m.energy_pj - e_run).abs() <= 1e-9 * e_run,
+            "point {id}: dse {} vs run {e_run}",
+            m.energy_pj
+        );
         let _ = HwConfig::from_spec(hw.cfg.spec()).unwrap();
     }
 }
@@ -163,9 +171,10 @@ fn shipped_sweeps_load() {
 
 /// Issue 10 item 6: CI regenerates the committed results of the shipped
 /// sweeps. `docs/dse-tables.sh` runs `models/sweeps/rounding-centre.json`
-/// and `models/sweeps/energy.json` with this build; the "Findings" table of
-/// docs/dse.md must be exactly what it prints, and every plot and front
-/// under docs/dse/ (and docs/dse/energy/) exactly what the sweeps wrote.
+/// `models/sweeps/energy.json` and `models/sweeps/memory.json` with this
+/// build; the "Findings" table of docs/dse.md must be exactly what it
+/// prints, and every plot and front under docs/dse/ (and docs/dse/energy/,
+/// docs/dse/memory/) exactly what the sweeps wrote.
 /// Refresh with `bash docs/dse-tables.sh --write` and paste the table.
 #[test]
 fn committed_sweep_results_are_what_the_sweeps_produce() {
@@ -193,8 +202,14 @@ fn committed_sweep_results_are_what_the_sweeps_produce() {
         assert_eq!(p, d, "docs/dse.md Findings table line {i} differs from docs/dse-tables.sh");
     }
     let mut stale = Vec::new();
-    for (sweep, dir) in [("rounding-centre", "docs/dse"), ("energy", "docs/dse/energy")] {
-        for f in ["pareto.csv", "plot_bias", "plot_pareto", "plot_quality"] {
+    // The files docs/dse-tables.sh --write commits, per sweep.
+    let kept: [(&str, &str, &[&str]); 3] = [
+        ("rounding-centre", "docs/dse", &["pareto.csv", "plot_bias", "plot_pareto", "plot_quality"]),
+        ("energy", "docs/dse/energy", &["pareto.csv", "plot_bias", "plot_pareto", "plot_quality"]),
+        ("memory", "docs/dse/memory", &["pareto.csv", "plot_pareto", "plot_pareto_cycles", "plot_quality"]),
+    ];
+    for (sweep, dir, files) in kept {
+        for &f in files {
             let names: Vec<String> = if f.ends_with(".csv") {
                 vec![f.into()]
             } else {

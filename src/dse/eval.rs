@@ -190,27 +190,31 @@ pub fn error_metrics(out: &[i128], exact: &[i64]) -> (f64, f64, f64) {
     (sqnr, maxe as f64, sum as f64 / n)
 }
 
+/// One GEMM of an inference, for the value-independent metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// The outputs are requantized (model layers other than the logits) or
+    /// are the accumulators themselves (the logits layer, GEMM workloads):
+    /// the same flag `bitmac run` passes to `energy::for_hw`.
+    pub requantized: bool,
+}
+
 /// The value-independent metrics of a run: timing (the datapath's
 /// [`crate::memory::plan`] per GEMM, summed), FIFO, MTBF and area. `gemms` lists
-/// the `(m, k, n)` of one inference; `words` its (input, output) words
-/// crossing the FIFOs; `requantized` whether the GEMMs' outputs are
-/// requantized (model layers) or the accumulators themselves (GEMM
-/// workloads).
-pub fn hw_metrics(
-    hw: &Hw,
-    gemms: &[(usize, usize, usize)],
-    words: (u64, u64),
-    requantized: bool,
-    m: &mut Metrics,
-) -> Result<()> {
+/// the GEMMs of one inference; `words` its (input, output) words crossing the
+/// FIFOs.
+pub fn hw_metrics(hw: &Hw, gemms: &[Gemm], words: (u64, u64), m: &mut Metrics) -> Result<()> {
     let c = &hw.cfg;
     // The memory model's timing (stalls included; docs/memory.md), the
     // closed form of docs/datapath.md §5 when the model is off.
     let lay = crate::memory::Layout::of_hw(c);
-    let timings: Vec<_> = gemms.iter().map(|&(mm, k, n)| crate::memory::plan(&lay, mm, k, n)).collect();
+    let timings: Vec<_> = gemms.iter().map(|g| crate::memory::plan(&lay, g.m, g.k, g.n)).collect();
     m.cycles = timings.iter().map(|t| t.cycles).sum();
     m.stall_cycles = timings.iter().map(|t| t.stall_cycles).sum();
-    let macs: u64 = gemms.iter().map(|&(mm, k, n)| (mm * k * n) as u64).sum();
+    let macs: u64 = gemms.iter().map(|g| (g.m * g.k * g.n) as u64).sum();
     m.utilization = macs as f64 / (m.cycles.max(1) as f64 * (c.rows() * c.cols()) as f64);
     m.fifo_stalls = engine::fifo_stalls(hw, words.0, words.1)?;
     m.mtbf_log10_s = engine::mtbf_log10_s(hw)?;
@@ -218,7 +222,7 @@ pub fn hw_metrics(
     // Summed in layer order, so the bytes do not depend on threads.
     m.energy_pj = gemms
         .iter()
-        .map(|&(mm, k, n)| crate::energy::for_hw(c, mm as u64, k as u64, n as u64, None, requantized).total())
+        .map(|g| crate::energy::for_hw(c, g.m as u64, g.k as u64, g.n as u64, None, g.requantized).total())
         .sum();
     Ok(())
 }
@@ -274,7 +278,8 @@ impl Evaluator for Synthetic {
         let (sqnr_db, max_abs_err, out_bias) = error_metrics(&out, &r.exact);
         let mut met = Metrics { sqnr_db, max_abs_err, out_bias, ..Metrics::default() };
         stats_metrics(&r.stats, &mut met);
-        hw_metrics(hw, &[(m, kd, n)], ((m * kd) as u64, (m * n) as u64), false, &mut met)?;
+        let g = Gemm { m, k: kd, n, requantized: false };
+        hw_metrics(hw, &[g], ((m * kd) as u64, (m * n) as u64), &mut met)?;
         Ok(met)
     }
 

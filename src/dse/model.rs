@@ -10,7 +10,7 @@
 //! width and overflow mode share one wide-accumulator run when their width
 //! cannot overflow (see [`ModelEval::wide`]).
 
-use super::eval::{error_metrics, hw_metrics, stats_metrics, Evaluator, Metrics};
+use super::eval::{error_metrics, hw_metrics, stats_metrics, Evaluator, Gemm, Metrics};
 use super::hw::Hw;
 use super::spec::{Sweep, WorkloadJson};
 use crate::array::{Engine, Stats};
@@ -35,6 +35,9 @@ struct ArrayLayer {
     kd: usize,
     n: usize,
     groups: usize,
+    /// The output is the accumulator itself (logits): not requantized, as in
+    /// `graph::run::ArrayNode::accumulator` (energy counts no requant for it).
+    accumulator: bool,
 }
 
 /// The array nodes of `g`, in node order: the weight and input code formats
@@ -61,6 +64,7 @@ fn array_layers(g: &Graph) -> Result<Vec<ArrayLayer>> {
             kd,
             n,
             groups,
+            accumulator: g.tensor(node.output).quant.is_accumulator(),
         });
     }
     Ok(v)
@@ -334,11 +338,16 @@ impl Evaluator for ModelEval {
             ..Metrics::default()
         };
         stats_metrics(&num.stats, &mut m);
-        let gemms: Vec<(usize, usize, usize)> =
-            self.layers.iter().flat_map(|l| std::iter::repeat_n((l.m, l.kd, l.n), l.groups)).collect();
+        let gemms: Vec<Gemm> = self
+            .layers
+            .iter()
+            .flat_map(|l| {
+                std::iter::repeat_n(Gemm { m: l.m, k: l.kd, n: l.n, requantized: !l.accumulator }, l.groups)
+            })
+            .collect();
         let words_in = self.inputs.first().map_or(0, Vec::len) as u64;
         let words_out = self.graph.tensor(self.graph.output()).len() as u64;
-        hw_metrics(hw, &gemms, (words_in, words_out), true, &mut m)?;
+        hw_metrics(hw, &gemms, (words_in, words_out), &mut m)?;
         Ok(m)
     }
 
