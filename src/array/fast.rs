@@ -389,7 +389,8 @@ fn writeback_d0<const MODE: u8>(acc: &Acc, s: &[i64; NB], e: &[i64; NB], st: &mu
 
 /// Writeback with rounding (d > 0): `B = narrow_P(B + round_d(S))`, with the
 /// exact shadow `BE += round_d(S_exact)` and `EX += S_exact`; only the `nb`
-/// real lanes (a padded zero could round to a non-zero value).
+/// real lanes (a padded zero could round to a non-zero value). In `i64`
+/// ([`writeback_round64`]) where that is exact, else in `i128`.
 fn writeback_round(
     cfg: &ArrayConfig,
     s: &[i64; NB],
@@ -399,6 +400,16 @@ fn writeback_round(
     tally: &mut Tally,
     h: i64,
 ) -> u64 {
+    // `|S| < 2^61` (a stored P-bit value, P <= 62) and `|S_exact| <= 2^60`
+    // (at most 2^28 products of at most 2^32): inside `round_i64`'s domain.
+    if cfg.acc.bits <= 62 && cfg.rounder.exact_in_i64() {
+        return match cfg.acc.mode {
+            OverflowMode::Wrap => writeback_round64::<WRAP>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::Sat => writeback_round64::<SAT>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::SatZero => writeback_round64::<SATZ>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::SatSym => writeback_round64::<SATS>(cfg, s, e, nb, st, tally, h),
+        };
+    }
     let acc = cfg.acc;
     let mut cnt = 0u64;
     for x in 0..nb {
@@ -414,6 +425,58 @@ fn writeback_round(
         st.or |= acc.mag(st.be[x]);
         st.ex[x] += e[x];
     }
+    cnt
+}
+
+/// [`writeback_round`] in `i64` with the overflow mode fixed at compile
+/// time: the same values and tallies (`Rounder::round_info_i64` is held
+/// equal to `round_info`; the error sums are exact: `|error| < 2^33`, so
+/// the sum over a block's at most 16 lanes fits `i64`, and the squares are
+/// summed in `u128`).
+#[allow(clippy::too_many_arguments)]
+fn writeback_round64<const MODE: u8>(
+    cfg: &ArrayConfig,
+    s: &[i64; NB],
+    e: &[i64; NB],
+    nb: usize,
+    st: &mut Buf,
+    tally: &mut Tally,
+    h: i64,
+) -> u64 {
+    use super::stats::HIST_HALF;
+    use crate::numerics::Position;
+    let acc = cfg.acc;
+    let rd = &cfg.rounder;
+    let mut cnt = 0u64;
+    let (mut err_sum, mut err_sq, mut ties) = (0i64, 0u128, 0u64);
+    for x in 0..nb {
+        let sv = s[x];
+        st.max_psum = st.max_psum.max(sv.unsigned_abs());
+        let (r, info) = rd.round_info_i64(sv);
+        ties += (info.position == Position::At) as u64;
+        let rel = info.residue as i64 - h;
+        if rel < -HIST_HALF {
+            tally.hist.below += 1;
+        } else if rel > HIST_HALF {
+            tally.hist.above += 1;
+        } else {
+            tally.hist.bins[(rel + HIST_HALF) as usize] += 1;
+        }
+        err_sum += info.error;
+        let ae = info.error.unsigned_abs() as u128;
+        err_sq += ae * ae;
+        let (nbv, of) = add_m::<MODE>(&acc, st.b[x], r);
+        cnt += of as u64;
+        st.b[x] = nbv;
+        st.max_acc = st.max_acc.max(nbv.unsigned_abs());
+        st.be[x] += rd.round_i64(e[x]);
+        st.or |= super::mag_m::<MODE>(st.be[x]);
+        st.ex[x] += e[x];
+    }
+    tally.rounded += nb as u64;
+    tally.ties += ties;
+    tally.err_sum += err_sum as i128;
+    tally.err_sq += err_sq;
     cnt
 }
 
