@@ -1031,44 +1031,52 @@ fn sat16_rows(
     };
     let (mut since, mut seg_row) = (0usize, r0);
     let mut mm = r0;
-    for arow in a2.chunks_exact(k) {
-        let mut b = zero;
+    let npairs = a2.len() / k;
+    let mut q = 0;
+    while q < npairs {
+        // Two row pairs at once (one weight load per two chains) when both
+        // belong to the same tile and stay under the flush limit.
+        let pr = if q + 1 < npairs && (mm + 2) / seg == mm / seg && since + 2 <= lim { 2 } else { 1 };
+        let arows = [&a2[q * k..(q + 1) * k], &a2[(q + pr - 1) * k..(q + pr) * k]];
+        let mut b = [zero; 2];
         for f in 0..folds {
             let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
-            let mut s = zero;
-            let mut c = tot[f];
-            for (&av, wc) in arow[k0..k1].iter().zip(w2[k0 * NB..k1 * NB].chunks_exact(NB)) {
-                // SAFETY: `wc` is 16 i32 = 64 bytes, one unaligned zmm load.
-                let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
-                // The low 16 bits of each i16 x i16 product: exact (it fits).
-                let p = _mm512_mullo_epi16(_mm512_set1_epi32(av), wv);
-                let t = _mm512_add_epi16(s, p);
-                s = _mm512_adds_epi16(s, p);
-                c = count16(c, _mm512_cmpneq_epi16_mask(t, s), one);
+            let (sv, mut c) = if pr == 2 {
+                sat16_fold::<2>(arows, w2, k0, k1, tot[f], one)
+            } else {
+                let (s1, c) = sat16_fold::<1>([arows[0]], w2, k0, k1, tot[f], one);
+                ([s1[0], zero], c)
+            };
+            for p in 0..pr {
+                let s = sv[p];
+                let t = _mm512_add_epi16(b[p], s);
+                b[p] = _mm512_adds_epi16(b[p], s);
+                let ov = _mm512_cmpneq_epi16_mask(t, b[p]);
+                c = count16(c, ov, one);
+                wbc = count16(wbc, ov, one);
+                sh = _mm512_max_epi16(sh, s);
+                sl = _mm512_min_epi16(sl, s);
+                bh = _mm512_max_epi16(bh, b[p]);
+                bl = _mm512_min_epi16(bl, b[p]);
             }
-            let t = _mm512_add_epi16(b, s);
-            b = _mm512_adds_epi16(b, s);
-            let ov = _mm512_cmpneq_epi16_mask(t, b);
-            tot[f] = count16(c, ov, one);
-            wbc = count16(wbc, ov, one);
-            sh = _mm512_max_epi16(sh, s);
-            sl = _mm512_min_epi16(sl, s);
-            bh = _mm512_max_epi16(bh, b);
-            bl = _mm512_min_epi16(bl, b);
+            tot[f] = c;
         }
-        // SAFETY: `lanes` holds 32 u16 = 64 bytes.
-        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, b) };
-        for h in 0..2 {
-            if mm + h < r1 {
-                let j = (mm + h - r0) * nb;
-                for x in 0..nb {
-                    out.acc[j + x] = lanes[2 * x + h] as i16 as i64;
+        for p in 0..pr {
+            // SAFETY: `lanes` holds 32 u16 = 64 bytes.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, b[p]) };
+            for h in 0..2 {
+                if mm + h < r1 {
+                    let j = (mm + h - r0) * nb;
+                    for x in 0..nb {
+                        out.acc[j + x] = lanes[2 * x + h] as i16 as i64;
+                    }
                 }
             }
+            mm += 2;
         }
-        mm += 2;
-        since += 1;
-        if since == lim || mm >= r1 || mm / seg != seg_row / seg {
+        q += pr;
+        since += pr;
+        if since >= lim || mm >= r1 || mm / seg != seg_row / seg {
             flush(&mut tot, &mut wbc, seg_row, &mut lanes);
             since = 0;
             seg_row = mm;
@@ -1085,6 +1093,40 @@ fn sat16_rows(
         out.tally.max_acc =
             out.tally.max_acc.max(ext[2][x].unsigned_abs() as u64).max(ext[3][x].unsigned_abs() as u64);
     }
+}
+
+/// One fold of the saturating i16 chain for `PR` row pairs (sharing each
+/// weight load): per k, the exact i16 product (`vpmullw`: it fits), the
+/// saturating add (`vpaddsw` = `narrow_16` under `SAT`) and, where it
+/// differs from the wrapping add (`vpaddw`), one count in `c`. Returns
+/// the stored column sums and `c`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+#[allow(unsafe_code)]
+fn sat16_fold<const PR: usize>(
+    arows: [&[i32]; PR],
+    w2: &[i32],
+    k0: usize,
+    k1: usize,
+    c: std::arch::x86_64::__m512i,
+    one: std::arch::x86_64::__m512i,
+) -> ([std::arch::x86_64::__m512i; PR], std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let mut s = [_mm512_setzero_si512(); PR];
+    let mut c = c;
+    let rows: [&[i32]; PR] = std::array::from_fn(|p| &arows[p][k0..k1]);
+    for (kk, wc) in w2[k0 * NB..k1 * NB].chunks_exact(NB).enumerate() {
+        // SAFETY: `wc` is 16 i32 = 64 bytes, one unaligned zmm load.
+        let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+        for p in 0..PR {
+            let pv = _mm512_mullo_epi16(_mm512_set1_epi32(rows[p][kk]), wv);
+            let t = _mm512_add_epi16(s[p], pv);
+            s[p] = _mm512_adds_epi16(s[p], pv);
+            c = count16(c, _mm512_cmpneq_epi16_mask(t, s[p]), one);
+        }
+    }
+    (s, c)
 }
 
 /// `c + 1` in the 16-bit lanes selected by `m` (`vpaddw c{m}, c, one`):
@@ -1229,8 +1271,8 @@ fn plain_rows_dispatch(
     }
 }
 
-/// Rows `r0..r1` of the plain-GEMM path, 4 rows at a time (one zmm of 16
-/// i32 column lanes per row; the packed weight pair is loaded once per 4
+/// Rows `r0..r1` of the plain-GEMM path, 8 rows at a time (one zmm of 16
+/// i32 column lanes per row; the packed weight pair is loaded once per 8
 /// `vpdpwssd`). Writes `acc` = `exact` = the buffer after the last fold and
 /// returns the per-lane extremes of the fold sums and buffer values.
 #[cfg(target_arch = "x86_64")]
@@ -1246,7 +1288,7 @@ fn plain_rows(
     out: &mut BlockOut,
 ) -> [[i32; NB]; 4] {
     use std::arch::x86_64::*;
-    const RB: usize = 4;
+    const RB: usize = 8;
     let pairs = &ctx.pairs;
     let np: usize = pairs.iter().sum();
     assert_eq!(wp.len(), np * 2 * NB);
@@ -1259,19 +1301,20 @@ fn plain_rows(
         let rb = RB.min(r1 - mm);
         // Rows past the end (the last group) reuse the group's first row;
         // their results are not read.
-        let arow = |r: usize| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np];
-        let rows = [arow(0), arow(1), arow(2), arow(3)];
+        let rows: [&[i32]; RB] =
+            std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
         let mut buf = [zero; RB];
         let mut prev = [zero; RB];
         let mut q0 = 0;
         for &pc in pairs {
             let q1 = q0 + pc;
-            let it = rows[0][q0..q1].iter().zip(&rows[1][q0..q1]).zip(&rows[2][q0..q1]).zip(&rows[3][q0..q1]);
-            for ((((&a0, &a1), &a2), &a3), wc) in it.zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
+            for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
                 // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
                 let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
-                for (b, av) in buf.iter_mut().zip([a0, a1, a2, a3]) {
-                    *b = _mm512_dpwssd_epi32(*b, _mm512_set1_epi32(av), wv);
+                // 8 independent accumulators: enough to hide the
+                // instruction's latency.
+                for r in 0..RB {
+                    buf[r] = _mm512_dpwssd_epi32(buf[r], _mm512_set1_epi32(rows[r][q]), wv);
                 }
             }
             q0 = q1;
