@@ -3,7 +3,7 @@
 inference of the same model, in the same run, at 1 and 2 threads (docs/performance.md).
 
     python3 benches/ort_resnet18.py [--bin target/release/bitmac] [--images N] [--reps R]
-                                    [--dir target/onnx]
+                                    [--dir target/onnx] [--batch B] [--before OTHER_BITMAC]
 
 The model comes from models/onnx/resnet18_qdq.py (generated into DIR if missing; not timed).
 Inputs: N seeded float32 images [3, 224, 224] in [0, 1) (numpy default_rng(20261204)), the same
@@ -13,7 +13,9 @@ intra_op_num_threads = T, inter_op 1, one image per run() call (the model's batc
 one warm-up image; best of R passes over the N images. bitmac: `bitmac run --model M --data
 IMAGES.npy --labels LABELS.npy --reference none --json` as a whole process (model load,
 import, every layer on the datapath with every adder tracked, the report), RAYON_NUM_THREADS=T,
-best of R runs. Prints wall and CPU seconds, images/s and the ratio bitmac / ORT per thread
+best of R runs (`--batch B`: `bitmac run --batch B`; `--before BIN`: a second bitmac binary run
+the same way, interleaved, for before/after figures; the two must print the same predictions).
+Prints wall and CPU seconds, images/s, the load average and the ratio bitmac / ORT per thread
 count. Needs numpy, onnxruntime (and torch + onnx to generate the model).
 """
 import argparse
@@ -41,6 +43,8 @@ def main():
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--dir", default=os.path.join(ROOT, "target/onnx"))
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--before", default=None)
     args = ap.parse_args()
     model = os.path.join(args.dir, "resnet18_qdq.onnx")
     if not os.path.exists(model):
@@ -72,28 +76,39 @@ def main():
             t = (time.perf_counter() - t0, time.process_time() - c0)
             best = t if best is None or t[0] < best[0] else best
         ort_wall, ort_cpu = best
-        best = None
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        bins = [("bitmac run --engine fast (whole process)", args.bin)]
+        if args.before:
+            bins.append(("bitmac run, before (whole process)", args.before))
+        best = {b: None for _, b in bins}
+        preds = {}
         for _ in range(args.reps):
-            t0, c0 = time.perf_counter(), child_cpu()
-            out = subprocess.run([args.bin, "run", "--model", model, "--data", xs, "--labels", ys,
-                                  "--reference", "none", "--json"], env=env, capture_output=True)
-            t = (time.perf_counter() - t0, child_cpu() - c0)
-            if out.returncode != 0:
-                sys.exit(f"bitmac run failed: {out.stderr.decode()}")
-            preds = json.loads(out.stdout)["predictions"]
-            assert len(preds) == args.images, preds
-            best = t if best is None or t[0] < best[0] else best
-        b_wall, b_cpu = best
+            for _, b in bins:
+                t0, c0 = time.perf_counter(), child_cpu()
+                out = subprocess.run([b, "run", "--model", model, "--data", xs, "--labels", ys,
+                                      "--reference", "none", "--json", "--batch", str(args.batch)],
+                                     env=env, capture_output=True)
+                t = (time.perf_counter() - t0, child_cpu() - c0)
+                if out.returncode != 0:
+                    sys.exit(f"bitmac run failed: {out.stderr.decode()}")
+                preds[b] = json.loads(out.stdout)["predictions"]
+                assert len(preds[b]) == args.images, preds[b]
+                best[b] = t if best[b] is None or t[0] < best[b][0] else best[b]
+        if len(set(map(tuple, preds.values()))) != 1:
+            sys.exit(f"the binaries' predictions differ: {preds}")
         n = args.images
         print(f"| {threads} | ONNX Runtime (int8 QDQ, ORT_ENABLE_ALL) | {ort_wall:.2f} | {ort_cpu:.2f} "
               f"| {n / ort_wall:.2f} | {n / max(ort_cpu, 1e-9):.2f} |")
-        print(f"| {threads} | bitmac run --engine fast (whole process) | {b_wall:.2f} | {b_cpu:.2f} "
-              f"| {n / b_wall:.3f} | {n / max(b_cpu, 1e-9):.3f} |")
+        for label, b in bins:
+            b_wall, b_cpu = best[b]
+            print(f"| {threads} | {label} | {b_wall:.2f} | {b_cpu:.2f} "
+                  f"| {n / b_wall:.3f} | {n / max(b_cpu, 1e-9):.3f} |")
+        b_wall, b_cpu = best[args.bin]
         rows.append((threads, ort_wall / b_wall, ort_cpu / max(b_cpu, 1e-9)))
     for threads, rw, rc in rows:
         print(f"ratio bitmac / ONNX Runtime images/s, {threads} thread(s): {rw:.3f}x (wall), "
               f"{rc:.3f}x (per CPU-second); target >= 0.25")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 def cpu_name():

@@ -293,13 +293,111 @@ pub struct Conv2dResult {
     pub gemm: GemmResult,
 }
 
+/// The geometry of one conv lowered by im2col (`docs/graph.md` §5):
+/// input `[C, H, W]` per sample, `O` output channels in `groups` groups,
+/// output `[O, OH, OW]`, kernel `KH x KW`, stride `[sh, sw]`, pads `[top,
+/// left, bottom, right]` and dilation `[dh, dw]`. `OH` and `OW` are given
+/// (the caller's shape inference), not recomputed here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub pads: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+/// The kernel taps `k0..k1` of one axis that land inside the input for
+/// output position `o`: `0 <= o*s + k*d - p < len` (a contiguous range,
+/// empty when `k0 == k1`).
+fn taps(o: usize, s: usize, d: usize, p: usize, kn: usize, len: usize) -> (usize, usize) {
+    let base = o * s; // the input index is base + k*d - p
+    let k0 = if base >= p { 0 } else { (p - base).div_ceil(d) };
+    let k1 = if len + p > base { (len + p - base).div_ceil(d).min(kn) } else { 0 };
+    (k0.min(k1), k1)
+}
+
+/// THE im2col lowering (every conv in bitmac, graph nodes, synthetic conv
+/// layers, vectors and sweeps, goes through it): group `group` of a conv on
+/// `batch` NCHW samples `x` as the `M x K` matrix with `M = batch*OH*OW`
+/// rows in `(b, oy, ox)` order and `K = (C/g)*KH*KW` columns in `(ci, ky,
+/// kx)` row-major order (which fixes the order of the additions):
+/// `A[(b,oy,ox)][(ci,ky,kx)] = code(x[b][G*C/g + ci][oy*sh + ky*dh -
+/// pt][ox*sw + kx*dw - pl])`, and `pad` where that index lies outside the
+/// input. `code` turns a stored value into the operand (the caller
+/// guarantees it fits `i32`).
+pub fn im2col_group<T: Copy>(
+    g: &ConvGeom,
+    x: &[T],
+    batch: usize,
+    group: usize,
+    pad: i32,
+    code: impl Fn(T) -> i32,
+) -> Result<Matrix> {
+    let cg = g.c / g.groups.max(1);
+    let k = cg * g.kh * g.kw;
+    let m = batch * g.oh * g.ow;
+    let need = batch * g.c * g.h * g.w;
+    if x.len() < need || group >= g.groups.max(1) {
+        return Err(Error::internal(format!(
+            "im2col: {} input values for {batch}x{}x{}x{} (group {group} of {})",
+            x.len(),
+            g.c,
+            g.h,
+            g.w,
+            g.groups
+        )));
+    }
+    let ky: Vec<(usize, usize)> =
+        (0..g.oh).map(|oy| taps(oy, g.stride[0], g.dilation[0], g.pads[0], g.kh, g.h)).collect();
+    let kx: Vec<(usize, usize)> =
+        (0..g.ow).map(|ox| taps(ox, g.stride[1], g.dilation[1], g.pads[1], g.kw, g.w)).collect();
+    let (dh, dw) = (g.dilation[0], g.dilation[1]);
+    let mut a = vec![pad; m * k];
+    for (row, dst) in a.chunks_exact_mut(k.max(1)).enumerate() {
+        let b = row / (g.oh * g.ow);
+        let (oy, ox) = ((row / g.ow) % g.oh, row % g.ow);
+        let ((ky0, ky1), (kx0, kx1)) = (ky[oy], kx[ox]);
+        if kx0 == kx1 {
+            continue; // every tap of this row lies in the padding
+        }
+        // First input column read: ox*sw + kx0*dw - pl (>= 0 by `taps`).
+        let ix0 = ox * g.stride[1] + kx0 * dw - g.pads[1];
+        for ci in 0..cg {
+            let plane = &x[(b * g.c + group * cg + ci) * g.h * g.w..][..g.h * g.w];
+            for kyy in ky0..ky1 {
+                let iy = oy * g.stride[0] + kyy * dh - g.pads[0];
+                let src = &plane[iy * g.w..(iy + 1) * g.w];
+                let d = &mut dst[(ci * g.kh + kyy) * g.kw..][kx0..kx1];
+                if dw == 1 {
+                    for (o, &v) in d.iter_mut().zip(&src[ix0..ix0 + (kx1 - kx0)]) {
+                        *o = code(v);
+                    }
+                } else {
+                    for (j, o) in d.iter_mut().enumerate() {
+                        *o = code(src[ix0 + j * dw]);
+                    }
+                }
+            }
+        }
+    }
+    Matrix::new(m, k, a)
+}
+
 /// The im2col lowering of a conv2d: `A[(b,oy,ox)][(c,ky,kx)] =
 /// x[b][c][oy*sh+ky-ph][ox*sw+kx-pw]` (0 in the padding) as an `M x K`
-/// matrix with `M = batch*OH*OW` rows in `(b, oy, ox)` order, and
-/// `W[(c,ky,kx)][o] = weight[o][c][ky][kx]` as `K x O`. K runs over
-/// `(c, ky, kx)` in that (row-major) order, which fixes the order of the
-/// additions. `x` is NCHW, `weight` OIHW, both flat row-major. Every lowering
-/// in bitmac (layers, vectors, sweeps) goes through this one function.
+/// matrix with `M = batch*OH*OW` rows in `(b, oy, ox)` order (one group,
+/// no dilation: [`im2col_group`]), and `W[(c,ky,kx)][o] =
+/// weight[o][c][ky][kx]` as `K x O`. K runs over `(c, ky, kx)` in that
+/// (row-major) order, which fixes the order of the additions. `x` is NCHW,
+/// `weight` OIHW, both flat row-major.
 pub fn im2col(shape: &Conv2d, x: &[i32], weight: &[i32]) -> Result<(Matrix, Matrix)> {
     let s = shape;
     let (oh, ow) = s.out_hw()?;
@@ -326,35 +424,28 @@ pub fn im2col(shape: &Conv2d, x: &[i32], weight: &[i32]) -> Result<(Matrix, Matr
             s.out_ch * k
         )));
     }
-    let m = s.batch * oh * ow;
-    let mut a = vec![0i32; m * k];
-    for b in 0..s.batch {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = (b * oh + oy) * ow + ox;
-                for c in 0..s.in_ch {
-                    for ky in 0..s.kh {
-                        let iy = (oy * s.stride.0 + ky) as isize - s.padding.0 as isize;
-                        for kx in 0..s.kw {
-                            let ix = (ox * s.stride.1 + kx) as isize - s.padding.1 as isize;
-                            let col = (c * s.kh + ky) * s.kw + kx;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < s.height && (ix as usize) < s.width {
-                                a[row * k + col] =
-                                    x[((b * s.in_ch + c) * s.height + iy as usize) * s.width + ix as usize];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let geom = ConvGeom {
+        c: s.in_ch,
+        h: s.height,
+        w: s.width,
+        o: s.out_ch,
+        oh,
+        ow,
+        kh: s.kh,
+        kw: s.kw,
+        stride: [s.stride.0, s.stride.1],
+        pads: [s.padding.0, s.padding.1, s.padding.0, s.padding.1],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let am = im2col_group(&geom, x, s.batch, 0, 0, |v| v)?;
     let mut wm = vec![0i32; k * s.out_ch];
     for o in 0..s.out_ch {
         for kk in 0..k {
             wm[kk * s.out_ch + o] = weight[o * k + kk];
         }
     }
-    Ok((Matrix::new(m, k, a)?, Matrix::new(k, s.out_ch, wm)?))
+    Ok((am, Matrix::new(k, s.out_ch, wm)?))
 }
 
 /// A conv2d on the array: [`im2col`], then [`run_gemm`]; the outputs are

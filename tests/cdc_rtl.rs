@@ -245,7 +245,8 @@ fn run_case(c: &Case, dir: &std::path::Path, v: Variant, tag: &str) {
         .arg(case_dir.join("tb.vvp"))
         .args(&params)
         .arg(rtl.join(format!("{tb}.v")))
-        .arg(rtl.join(if plain { "async_fifo.v" } else { "async_fifo_var.v" }))
+        .arg(rtl.join("async_fifo.v"))
+        .args(if plain { None } else { Some(rtl.join("async_fifo_var.v")) })
         .output()
         .expect("running iverilog");
     assert!(out.status.success(), "{}: iverilog failed: {}", c.name, String::from_utf8_lossy(&out.stderr));

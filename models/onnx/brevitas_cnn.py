@@ -122,24 +122,8 @@ def main():
     torch.use_deterministic_algorithms(True)
     xtr, ytr = common.load_split("train")
     xte, yte = common.load_split("test")
-    Xtr, Ytr = torch.from_numpy(xtr), torch.from_numpy(ytr)
     net = Net()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
-    gen = torch.Generator().manual_seed(SEED)
-    for epoch in range(EPOCHS):
-        net.train()
-        perm = torch.randperm(len(Xtr), generator=gen)
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i:i + BATCH]
-            loss = nn.functional.cross_entropy(net(Xtr[idx]), Ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-        if epoch % 10 == 9:
-            print(f"epoch {epoch + 1}: loss {loss.item():.4f}", flush=True)
-    net.eval()
+    common.train(net, xtr, ytr, epochs=EPOCHS, batch=BATCH, lr=LR, seed=SEED, log_every=10)
     with torch.no_grad():
         torch_logits = net(torch.from_numpy(xte)).numpy()
     onnx_path = os.path.join(HERE, "brevitas_cnn.onnx")

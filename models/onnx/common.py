@@ -36,3 +36,31 @@ def save_npy(path: str, arr: np.ndarray):
 def sha256_file(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def train(net, xtr: np.ndarray, ytr: np.ndarray, *, epochs: int, batch: int, lr: float,
+          seed: int, log_every: int = 0):
+    """Trains `net` in place: Adam at `lr`, cosine annealing over `epochs`, cross-entropy,
+    minibatches of `batch` in a fresh permutation per epoch drawn from a generator seeded with
+    `seed` (the caller seeds torch itself before building `net`). Prints the last loss every
+    `log_every` epochs when it is > 0. The one training loop of the example models: their
+    committed ONNX bytes depend on it draw for draw."""
+    import torch
+    from torch import nn
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            loss = nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        if log_every and epoch % log_every == log_every - 1:
+            print(f"epoch {epoch + 1}: loss {loss.item():.4f}", flush=True)
+    net.eval()

@@ -117,9 +117,13 @@ impl Matrix {
     }
     /// Check every value against `fmt`, naming the operand.
     pub fn check_format(&self, fmt: IntFormat, what: &str) -> Result<()> {
-        // The common case in one vectorizable pass (min and max); the
-        // element is searched for only when something is out of range.
-        let (lo, hi) = self.data.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        // The extremes decide it (one vectorizable pass); the scan that
+        // names the first bad element runs only when one is out of range.
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        for &v in &self.data {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
         if self.data.is_empty() || (fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
             return Ok(());
         }

@@ -11,22 +11,8 @@ use crate::numerics::IntFormat;
 use crate::ppu::{self, AddRescale, ChannelRequant, ConcatRescale, PpuStats, Scaler};
 use crate::requant::{layer_multiplier, RequantRounding};
 
-/// The geometry of a lowered conv.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConvGeom {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: [usize; 2],
-    pub pads: [usize; 4],
-    pub dilation: [usize; 2],
-    pub groups: usize,
-}
+/// The geometry of a lowered conv (the one im2col's, `layers::im2col_group`).
+pub use crate::layers::ConvGeom;
 
 /// An array node lowered for the hardware.
 #[derive(Clone, Debug)]
@@ -284,23 +270,30 @@ fn lower_array(
     let ng = n / groups;
     let mut weights = Vec::with_capacity(groups);
     let mut folded = Vec::with_capacity(n);
+    let (wlo, whi) = (wfmt.min(), wfmt.max());
     for gi in 0..groups {
         let mut m = vec![0i32; k * ng];
         for j in 0..ng {
             let o = gi * ng + j;
-            let mut sum = 0i128;
-            for kk in 0..k {
-                let v = rows[o][kk] as i64 - z_w;
-                if !fits(v, wfmt) {
-                    return Err(Error::field(
-                        format!("weight[{o}][{kk}] - zero point"),
-                        v,
-                        format!("{}..={} ({wfmt} multiplier input)", wfmt.min(), wfmt.max()),
-                    ));
-                }
-                m[kk * ng + j] = v as i32;
-                sum += v as i128;
+            let row = &rows[o][..k];
+            // Range check through the row's extremes (the first offending
+            // element is named when one is out of range).
+            let (lo, hi) = row.iter().fold((i32::MAX, i32::MIN), |(l, h), &c| (l.min(c), h.max(c)));
+            if k > 0
+                && !((wlo..=whi).contains(&(lo as i128 - z_w as i128))
+                    && (wlo..=whi).contains(&(hi as i128 - z_w as i128)))
+            {
+                let kk = row.iter().position(|&c| !fits(c as i64 - z_w, wfmt)).unwrap_or(0);
+                let v = row[kk] as i64 - z_w;
+                return Err(Error::field(
+                    format!("weight[{o}][{kk}] - zero point"),
+                    v,
+                    format!("{}..={} ({wfmt} multiplier input)", wfmt.min(), wfmt.max()),
+                ));
             }
+            // Exact: |code| < 2^31 and k < 2^32, so the code sum fits i64.
+            let code_sum: i64 = row.iter().map(|&c| c as i64).sum();
+            let sum = code_sum as i128 - k as i128 * z_w as i128;
             let b = bias.codes()[o] as i128 - z_in as i128 * sum;
             if !(i32::MIN as i128..=i32::MAX as i128).contains(&b) {
                 return Err(Error::field(
@@ -310,6 +303,17 @@ fn lower_array(
                 ));
             }
             folded.push(b as i32);
+        }
+        // The `K x N/g` layout, 16 channels at a time (contiguous writes).
+        for j0 in (0..ng).step_by(16) {
+            let j1 = (j0 + 16).min(ng);
+            let src: Vec<&[i32]> = (j0..j1).map(|j| &rows[gi * ng + j][..k]).collect();
+            for (kk, dst) in m.chunks_exact_mut(ng).enumerate() {
+                for (d, r) in dst[j0..j1].iter_mut().zip(&src) {
+                    // In range (checked above), so `as i32` is exact.
+                    *d = (r[kk] as i64 - z_w) as i32;
+                }
+            }
         }
         weights.push(Matrix::new(k, ng, m)?);
     }
@@ -358,44 +362,19 @@ pub struct NodeOut {
     pub ppu: PpuStats,
 }
 
-/// The im2col of one conv group for a batch: `A[(b, oy, ox)][(ci, ky, kx)]`
-/// with padding holding `z_in` (`docs/graph.md` §5).
-pub fn im2col_group(geom: &ConvGeom, x: &[i64], batch: usize, group: usize, z_in: i64) -> Result<Matrix> {
-    let g = geom;
-    let cg = g.c / g.groups;
-    let k = cg * g.kh * g.kw;
-    let m = batch * g.oh * g.ow;
-    let mut a = vec![z_in as i32; m * k];
-    for b in 0..batch {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let row = (b * g.oh + oy) * g.ow + ox;
-                for ci in 0..cg {
-                    let c = group * cg + ci;
-                    for ky in 0..g.kh {
-                        let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pads[0] as isize;
-                        if iy < 0 || iy as usize >= g.h {
-                            continue;
-                        }
-                        for kx in 0..g.kw {
-                            let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize - g.pads[1] as isize;
-                            if ix < 0 || ix as usize >= g.w {
-                                continue;
-                            }
-                            a[row * k + (ci * g.kh + ky) * g.kw + kx] =
-                                x[((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize] as i32;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Matrix::new(m, k, a)
+/// What [`run_batch_with`] keeps of each node's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Codes, the array nodes' `acc` and `exact`, statistics.
+    All,
+    /// Codes and statistics only (`acc` and `exact` left empty; the
+    /// statistics and codes are the same as with `All`).
+    Codes,
 }
 
 /// Run every node of `g` on one batch of input codes (`batch * input
 /// len`, already checked against the input quantization). Returns one
-/// [`NodeOut`] per node.
+/// [`NodeOut`] per node ([`run_batch_with`] keeping everything).
 pub fn run_batch(
     g: &Graph,
     lowered: &[Lowered],
@@ -404,22 +383,61 @@ pub fn run_batch(
     batch: usize,
     engine: Engine,
 ) -> Result<Vec<NodeOut>> {
+    run_batch_with(g, lowered, hw, input, batch, engine, Keep::All)
+}
+
+/// [`run_batch`], keeping `keep` of each node.
+pub fn run_batch_with(
+    g: &Graph,
+    lowered: &[Lowered],
+    hw: &HwConfig,
+    input: Vec<i64>,
+    batch: usize,
+    engine: Engine,
+    keep: Keep,
+) -> Result<Vec<NodeOut>> {
     let cfg = ArrayConfig::from_hw(hw)?;
-    let mut values: Vec<Option<Vec<i64>>> = vec![None; g.tensors().len()];
-    values[g.input().0] = Some(input);
+    // Every tensor's codes live here while the batch runs (each node's
+    // output is written once: the graph is in SSA form); they move into the
+    // `NodeOut`s at the end, so no node's codes are copied.
+    let mut values: Vec<Vec<i64>> = vec![Vec::new(); g.tensors().len()];
+    values[g.input().0] = input;
     let mut outs = Vec::with_capacity(g.nodes().len());
     for (i, (node, low)) in g.nodes().iter().zip(lowered).enumerate() {
         let ctx = |e: Error| e.context(format!("node {i} ({}, {})", node.name, node.op.kind()));
-        let ins: Vec<&[i64]> = node.inputs.iter().map(|t| values[t.0].as_deref().unwrap_or(&[])).collect();
+        let ins: Vec<&[i64]> = node.inputs.iter().map(|t| values[t.0].as_slice()).collect();
         let lens: Vec<usize> = node.inputs.iter().map(|t| g.tensor(*t).len()).collect();
-        let out =
-            run_node(&cfg, low, &ins, &lens, g.tensor(node.output).len(), batch, engine).map_err(ctx)?;
-        values[node.output.0] = Some(out.codes.clone());
+        let mut out = run_node(&cfg, low, &ins, &lens, g.tensor(node.output).len(), batch, engine, keep)
+            .map_err(ctx)?;
+        values[node.output.0] = std::mem::take(&mut out.codes);
         outs.push(out);
+    }
+    for (node, out) in g.nodes().iter().zip(&mut outs) {
+        out.codes = std::mem::take(&mut values[node.output.0]);
     }
     Ok(outs)
 }
 
+/// Run `batches` (each: the input codes and the number of samples) through
+/// [`run_batch_with`] in parallel (rayon), returning their outputs in the
+/// order given, so the result (and the error reported: the first in
+/// batch order) is independent of the thread count.
+pub fn run_batches(
+    g: &Graph,
+    lowered: &[Lowered],
+    hw: &HwConfig,
+    batches: Vec<(Vec<i64>, usize)>,
+    engine: Engine,
+    keep: Keep,
+) -> Result<Vec<Vec<NodeOut>>> {
+    use rayon::prelude::*;
+    let outs: Vec<Result<Vec<NodeOut>>> =
+        batches.into_par_iter().map(|(x, n)| run_batch_with(g, lowered, hw, x, n, engine, keep)).collect();
+    // The first error in batch order, whichever thread met it first.
+    outs.into_iter().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_node(
     cfg: &ArrayConfig,
     low: &Lowered,
@@ -428,10 +446,11 @@ fn run_node(
     out_len: usize,
     batch: usize,
     engine: Engine,
+    keep: Keep,
 ) -> Result<NodeOut> {
     let mut out = NodeOut::default();
     match low {
-        Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, &mut out)?,
+        Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, keep, &mut out)?,
         Lowered::Add { rescale, z_out, lo, hi } => {
             out.codes = Vec::with_capacity(ins[0].len());
             for (&p, &q) in ins[0].iter().zip(ins[1]) {
@@ -567,7 +586,10 @@ pub fn run_array_group(
 ) -> Result<GroupRun> {
     let ng = a.n / a.weights.len();
     let am = match &a.conv {
-        Some(geom) => im2col_group(geom, x, batch, gi, a.z_in)?,
+        // Tensor codes and the zero point lie in the input quantization's
+        // code range, which `lower` checked fits the multiplier input format
+        // (so `i32`): no per-element re-check.
+        Some(geom) => crate::layers::im2col_group(geom, x, batch, gi, a.z_in as i32, |v| v as i32)?,
         None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input")?,
     };
     let arr = run_array(cfg, &am, &a.weights[gi], engine, trace)?;
@@ -584,6 +606,7 @@ fn run_array_node(
     x: &[i64],
     batch: usize,
     engine: Engine,
+    keep: Keep,
     out: &mut NodeOut,
 ) -> Result<()> {
     let n = a.n;
@@ -591,9 +614,12 @@ fn run_array_node(
     let ng = n / groups;
     let px = a.conv.as_ref().map_or(1, |c| c.oh * c.ow);
     let len = batch * px * n;
+    let all = keep == Keep::All;
     out.codes = vec![0; len];
-    out.acc = vec![0; len];
-    out.exact = vec![0; len];
+    if all {
+        out.acc = vec![0; len];
+        out.exact = vec![0; len];
+    }
     let mut stats = Stats::default();
     let d = cfg.drop_bits();
     for gi in 0..groups {
@@ -602,21 +628,28 @@ fn run_array_node(
         let bias = &a.bias[gi * ng..(gi + 1) * ng];
         stats.merge(&st);
         out.ppu.merge(&ps);
-        // GEMM rows are (sample, pixel); scatter to per-sample NCHW.
-        for row in 0..batch * px {
-            let (b, p) = (row / px, row % px);
+        // GEMM rows are (sample, pixel), columns the group's channels;
+        // scatter to per-sample NCHW: element (b, o, p) at (b*n + o)*px + p.
+        let acc_of = |gidx: usize, j: usize| ((arr.acc[gidx] as i128) << d) + bias[j] as i128;
+        for b in 0..batch {
             for (j, &bj) in bias.iter().enumerate() {
-                let gidx = row * ng + j;
                 let o = gi * ng + j;
-                let idx = (b * n + o) * px + p;
-                let bv = bj as i128;
-                out.acc[idx] = ((arr.acc[gidx] as i128) << d) + bv;
-                out.exact[idx] = arr.exact[gidx] as i128 + bv;
-                out.codes[idx] = if a.accumulator {
-                    out.acc[idx].clamp(i64::MIN as i128, i64::MAX as i128) as i64
-                } else {
-                    codes[gidx]
-                };
+                let dst = (b * n + o) * px;
+                for p in 0..px {
+                    let gidx = (b * px + p) * ng + j;
+                    out.codes[dst + p] = if a.accumulator {
+                        acc_of(gidx, j).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+                    } else {
+                        codes[gidx]
+                    };
+                }
+                if all {
+                    for p in 0..px {
+                        let gidx = (b * px + p) * ng + j;
+                        out.acc[dst + p] = acc_of(gidx, j);
+                        out.exact[dst + p] = arr.exact[gidx] as i128 + bj as i128;
+                    }
+                }
             }
         }
     }

@@ -93,10 +93,20 @@ pub fn import_bytes(bytes: &[u8], opts: ImportOptions) -> Result<Imported> {
 // ---------------------------------------------------------------------------------------------
 // Constants
 
+/// A constant's values, shared (`Arc`): the importer passes constants
+/// between ONNX nodes by value, and a clone must not copy the weights.
 #[derive(Clone, Debug)]
 enum Data {
-    F32(Vec<f32>),
-    Int(Vec<i64>),
+    F32(std::sync::Arc<Vec<f32>>),
+    Int(std::sync::Arc<Vec<i64>>),
+}
+
+fn f32d(v: Vec<f32>) -> Data {
+    Data::F32(std::sync::Arc::new(v))
+}
+
+fn intd(v: Vec<i64>) -> Data {
+    Data::Int(std::sync::Arc::new(v))
 }
 
 #[derive(Clone, Debug)]
@@ -110,20 +120,20 @@ struct Const {
 impl Const {
     fn f32s(&self) -> Option<Vec<f32>> {
         match &self.data {
-            Data::F32(v) => Some(v.clone()),
+            Data::F32(v) => Some(v.to_vec()),
             Data::Int(_) => None,
         }
     }
     fn ints(&self) -> Option<&[i64]> {
         match &self.data {
-            Data::Int(v) => Some(v),
+            Data::Int(v) => Some(v.as_slice()),
             Data::F32(_) => None,
         }
     }
     /// Integer values of an integer tensor or of an integer-valued float tensor.
     fn as_ints(&self) -> Option<Vec<i64>> {
         match &self.data {
-            Data::Int(v) => Some(v.clone()),
+            Data::Int(v) => Some(v.to_vec()),
             Data::F32(v) => v
                 .iter()
                 .map(|&x| {
@@ -160,13 +170,13 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
                 if r.len() != n * 4 {
                     return Err(bad_len(r.len() / 4));
                 }
-                Data::F32(r.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+                f32d(r.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
             }
             None => {
                 if t.float_data.len() != n {
                     return Err(bad_len(t.float_data.len()));
                 }
-                Data::F32(t.float_data.clone())
+                f32d(t.float_data.clone())
             }
         },
         data_type::UINT8 | data_type::INT8 | data_type::UINT16 | data_type::INT16 | data_type::INT32 => {
@@ -180,8 +190,12 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
                     if r.len() != n * size {
                         return Err(bad_len(r.len() / size));
                     }
-                    Data::Int(
-                        r.chunks_exact(size)
+                    intd(match dt {
+                        // One byte per value: no per-element dispatch.
+                        data_type::UINT8 => r.iter().map(|&b| b as i64).collect(),
+                        data_type::INT8 => r.iter().map(|&b| b as i8 as i64).collect(),
+                        _ => r
+                            .chunks_exact(size)
                             .map(|c| match dt {
                                 data_type::UINT8 => c[0] as i64,
                                 data_type::INT8 => c[0] as i8 as i64,
@@ -190,7 +204,7 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
                                 _ => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
                             })
                             .collect(),
-                    )
+                    })
                 }
                 None => {
                     if t.int32_data.len() != n {
@@ -200,7 +214,7 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
                     if let Some(v) = t.int32_data.iter().find(|&&v| !(lo..=hi).contains(&(v as i64))) {
                         return Err(format!("value {v} outside {}", data_type::name(dt)));
                     }
-                    Data::Int(t.int32_data.iter().map(|&v| v as i64).collect())
+                    intd(t.int32_data.iter().map(|&v| v as i64).collect())
                 }
             }
         }
@@ -209,15 +223,13 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
                 if r.len() != n * 8 {
                     return Err(bad_len(r.len() / 8));
                 }
-                Data::Int(
-                    r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
-                )
+                intd(r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
             }
             None => {
                 if t.int64_data.len() != n {
                     return Err(bad_len(t.int64_data.len()));
                 }
-                Data::Int(t.int64_data.clone())
+                intd(t.int64_data.clone())
             }
         },
         // Two 4-bit values per byte, the first element in the low nibble (onnx.proto).
@@ -226,7 +238,7 @@ fn decode_tensor(t: &TensorProto) -> std::result::Result<Const, String> {
             if r.len() != n.div_ceil(2) {
                 return Err(bad_len(r.len() * 2));
             }
-            Data::Int(
+            intd(
                 (0..n)
                     .map(|i| {
                         let nib = (r[i / 2] >> (4 * (i % 2))) & 0xF;
@@ -287,7 +299,8 @@ impl QParams {
 #[derive(Clone, Debug)]
 struct QConst {
     dims: Vec<usize>,
-    codes: Vec<i64>,
+    /// Shared, as [`Data`]'s values.
+    codes: std::sync::Arc<Vec<i64>>,
     q: QParams,
     /// The float values before quantization (QONNX), for the bias report.
     float: Option<Vec<f32>>,
@@ -914,6 +927,7 @@ impl Importer {
             Val::Const(c) => {
                 let w = c.f32s().ok_or("a Quant of an integer constant is not supported")?;
                 let codes = quant_codes(&w, &c.dims, &q, &mode)?;
+                let codes = std::sync::Arc::new(codes);
                 self.set(n, Val::QConst(QConst { dims: c.dims, codes, q, float: Some(w) }))
             }
             other => {
@@ -1123,7 +1137,10 @@ impl Importer {
         match self.get(n, 0)? {
             Val::Const(c) => {
                 let q = self.qdq_params(n, Some(&c))?;
-                let codes = c.ints().ok_or("the codes must be an integer tensor")?.to_vec();
+                let codes = match &c.data {
+                    Data::Int(v) => v.clone(), // shared, not copied
+                    Data::F32(_) => return Err("the codes must be an integer tensor".into()),
+                };
                 self.set(n, Val::QConst(QConst { dims: c.dims, codes, q, float: None }))
             }
             Val::Codes(t) => {
@@ -1147,7 +1164,7 @@ impl Importer {
 
     /// Weights of a conv (`[O, C/g, KH, KW]`, per-channel on axis 0) or dense (`[K, N]`,
     /// per-channel on axis 1) from a quantized constant.
-    fn weights(&self, w: &QConst, out_axis: usize, shape: Vec<usize>, codes: Vec<i64>) -> R<Weights> {
+    fn weights(&self, w: &QConst, out_axis: usize, shape: Vec<usize>, codes: &[i64]) -> R<Weights> {
         let q = &w.q;
         let scale = match (q.scale.len(), q.axis) {
             (1, _) => Scale::Tensor(q.scale[0]),
@@ -1165,7 +1182,7 @@ impl Importer {
         let quant = Quant::new(q.bits, q.signed, q.narrow, scale, z0)
             .map_err(|e| format!("weight quantization: {e}"))?;
         let mut c32 = Vec::with_capacity(codes.len());
-        for v in codes {
+        for &v in codes {
             c32.push(i32::try_from(v).map_err(|_| format!("weight code {v} does not fit int32"))?);
         }
         Weights::new(shape, c32, quant).map_err(|e| e.to_string())
@@ -1200,7 +1217,7 @@ impl Importer {
                     }
                 }
                 let mut codes = Vec::with_capacity(n_out);
-                for &c in &b.codes {
+                for &c in b.codes.iter() {
                     codes.push(i32::try_from(c).map_err(|_| format!("bias code {c} does not fit int32"))?);
                 }
                 Bias::new(codes, b.float.clone()).map_err(|e| e.to_string())
@@ -1228,7 +1245,7 @@ impl Importer {
         if !(1..=1 << 20).contains(&groups) {
             return Err(format!("group {groups} (1..=2^20)"));
         }
-        let weight = self.weights(&w, 0, w.dims.clone(), w.codes.clone())?;
+        let weight = self.weights(&w, 0, w.dims.clone(), &w.codes)?;
         let s_in = self.quant_of(x)?.scale().at(0);
         let bias = self.bias(self.opt(n, 2)?, w.dims[0], s_in, weight.quant().scale())?;
         let mut conv = Conv2d::new(weight, bias);
@@ -1297,7 +1314,7 @@ impl Importer {
             }
             c
         } else {
-            w.codes.clone()
+            w.codes.to_vec()
         };
         let out_axis = if trans_b { 0 } else { 1 };
         let mut wq = w.clone();
@@ -1310,7 +1327,7 @@ impl Importer {
                 wq.q.axis
             ));
         }
-        let weight = self.weights(&wq, 1, vec![k, nn], codes)?;
+        let weight = self.weights(&wq, 1, vec![k, nn], &codes)?;
         let s_in = self.quant_of(x)?.scale().at(0);
         let has_bias = bias.is_some();
         let bias = self.bias(bias, nn, s_in, weight.quant().scale())?;
@@ -1450,7 +1467,7 @@ impl Importer {
         if !(1..=1 << 20).contains(&groups) {
             return Err(format!("group {groups} (1..=2^20)"));
         }
-        let weight = self.weights(&w, 0, w.dims.clone(), w.codes.clone())?;
+        let weight = self.weights(&w, 0, w.dims.clone(), &w.codes)?;
         let bias = match self.opt(n, 8)? {
             None => Bias::new(vec![0; w.dims[0]], None).map_err(|e| e.to_string())?,
             Some(Val::Const(c)) if c.dtype == data_type::INT32 => {
@@ -1489,7 +1506,7 @@ impl Importer {
         if wq.q.scale.len() > 1 {
             wq.q.axis = Some(1);
         }
-        let weight = self.weights(&wq, 1, w.dims.clone(), w.codes.clone())?;
+        let weight = self.weights(&wq, 1, w.dims.clone(), &w.codes)?;
         let bias = Bias::new(vec![0; w.dims[1]], None).map_err(|e| e.to_string())?;
         let dense = Dense { weight, bias, act: Activation::None, requant: self.opts.requant };
         let t = self.add(name, Op::Dense(dense), &[x], Some(yq))?;
@@ -1528,7 +1545,7 @@ impl Importer {
         let axis = if ws.len() > 1 { Some(0) } else { None };
         let w = QConst {
             dims: wc.dims.clone(),
-            codes: wc.ints().ok_or("w must be an integer tensor")?.to_vec(),
+            codes: std::sync::Arc::new(wc.ints().ok_or("w must be an integer tensor")?.to_vec()),
             q: QParams {
                 bits: wb,
                 signed: wsg,

@@ -5,7 +5,7 @@ use super::onnx::{self, Flavor, ImportOptions, Imported};
 use super::reference::{agreement, argmax, Agreement, OnnxReference};
 use crate::array::Engine;
 use crate::error::{Error, Result};
-use crate::graph::run::{lower, run_batch};
+use crate::graph::run::{lower, run_batches, Keep};
 use crate::graph::{RequantMode, TensorId, MAX_ELEMENTS};
 use crate::hw::HwConfig;
 use std::fmt::Write as _;
@@ -29,6 +29,11 @@ pub struct RunOutput {
     /// Per graph tensor, every sample's codes (`samples * len`).
     pub codes: Vec<Vec<i64>>,
 }
+
+/// Batches [`run_imported`] runs at once (in parallel): in flight, each
+/// keeps 8 bytes per element of every tensor (codes only), within the 40
+/// bytes per element of one batch [`graph_memory`] counts.
+const PAR_BATCHES: usize = 4;
 
 /// Quantize `x` (float32, `[N, per-sample shape...]`) with the graph's input quantizer and run
 /// every sample, `batch` at a time.
@@ -67,20 +72,27 @@ pub fn run_imported(
     let mut codes: Vec<Vec<i64>> = vec![Vec::new(); g.tensors().len()];
     let mut s0 = 0;
     while s0 < samples {
-        let n = batch.min(samples - s0);
-        let input = g.quantize_input(&x.data[s0 * len..(s0 + n) * len]).or_else(|_| {
-            let mut v = Vec::with_capacity(n * len);
-            for s in x.data[s0 * len..(s0 + n) * len].chunks(len) {
-                v.extend(g.quantize_input(s)?);
-            }
-            Ok::<_, Error>(v)
-        })?;
-        codes[g.input().0].extend_from_slice(&input);
-        let outs = run_batch(g, &low, hw, input, n, engine)?;
-        for (node, o) in g.nodes().iter().zip(outs) {
-            codes[node.output.0].extend(o.codes);
+        // Up to PAR_BATCHES batches run in parallel; their codes are
+        // appended in sample order (the same bytes at any thread count).
+        let mut window = Vec::with_capacity(PAR_BATCHES);
+        while s0 < samples && window.len() < PAR_BATCHES {
+            let n = batch.min(samples - s0);
+            let input = g.quantize_input(&x.data[s0 * len..(s0 + n) * len]).or_else(|_| {
+                let mut v = Vec::with_capacity(n * len);
+                for s in x.data[s0 * len..(s0 + n) * len].chunks(len) {
+                    v.extend(g.quantize_input(s)?);
+                }
+                Ok::<_, Error>(v)
+            })?;
+            codes[g.input().0].extend_from_slice(&input);
+            window.push((input, n));
+            s0 += n;
         }
-        s0 += n;
+        for outs in run_batches(g, &low, hw, window, engine, Keep::Codes)? {
+            for (node, o) in g.nodes().iter().zip(outs) {
+                codes[node.output.0].extend(o.codes);
+            }
+        }
     }
     let k = g.tensor(g.output()).len();
     let predictions = codes[g.output().0].chunks(k).map(argmax).collect();

@@ -171,24 +171,125 @@ pub fn gemm_output(
     let mut ps = PpuStats::default();
     let (lo, hi) = (requant.lo as f64, requant.hi as f64);
     let z = requant.zero_point as f64;
-    for i in 0..acc.len() {
-        let c = i % n;
-        let b = bias.map_or(0, |b| b[c]) as i128;
-        let x = ((acc[i] as i128) << drop_bits) + b;
-        let (code, sat, tie, ovf) = requant.apply(x, c);
-        out[i] = code;
-        stats.out_clamped += sat as u64;
-        ps.saturated += sat as u64;
-        ps.ties += tie as u64;
-        ps.overflows += ovf as u64;
-        let y = (z + requant.scaler(c).real() * (exact[i] as i128 + b) as f64).clamp(lo, hi);
-        let err = code as f64 - y;
-        stats.out_err_sum += err;
-        stats.out_err_sq += err * err;
+    let n = n.max(1);
+    let reals: Vec<f64> = (0..n).map(|c| requant.scaler(c).real()).collect();
+    let bias: Vec<i64> = (0..n).map(|c| bias.map_or(0, |b| b[c]) as i64).collect();
+    // The float32 scale of every channel when all are float32 (MLAS): then
+    // `Scaler::scale` has the i64 fast path `scale_f32_i64`.
+    let f32s: Option<Vec<f32>> = (0..n)
+        .map(|c| match requant.scaler(c) {
+            Scaler::Float32(s) => Some(*s),
+            Scaler::Fixed(_) => None,
+        })
+        .collect();
+    // Counters and the (serial, row-major) float sums in locals, added to
+    // `stats` once: the same values, in the same order.
+    let (mut sat_n, mut tie_n, mut ovf_n) = (0u64, 0u64, 0u64);
+    let (mut err_sum, mut err_sq) = (stats.out_err_sum, stats.out_err_sq);
+    for ((orow, arow), erow) in out.chunks_mut(n).zip(acc.chunks(n)).zip(exact.chunks(n)) {
+        // The codes of the row: the float32 fast path when every scaler is
+        // float32 and every element takes it (else the whole row runs the
+        // general `apply`; both give the same codes and flags).
+        let fast = f32s.as_deref().and_then(|f| f32_row(orow, arow, &bias, f, drop_bits, requant));
+        let (s_, t_, o_) = match fast {
+            Some(flags) => flags,
+            None => {
+                let (mut s_, mut t_, mut o_) = (0u64, 0u64, 0u64);
+                for c in 0..orow.len() {
+                    let x = ((arow[c] as i128) << drop_bits) + bias[c] as i128;
+                    let (code, sat, tie, ovf) = requant.apply(x, c);
+                    orow[c] = code;
+                    s_ += sat as u64;
+                    t_ += tie as u64;
+                    o_ += ovf as u64;
+                }
+                (s_, t_, o_)
+            }
+        };
+        sat_n += s_;
+        tie_n += t_;
+        ovf_n += o_;
+        for c in 0..orow.len() {
+            // `as f64` rounds to nearest, ties to even, from i64 as from
+            // i128: the same value whichever width holds the sum.
+            let e = match erow[c].checked_add(bias[c]) {
+                Some(v) => v as f64,
+                None => (erow[c] as i128 + bias[c] as i128) as f64,
+            };
+            let y = (z + reals[c] * e).clamp(lo, hi);
+            let err = orow[c] as f64 - y;
+            err_sum += err;
+            err_sq += err * err;
+        }
     }
+    stats.out_clamped += sat_n;
+    stats.out_err_sum = err_sum;
+    stats.out_err_sq = err_sq;
+    ps.saturated += sat_n;
+    ps.ties += tie_n;
+    ps.overflows += ovf_n;
     stats.outputs = acc.len() as u64;
     ps.outputs = acc.len() as u64;
     (out, ps)
+}
+
+/// One output row through [`ChannelRequant::apply_f32_i64`] (channel `c`:
+/// `x = acc[c] * 2^d + bias[c]`, scale `f[c]`), writing `orow`; the
+/// `(saturated, ties, overflows)` counts, or `None` when some element needs
+/// the general path (`x` outside i64, or the fast path declines it), in
+/// which case the caller recomputes the whole row.
+#[inline]
+fn f32_row(
+    orow: &mut [i64],
+    arow: &[i64],
+    bias: &[i64],
+    f: &[f32],
+    d: u32,
+    rq: &ChannelRequant,
+) -> Option<(u64, u64, u64)> {
+    let (mut s_, mut t_, mut o_) = (0u64, 0u64, 0u64);
+    for c in 0..orow.len() {
+        let sh = arow[c].checked_shl(d).filter(|v| v >> d == arow[c])?;
+        let x = sh.checked_add(bias[c])?;
+        let (code, sat, tie, ovf) = rq.apply_f32_i64(x, f[c])?;
+        orow[c] = code;
+        s_ += sat as u64;
+        t_ += tie as u64;
+        o_ += ovf as u64;
+    }
+    Some((s_, t_, o_))
+}
+
+impl ChannelRequant {
+    /// [`ChannelRequant::apply`] of a float32 scaler `s` on an `i64` input,
+    /// without `i128` or libm calls: the same `(code, saturated, tie,
+    /// overflow)`, or `None` when the scaled value reaches `2^62` in
+    /// magnitude or is not finite (the caller then runs `apply`).
+    ///
+    /// Why it is the same: `x as f32` is round-to-nearest-even from the
+    /// exact integer in either width; `v = f32(x) * s` is the same float32
+    /// product; for `|v| < 2^62` rounding half to even in f64 gives an
+    /// integer `apply` would also give (its clamp to `+-2^100` does not
+    /// act). The tie test `|v - trunc(v)| == 0.5` reads `trunc(v)` as `v as
+    /// i64` (truncation toward zero, exact for `|v| < 2^62`) converted back
+    /// to f32, exact because `trunc(v)` of a float32 is a float32.
+    #[inline]
+    pub fn apply_f32_i64(&self, x: i64, s: f32) -> Option<(i64, bool, bool, bool)> {
+        let v = (x as f32) * s;
+        if v.is_nan() || v.abs() >= (1u64 << 62) as f32 {
+            return None; // |v| >= ~2^62, infinite or NaN
+        }
+        let t = v as i64; // toward zero, exact in range
+        let frac = (v - t as f32).abs(); // exact: trunc(v) is a float32 near v
+        let tie = frac == 0.5;
+        // Round half to even: away from trunc when |frac| > 1/2, or on a
+        // tie when trunc is odd.
+        let up = (frac > 0.5) | (tie & (t & 1 != 0));
+        let r = t + (up as i64) * if v < 0.0 { -1 } else { 1 };
+        let y = r as i128 + self.zero_point as i128;
+        let zc = y.clamp(self.lo as i128, self.hi as i128);
+        Some((zc as i64, zc != y, tie, !(i32::MIN as i64..=i32::MAX as i64).contains(&x)))
+    }
 }
 
 /// The TFLite quantized ADD (`docs/ppu.md` §3), precomputed for one node.
@@ -331,6 +432,33 @@ mod tests {
             assert_eq!(div_round(s, n, m).0, want, "{s}/{n} {m:?}");
         }
         assert!(div_round(-5, 2, HalfAway).1 && !div_round(7, 4, Floor).1);
+    }
+
+    #[test]
+    fn float32_i64_fast_path_equals_apply() {
+        // Every tie, near-tie, sign, large value and the 2^62 cut-off, on
+        // a grid of scales, against the i128 path.
+        let scales = [1.0f32, 0.5, 0.25, 0.1, 1e-3, 3.3e-5, 7.0, 1e-12, 1.5e10, 2.0f32.powi(-24)];
+        let mut xs: Vec<i64> = (-2000..2000).collect();
+        for e in 0..63 {
+            let p = 1i64 << e;
+            xs.extend([p, p - 1, p + 1, -p, -p + 1, -p - 1, p / 3, -(p / 3) - 7]);
+        }
+        xs.extend([i64::MAX, i64::MIN, i64::MAX - 1, 16_777_217, -16_777_217]);
+        for &s in &scales {
+            for (zp, lo, hi) in
+                [(0, -128, 127), (-3, -128, 127), (5, 0, 255), (0, i32::MIN as i64, i32::MAX as i64)]
+            {
+                let rq = ChannelRequant::new(vec![Scaler::Float32(s)], zp, lo, hi).unwrap();
+                for &x in &xs {
+                    if let Some(f) = rq.apply_f32_i64(x, s) {
+                        assert_eq!(f, rq.apply(x as i128, 0), "x {x} s {s} zp {zp}");
+                    } else {
+                        assert!(((x as f32) * s).abs() >= 4.6e18 || !((x as f32) * s).is_finite());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // Two-clock asynchronous FIFO with the variants of bitmac's docs/cdc.md
 // section 16, written for bitmac's RTL cross-check. Synthesizable
-// Verilog-2001. The core is Cummings (SNUG 2002) style 1 as in
-// async_fifo.v; on top of it:
+// Verilog-2001. The core is an instance of async_fifo.v (Cummings, SNUG
+// 2002, style 1: one copy of the pointer, synchronizer and flag logic); on
+// top of it:
 //
 // - STAGES (0..3) read-stage registers sv/sd[0..STAGES-1] between the
 //   memory and the read port (index STAGES-1 drives the port). At a read
@@ -31,32 +32,28 @@ module async_fifo_var #(
     input  wire             wrst_n,
     input  wire             winc,
     input  wire [DSIZE-1:0] wdata,
-    output reg              wfull,
+    output wire             wfull,
     output reg              wafull,
     input  wire             rclk,
     input  wire             rrst_n,
     input  wire             rinc,
     output wire             rvalid,
     output wire [DSIZE-1:0] rdata,
-    output reg              rempty,
+    output wire             rempty,
     output reg              raempty,
     // Observation ports for the testbench.
-    output reg  [ASIZE:0]   wptr,
-    output reg  [ASIZE:0]   rptr,
+    output wire [ASIZE:0]   wptr,
+    output wire [ASIZE:0]   rptr,
     output wire [ASIZE:0]   wq_rptr,
     output wire [ASIZE:0]   rq_wptr,
     output wire             core_pop,
     output wire [DSIZE-1:0] core_data
 );
-    localparam DEPTH = 1 << ASIZE;
-
-    reg [DSIZE-1:0] mem [0:DEPTH-1];
-    reg [ASIZE:0]   wbin, rbin;
-    reg [ASIZE:0]   wq [0:SYNC-1];
-    reg [ASIZE:0]   rq [0:SYNC-1];
-
-    assign wq_rptr = wq[SYNC-1];
-    assign rq_wptr = rq[SYNC-1];
+    wire core_rd;
+    async_fifo #(.DSIZE(DSIZE), .ASIZE(ASIZE), .SYNC(SYNC)) core (
+        .wclk(wclk), .wrst_n(wrst_n), .winc(winc), .wdata(wdata), .wfull(wfull),
+        .rclk(rclk), .rrst_n(rrst_n), .rinc(core_rd), .rdata(core_data), .rempty(rempty),
+        .wptr(wptr), .rptr(rptr), .wq_rptr(wq_rptr), .rq_wptr(rq_wptr));
 
     function [ASIZE:0] g2b(input [ASIZE:0] g);
         integer k;
@@ -66,32 +63,21 @@ module async_fifo_var #(
         end
     endfunction
 
-    // ---------------- write domain ----------------
-    wire           wpush     = winc & ~wfull;
-    wire [ASIZE:0] wbinnext  = wbin + {{ASIZE{1'b0}}, wpush};
-    wire [ASIZE:0] wgraynext = (wbinnext >> 1) ^ wbinnext;
-    wire [ASIZE:0] wq_inv    = wq_rptr ^ (3 << (ASIZE-1));
-    wire [ASIZE:0] wocc      = wbinnext - g2b(wq_rptr);
+    // ---------------- almost flags ----------------
+    // The core's registered pointers are the Gray codes of its binary
+    // pointers, so bin = g2b(ptr); the next binary values follow from the
+    // core's own push and pop conditions.
+    wire           wpush    = winc & ~wfull;
+    wire [ASIZE:0] wbinnext = g2b(wptr) + {{ASIZE{1'b0}}, wpush};
+    wire [ASIZE:0] wocc     = wbinnext - g2b(wq_rptr);
+    wire           rpop     = core_rd & ~rempty;
+    wire [ASIZE:0] rbinnext = g2b(rptr) + {{ASIZE{1'b0}}, rpop};
+    wire [ASIZE:0] rocc     = g2b(rq_wptr) - rbinnext;
+    assign core_pop = rpop;
 
-    always @(posedge wclk)
-        if (wpush) mem[wbin[ASIZE-1:0]] <= wdata;
-
-    integer i;
     always @(posedge wclk or negedge wrst_n)
-        if (!wrst_n) begin
-            wbin   <= 0;
-            wptr   <= 0;
-            wfull  <= 1'b0;
-            wafull <= 1'b0;
-            for (i = 0; i < SYNC; i = i + 1) wq[i] <= 0;
-        end else begin
-            wbin   <= wbinnext;
-            wptr   <= wgraynext;
-            wfull  <= (wgraynext == wq_inv);
-            wafull <= AFEN ? (wocc >= AF) : 1'b0;
-            wq[0]  <= rptr;
-            for (i = 1; i < SYNC; i = i + 1) wq[i] <= wq[i-1];
-        end
+        if (!wrst_n) wafull <= 1'b0;
+        else         wafull <= AFEN ? (wocc >= AF) : 1'b0;
 
     // ---------------- read stage ----------------
     reg             sv [0:2];
@@ -101,13 +87,13 @@ module async_fifo_var #(
     wire b0 = (STAGES >= 1) && !sv[0];
     wire b1 = (STAGES >= 2) && !sv[1];
     wire b2 = (STAGES >= 3) && !sv[2];
-    wire core_rd = (STAGES == 0) ? rinc : (rinc | b0 | b1 | b2);
+    assign core_rd = (STAGES == 0) ? rinc : (rinc | b0 | b1 | b2);
 
     reg             port_v;
     reg [DSIZE-1:0] port_d;
     always @(*)
         case (STAGES)
-            0: begin port_v = ~rempty; port_d = mem[rbin[ASIZE-1:0]]; end
+            0: begin port_v = ~rempty; port_d = core_data; end
             1: begin port_v = sv[0]; port_d = sd[0]; end
             2: begin port_v = sv[1]; port_d = sd[1]; end
             default: begin port_v = sv[2]; port_d = sd[2]; end
@@ -116,36 +102,18 @@ module async_fifo_var #(
     assign rvalid = FWFT ? port_v : rvalid_r;
     assign rdata  = FWFT ? port_d : dout_r;
 
-    // ---------------- read domain ----------------
-    wire           rpop      = core_rd & ~rempty;
-    wire [ASIZE:0] rbinnext  = rbin + {{ASIZE{1'b0}}, rpop};
-    wire [ASIZE:0] rgraynext = (rbinnext >> 1) ^ rbinnext;
-    wire [ASIZE:0] rocc      = g2b(rq_wptr) - rbinnext;
-    assign core_pop  = rpop;
-    assign core_data = mem[rbin[ASIZE-1:0]];
-
-    integer j;
     always @(posedge rclk or negedge rrst_n)
         if (!rrst_n) begin
-            rbin     <= 0;
-            rptr     <= 0;
-            rempty   <= 1'b1;
             raempty  <= 1'b1;
             sv[0]    <= 1'b0;
             sv[1]    <= 1'b0;
             sv[2]    <= 1'b0;
             rvalid_r <= 1'b0;
-            for (j = 0; j < SYNC; j = j + 1) rq[j] <= 0;
         end else begin
-            rbin    <= rbinnext;
-            rptr    <= rgraynext;
-            rempty  <= (rgraynext == rq_wptr);
             raempty <= AEEN ? (rocc <= AE) : 1'b1;
-            rq[0]   <= wptr;
-            for (j = 1; j < SYNC; j = j + 1) rq[j] <= rq[j-1];
             if (STAGES >= 3 && (rinc | b2)) begin sv[2] <= sv[1]; sd[2] <= sd[1]; end
             if (STAGES >= 2 && (rinc | b1 | b2)) begin sv[1] <= sv[0]; sd[1] <= sd[0]; end
-            if (STAGES >= 1 && core_rd) begin sv[0] <= rpop; sd[0] <= mem[rbin[ASIZE-1:0]]; end
+            if (STAGES >= 1 && core_rd) begin sv[0] <= rpop; sd[0] <= core_data; end
             if (!FWFT) begin
                 rvalid_r <= take;
                 if (take) dout_r <= port_d;
