@@ -138,8 +138,8 @@ pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) ->
             && ctx.folds < SAT16_MAX_COUNT
             && match cfg.dataflow {
                 Dataflow::Ws => true,
-                Dataflow::Is => cfg.cols % 2 == 0,
-                Dataflow::Os => cfg.rows % 2 == 0,
+                Dataflow::Is => cfg.cols.is_multiple_of(2),
+                Dataflow::Os => cfg.rows.is_multiple_of(2),
             },
         ..ctx
     };
@@ -197,7 +197,7 @@ impl Prepared<'_> {
         // The saturating i16 path pairs rows `(r0 + 2i, r0 + 2i + 1)`; for
         // `is` / `os` a pair must not straddle a tile's rows (tiles hold an
         // even number of rows there, so `r0` must be even).
-        let sat16 = ctx.sat16 && (ctx.cfg.dataflow == Dataflow::Ws || r0 % 2 == 0);
+        let sat16 = ctx.sat16 && (ctx.cfg.dataflow == Dataflow::Ws || r0.is_multiple_of(2));
         let a2 = if sat16 { pair_rows2(ctx, r0, r1) } else { Vec::new() };
         let k = ctx.k;
         let outs: Vec<BlockOut> = jobs
