@@ -46,6 +46,19 @@ pub struct EnergyTable {
     /// Skip the multiply (not the add or the registers) when either operand
     /// is zero, as zero-gating hardware does. Needs the operands.
     pub skip_zero_products: bool,
+    /// Leakage power of a 32 x 32-bit multiplier, mW (Aladdin, Shao et al.,
+    /// ISCA 2014, 40 nm, 1-stage at 1 ns, as tabulated by Accelergy's
+    /// Aladdin plug-in: 0.08). Scaled by `a·b/1024`.
+    pub leak_mul_32x32_mw: f64,
+    /// Leakage power of a 32-bit adder, mW (Aladdin: 0.0023). Scaled by
+    /// `P/32`.
+    pub leak_add_32_mw: f64,
+    /// Leakage power of one register bit, mW (Aladdin: 0.00007).
+    pub leak_reg_bit_mw: f64,
+    /// Leakage power of one SRAM bit, mW. No cited figure: bitmac's
+    /// estimate, the Aladdin register bit / 4 (a 6-transistor cell against
+    /// a flip-flop of about 24), 0.0000175.
+    pub leak_sram_bit_mw: f64,
 }
 
 impl Default for EnergyTable {
@@ -61,6 +74,10 @@ impl Default for EnergyTable {
             sram_64b_1mb_pj: 100.0,
             dram_64b_pj: 1950.0,
             skip_zero_products: false,
+            leak_mul_32x32_mw: 0.08,
+            leak_add_32_mw: 0.0023,
+            leak_reg_bit_mw: 0.00007,
+            leak_sram_bit_mw: 0.00007 / 4.0,
         }
     }
 }
@@ -84,6 +101,18 @@ impl EnergyTable {
             if !(v.is_finite() && v > 0.0 && v < 1e9) {
                 return Err(Error::input(format!(
                     "{prefix}.{name}: {v} is out of range (allowed: > 0 and < 1e9 pJ)"
+                )));
+            }
+        }
+        for (name, v) in [
+            ("leak_mul_32x32_mw", self.leak_mul_32x32_mw),
+            ("leak_add_32_mw", self.leak_add_32_mw),
+            ("leak_reg_bit_mw", self.leak_reg_bit_mw),
+            ("leak_sram_bit_mw", self.leak_sram_bit_mw),
+        ] {
+            if !(v.is_finite() && (0.0..1e9).contains(&v)) {
+                return Err(Error::input(format!(
+                    "{prefix}.{name}: {v} is out of range (allowed: >= 0 and < 1e9 mW; 0 turns the term off)"
                 )));
             }
         }
@@ -132,6 +161,16 @@ impl EnergyTable {
         let (a, b) = if x <= pts[1].0 { (pts[0], pts[1]) } else { (pts[1], pts[2]) };
         let y = a.1 + (x - a.0) * (b.1 - a.1) / (b.0 - a.0);
         y.exp2() * bits as f64 / 64.0
+    }
+
+    /// Leakage power of one PE (`a`-bit activations, `w`-bit weights,
+    /// `p`-bit accumulator), mW: one multiplier, one adder and the
+    /// activation, weight and accumulator registers,
+    /// `leak_mul_32x32·a·w/1024 + leak_add_32·p/32 + leak_reg_bit·(a + w + p)`.
+    pub fn pe_leak_mw(&self, a: u32, w: u32, p: u32) -> f64 {
+        self.leak_mul_32x32_mw * (a as f64 * w as f64) / 1024.0
+            + self.leak_add_32_mw * p as f64 / 32.0
+            + self.leak_reg_bit_mw * (a + w + p) as f64
     }
 
     /// One DRAM access of `bits` bits: `dram_64b·bits/64`.
@@ -241,6 +280,10 @@ pub struct Breakdown {
     /// Requantization: one acc x 32-bit multiply and one 32-bit add per
     /// output.
     pub requant_pj: f64,
+    /// Static (leakage) energy of the array and the SRAMs over the GEMM's
+    /// cycles, stalls included (`docs/energy.md` §3); 0 where the cycles
+    /// are not known (`energy_with_accesses`).
+    pub static_pj: f64,
     /// The counts the SRAM and DRAM terms use.
     #[serde(skip)]
     pub accesses: Accesses,
@@ -249,9 +292,16 @@ pub struct Breakdown {
 }
 
 impl Breakdown {
-    /// mul + add + reg + sram + dram + requant, summed in that order.
+    /// mul + add + reg + sram + dram + requant + static, summed in that
+    /// order.
     pub fn total(&self) -> f64 {
-        self.mul_pj + self.add_pj + self.reg_pj + self.sram_pj + self.dram_pj + self.requant_pj
+        self.mul_pj
+            + self.add_pj
+            + self.reg_pj
+            + self.sram_pj
+            + self.dram_pj
+            + self.requant_pj
+            + self.static_pj
     }
 
     /// Add `o` field by field (for per-run totals; order-fixed by the caller).
@@ -262,6 +312,7 @@ impl Breakdown {
         self.sram_pj += o.sram_pj;
         self.dram_pj += o.dram_pj;
         self.requant_pj += o.requant_pj;
+        self.static_pj += o.static_pj;
         self.skipped_products += o.skipped_products;
         let (a, b) = (&mut self.accesses, &o.accesses);
         a.ifmap_sram_reads += b.ifmap_sram_reads;
@@ -337,6 +388,7 @@ pub fn energy_with_accesses(
         sram_pj: sram,
         dram_pj: dram,
         requant_pj: requant,
+        static_pj: 0.0,
         accesses: acc,
         skipped_products: skipped,
     }
@@ -347,7 +399,8 @@ pub fn energy_with_accesses(
 /// `zero_products` comes from [`zero_products`] when the operands are known.
 /// With the memory model enabled (`docs/memory.md`) the DRAM reads are its
 /// words ([`crate::memory::plan`]), refetches of operands that do not fit
-/// their SRAM included.
+/// their SRAM included. The static term is [`static_pj`] over the GEMM's
+/// cycles from [`crate::memory::plan`] (stalls included).
 pub fn for_hw(
     hw: &crate::hw::HwConfig,
     m: u64,
@@ -356,6 +409,7 @@ pub fn for_hw(
     zero_products: Option<u64>,
     requantized: bool,
 ) -> Breakdown {
+    let t = crate::memory::plan(&crate::memory::Layout::of_hw(hw), m as usize, k as usize, n as usize);
     let shape = GemmShape {
         dataflow: hw.dataflow(),
         rows: hw.rows(),
@@ -370,13 +424,23 @@ pub fn for_hw(
         zero_products,
         requantized: if requantized { m * n } else { 0 },
         out_bits: if requantized { hw.requant().out.width() } else { hw.acc_bits() },
-        dram_words: hw.memory().enabled.then(|| {
-            let t =
-                crate::memory::plan(&crate::memory::Layout::of_hw(hw), m as usize, k as usize, n as usize);
-            [t.traffic.ifmap_dram_words, t.traffic.filter_dram_words]
-        }),
+        dram_words: hw.memory().enabled.then_some([t.traffic.ifmap_dram_words, t.traffic.filter_dram_words]),
     };
-    gemm_energy(hw.energy(), &shape)
+    let mut b = gemm_energy(hw.energy(), &shape);
+    b.static_pj = static_pj(hw, t.cycles);
+    b
+}
+
+/// Static (leakage) energy of `cycles` array cycles on `hw`, pJ:
+/// `cycles · T · (R·C·pe_leak(a, w, P) + leak_sram_bit·8·(S_I + S_W + S_O))`
+/// with `T` the clock period in ns (mW · ns = pJ) and `S_*` the SRAM
+/// sizes in bytes (`docs/energy.md` §3).
+pub fn static_pj(hw: &crate::hw::HwConfig, cycles: u64) -> f64 {
+    let t = hw.energy();
+    let pe = t.pe_leak_mw(hw.activations().width(), hw.weights().width(), hw.acc_bits());
+    let sram_bits = 8.0 * hw.sram_bytes().iter().sum::<u64>() as f64;
+    let mw = (hw.rows() * hw.cols()) as f64 * pe + t.leak_sram_bit_mw * sram_bits;
+    cycles as f64 * (hw.clock_period_ps() as f64 / 1000.0) * mw
 }
 
 impl Breakdown {
@@ -393,6 +457,7 @@ impl Breakdown {
             "sram_pj": self.sram_pj,
             "dram_pj": self.dram_pj,
             "requant_pj": self.requant_pj,
+            "static_pj": self.static_pj,
             "total_pj": self.total(),
             "skipped_products": self.skipped_products,
             "accesses": {

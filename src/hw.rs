@@ -460,6 +460,7 @@ impl HwConfig {
             dram_bytes_per_cycle: opt("memory.dram_bytes_per_cycle", mem.dram_bytes_per_cycle)?,
             dram_latency: opt("memory.dram_latency", mem.dram_latency)?.unwrap_or(0),
             weight_double_buffer: dbuf,
+            ofmap_bits: ob,
             enabled: mem.sram_bank_bytes.is_some()
                 || mem.dram_bytes_per_cycle.is_some()
                 || mem.dram_latency.is_some()

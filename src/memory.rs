@@ -32,6 +32,8 @@ pub struct MemoryConfig {
     pub dram_latency: u64,
     /// `ws`: preload the next tile's weights while the current tile computes.
     pub weight_double_buffer: bool,
+    /// Bits of one ofmap word written back to DRAM (`requant.out_bits`).
+    pub ofmap_bits: u32,
     /// Whether any timing field was given: stalls are modelled and reported.
     pub enabled: bool,
 }
@@ -44,6 +46,7 @@ impl Default for MemoryConfig {
             dram_bytes_per_cycle: None,
             dram_latency: 0,
             weight_double_buffer: false,
+            ofmap_bits: 8,
             enabled: false,
         }
     }
@@ -154,6 +157,18 @@ fn blocks(dataflow: Dataflow, g: &Geometry, m: usize, k: usize, n: usize) -> [Bl
     }
 }
 
+/// The output (ofmap) block a tile accumulates into (`docs/memory.md` §2a):
+/// its identity and words. `ws`: `M x cu` of the column tile `c0`; `is`:
+/// `cu x N` of the column tile `c0`; `os`: the tile's own `ru x cu`.
+fn out_block(dataflow: Dataflow, g: &Geometry, m: usize, n: usize) -> Block {
+    let (ru, cu) = (g.ru as u64, g.cu as u64);
+    match dataflow {
+        Dataflow::Ws => Block { id: (g.c0, 0), words: m as u64 * cu },
+        Dataflow::Is => Block { id: (g.c0, 0), words: cu * n as u64 },
+        Dataflow::Os => Block { id: (g.r0, g.c0), words: ru * cu },
+    }
+}
+
 /// Length in cycles of a tile (`docs/datapath.md` §5; §5a with double
 /// buffering): `pre` is the preload the tile spends itself (R, or 0 for a
 /// double-buffered `ws` tile after the first).
@@ -199,6 +214,13 @@ pub struct Timer {
     /// frees.
     prev_start: u64,
     chan_free: u64,
+    /// The output block the previous tile accumulated into, the cycle the
+    /// DRAM write port frees, the cycle each half of the double-buffered
+    /// ofmap buffer has drained, and the index of the current output block.
+    out_prev: Option<Block>,
+    write_free: u64,
+    half_free: [u64; 2],
+    out_j: usize,
     traffic: Traffic,
     stalls: u64,
 }
@@ -237,6 +259,10 @@ impl Timer {
             t: 0,
             prev_start: 0,
             chan_free: 0,
+            out_prev: None,
+            write_free: 0,
+            half_free: [0; 2],
+            out_j: 0,
             traffic: Traffic::default(),
             stalls: 0,
         }
@@ -295,6 +321,29 @@ impl Timer {
                 f0 + busy + mem.dram_latency
             };
             let gate = if dbuf { ready + r } else { ready };
+            // The ofmap write-back (§2a): when this tile starts a new output
+            // block, the previous block is complete (ws/is: after its last
+            // writeback, in cycle `now`; os: at `now`) and drains through
+            // the write port; this block's half of the output buffer must
+            // have drained the block before the previous one.
+            let ob = out_block(lay.dataflow, g, m, n);
+            let out_gate = match self.out_prev {
+                Some(p) if p.id == ob.id => 0,
+                prev => {
+                    if let Some(p) = prev {
+                        let done = now + u64::from(lay.dataflow != Dataflow::Os);
+                        let busy = mem
+                            .dram_bytes_per_cycle
+                            .map_or(0, |bw| bytes(p.words, mem.ofmap_bits).div_ceil(bw));
+                        self.write_free = done.max(self.write_free) + busy;
+                        self.half_free[self.out_j % 2] = self.write_free;
+                        self.out_j += 1;
+                    }
+                    self.half_free[self.out_j % 2]
+                }
+            };
+            self.out_prev = Some(ob);
+            let gate = gate.max(out_gate);
             // SRAM ports: the tile's reads need ceil(bytes / port) cycles.
             let len = tile_len(lay.dataflow, lay.rows, g, m, k, n, pre);
             let port_stall = mem.sram_port.map_or(0, |(banks, width)| {
@@ -406,6 +455,23 @@ mod tests {
         let t = plan(&lay(Dataflow::Ws, mem), 2, 4, 3);
         assert_eq!(t.stall_cycles, 15);
         assert_eq!(t.cycles, crate::array::compute_cycles(Dataflow::Ws, 4, 3, 2, 4, 3) + 15);
+    }
+
+    #[test]
+    fn a_tile_waits_for_its_output_half_to_drain() {
+        // os 4x3, M=8 K=1 N=6, 8-bit, 1 B/cycle: 4 tiles of 10 cycles, each
+        // completing a 12-byte output block (docs/memory.md §2a, §3, worked
+        // by hand): reads stall tile 0 for 7 cycles; blocks 0 and 1 drain
+        // to cycles 29 and 41, so tiles 2 and 3 (blocks 2, 3) start at 29
+        // and 41 instead of 27 and 39.
+        let mem = MemoryConfig { dram_bytes_per_cycle: Some(1), enabled: true, ..MemoryConfig::default() };
+        let t = plan(&lay(Dataflow::Os, mem), 8, 1, 6);
+        assert_eq!(t.stall_cycles, 7 + 2 + 2);
+        assert_eq!(t.cycles, crate::array::compute_cycles(Dataflow::Os, 4, 3, 8, 1, 6) + 11);
+        // Unlimited bandwidth: the drains are free and only the missing
+        // bandwidth limit is different, so nothing stalls.
+        let free = MemoryConfig { dram_latency: 0, enabled: true, ..MemoryConfig::default() };
+        assert_eq!(plan(&lay(Dataflow::Os, free), 8, 1, 6).stall_cycles, 0);
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //!   `(≈ RND)`. Markers are drawn after all lines, so none hides one.
 //! - **Ticks follow the axis type.** An axis whose values are all integers
 //!   gets integer ticks only: the values themselves when there are at most
-//!   16 distinct ones on an x axis (a swept parameter such as accumulator
-//!   bits), else (and always on a y axis) steps of 1, 2 or 5 × 10^k that
-//!   are ≥ 1. Other axes get 1, 2, 5 × 10^k steps, 4 to 10 ticks.
+//!   16 distinct ones on the x axis of a line plot (a swept parameter such
+//!   as accumulator bits), else (and always on a y axis and on both axes of
+//!   a scatter, whose values are measurements) steps of 1, 2 or 5 × 10^k
+//!   that are ≥ 1. A histogram ticks every bar position when at most 25
+//!   fit its x axis. Other axes get 1, 2, 5 × 10^k steps, 4 to 10 ticks.
 //! - **Deterministic bytes.** The font is the committed DejaVu Sans
 //!   (`assets/fonts/`, Bitstream Vera licence), never a system font; the SVG
 //!   is text from integer pixel coordinates; the PNG is 8-bit RGB, written by
@@ -75,6 +77,9 @@ pub enum Plot<'a> {
     Scatter { all: &'a [(f64, f64)], front: &'a [(f64, f64)] },
     /// One bar per integer value: `(value, count)`.
     Histogram { bins: &'a [(i64, u64)] },
+    /// A histogram whose bar at `mark` is drawn in red, with a legend
+    /// naming both kinds of bar (`mark_name` for the red one).
+    MarkedHistogram { bins: &'a [(i64, u64)], mark: i64, mark_name: &'a str, other_name: &'a str },
 }
 
 /// Titles and axis labels.
@@ -245,7 +250,17 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, labels: &Labels, plot
     match plot {
         Plot::Lines { series } => lines_plot(&area, &legend, labels, series),
         Plot::Scatter { all, front } => scatter_plot(&area, &legend, labels, all, front),
-        Plot::Histogram { bins } => histogram_plot(&area, labels, bins),
+        Plot::Histogram { bins } => histogram_plot(&area, labels, bins, None),
+        Plot::MarkedHistogram { bins, mark, mark_name, other_name } => {
+            histogram_plot(&area, labels, bins, Some((*mark, mark_name, other_name)))?;
+            let font = (FONT, 13).into_font().color(&BLACK);
+            for (i, (color, name)) in [(COLORS[1], *mark_name), (COLORS[0], *other_name)].iter().enumerate() {
+                let y = 16 + 22 * i as i32;
+                legend.draw(&Rectangle::new([(10, y - 6), (30, y + 6)], color.filled())).map_err(plot_err)?;
+                legend.draw(&Text::new(name.to_string(), (38, y - 7), font.clone())).map_err(plot_err)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -262,8 +277,9 @@ fn chart<'a, DB: DrawingBackend>(
     xs: &[f64],
     (y0, y1): (f64, f64),
     ys: &[f64],
+    x_ticks: Option<(Vec<f64>, usize)>,
 ) -> Result<Chart<'a, DB>> {
-    let (xt, xd) = ticks(x0, x1, xs);
+    let (xt, xd) = x_ticks.unwrap_or_else(|| ticks(x0, x1, xs));
     let (yt, yd) = ticks_y(y0, y1, ys);
     let mut c = ChartBuilder::on(area)
         .margin(8)
@@ -377,7 +393,7 @@ fn lines_plot<DB: DrawingBackend>(
 ) -> Result<()> {
     let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
     let ys: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).collect();
-    let c = chart(area, labels, range(&xs), &xs, range(&ys), &ys)?;
+    let c = chart(area, labels, range(&xs), &xs, range(&ys), &ys, None)?;
     let same = coincident(series);
     let plotting = c.plotting_area().clone();
     let base = area.get_base_pixel();
@@ -429,7 +445,12 @@ fn scatter_plot<DB: DrawingBackend>(
 ) -> Result<()> {
     let xs: Vec<f64> = all.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = all.iter().map(|p| p.1).collect();
-    let mut c = chart(area, labels, range(&xs), &xs, range(&ys), &ys)?;
+    // Both axes of a scatter are measurements (cycles, energy, area), not
+    // swept parameters: step ticks, never the values themselves (which
+    // crowd when two measured values lie close together).
+    let (x0, x1) = range(&xs);
+    let x_ticks = Some(ticks_y(x0, x1, &xs));
+    let mut c = chart(area, labels, (x0, x1), &xs, range(&ys), &ys, x_ticks)?;
     let grey = RGBColor(0x9a, 0x9a, 0x9a);
     if all.len() <= SCATTER_MAX_EXACT {
         c.draw_series(all.iter().map(|p| Circle::new(*p, 3, grey.mix(0.6).filled()))).map_err(plot_err)?;
@@ -457,6 +478,7 @@ fn histogram_plot<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     labels: &Labels,
     bins: &[(i64, u64)],
+    mark: Option<(i64, &str, &str)>,
 ) -> Result<()> {
     // Bars span value ± 0.4; the range covers the bar edges, the ticks
     // are the integer values themselves.
@@ -470,12 +492,25 @@ fn histogram_plot<DB: DrawingBackend>(
     if x1 - x0 < 8.0 {
         let mid = (x0 + x1) / 2.0;
         (x0, x1) = (mid - 4.0, mid + 4.0);
+        // Counts of non-negative values (occupancy, latency) keep a
+        // non-negative axis.
+        if bins.iter().all(|b| b.0 >= 0) && x0 < -0.5 {
+            (x0, x1) = (-0.5, 7.5);
+        }
     }
-    let mut c = chart(area, labels, (x0, x1), &xs, (0.0, y1.max(1.0)), &ys)?;
+    // A tick under every bar position when at most 25 values fit the
+    // axis (a reader counts bins, e.g. residues -8..=8), else the usual
+    // integer steps.
+    let every =
+        ((x0 + 0.5).ceil() as i64..=(x1 - 0.5).floor() as i64).map(|v| v as f64).collect::<Vec<f64>>();
+    let x_ticks = (every.len() <= 25).then_some((every, 0));
+    let mut c = chart(area, labels, (x0, x1), &xs, (0.0, y1.max(1.0)), &ys, x_ticks)?;
     let blue = COLORS[0];
+    let marked = mark.map(|m| m.0);
     c.draw_series(bins.iter().map(|(v, n)| {
+        let color = if Some(*v) == marked { COLORS[1] } else { blue };
         let v = *v as f64;
-        Rectangle::new([(v - 0.4, 0.0), (v + 0.4, *n as f64)], blue.filled())
+        Rectangle::new([(v - 0.4, 0.0), (v + 0.4, *n as f64)], color.filled())
     }))
     .map_err(plot_err)?;
     Ok(())
@@ -494,7 +529,15 @@ pub fn residue_histogram(h: &crate::array::ResidueHistogram, what: &str) -> Resu
         x: "residue - centre (input LSBs; 0 = tie)",
         y: "roundings",
     };
-    render(&labels, &Plot::Histogram { bins: &bins })
+    render(
+        &labels,
+        &Plot::MarkedHistogram {
+            bins: &bins,
+            mark: 0,
+            mark_name: "ties (at the centre)",
+            other_name: "other residues",
+        },
+    )
 }
 
 /// A histogram stored as counts per value `0..len` (FIFO occupancy,
@@ -504,4 +547,108 @@ pub fn count_histogram(counts: &[u64], title: &str, subtitle: &str, x: &str, y: 
     let last = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
     let bins: Vec<(i64, u64)> = (first..last).map(|i| (i as i64, counts[i])).collect();
     render(&Labels { title, subtitle, x, y }, &Plot::Histogram { bins: &bins })
+}
+
+/// One plot of a report, with the counts it draws (so a reader, or a test,
+/// can check the bars against the numbers).
+pub struct Named {
+    /// File name without extension.
+    pub name: String,
+    /// `(bin, count)` in drawing order; residue plots add `below` and
+    /// `above` (the counts outside the window).
+    pub rows: Vec<(String, u64)>,
+    pub rendered: Rendered,
+}
+
+/// A layer name as a file-name part: ASCII letters, digits, `-` and `_`
+/// kept, anything else `_`.
+fn file_part(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The histograms of a `bitmac run` report (`bitmac run --plot DIR`,
+/// docs/plots.md): per layer `psum_residues_LLL_NAME` (the psum residues
+/// around the rounding centre, summed over the run), and with a `cdc`
+/// section `fifo_in_occupancy`, `fifo_out_occupancy`, `fifo_in_latency`,
+/// `fifo_out_latency`. Every count is an exact integer merged in sample
+/// order, so the bytes do not depend on the thread count.
+pub fn run_plots(r: &crate::sim::RunReport, hw: &crate::hw::HwConfig) -> Result<Vec<Named>> {
+    let p = hw.psum();
+    let mut out = Vec::new();
+    for (i, l) in r.layers.iter().enumerate() {
+        let st = &l.stats;
+        let what = format!(
+            "layer {} ({}), {} samples; d = {}, {} offset {}, {} roundings",
+            l.name, l.kind, r.samples, st.psum_drop_bits, p.rounding, p.offset, st.psum_rounded
+        );
+        let h = &st.psum_residues;
+        let half = crate::array::stats::HIST_HALF;
+        let mut rows: Vec<(String, u64)> =
+            h.bins.iter().enumerate().map(|(b, &c)| ((b as i64 - half).to_string(), c)).collect();
+        rows.push(("below".into(), h.below));
+        rows.push(("above".into(), h.above));
+        out.push(Named {
+            name: format!("psum_residues_{i:03}_{}", file_part(&l.name)),
+            rows,
+            rendered: residue_histogram(h, &what)?,
+        });
+    }
+    if let (Some(c), Some(cc)) = (&r.cdc, hw.cdc()) {
+        let sub = format!(
+            "{} inferences, {} words in, {} out; depth {}, sync {}, array {} ps, host {} ps",
+            c.batches,
+            c.words_in,
+            c.words_out,
+            cc.fifo_depth,
+            cc.sync_stages,
+            hw.clock_period_ps(),
+            cc.host_period_ps
+        );
+        for (name, counts, title, x, y) in [
+            (
+                "fifo_in_occupancy",
+                &c.in_occupancy,
+                "input FIFO occupancy (host -> array)",
+                "unread words after the edge",
+                "edges",
+            ),
+            (
+                "fifo_out_occupancy",
+                &c.out_occupancy,
+                "output FIFO occupancy (array -> host)",
+                "unread words after the edge",
+                "edges",
+            ),
+            ("fifo_in_latency", &c.in_latency, "input FIFO latency push -> pop", "array read edges", "words"),
+            (
+                "fifo_out_latency",
+                &c.out_latency,
+                "output FIFO latency push -> pop",
+                "host read edges",
+                "words",
+            ),
+        ] {
+            let rows = counts.iter().enumerate().map(|(k, &n)| (k.to_string(), n)).collect();
+            out.push(Named {
+                name: name.to_string(),
+                rows,
+                rendered: count_histogram(counts, title, &sub, x, y)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Write every plot as `DIR/NAME.svg` and `.png` and their counts as
+/// `DIR/histograms.csv` (`plot,bin,count`, one row per bin), creating DIR.
+pub fn write_named(dir: &std::path::Path, plots: &[Named]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, &e))?;
+    let mut csv = String::from("plot,bin,count\n");
+    for p in plots {
+        write(dir, &p.name, &p.rendered)?;
+        for (b, c) in &p.rows {
+            csv.push_str(&format!("{},{b},{c}\n", p.name));
+        }
+    }
+    crate::io::write_atomic(&dir.join("histograms.csv"), csv.as_bytes())
 }

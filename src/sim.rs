@@ -352,6 +352,11 @@ pub struct CdcTotals {
     /// Occupancy histograms (`[k]` = edges after which k words were unread).
     pub in_occupancy: Vec<u64>,
     pub out_occupancy: Vec<u64>,
+    /// Latency histograms (`[k]` = words taken k read edges after their
+    /// push, `cdc::Stats::lat_write_pop`, docs/cdc.md section 5): input
+    /// FIFO in array edges, output FIFO in host edges.
+    pub in_latency: Vec<u64>,
+    pub out_latency: Vec<u64>,
     /// Metastability events in both FIFOs (0 with `cdc.meta` off).
     pub meta_events: u64,
     /// Scoreboard findings of both FIFOs: words lost, duplicated, reordered.
@@ -391,6 +396,8 @@ impl CdcTotals {
             out_read_stalls: tout.read_stalls,
             in_occupancy: tin.occupancy.clone(),
             out_occupancy: tout.occupancy.clone(),
+            in_latency: tin.report.stats.lat_write_pop.clone(),
+            out_latency: tout.report.stats.lat_write_pop.clone(),
             meta_events: (tin.report.events.len() + tout.report.events.len()) as u64,
             lost: sb(|v| v.lost),
             duplicated: sb(|v| v.duplicated),
@@ -414,6 +421,8 @@ impl CdcTotals {
         self.out_read_stalls += o.out_read_stalls;
         add_hist(&mut self.in_occupancy, &o.in_occupancy);
         add_hist(&mut self.out_occupancy, &o.out_occupancy);
+        add_hist(&mut self.in_latency, &o.in_latency);
+        add_hist(&mut self.out_latency, &o.out_latency);
         self.meta_events += o.meta_events;
         self.lost += o.lost;
         self.duplicated += o.duplicated;
@@ -431,6 +440,7 @@ impl CdcTotals {
             "in_write_stalls": self.in_write_stalls, "in_read_stalls": self.in_read_stalls,
             "out_write_stalls": self.out_write_stalls, "out_read_stalls": self.out_read_stalls,
             "in_occupancy": self.in_occupancy, "out_occupancy": self.out_occupancy,
+            "in_latency": self.in_latency, "out_latency": self.out_latency,
             "meta_events": self.meta_events,
             "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
         })

@@ -499,7 +499,8 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
     let (ab, wb) = (c.abits as u64, c.wbits as u64);
     let by = |words: u64, bits: u64| (words * bits).div_ceil(8);
     let res = [by(m * k, ab) <= mm.kb[0] * 1024, by(k * n, wb) <= mm.kb[1] * 1024];
-    // (geometry, ifmap block id + words, filter block id + words, len without preload)
+    // (ifmap block id + words, filter block id + words, len without
+    // preload, output block id + words (§2a))
     let mut tiles = Vec::new();
     match c.df {
         Dataflow::Ws | Dataflow::Is => {
@@ -515,7 +516,8 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
                     } else {
                         (((f, c0), cu * ru), ((f, 0), ru * n))
                     };
-                    tiles.push((ib, fb, r + s + cu - 2));
+                    let ob = if c.df == Dataflow::Ws { ((c0, 0), m * cu) } else { ((c0, 0), cu * n) };
+                    tiles.push((ib, fb, r + s + cu - 2, ob));
                     f += 1;
                 }
                 c0 += cu;
@@ -528,7 +530,12 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
                 let mut c0 = 0;
                 while c0 < n {
                     let cu = cc.min(n - c0);
-                    tiles.push((((r0, 0), ru * k), ((0, c0), k * cu), k + ru + cu - 2 + r));
+                    tiles.push((
+                        ((r0, 0), ru * k),
+                        ((0, c0), k * cu),
+                        k + ru + cu - 2 + r,
+                        ((r0, c0), ru * cu),
+                    ));
                     c0 += cu;
                 }
                 r0 += ru;
@@ -538,7 +545,11 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
     let mut prev: [Option<(u64, u64)>; 2] = [None, None];
     let mut seen: [Vec<(u64, u64)>; 2] = [Vec::new(), Vec::new()];
     let (mut now, mut t_prev, mut e_prev, mut stalls) = (0u64, 0u64, 0u64, 0u64);
-    for (t, &(ib, fb, base)) in tiles.iter().enumerate() {
+    // Output write-back (§2a): ofmap words of requant.out_bits = 8 bits; the
+    // write port's free cycle, the drained cycle of each buffer half, the
+    // current block's index.
+    let (mut wf, mut h, mut j) = (0u64, [0u64; 2], 0usize);
+    for (t, &(ib, fb, base, ob)) in tiles.iter().enumerate() {
         let pre = if c.df == Dataflow::Os || (dbuf && t > 0) { 0 } else { r };
         let len = base + pre;
         let mut d = 0;
@@ -564,7 +575,18 @@ fn ref_stalls(c: &Case, mm: &Mem) -> (u64, u64) {
         let p = mm.port.map_or(0, |(nb, w)| {
             (read[0].div_ceil(nb * w).max(read[1].div_ceil(nb * w))).saturating_sub(len)
         });
-        let start = (now + p).max(g);
+        let o = if t == 0 {
+            h[0]
+        } else if ob.0 != tiles[t - 1].3 .0 {
+            let x = now + u64::from(c.df != Dataflow::Os);
+            wf = x.max(wf) + mm.bw.map_or(0, |bw| by(tiles[t - 1].3 .1, 8).div_ceil(bw));
+            h[j % 2] = wf;
+            j += 1;
+            h[j % 2]
+        } else {
+            0
+        };
+        let start = (now + p).max(g).max(o);
         stalls += start - now;
         t_prev = start;
         now = start + len;

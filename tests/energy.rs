@@ -205,10 +205,52 @@ fn gemm_energy_uses_the_operands_and_the_cli_writes_it() {
     let mul = ((m * k * n) as u64 - zeros) as f64 * t.mul_pj(hw.activations().width(), hw.weights().width());
     assert!(close(e["mul_pj"].as_f64().unwrap(), mul));
     assert_eq!(e["requant_pj"].as_f64().unwrap(), 0.0, "--stage acc: nothing is requantized");
-    let parts: f64 = ["mul_pj", "add_pj", "reg_pj", "sram_pj", "dram_pj", "requant_pj"]
+    let parts: f64 = ["mul_pj", "add_pj", "reg_pj", "sram_pj", "dram_pj", "requant_pj", "static_pj"]
         .iter()
         .map(|f| e[f].as_f64().unwrap())
         .sum();
     assert!(close(e["total_pj"].as_f64().unwrap(), parts));
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Issue 15: the static (leakage) term is docs/energy.md §3's formula,
+/// transcribed here, over the GEMM's cycles with its memory stalls, so a
+/// slower DRAM (more stalls) costs energy and a zero table turns it off.
+#[test]
+fn static_energy_is_the_documented_formula_and_stalls_cost_energy() {
+    let (m, k, n) = (40u64, 50u64, 30u64);
+    let mem = |bw: u64| {
+        format!(
+            r#"{{"memory": {{"ifmap_sram_kb": 4, "filter_sram_kb": 2, "ofmap_sram_kb": 1, "dram_bytes_per_cycle": {bw}}}}}"#
+        )
+    };
+    let mut prev = None;
+    for bw in [64u64, 4, 1] {
+        let hw = HwConfig::from_json_str(&hw_with(&mem(bw)), "hw.json").unwrap();
+        let plan =
+            bitmac::memory::plan(&bitmac::memory::Layout::of_hw(&hw), m as usize, k as usize, n as usize);
+        let b = energy::for_hw(&hw, m, k, n, None, true);
+        // Independent transcription: 16x16 PEs of 8-bit operands and a
+        // 32-bit accumulator, 7 KiB of SRAM, a 1000 ps clock, Aladdin's
+        // leakage powers (mW) and the SRAM bit estimate.
+        let pe = 0.08 * 64.0 / 1024.0 + 0.0023 * 32.0 / 32.0 + 0.00007 * 48.0;
+        let sram = 0.00007 / 4.0 * 8.0 * (7 * 1024) as f64;
+        let want = plan.cycles as f64 * 1.0 * (256.0 * pe + sram);
+        assert!(close(b.static_pj, want), "bw {bw}: {} vs {want}", b.static_pj);
+        assert!(close(
+            b.total(),
+            b.mul_pj + b.add_pj + b.reg_pj + b.sram_pj + b.dram_pj + b.requant_pj + want
+        ));
+        if let Some((cycles, st)) = prev {
+            assert!(plan.cycles > cycles && b.static_pj > st, "bw {bw}: stalls cost energy");
+        }
+        prev = Some((plan.cycles, b.static_pj));
+    }
+    let off = r#"{"energy": {"leak_mul_32x32_mw": 0, "leak_add_32_mw": 0, "leak_reg_bit_mw": 0, "leak_sram_bit_mw": 0}}"#;
+    let hw = HwConfig::from_json_str(&hw_with(off), "hw.json").unwrap();
+    assert_eq!(energy::for_hw(&hw, m, k, n, None, true).static_pj, 0.0);
+    let bad = HwConfig::from_json_str(&hw_with(r#"{"energy": {"leak_sram_bit_mw": -1}}"#), "hw.json")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("energy.leak_sram_bit_mw") && bad.contains("-1"), "{bad}");
 }

@@ -675,3 +675,179 @@ fn run_streams_windows_without_changing_a_result() {
         assert_eq!(lb.stats.psum_ties, 7 * la.stats.psum_ties, "{}", la.name);
     }
 }
+
+/// Run `bitmac` with `RAYON_NUM_THREADS=threads`.
+fn bitmac_threads(args: &[&str], threads: usize) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bitmac"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// `DIR/histograms.csv` of `bitmac run --plot DIR` as `(plot, bin) -> count`.
+fn plot_counts(dir: &Path) -> std::collections::BTreeMap<(String, String), u64> {
+    let text = std::fs::read_to_string(dir.join("histograms.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("plot,bin,count"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 3, "{l}");
+            ((f[0].to_string(), f[1].to_string()), f[2].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Issue 15 item 5: `bitmac run --plot DIR` draws, per layer, the psum
+/// residues around the rounding centre. Its counts equal counts recomputed
+/// here from the definition (docs/datapath.md §2 folds of R = 16 in `ws`,
+/// §6 `psum_residues`: `S mod 2^d - h`, `h = 2^(d-1) + c` for `RND`) on the
+/// input codes `bitmac run --dump` writes for every sample, with the
+/// model's weight codes; every file is byte-identical at 1 and 2 threads
+/// and at batch 1 and 4, and each SVG draws one bar per non-zero bin.
+#[test]
+fn run_plot_residues_equal_the_definition_on_the_dumped_codes() {
+    let tmp = std::env::temp_dir().join(format!("bitmac-run-plot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let csv = std::fs::read_to_string(root().join("models/data/digits_test.csv")).unwrap();
+    let samples = 6;
+    let data = tmp.join("tiny.csv");
+    std::fs::write(&data, csv.lines().take(samples + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let (d, c) = (3u32, 1i64);
+    let (dset, cset) = (format!("psum.drop_bits={d}"), format!("psum.offset={c}"));
+    let model = "models/mlp_w4a4.json";
+    let base = ["run", "--model", model, "--data", data.to_str().unwrap(), "--reference", "none"];
+    let sets = ["--set", dset.as_str(), "--set", cset.as_str()];
+    let plot = |name: &str, threads: usize, batch: &str| {
+        let dir = tmp.join(name);
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(sets);
+        args.extend(["--batch", batch, "--plot", dir.to_str().unwrap()]);
+        let out = bitmac_threads(&args, threads);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        dir
+    };
+    let p1 = plot("t1", 1, "1");
+    for other in [plot("t2", 2, "1"), plot("t2b4", 2, "4")] {
+        let mut names: Vec<_> = std::fs::read_dir(&p1).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names.len(), 3 * 2 + 1, "{names:?}");
+        for n in names {
+            assert_eq!(std::fs::read(p1.join(&n)).unwrap(), std::fs::read(other.join(&n)).unwrap(), "{n:?}");
+        }
+    }
+    // The definition, on the dumped codes.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(model)).unwrap()).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    let h = (1i64 << (d - 1)) + c;
+    let mut want = vec![[0u64; 17]; layers.len()];
+    let (mut below, mut above) = (vec![0u64; layers.len()], vec![0u64; layers.len()]);
+    for s in 0..samples {
+        let dump = tmp.join(format!("dump{s}"));
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(sets);
+        let st = s.to_string();
+        args.extend(["--dump", dump.to_str().unwrap(), "--sample", st.as_str()]);
+        let out = bitmac(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for (l, layer) in layers.iter().enumerate() {
+            let name = layer["name"].as_str().unwrap();
+            let a = bitmac::npy::read_npy(&dump.join(format!("{l:03}_{name}.in0.npy"))).unwrap();
+            let a: Vec<i64> = a.data;
+            let shape = layer["weight"]["shape"].as_array().unwrap();
+            let (n_out, k) = (shape[0].as_u64().unwrap() as usize, shape[1].as_u64().unwrap() as usize);
+            assert_eq!(a.len(), k, "{name}");
+            let w: Vec<i64> =
+                layer["weight"]["codes"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            for n in 0..n_out {
+                for k0 in (0..k).step_by(16) {
+                    let sum: i64 = (k0..(k0 + 16).min(k)).map(|kk| a[kk] * w[n * k + kk]).sum();
+                    let rel = sum.rem_euclid(1 << d) - h;
+                    match rel {
+                        ..=-9 => below[l] += 1,
+                        9.. => above[l] += 1,
+                        _ => want[l][(rel + 8) as usize] += 1,
+                    }
+                }
+            }
+        }
+    }
+    let got = plot_counts(&p1);
+    for (l, layer) in layers.iter().enumerate() {
+        let plot = format!("psum_residues_{l:03}_{}", layer["name"].as_str().unwrap());
+        for (i, w) in want[l].iter().enumerate() {
+            let bin = (i as i64 - 8).to_string();
+            assert_eq!(got[&(plot.clone(), bin.clone())], *w, "{plot} bin {bin}");
+        }
+        assert_eq!(got[&(plot.clone(), "below".into())], below[l]);
+        assert_eq!(got[&(plot.clone(), "above".into())], above[l]);
+        // The SVG draws a visible bar per non-zero bin, plus the two legend
+        // swatches (20 px wide), in blue, the tie bar in red.
+        let svg = std::fs::read_to_string(p1.join(format!("{plot}.svg"))).unwrap();
+        let visible = |fill: &str| {
+            svg.split("<rect ")
+                .skip(1)
+                .filter(|r| r.contains(&format!("fill=\"{fill}\"")) && !r.contains("height=\"0\""))
+                .count()
+        };
+        let bars = want[l].iter().filter(|&&w| w > 0).count();
+        assert!(bars >= 2, "{plot}: residues spread over several bins");
+        let tie = usize::from(want[l][8] > 0);
+        assert_eq!(visible("#D62728"), tie + 1, "{plot}: the tie bar");
+        assert_eq!(visible("#1F77B4"), bars - tie + 1, "{plot}: the other bars");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// Issue 15 item 5: with a `cdc` section, `bitmac run --plot` adds the
+/// FIFO occupancy and latency histograms; their counts are the run's JSON
+/// report's (`cdc.in_occupancy`, ...), and every word crosses each FIFO
+/// once, so a latency histogram sums to the words through it.
+#[test]
+fn run_plot_draws_the_fifo_histograms_of_the_cdc_run() {
+    let tmp = std::env::temp_dir().join(format!("bitmac-run-plot-cdc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let csv = std::fs::read_to_string(root().join("models/data/digits_test.csv")).unwrap();
+    let data = tmp.join("tiny.csv");
+    std::fs::write(&data, csv.lines().take(4).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let dir = tmp.join("plots");
+    let args = [
+        "run",
+        "--hw",
+        "models/hw/cdc.json",
+        "--data",
+        data.to_str().unwrap(),
+        "--reference",
+        "none",
+        "--json",
+        "--plot",
+        dir.to_str().unwrap(),
+    ];
+    let out = bitmac_threads(&args, 2);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = plot_counts(&dir);
+    for (plot, key, words) in [
+        ("fifo_in_occupancy", "in_occupancy", None),
+        ("fifo_out_occupancy", "out_occupancy", None),
+        ("fifo_in_latency", "in_latency", Some("words_in")),
+        ("fifo_out_latency", "out_latency", Some("words_out")),
+    ] {
+        let counts: Vec<u64> = serde_json::from_value(v["cdc"][key].clone()).unwrap();
+        assert!(!counts.is_empty(), "{key}");
+        for (k, &n) in counts.iter().enumerate() {
+            assert_eq!(got[&(plot.to_string(), k.to_string())], n, "{plot} bin {k}");
+        }
+        if let Some(w) = words {
+            assert_eq!(counts.iter().sum::<u64>(), v["cdc"][w].as_u64().unwrap(), "{plot}");
+        }
+        let png = std::fs::read(dir.join(format!("{plot}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{plot}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -16,10 +16,10 @@ fn root() -> PathBuf {
 
 /// (topology file, config file, reference file) for every committed reference.
 fn cases() -> Vec<(PathBuf, PathBuf, PathBuf)> {
-    cases_in("refs", "topologies")
+    cases_in("refs", "topologies", "configs")
 }
 
-fn cases_in(refs_dir: &str, topo_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> {
+fn cases_in(refs_dir: &str, topo_dir: &str, cfg_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> {
     let mut out = Vec::new();
     let mut refs: Vec<_> =
         std::fs::read_dir(root().join(refs_dir)).unwrap().map(|e| e.unwrap().path()).collect();
@@ -33,7 +33,7 @@ fn cases_in(refs_dir: &str, topo_dir: &str) -> Vec<(PathBuf, PathBuf, PathBuf)> 
         let (topo, cfg) = stem.split_once("__").expect("refs are named <topology>__<config>.csv");
         out.push((
             root().join(topo_dir).join(format!("{topo}.csv")),
-            root().join("configs").join(format!("{cfg}.cfg")),
+            root().join(cfg_dir).join(format!("{cfg}.cfg")),
             r,
         ));
     }
@@ -76,7 +76,10 @@ fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, usize, Vec<String>)
     for (topo_path, cfg_path, ref_path) in cases {
         let cfg = ScaleSimConfig::read(cfg_path).unwrap();
         let topo = Topology::read(topo_path, Default::default()).unwrap();
-        let reports = scalesim::run_topology(&cfg, &topo, &scalesim::scalesim_timing(&cfg)).unwrap();
+        // The memory system (BANDWIDTH_REPORT, DETAILED_ACCESS_REPORT; in
+        // USER mode also the COMPUTE_REPORT's cycles).
+        let acc = scalesim::topology_accesses(&cfg, &topo).unwrap();
+        let reports = scalesim::scalesim_reports(&cfg, &topo, &acc).unwrap();
         let want_text = std::fs::read_to_string(ref_path).unwrap();
         let want = parse_compute_report(&want_text, &ref_path.display().to_string()).unwrap();
         assert_eq!(reports.len(), want.len(), "{}: layer count", ref_path.display());
@@ -108,10 +111,10 @@ fn compare(cases: &[(PathBuf, PathBuf, PathBuf)]) -> (usize, usize, Vec<String>)
             failures.push(format!("{}: report text differs from SCALE-Sim's", ref_path.display()));
         }
         // BANDWIDTH_REPORT and DETAILED_ACCESS_REPORT, byte for byte, from
-        // the memory model (which must also agree with the timing model).
-        let acc = scalesim::topology_accesses(&cfg, &topo).unwrap();
+        // the memory model; in CALC mode the closed-form timing gave the
+        // COMPUTE_REPORT, and the memory model's row must equal it.
         for (a, r) in acc.iter().zip(&reports) {
-            if a.total_cycles != r.timing.total_cycles || a.stall_cycles != r.timing.stall_cycles {
+            if a.timing(&r.mapping) != r.timing {
                 failures.push(format!(
                     "{}: layer {}: memory model {} cycles / {} stalls, timing model {} / {}",
                     ref_path.display(),
@@ -176,10 +179,52 @@ fn total_cycles_and_every_column_match_scalesim() {
     assert_eq!(access_files, 2 * cases.len(), "BANDWIDTH/DETAILED_ACCESS references compared");
 }
 
+/// USER bandwidth mode: every committed refs_user/ run (2 array shapes x 3
+/// dataflows x DRAM bandwidths 1, 4, 16 on 13 small layers, and ResNet-shaped
+/// conv layers at bandwidth 4; 1-2 kB SRAMs that stall), all three reports
+/// byte for byte.
+#[test]
+fn user_bandwidth_mode_matches_scalesim() {
+    let cases = cases_in("refs_user", "topologies", "configs_user");
+    assert!(cases.len() >= 42, "{} USER references", cases.len());
+    let topos: std::collections::BTreeSet<_> = cases.iter().map(|c| c.0.clone()).collect();
+    let cfgs: std::collections::BTreeSet<_> = cases.iter().map(|c| c.1.clone()).collect();
+    assert!(topos.len() >= 3 && cfgs.len() >= 18, "{} topologies, {} configs", topos.len(), cfgs.len());
+    // The done-when matrix: >= 10 layers x 3 dataflows x 2 array shapes x
+    // several bandwidths (the SRAMs too small: the stall check below).
+    use std::collections::BTreeSet;
+    let (mut dfs, mut shapes, mut bws) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for c in &cfgs {
+        let cfg = ScaleSimConfig::read(c).unwrap();
+        let scalesim::BandwidthMode::User(bw) = cfg.bandwidth_mode else {
+            panic!("{}: not USER", c.display())
+        };
+        dfs.insert(cfg.dataflow);
+        shapes.insert((cfg.rows, cfg.cols));
+        bws.insert((bw.ifmap, bw.filter, bw.ofmap));
+    }
+    assert!(dfs.len() == 3 && shapes.len() >= 2 && bws.len() >= 3, "{dfs:?} {shapes:?} {bws:?}");
+    let layers: usize =
+        topos.iter().map(|t| Topology::read(t, Default::default()).unwrap().layers.len()).sum();
+    assert!(layers >= 10, "{layers} distinct layers");
+    let (layers, access_files, failures) = compare(&cases);
+    assert!(failures.is_empty(), "{} of {layers} layers differ:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(access_files, 2 * cases.len(), "BANDWIDTH/DETAILED_ACCESS references compared");
+    // The set stalls: the references are not CALC runs in disguise.
+    let stalls: u64 = cases
+        .iter()
+        .map(|(_, _, r)| {
+            let t = std::fs::read_to_string(r).unwrap();
+            parse_compute_report(&t, "r").unwrap().iter().map(|row| row.timing.stall_cycles).sum::<u64>()
+        })
+        .sum();
+    assert!(stalls > 0);
+}
+
 /// Real-size layers (AlexNet, ResNet-18, a ViT block) on 32x32 arrays.
 #[test]
 fn real_size_layers_match_scalesim() {
-    let cases = cases_in("refs_large", "topologies_large");
+    let cases = cases_in("refs_large", "topologies_large", "configs");
     assert!(cases.len() >= 9, "{} large references", cases.len());
     // COMPUTE_REPORT for all; BANDWIDTH/DETAILED_ACCESS where committed
     // (AlexNet on os and is at least: tests/scalesim/README.md).
@@ -257,15 +302,10 @@ fn cli_writes_scalesims_compute_report() {
 }
 
 #[test]
-fn user_bandwidth_mode_warns_and_reports_calc_numbers() {
+fn cli_user_bandwidth_mode_writes_scalesims_three_reports() {
     let d = tmpdir("user");
-    let cfg_text = std::fs::read_to_string(root().join("configs/a32x32_os.cfg"))
-        .unwrap()
-        .replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER");
-    assert!(cfg_text.contains("USER"));
-    let cfg = d.join("user.cfg");
-    std::fs::write(&cfg, cfg_text).unwrap();
-    let topo = root().join("topologies/yolo_tiny_mini.csv");
+    let cfg = root().join("configs_user/u16x4_ws_bw1.cfg");
+    let topo = root().join("topologies/gemm_small.csv");
     let out = d.join("out");
     let (code, _, stderr) = bitmac(&[
         "scalesim",
@@ -279,11 +319,42 @@ fn user_bandwidth_mode_warns_and_reports_calc_numbers() {
         "scalesim",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("warning") && stderr.contains("USER"), "{stderr}");
-    let got = std::fs::read_to_string(out.join("COMPUTE_REPORT.csv")).unwrap();
-    let want = std::fs::read_to_string(root().join("refs/yolo_tiny_mini__a32x32_os.csv")).unwrap();
-    assert_eq!(got, want, "USER mode reports the CALC numbers");
+    assert_eq!(stderr, "", "USER mode is modelled: no warning");
+    for (file, suffix) in [
+        ("COMPUTE_REPORT.csv", ""),
+        ("BANDWIDTH_REPORT.csv", ".bandwidth"),
+        ("DETAILED_ACCESS_REPORT.csv", ".detailed"),
+    ] {
+        let got = std::fs::read_to_string(out.join(file)).unwrap();
+        let want =
+            std::fs::read_to_string(root().join(format!("refs_user/gemm_small__u16x4_ws_bw1{suffix}.csv")))
+                .unwrap();
+        assert_eq!(got, want, "{file}");
+    }
+    // The memory-work limit counts USER mode's prefetch matrices too: a
+    // limit just below the estimate is refused before anything runs.
+    let cfg_s = ScaleSimConfig::read(&cfg).unwrap();
+    let topo_s = Topology::read(&topo, Default::default()).unwrap();
+    let work = scalesim::topology_memory_work(&cfg_s, &topo_s);
+    let calc = ScaleSimConfig { bandwidth_mode: scalesim::BandwidthMode::Calc, ..cfg_s.clone() };
+    assert!(work > scalesim::topology_memory_work(&calc, &topo_s));
+    let out2 = d.join("out2");
+    let (code, _, stderr) = bitmac(&[
+        "scalesim",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+        "--timing",
+        "scalesim",
+        "--max-memory-work",
+        &(work - 1).to_string(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("max-memory-work"), "{stderr}");
+    assert!(!out2.exists());
     let _ = std::fs::remove_dir_all(&d);
 }
 

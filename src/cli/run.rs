@@ -79,6 +79,12 @@ pub struct Args {
     /// The sample `--dump` traces (index into the data set).
     #[arg(long, default_value_t = 0, requires = "dump")]
     sample: usize,
+    /// Write histogram plots (SVG and PNG) into DIR, created if missing:
+    /// per layer the psum residues around the rounding centre, with a `cdc`
+    /// section the FIFO occupancy and latency, and their counts as
+    /// DIR/histograms.csv (docs/plots.md).
+    #[arg(long, value_name = "DIR", conflicts_with = "dump")]
+    plot: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -101,6 +107,7 @@ impl Default for Args {
             max_mem: crate::limits::RUN_MAX_MEM_BYTES,
             dump: None,
             sample: 0,
+            plot: None,
         }
     }
 }
@@ -116,6 +123,9 @@ pub fn run(args: Args) -> Result<i32> {
     if let Some(mp) = args.model.as_deref().filter(|p| crate::import::run::is_onnx(p)) {
         if args.row {
             return Err(crate::Error::input("--row is not supported for ONNX models"));
+        }
+        if args.plot.is_some() {
+            return Err(crate::Error::input("--plot is not supported for ONNX models yet"));
         }
         let hw_text = match &args.hw {
             Some(p) => crate::io::read_to_string(p)?,
@@ -294,6 +304,7 @@ pub fn run(args: Args) -> Result<i32> {
         pb.finish_and_clear();
     }
     let wall = t0.elapsed().as_secs_f64();
+    write_plots(&args, &report, &hw)?;
     if args.json {
         println!("{}", report_json(&report, &hw_name, &data_name, &hw, wall));
     } else if args.row {
@@ -302,6 +313,16 @@ pub fn run(args: Args) -> Result<i32> {
         print!("{}", report_text(&report, &hw_name, &data_name, &hw, wall));
     }
     Ok(0)
+}
+
+/// `--plot DIR`: every histogram of the run, rendered before the first
+/// file is written.
+fn write_plots(args: &Args, report: &RunReport, hw: &HwConfig) -> Result<()> {
+    if let Some(dir) = &args.plot {
+        let plots = crate::plot::run_plots(report, hw)?;
+        crate::plot::write_named(dir, &plots)?;
+    }
+    Ok(())
 }
 
 /// Apply `PATH=VALUE` overrides to a JSON document. `PATH` is dotted

@@ -110,6 +110,7 @@ pub(super) fn run(args: &Args, path: &Path, engine: Engine, t0: Instant) -> Resu
     let opts = RunOptions { engine, batch: args.batch, max_explain: args.explain };
     let (report, nodes) = run_graph_model(&file, &data, reference.as_ref(), &hw, &opts, &|_| {})?;
     let wall = t0.elapsed().as_secs_f64();
+    super::write_plots(args, &report, &hw)?;
     let data_name =
         args.data.as_ref().map_or(model::DEFAULT_DATA_PATH.to_string(), |p| p.display().to_string());
     if args.json {

@@ -3,7 +3,7 @@
 //! DETAILED_ACCESS_REPORT.csv), plus bitmac's ENERGY_REPORT.csv.
 
 use crate::error::Result;
-use crate::scalesim::{self, BandwidthMode, InputType, ScaleSimConfig, TimingModel, Topology};
+use crate::scalesim::{self, InputType, ScaleSimConfig, TimingModel, Topology};
 use std::path::PathBuf;
 
 /// Arguments of `bitmac scalesim`.
@@ -72,17 +72,7 @@ pub fn run(args: Args) -> Result<i32> {
     };
     let accesses = scalesim::topology_accesses(&cfg, &topo)?;
     let reports = match args.timing {
-        TimingModel::Scalesim => {
-            if cfg.bandwidth_mode == BandwidthMode::User {
-                eprintln!(
-                    "bitmac: warning: {}: InterfaceBandwidth USER is not modelled; reporting SCALE-Sim's CALC-mode \
-                     numbers (Total Cycles match SCALE-Sim's only where its DRAM model adds no stall cycles; \
-                     Total Cycles (incl. prefetch) differs)",
-                    args.config.display()
-                );
-            }
-            scalesim::run_topology(&cfg, &topo, &scalesim::scalesim_timing(&cfg))?
-        }
+        TimingModel::Scalesim => scalesim::scalesim_reports(&cfg, &topo, &accesses)?,
         TimingModel::Bitmac => scalesim::run_topology(&cfg, &topo, &scalesim::bitmac_timing)?,
     };
     let energy: Vec<scalesim::memory::EnergyRow> = reports

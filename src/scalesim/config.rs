@@ -23,14 +23,28 @@ use std::path::Path;
 use super::Dataflow;
 
 /// How SCALE-Sim models DRAM bandwidth (`[run_presets] InterfaceBandwidth`).
+/// bitmac reproduces both modes exactly (`docs/scalesim.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BandwidthMode {
     /// `CALC`: SCALE-Sim estimates the bandwidth needed; its SRAM read
-    /// buffers never stall. bitmac reproduces this mode exactly.
+    /// buffers never stall.
     Calc,
-    /// `USER`: a user-given DRAM bandwidth with a stalling read-buffer model
-    /// that bitmac does not reproduce (see `docs/scalesim.md`).
-    User,
+    /// `USER`: user-given DRAM bandwidths; the read buffers (SCALE-Sim's
+    /// `read_buffer.py`) stall on late prefetches.
+    User(UserBandwidth),
+}
+
+/// The DRAM bandwidths (words per cycle) of `USER` mode, from the keys
+/// SCALE-Sim 3.0.0 actually reads (not the ones the names suggest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserBandwidth {
+    /// Ifmap DRAM read bandwidth: `[layout] IfmapSRAMBankBandwidth`.
+    pub ifmap: u64,
+    /// Filter DRAM read bandwidth: `[layout] FilterSRAMBankBandwidth`.
+    pub filter: u64,
+    /// Ofmap DRAM write line width: the first comma-separated value of
+    /// `[architecture_presets] Bandwidth`.
+    pub ofmap: u64,
 }
 
 /// The validated subset of a SCALE-Sim config that bitmac uses.
@@ -191,7 +205,7 @@ impl ScaleSimConfig {
         let bandwidth_mode = match ini.get("run_presets", "InterfaceBandwidth") {
             None => BandwidthMode::Calc,
             Some((v, _)) if v == "CALC" => BandwidthMode::Calc,
-            Some((v, _)) if v == "USER" => BandwidthMode::User,
+            Some((v, _)) if v == "USER" => BandwidthMode::User(user_bandwidth(&ini, origin)?),
             Some((v, line)) => {
                 return Err(Error::input(format!(
                     "{origin}:{line}: InterfaceBandwidth: {v:?} is out of range (allowed: CALC, USER)"
@@ -218,6 +232,81 @@ impl ScaleSimConfig {
             bandwidth_mode,
         })
     }
+}
+
+/// Largest DRAM bandwidth accepted in USER mode (words per cycle).
+const MAX_BANDWIDTH: u64 = 1 << 20;
+
+/// The USER-mode keys, validated as SCALE-Sim 3.0.0 uses them
+/// (`scale_config.py`, `single_layer_sim.py`, `read_buffer.py`): the ifmap
+/// and filter DRAM bandwidths are `[layout] IfmapSRAMBankBandwidth` /
+/// `FilterSRAMBankBandwidth` (each must be divisible by its `...SRAMBankNum`,
+/// SCALE-Sim asserts), the ofmap's is the first value of
+/// `[architecture_presets] Bandwidth`. Custom layouts and Ramulator traces
+/// change SCALE-Sim's USER path and are rejected.
+fn user_bandwidth(ini: &Ini, origin: &str) -> Result<UserBandwidth> {
+    const LAYOUT: &str = "layout";
+    let need = |sec: &str, key: &str| -> Result<&(String, usize)> {
+        ini.get(sec, key).ok_or_else(|| {
+            Error::input(format!("{origin}: [{sec}] {key}: missing (required with InterfaceBandwidth: USER)"))
+        })
+    };
+    let int = |key: &str, (value, line): &(String, usize)| -> Result<u64> {
+        parse_py_uint(value).filter(|v| (1..=MAX_BANDWIDTH).contains(v)).ok_or_else(|| {
+            Error::input(format!(
+                "{origin}:{line}: {key}: {value:?} is out of range (allowed: an integer in 1..={MAX_BANDWIDTH})"
+            ))
+        })
+    };
+    let mut read_bw = [0u64; 2];
+    for (slot, op) in read_bw.iter_mut().zip(["Ifmap", "Filter"]) {
+        let bw_key = format!("{op}SRAMBankBandwidth");
+        let num_key = format!("{op}SRAMBankNum");
+        let bw_entry = need(LAYOUT, &bw_key)?;
+        let bw = int(&bw_key, bw_entry)?;
+        let num = int(&num_key, need(LAYOUT, &num_key)?)?;
+        if bw % num != 0 {
+            return Err(Error::input(format!(
+                "{origin}:{}: {bw_key}: {bw} is not divisible by {num_key} = {num} (SCALE-Sim asserts it is)",
+                bw_entry.1
+            )));
+        }
+        *slot = bw;
+        let layout_key = format!("{op}CustomLayout");
+        if let Some((v, line)) = ini.get(LAYOUT, &layout_key) {
+            match v.to_ascii_lowercase().as_str() {
+                "0" | "no" | "false" | "off" => {}
+                "1" | "yes" | "true" | "on" => {
+                    return Err(Error::input(format!(
+                    "{origin}:{line}: {layout_key}: {v:?} is not supported by bitmac scalesim in USER mode \
+                         (allowed: False)"
+                )))
+                }
+                _ => {
+                    return Err(Error::input(format!(
+                        "{origin}:{line}: {layout_key}: {v:?} is out of range (allowed: a boolean, False)"
+                    )))
+                }
+            }
+        }
+    }
+    if let Some((v, line)) = ini.get("run_presets", "UseRamulatorTrace") {
+        // SCALE-Sim compares the exact string.
+        if v == "True" {
+            return Err(Error::input(format!(
+                "{origin}:{line}: UseRamulatorTrace: True is not supported by bitmac scalesim in USER mode \
+                 (allowed: False; it needs Ramulator's latency files)"
+            )));
+        }
+    }
+    let (text, line) = need("architecture_presets", "Bandwidth")?;
+    let mut ofmap = None;
+    for part in text.split(',') {
+        let v = int("Bandwidth", &(part.to_string(), *line))?;
+        ofmap.get_or_insert(v);
+    }
+    let ofmap = ofmap.expect("split yields at least one part");
+    Ok(UserBandwidth { ifmap: read_bw[0], filter: read_bw[1], ofmap })
 }
 
 /// Parse an unsigned integer as Python's `int(str)` does for the forms seen
@@ -285,6 +374,35 @@ mod tests {
         assert!(err(&MIN.replace("ArrayWidth = 16\n", "")).contains("ArrayWidth: missing"));
         assert!(err(&format!("{MIN}[run_presets]\nInterfaceBandwidth: FOO\n")).contains("InterfaceBandwidth"));
         assert!(err(&format!("{MIN}[sparsity]\nSparsitySupport : true\n")).contains("SparsitySupport"));
+    }
+
+    const USER: &str =
+        "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 16\nDataflow: ws\nBandwidth: 3, 7\n\
+                        [layout]\nIfmapSRAMBankBandwidth: 4\nIfmapSRAMBankNum: 2\n\
+                        FilterSRAMBankBandwidth: 6\nFilterSRAMBankNum: 3\nIfmapCustomLayout: False\n\
+                        [run_presets]\nInterfaceBandwidth: USER\nUseRamulatorTrace: False\n";
+
+    #[test]
+    fn user_mode_reads_the_keys_scalesim_reads() {
+        let c = ScaleSimConfig::parse(USER, "u.cfg").unwrap();
+        // Ifmap/filter DRAM bandwidths from [layout], the ofmap's from the
+        // first value of Bandwidth.
+        assert_eq!(c.bandwidth_mode, BandwidthMode::User(UserBandwidth { ifmap: 4, filter: 6, ofmap: 3 }));
+        let e = |from: &str, to: &str| err(&USER.replace(from, to));
+        assert!(
+            e("IfmapSRAMBankNum: 2", "IfmapSRAMBankNum: 3").starts_with("x.cfg:7: IfmapSRAMBankBandwidth")
+        );
+        assert!(e("FilterSRAMBankBandwidth: 6\n", "").contains("FilterSRAMBankBandwidth: missing"));
+        assert!(e("Bandwidth: 3, 7\n", "").contains("Bandwidth: missing"));
+        assert!(e("Bandwidth: 3, 7", "Bandwidth: 0").starts_with("x.cfg:5: Bandwidth"));
+        assert!(e("Bandwidth: 3, 7", "Bandwidth: 3, x").starts_with("x.cfg:5: Bandwidth"));
+        assert!(e("IfmapCustomLayout: False", "IfmapCustomLayout: true").contains("not supported"));
+        assert!(e("IfmapCustomLayout: False", "IfmapCustomLayout: maybe").contains("IfmapCustomLayout"));
+        assert!(e("UseRamulatorTrace: False", "UseRamulatorTrace: True").contains("UseRamulatorTrace"));
+        // CALC mode needs none of these keys.
+        let calc =
+            ScaleSimConfig::parse(&USER.replace("USER", "CALC").replace("Bandwidth: 3, 7\n", ""), "c.cfg");
+        assert_eq!(calc.unwrap().bandwidth_mode, BandwidthMode::Calc);
     }
 
     #[test]

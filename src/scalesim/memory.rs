@@ -1,19 +1,23 @@
-//! SCALE-Sim v3's memory system (CALC bandwidth mode), reproduced on the
-//! actual address streams: the per-cycle demand lines of the ifmap, filter
-//! and ofmap operands, served by SCALE-Sim's estimate-bandwidth read buffers
-//! (`read_buffer_estimate_bw.py`) and its ofmap write buffer
-//! (`write_buffer.py`, shared with [`super::timing`]). It yields the numbers
-//! of `BANDWIDTH_REPORT.csv` and `DETAILED_ACCESS_REPORT.csv`, and the
-//! SRAM/DRAM access counts the energy report uses. Every rule is stated in
-//! `docs/scalesim.md` ("The memory system").
+//! SCALE-Sim v3's memory system (CALC and USER bandwidth modes), reproduced
+//! on the actual address streams: the per-cycle demand lines of the ifmap,
+//! filter and ofmap operands, served by SCALE-Sim's read buffers (CALC:
+//! `read_buffer_estimate_bw.py`, never stalls; USER: `read_buffer.py`,
+//! stalls on late prefetches) and its ofmap write buffer (`write_buffer.py`,
+//! shared with [`super::timing`]). It yields the numbers of
+//! `BANDWIDTH_REPORT.csv` and `DETAILED_ACCESS_REPORT.csv`, USER mode's
+//! COMPUTE_REPORT cycles ([`LayerAccesses::timing`]), and the SRAM/DRAM
+//! access counts the energy report uses. Every rule is stated in
+//! `docs/scalesim.md` ("The memory system", "USER bandwidth mode").
 //!
 //! Cost: one step per demand-matrix element (`lines x (R + 2C)` per layer,
 //! [`demand_elems`]) plus one word per address of the ifmap and filter
-//! address spaces; `bitmac scalesim` checks the sum against
-//! [`crate::limits::SCALESIM_MAX_MEMORY_WORK`] before it starts.
+//! address spaces, plus in USER mode two steps and one stored set id per
+//! prefetch-matrix entry ([`prefetch_elems`]); `bitmac scalesim` checks the
+//! sum ([`layer_work`]) against [`crate::limits::SCALESIM_MAX_MEMORY_WORK`]
+//! before it starts.
 
-use super::timing::{exact_ratio, Folds, WriteBuffer};
-use super::{py_float, Dataflow, GemmMapping, Layer, LayerShape, ScaleSimConfig};
+use super::timing::{exact_ratio, fold_averages, overall_util, Folds, WriteBuffer};
+use super::{py_float, BandwidthMode, Dataflow, GemmMapping, Layer, LayerShape, LayerTiming, ScaleSimConfig};
 use crate::error::{Error, Result};
 
 /// One operand's accesses as SCALE-Sim reports them: the first and last
@@ -39,6 +43,23 @@ pub struct LayerAccesses {
 }
 
 impl LayerAccesses {
+    /// The COMPUTE_REPORT row of this layer from the memory model (how
+    /// SCALE-Sim itself fills it): Total and Stall Cycles as simulated,
+    /// Total Cycles (incl. prefetch) = ofmap DRAM stop - min(ifmap, filter
+    /// DRAM start) (0 if negative), utilizations from the fold mapping.
+    pub fn timing(&self, m: &GemmMapping) -> LayerTiming {
+        let incl = self.dram[2].stop - self.dram[0].start.min(self.dram[1].start);
+        let (mapping_eff, compute_util) = fold_averages(m);
+        LayerTiming {
+            total_cycles_incl_prefetch: incl.max(0) as u64,
+            total_cycles: self.total_cycles,
+            stall_cycles: self.stall_cycles,
+            overall_util_pct: overall_util(m, self.total_cycles),
+            mapping_efficiency_pct: mapping_eff,
+            compute_util_pct: compute_util,
+        }
+    }
+
     /// The six averages of SCALE-Sim's `BANDWIDTH_REPORT.csv` row: SRAM words
     /// / Total Cycles (Python `int / int`, correctly rounded; 0.0 when Total
     /// Cycles is 0, where SCALE-Sim divides by zero), then DRAM words /
@@ -80,9 +101,16 @@ pub fn address_space(layer: &Layer) -> u128 {
 }
 
 /// The work estimate of [`layer_accesses`] for a layer: demand elements plus
-/// address-space words.
-pub fn layer_work(layer: &Layer, m: &GemmMapping) -> u128 {
-    demand_elems(m) + address_space(layer)
+/// address-space words, plus in USER mode both operands' prefetch-matrix
+/// entries (read twice to build the read sets, one stored set id each). A
+/// USER-mode miss costs one binary search however many rotations it needs
+/// ([`UserReadBuffer`]), so the demand elements bound the rest.
+pub fn layer_work(cfg: &ScaleSimConfig, layer: &Layer, m: &GemmMapping) -> u128 {
+    let user = match cfg.bandwidth_mode {
+        BandwidthMode::Calc => 0,
+        BandwidthMode::User(_) => prefetch_elems(m),
+    };
+    demand_elems(m) + address_space(layer) + user
 }
 
 /// SCALE-Sim's ifmap operand matrix (M x K) as an address function:
@@ -273,6 +301,358 @@ impl EstimateReadBuffer {
     }
 }
 
+/// SCALE-Sim's USER-mode read buffer (`read_buffer.py` without custom
+/// layouts or Ramulator), one per operand. Every rule is in
+/// `docs/scalesim.md` ("USER mode"); in short:
+///
+/// - the operand's *prefetch order* (its prefetch matrix, see
+///   [`prefetch_order`]) without its -1 entries is cut into sets of
+///   `E = ceil(words / 100)` addresses, plus a last partial (possibly empty)
+///   set: `n_sets = floor(count / E) + 1`;
+/// - the active window is a circular run of `n_active = min(n_sets,
+///   ceil(A / E))` sets starting at `win_start` (initially 0), `A =
+///   ceil(words / 2)`; a miss rotates it by `n_prefetch = min(n_sets -
+///   n_active, ceil((words - A) / E))` sets and issues one DRAM prefetch of
+///   `ceil((words - A) / bw)` rows of `bw` words;
+/// - the first demand line triggers the active-half prefetch: `min(ceil(A /
+///   bw), fetch_rows)` rows answered at cycles `-rows .. -1`, where
+///   `fetch_rows = ceil(prefetch-matrix elements / bw)`.
+#[derive(Clone)]
+struct UserReadBuffer {
+    bw: u64,
+    n_sets: u64,
+    n_active: u64,
+    n_prefetch: u64,
+    win_start: u64,
+    /// Rows of one later prefetch, `ceil((words - A) / bw)`.
+    prefetch_rows: u64,
+    /// Rows of the prefetch (fetch) matrix, `ceil(elements / bw)`.
+    fetch_rows: u64,
+    /// Rows of the first (active-half) prefetch.
+    active_rows: u64,
+    /// Per address, the ids of the sets holding it (ascending), CSR form:
+    /// `ids[first[a] .. first[a + 1]]`.
+    first: Vec<u64>,
+    ids: Vec<u32>,
+    started: bool,
+    /// SCALE-Sim's `last_prefetch_cycle`: the last DRAM response so far.
+    last_prefetch: i64,
+    dram_reads: u64,
+}
+
+impl UserReadBuffer {
+    /// `order` visits the prefetch matrix's entries in SCALE-Sim's order
+    /// (-1 = no address) and returns their number.
+    fn new(sram_kb: u64, bw: u64, space: u64, order: impl Fn(&mut dyn FnMut(i64)) -> u64) -> Result<Self> {
+        let words = sram_kb * 1024;
+        let per_set = words.div_ceil(100);
+        let active = words.div_ceil(2);
+        let prefetch = words - active;
+        let space = usize::try_from(space).map_err(|_| Error::input("address space too large"))?;
+        // Pass 1: addresses per set id, counted per address.
+        let mut count = vec![0u64; space + 1];
+        let mut valid = 0u64;
+        let elems = order(&mut |a| {
+            if a >= 0 {
+                count[a as usize + 1] += 1;
+                valid += 1;
+            }
+        });
+        for i in 1..count.len() {
+            count[i] += count[i - 1];
+        }
+        let first = count;
+        let n_sets = valid / per_set + 1;
+        if n_sets > u32::MAX as u64 {
+            return Err(Error::input("too many read-buffer sets"));
+        }
+        // Pass 2: the set id of every entry, in order (so each address's ids ascend).
+        let mut fill = first.clone();
+        let mut ids = vec![0u32; valid as usize];
+        let mut seen = 0u64;
+        order(&mut |a| {
+            if a >= 0 {
+                let slot = &mut fill[a as usize];
+                ids[*slot as usize] = (seen / per_set) as u32;
+                *slot += 1;
+                seen += 1;
+            }
+        });
+        let n_active = n_sets.min(active.div_ceil(per_set));
+        let n_prefetch = (n_sets - n_active).min(prefetch.div_ceil(per_set));
+        let fetch_rows = elems.div_ceil(bw);
+        Ok(UserReadBuffer {
+            bw,
+            n_sets,
+            n_active,
+            n_prefetch,
+            win_start: 0,
+            prefetch_rows: prefetch.div_ceil(bw),
+            fetch_rows,
+            active_rows: active.div_ceil(bw).min(fetch_rows),
+            first,
+            ids,
+            started: false,
+            last_prefetch: 0,
+            dram_reads: 0,
+        })
+    }
+
+    /// `active_buffer_hit`: is some set holding `addr` in the circular window
+    /// of `n_active` sets starting at `win_start`? Errors if no set holds it
+    /// (SCALE-Sim would loop forever).
+    fn hit(&self, addr: usize) -> Result<bool> {
+        let ids = &self.ids[self.first[addr] as usize..self.first[addr + 1] as usize];
+        if ids.is_empty() {
+            return Err(Error::input(format!(
+                "address {addr} is demanded but not in the prefetch matrix (SCALE-Sim would hang)"
+            )));
+        }
+        let s = self.win_start;
+        let e = (s + self.n_active) % self.n_sets;
+        let p = ids.partition_point(|&i| (i as u64) < s);
+        Ok(if s < e { p < ids.len() && (ids[p] as u64) < e } else { p < ids.len() || (ids[0] as u64) < e })
+    }
+
+    /// How many `new_prefetch` rotations `addr` needs before it hits (0: it
+    /// hits now). SCALE-Sim rotates one step at a time; this finds the
+    /// count directly: with `s1` the window start after one rotation and
+    /// `dist` the circular distance from `s1` to the nearest set holding
+    /// `addr` at or after it, the windows `[s1 + i*n_prefetch, +n_active)`
+    /// overlap (`n_prefetch <= n_active`), so the first that reaches `dist`
+    /// is `i = ceil((dist - n_active + 1) / n_prefetch)`.
+    fn rotations_to_hit(&self, addr: usize) -> Result<u64> {
+        if self.hit(addr)? {
+            return Ok(0);
+        }
+        // A miss implies n_active < n_sets, hence n_prefetch >= 1.
+        let ids = &self.ids[self.first[addr] as usize..self.first[addr + 1] as usize];
+        let s1 = (self.win_start + self.n_prefetch) % self.n_sets;
+        let p = ids.partition_point(|&i| (i as u64) < s1);
+        let x = if p < ids.len() { ids[p] as u64 } else { ids[0] as u64 + self.n_sets };
+        let dist = x - s1;
+        Ok(if dist < self.n_active { 1 } else { 1 + (dist - self.n_active + 1).div_ceil(self.n_prefetch) })
+    }
+
+    /// `n` `new_prefetch` calls for one address, at line `cycle` with the
+    /// line's `offset` so far; returns the new offset. Each rotates the
+    /// window by `n_prefetch` sets and fetches `prefetch_rows` rows, issued
+    /// one a cycle from `last_prefetch + 1` and answered a cycle later (so
+    /// `last_prefetch` grows by `d = prefetch_rows + 1`); then SCALE-Sim's
+    /// `potential = last_prefetch - (cycle + offset)` is added to the offset,
+    /// twice when positive. With `c = cycle + offset` that is `c = L +
+    /// max(w, 0)` for `w = L - c`, and `w` obeys `w' = d - max(w, 0)`, which
+    /// repeats with period 2 from the second call on: the result is exact
+    /// without stepping through all `n` calls.
+    fn prefetch_times(&mut self, n: u64, cycle: i64, offset: i64) -> Result<i64> {
+        if n == 0 {
+            return Ok(offset);
+        }
+        if self.prefetch_rows > self.fetch_rows {
+            // SCALE-Sim's column_stack of the response cycles and the
+            // (shorter, wrapped) request rows fails here. Unreachable when a
+            // miss is possible (the sets then hold more than A >= prefetch
+            // words), kept as a guard.
+            return Err(Error::input(format!(
+                "SCALE-Sim's USER read buffer fetches {} rows from a {}-row prefetch matrix (it crashes there)",
+                self.prefetch_rows, self.fetch_rows
+            )));
+        }
+        let steps = |n: u64| -> i64 { i64::try_from(n).unwrap_or(i64::MAX) };
+        self.win_start =
+            ((self.win_start as u128 + n as u128 * self.n_prefetch as u128) % self.n_sets as u128) as u64;
+        self.dram_reads = self
+            .dram_reads
+            .checked_add(n.saturating_mul(self.prefetch_rows * self.bw))
+            .ok_or_else(|| Error::input("DRAM reads overflow"))?;
+        let d = self.prefetch_rows as i64 + 1;
+        let base = self.last_prefetch;
+        let last = steps(n)
+            .checked_mul(d)
+            .and_then(|x| x.checked_add(base))
+            .ok_or_else(|| Error::input("prefetch cycle overflow"))?;
+        // w of call i (1-based), for i = 1 and the representative of n's parity.
+        let w1 = base + d - (cycle + offset);
+        let w = match n {
+            1 => w1,
+            _ => {
+                let w2 = d - w1.max(0);
+                if n.is_multiple_of(2) {
+                    w2
+                } else {
+                    d - w2.max(0)
+                }
+            }
+        };
+        self.last_prefetch = last;
+        Ok(last + w.max(0) - cycle)
+    }
+
+    /// `service_reads` for one demand line at `cycle`: the serviced cycle.
+    fn line(&mut self, cycle: i64, addrs: &[i64]) -> Result<i64> {
+        self.start(cycle);
+        let mut offset = HIT_LATENCY;
+        for &a in addrs {
+            if a >= 0 {
+                let n = self.rotations_to_hit(a as usize)?;
+                offset = self.prefetch_times(n, cycle, offset)?;
+            }
+        }
+        Ok(cycle + offset)
+    }
+
+    /// `prefetch_active_buffer(start_cycle = cycle)`, on the first line
+    /// (cycle 0): `active_rows` rows answered at `cycle - active_rows ..
+    /// cycle - 1`.
+    fn start(&mut self, cycle: i64) {
+        if !self.started {
+            self.started = true;
+            self.dram_reads += self.active_rows * self.bw;
+            self.last_prefetch = cycle - 1;
+        }
+    }
+
+    /// SCALE-Sim's `service_reads` loop as written: one rotation and one hit
+    /// test at a time (the reference for [`Self::line`]).
+    #[cfg(test)]
+    fn line_stepwise(&mut self, cycle: i64, addrs: &[i64]) -> Result<i64> {
+        self.start(cycle);
+        let mut offset = HIT_LATENCY;
+        for &a in addrs {
+            if a < 0 {
+                continue;
+            }
+            while !self.hit(a as usize)? {
+                assert!(self.prefetch_rows <= self.fetch_rows);
+                self.win_start = (self.win_start + self.n_prefetch) % self.n_sets;
+                self.dram_reads += self.prefetch_rows * self.bw;
+                self.last_prefetch += self.prefetch_rows as i64 + 1;
+                let potential = self.last_prefetch - (cycle + offset);
+                offset += potential;
+                if potential > 0 {
+                    offset += potential;
+                }
+            }
+        }
+        Ok(cycle + offset)
+    }
+
+    /// DRAM Start/Stop/Reads: the active prefetch's first response
+    /// (`-active_rows`) to the last response of any prefetch.
+    fn finish(&self) -> Span {
+        Span { start: -(self.active_rows as i64), stop: self.last_prefetch, count: self.dram_reads }
+    }
+}
+
+const HIT_LATENCY: i64 = 1;
+
+/// The two read buffers SCALE-Sim uses: CALC mode's estimate-bandwidth
+/// buffer (never stalls) and USER mode's.
+enum ReadBuffer {
+    Estimate(EstimateReadBuffer),
+    User(UserReadBuffer),
+}
+
+impl ReadBuffer {
+    /// Serve one demand line at `cycle`; the cycle it is serviced at (the
+    /// hit latency later, plus USER mode's stalls).
+    fn line(&mut self, cycle: i64, addrs: &[i64]) -> Result<i64> {
+        match self {
+            ReadBuffer::Estimate(b) => {
+                b.line(cycle, addrs)?;
+                Ok(cycle + HIT_LATENCY)
+            }
+            ReadBuffer::User(b) => b.line(cycle, addrs),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Span> {
+        match self {
+            ReadBuffer::Estimate(b) => b.finish(),
+            ReadBuffer::User(b) => Ok(b.finish()),
+        }
+    }
+}
+
+/// Which operand a prefetch order is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operand {
+    Ifmap,
+    Filter,
+}
+
+/// Visit SCALE-Sim's prefetch matrix of one operand (`systolic_compute_*.py`
+/// `create_*_prefetch_mat`) in the order its USER read buffer reads it, -1
+/// for padding and no-address entries; returns the number of entries. The
+/// matrix stacks one block per fold of the operand's spatial dimension,
+/// padded with -1 to the array side:
+///
+/// | dataflow | ifmap (rows x width, block b row t column x) | filter |
+/// |---|---|---|
+/// | os | `Fr*K x R`: ifmap(bR + x, t), rolled | `Fc*K x C`: filter(t, bC + x), rolled |
+/// | ws | `Fr*M x R`: ifmap(t, bR + x), rolled | `Fc*K x C`: filter(t, bC + x), row-major |
+/// | is | `Fc*K x C`: ifmap(bC + x, t), row-major | `Fr*N x R`: filter(bR + x, t), rolled |
+///
+/// "rolled" is SCALE-Sim's anti-diagonal roll-out: diagonal d = 0, 1, ...,
+/// rows from `min(d, rows - 1)` down to `max(0, d - width + 1)`, column `d - row`.
+fn prefetch_order(m: &GemmMapping, ifmap: &IfmapAddr, op: Operand, visit: &mut dyn FnMut(i64)) -> u64 {
+    let (r, c) = (m.rows as u64, m.cols as u64);
+    let (mm, k, n) = (m.m, m.k, m.n);
+    let filt = |kk: u64, nn: u64| (nn * k + kk) as i64;
+    // (block height, width, spatial extent, rolled, entry(row t in block, block b, column x) for in-range x)
+    let (height, width, extent, rolled): (u64, u64, u64, bool) = match (m.dataflow, op) {
+        (Dataflow::Os, Operand::Ifmap) => (k, r, mm, true),
+        (Dataflow::Os, Operand::Filter) => (k, c, n, true),
+        (Dataflow::Ws, Operand::Ifmap) => (mm, r, k, true),
+        (Dataflow::Ws, Operand::Filter) => (k, c, n, false),
+        (Dataflow::Is, Operand::Ifmap) => (k, c, mm, false),
+        (Dataflow::Is, Operand::Filter) => (n, r, k, true),
+    };
+    let at = |row: u64, x: u64| -> i64 {
+        let (b, t) = (row / height, row % height);
+        let s = b * width + x;
+        if s >= extent {
+            return -1;
+        }
+        match (m.dataflow, op) {
+            (Dataflow::Os, Operand::Ifmap) => ifmap.at(s, t),
+            (Dataflow::Os, Operand::Filter) | (Dataflow::Ws, Operand::Filter) => filt(t, s),
+            (Dataflow::Ws, Operand::Ifmap) => ifmap.at(t, s),
+            (Dataflow::Is, Operand::Ifmap) => ifmap.at(s, t),
+            (Dataflow::Is, Operand::Filter) => filt(s, t),
+        }
+    };
+    let rows = extent.div_ceil(width) * height;
+    if rolled {
+        for d in 0..rows + width - 1 {
+            let hi = d.min(rows - 1);
+            let lo = (d + 1).saturating_sub(width);
+            for row in (lo..=hi).rev() {
+                visit(at(row, d - row));
+            }
+        }
+    } else {
+        for row in 0..rows {
+            for x in 0..width {
+                visit(at(row, x));
+            }
+        }
+    }
+    rows * width
+}
+
+/// Entries of both operands' prefetch matrices (USER mode's extra work).
+pub fn prefetch_elems(m: &GemmMapping) -> u128 {
+    let (r, c) = (m.rows as u128, m.cols as u128);
+    let (mm, k, n) = (m.m as u128, m.k as u128, m.n as u128);
+    let blocks = |extent: u128, side: u128| extent.div_ceil(side) * side;
+    match m.dataflow {
+        Dataflow::Os => blocks(mm, r) * k + blocks(n, c) * k,
+        Dataflow::Ws => blocks(k, r) * mm + blocks(n, c) * k,
+        Dataflow::Is => blocks(mm, c) * k + blocks(k, r) * n,
+    }
+}
+
 /// First and last serviced cycle of lines that carry an address.
 #[derive(Default)]
 struct SramSpan {
@@ -317,10 +697,24 @@ pub fn layer_accesses(cfg: &ScaleSimConfig, layer: &Layer, m: &GemmMapping) -> R
         LayerShape::Conv(cs) => cs.ifmap_h * cs.ifmap_w * cs.channels,
         LayerShape::Gemm { m, k, .. } => m * k,
     };
-    let mut ifbuf = EstimateReadBuffer::new(cfg.ifmap_sram_kb, if_space);
-    let mut fbuf = EstimateReadBuffer::new(cfg.filter_sram_kb, k * n);
-    // CALC mode: the ofmap DRAM write line is the array width.
-    let mut wb = WriteBuffer::new(cfg.ofmap_sram_kb, c);
+    let (mut ifbuf, mut fbuf, ofmap_width) = match cfg.bandwidth_mode {
+        BandwidthMode::Calc => (
+            ReadBuffer::Estimate(EstimateReadBuffer::new(cfg.ifmap_sram_kb, if_space)),
+            ReadBuffer::Estimate(EstimateReadBuffer::new(cfg.filter_sram_kb, k * n)),
+            // CALC mode: the ofmap DRAM write line is the array width.
+            c,
+        ),
+        BandwidthMode::User(bw) => (
+            ReadBuffer::User(UserReadBuffer::new(cfg.ifmap_sram_kb, bw.ifmap, if_space, |v| {
+                prefetch_order(m, &ifmap, Operand::Ifmap, v)
+            })?),
+            ReadBuffer::User(UserReadBuffer::new(cfg.filter_sram_kb, bw.filter, k * n, |v| {
+                prefetch_order(m, &ifmap, Operand::Filter, v)
+            })?),
+            bw.ofmap,
+        ),
+    };
+    let mut wb = WriteBuffer::new(cfg.ofmap_sram_kb, ofmap_width);
     let (mut if_span, mut f_span, mut o_span) =
         (SramSpan::default(), SramSpan::default(), SramSpan::default());
     // Widths of the three demand lines.
@@ -335,6 +729,8 @@ pub fn layer_accesses(cfg: &ScaleSimConfig, layer: &Layer, m: &GemmMapping) -> R
     let ofm = |row: u64, col: u64| (row * n + col) as i64;
     let mut stalls = 0u64;
     let mut line_no = 0u64;
+    // The last line's ofmap serviced cycle: SCALE-Sim's Total Cycles.
+    let mut last_ofmap = 0u64;
     for fc in 0..f.col_folds {
         let c0 = fc * c;
         let cu = c.min(f.sc - c0);
@@ -407,21 +803,28 @@ pub fn layer_accesses(cfg: &ScaleSimConfig, layer: &Layer, m: &GemmMapping) -> R
                     }
                 }
                 let cycle = (line_no + stalls) as i64;
-                ifbuf.line(cycle, &li)?;
-                fbuf.line(cycle, &lf)?;
-                // Reads are served after the hit latency (1); writes at once
-                // (plus any write-buffer stall).
-                if_span.see(cycle + 1, &li);
-                f_span.see(cycle + 1, &lf);
+                // Reads are served after the hit latency (1) plus USER mode's
+                // read stalls (which may be negative); writes at once plus
+                // any write-buffer stall. All three see the same cycle.
+                let if_out = ifbuf.line(cycle, &li)?;
+                let f_out = fbuf.line(cycle, &lf)?;
+                if_span.see(if_out, &li);
+                f_span.see(f_out, &lf);
                 let writes = lo.iter().filter(|&&a| a >= 0).count() as u64;
-                let line_stall = if writes > 0 { wb.line(cycle as u64, writes) } else { 0 };
-                o_span.see(cycle + line_stall as i64, &lo);
-                stalls += line_stall;
+                let write_stall = if writes > 0 { wb.line(cycle as u64, writes) } else { 0 };
+                o_span.see(cycle + write_stall as i64, &lo);
+                last_ofmap = cycle as u64 + write_stall;
+                // The line's stall is the largest of the three (>= 0: the
+                // write stall is); all later lines move by it.
+                let read_stall = (if_out - cycle - HIT_LATENCY).max(f_out - cycle - HIT_LATENCY);
+                stalls += (write_stall as i64).max(read_stall) as u64;
                 line_no += 1;
             }
         }
     }
-    let last_cycle = line_no - 1 + stalls;
+    // Total Cycles is the last line's ofmap serviced cycle: the last line's
+    // own read stall is counted in Stall Cycles but not in Total Cycles.
+    let last_cycle = last_ofmap;
     wb.finish(last_cycle);
     let reqs = sram_requests(m);
     let sram_span = |s: &SramSpan, count: u64| Span { start: s.first.unwrap_or(0), stop: s.last, count };
@@ -603,7 +1006,41 @@ pub fn energy_report_csv(rows: &[EnergyRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scalesim::{BandwidthMode, ConvShape};
+    use crate::scalesim::ConvShape;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// USER mode's read buffer: finding the rotation count directly and
+        /// applying the waits in closed form gives exactly what SCALE-Sim's
+        /// one-rotation-at-a-time loop gives (serviced cycles, DRAM reads,
+        /// last prefetch cycle, window), on random prefetch orders and demands.
+        #[test]
+        fn user_read_buffer_equals_stepwise_loop(
+            order in proptest::collection::vec(-1i64..300, 1..4000),
+            kb in 1u64..3, bw in 1u64..40,
+            picks in proptest::collection::vec(proptest::collection::vec(0usize..4000, 0..9), 1..60),
+            gap in 0i64..3,
+        ) {
+            let present: Vec<i64> = order.iter().copied().filter(|&a| a >= 0).collect();
+            proptest::prop_assume!(!present.is_empty());
+            let visit = |v: &mut dyn FnMut(i64)| { for &a in &order { v(a) } order.len() as u64 };
+            let mut fast = UserReadBuffer::new(kb, bw, 300, visit).unwrap();
+            proptest::prop_assume!(fast.prefetch_rows <= fast.fetch_rows);
+            let mut slow = fast.clone();
+            let mut cycle = 0i64;
+            for line in &picks {
+                let addrs: Vec<i64> = line.iter().map(|&i| present[i % present.len()]).collect();
+                let a = fast.line(cycle, &addrs).unwrap();
+                let b = slow.line_stepwise(cycle, &addrs).unwrap();
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(
+                    (fast.win_start, fast.last_prefetch, fast.dram_reads),
+                    (slow.win_start, slow.last_prefetch, slow.dram_reads)
+                );
+                cycle += 1 + gap + (a - cycle - 1).max(0);
+            }
+        }
+    }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(60))]

@@ -17,7 +17,7 @@ pub mod memory;
 pub mod timing;
 pub mod topology;
 
-pub use config::{BandwidthMode, ScaleSimConfig};
+pub use config::{BandwidthMode, ScaleSimConfig, UserBandwidth};
 pub use topology::{ConvShape, GemmDims, InputType, Layer, LayerShape, Topology};
 
 use crate::error::{Error, Result};
@@ -160,8 +160,11 @@ pub enum TimingModel {
     Scalesim,
 }
 
-/// SCALE-Sim v3's timing model for `cfg` (its SRAM sizes matter for the
-/// incl.-prefetch column and for write-buffer stalls).
+/// SCALE-Sim v3's timing model for `cfg` in CALC mode (its SRAM sizes
+/// matter for the incl.-prefetch column and for write-buffer stalls): a
+/// closed form per layer, held equal to the memory model by tests. In USER
+/// mode the timing needs the address streams, so this closure returns an
+/// error; use [`scalesim_reports`].
 pub fn scalesim_timing(cfg: &ScaleSimConfig) -> impl Fn(&GemmMapping) -> Result<LayerTiming> + '_ {
     move |m| timing::layer_timing(cfg, m)
 }
@@ -210,7 +213,9 @@ pub fn topology_folds(cfg: &ScaleSimConfig, topo: &Topology) -> u128 {
 pub fn topology_memory_work(cfg: &ScaleSimConfig, topo: &Topology) -> u128 {
     topo.layers
         .iter()
-        .map(|layer| memory::layer_work(layer, &GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols)))
+        .map(|layer| {
+            memory::layer_work(cfg, layer, &GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols))
+        })
         .sum()
 }
 
@@ -226,6 +231,39 @@ pub fn topology_accesses(cfg: &ScaleSimConfig, topo: &Topology) -> Result<Vec<me
                 .map_err(|e| e.context(format_args!("layer {id} ({})", layer.name)))
         })
         .collect()
+}
+
+/// SCALE-Sim v3's COMPUTE_REPORT rows for `topo` in either bandwidth mode,
+/// given the memory system's results `accesses` (from
+/// [`topology_accesses`]): in CALC mode the closed-form timing
+/// ([`scalesim_timing`], equal to the memory model's), in USER mode the
+/// memory model's total and stall cycles ([`memory::LayerAccesses::timing`]).
+pub fn scalesim_reports(
+    cfg: &ScaleSimConfig,
+    topo: &Topology,
+    accesses: &[memory::LayerAccesses],
+) -> Result<Vec<LayerReport>> {
+    match cfg.bandwidth_mode {
+        BandwidthMode::Calc => run_topology(cfg, topo, &scalesim_timing(cfg)),
+        BandwidthMode::User(_) => {
+            if accesses.len() != topo.layers.len() {
+                return Err(Error::input(format!(
+                    "{} memory-model results for {} layers",
+                    accesses.len(),
+                    topo.layers.len()
+                )));
+            }
+            Ok(topo
+                .layers
+                .iter()
+                .zip(accesses)
+                .map(|(layer, a)| {
+                    let mapping = GemmMapping::new(layer, cfg.dataflow, cfg.rows, cfg.cols);
+                    LayerReport { name: layer.name.clone(), mapping, timing: a.timing(&mapping) }
+                })
+                .collect())
+        }
+    }
 }
 
 /// Map every layer of `topo` onto the array of `cfg` and time it with

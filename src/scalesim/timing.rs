@@ -363,9 +363,16 @@ fn prefetch_start(distinct: u64, sram_kb: u64, first_demand_cycle: u64) -> i64 {
 
 /// SCALE-Sim v3's compute-report numbers for one layer (CALC bandwidth mode).
 ///
-/// In USER mode SCALE-Sim also stalls on its DRAM read model, which this does
-/// not reproduce: the result is then SCALE-Sim's stall-free timing.
+/// USER mode's read stalls depend on the address streams, which only the
+/// memory model ([`super::memory::layer_accesses`]) has: a USER config is an
+/// error here.
 pub fn layer_timing(cfg: &ScaleSimConfig, m: &GemmMapping) -> Result<LayerTiming> {
+    if cfg.bandwidth_mode != crate::scalesim::BandwidthMode::Calc {
+        return Err(Error::input(
+            "InterfaceBandwidth USER: the closed-form timing is CALC mode's; use the memory model \
+             (scalesim::scalesim_reports)",
+        ));
+    }
     let f = Folds::of(m);
     let lines = f.checked_lines()?;
     let (stalls, ofmap_stop) = ofmap_writes(cfg, m, &f, false);

@@ -67,6 +67,11 @@ USER_BANDWIDTHS = [1, 4, 16]
 # 13 layers (7 conv incl. edge windows, 6 GEMM), kept small: SCALE-Sim's USER
 # read buffers are slow.
 USER_TOPOLOGIES = ["gemm_small.csv", "odd_shapes.csv"]
+# Conv layers of real-network shape (overlapping windows, strides, an edge
+# window, 16-64 channels) that stall heavily with 1-2 kB SRAMs; SCALE-Sim
+# needs minutes per run here, so only at one bandwidth (6 runs).
+USER_TOPOLOGIES_ONE_BW = ["resnet_mini.csv"]
+USER_ONE_BW = 4
 USER_CFG_DIR = os.path.join(HERE, "configs_user")
 REF_USER_DIR = os.path.join(HERE, "refs_user")
 
@@ -177,12 +182,14 @@ def main():
     cfgs = sorted(f for f in os.listdir(cfg_dir) if f.endswith(".cfg")
                   and (not args.large or f.startswith(LARGE_CFG_PREFIX)))
     topos = sorted(f for f in os.listdir(topo_dir) if f.endswith(".csv") and args.only in f
-                   and (not args.user or f in USER_TOPOLOGIES))
+                   and (not args.user or f in USER_TOPOLOGIES or f in USER_TOPOLOGIES_ONE_BW))
     print(f"scalesim {version('scalesim')}, numpy {version('numpy')}: "
           f"{len(topos)} topologies x {len(cfgs)} configs", file=sys.stderr)
     for topo in topos:
         gemm = topo.startswith("gemm_")
         for cfg in cfgs:
+            if args.user and topo in USER_TOPOLOGIES_ONE_BW and not cfg.endswith(f"_bw{USER_ONE_BW}.cfg"):
+                continue
             with tempfile.TemporaryDirectory() as work:
                 run_dir = run_one(scalesim, os.path.join(cfg_dir, cfg), os.path.join(topo_dir, topo),
                                   gemm, work)
