@@ -7,9 +7,10 @@
 // Unsafe code is denied everywhere except the SIMD dispatch wrappers of the
 // array engines (`#[allow(unsafe_code)]`), whose only unsafe operation is
 // calling a `#[target_feature]` function after the CPU check (`array::Simd`),
-// and the fast engine's AVX-512 VNNI plain-GEMM kernel (`array::fast`), whose
-// only other unsafe operations are unaligned 64-byte loads and stores of
-// slices of that length.
+// and the fast engine's AVX-512 kernels (`array::fast`: the VNNI plain-GEMM
+// and exact kernels, the saturating i16 kernel), whose only other unsafe
+// operations are unaligned 64-byte loads and stores of slices of that
+// length and one register-only masked vector add (`asm!` in `count16`).
 #![deny(unsafe_code)]
 
 pub mod error;

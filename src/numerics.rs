@@ -434,6 +434,79 @@ impl Rounder {
         };
         (y, RoundInfo { residue: r as u64, position, error: (y << self.k) - x })
     }
+
+    /// Whether [`Rounder::round_i64`] / [`Rounder::round_info_i64`] apply:
+    /// `k <= 32` (every psum rounder of the array qualifies: `d <= 32` is
+    /// validated).
+    #[inline]
+    pub fn exact_in_i64(&self) -> bool {
+        self.k <= 32
+    }
+
+    /// [`Rounder::round`] in `i64`, for the engines' hot loops: the same
+    /// result for every `x` with `|x| <= 2^62` when
+    /// [`Rounder::exact_in_i64`] (then `x + c`, with `|c| <= 2^32`, and the
+    /// result times `2^k` fit `i64`: no intermediate can wrap). Held equal
+    /// to [`Rounder::round`] by `tests/numerics_reference.rs`.
+    #[inline]
+    pub fn round_i64(&self, x: i64) -> i64 {
+        debug_assert!(self.exact_in_i64() && x.unsigned_abs() <= 1 << 62);
+        if self.k == 0 {
+            return x;
+        }
+        let (k, c, mask) = (self.k, self.offset as i64, self.mask as i64);
+        match self.mode {
+            RoundMode::Trn => (x + c) >> k,
+            RoundMode::TrnZero => {
+                let y = x + c;
+                let q = y >> k;
+                if y < 0 && (y & mask) != 0 {
+                    q + 1
+                } else {
+                    q
+                }
+            }
+            _ => {
+                let q = x >> k;
+                match (x & mask).cmp(&(self.centre as i64)) {
+                    Ordering::Less => q,
+                    Ordering::Greater => q + 1,
+                    // The same tie rule as `round` (exact: `q` fits i64).
+                    Ordering::Equal => self.tie(q as i128) as i64,
+                }
+            }
+        }
+    }
+
+    /// [`Rounder::round_info`] in `i64` (same domain as
+    /// [`Rounder::round_i64`]): the result, and the info with the error as
+    /// an `i64` (`|error| < 2^(k+1)`: `result * 2^k = x + error` fits).
+    #[inline]
+    pub fn round_info_i64(&self, x: i64) -> (i64, RoundInfo64) {
+        let y = self.round_i64(x);
+        if self.k == 0 {
+            return (y, RoundInfo64 { residue: 0, position: Position::Below, error: 0 });
+        }
+        let r = x & self.mask as i64;
+        let position = match r.cmp(&(self.centre as i64)) {
+            Ordering::Less => Position::Below,
+            Ordering::Equal => Position::At,
+            Ordering::Greater => Position::Above,
+        };
+        (y, RoundInfo64 { residue: r as u64, position, error: (y << self.k) - x })
+    }
+}
+
+/// [`RoundInfo`] from [`Rounder::round_info_i64`]: the same fields, the
+/// error as an `i64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundInfo64 {
+    /// As [`RoundInfo::residue`].
+    pub residue: u64,
+    /// As [`RoundInfo::position`].
+    pub position: Position,
+    /// As [`RoundInfo::error`].
+    pub error: i64,
 }
 
 /// Applies an overflow mode when a value is stored into a format.

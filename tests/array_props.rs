@@ -726,3 +726,92 @@ proptest! {
         prop_assert_eq!(&ex, &exact, "exact GEMM");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The fast engine's saturating i16 path (P = 16 `SAT`, d = 0, AVX-512
+    /// with VNNI: `vpaddsw` chain, saturation counts from `vpaddw`, exact
+    /// values from `vpdpwssd`, `docs/performance.md`) against the reference
+    /// of `docs/datapath.md` and every other variant (`check_case`: the
+    /// chain path at every SIMD level, the cycle engine, the row-chunked
+    /// path with odd chunk starts): values, overflow counts, first overflow,
+    /// maxima, minimum width. `shape` 0: uniform operands; 1: operands near
+    /// the extremes with mostly aligned signs, so chains and buffers
+    /// saturate and the exact buffers grow past the fold bound (the path
+    /// runs); 2: weights alternating in sign along K, so the exact values
+    /// stay small, the width condition fails and the path must fall back.
+    /// Odd and even array sizes (odd `is` / `os` tiles fall back).
+    #[test]
+    fn sat16_path_matches_reference(
+        df in prop::sample::select(Dataflow::ALL.to_vec()),
+        (rows, cols) in (1usize..20, 1usize..20),
+        (abits, asigned, wbits) in (5u32..=8, any::<bool>(), 5u32..=8),
+        (m, k, n) in (1usize..12, 1usize..70, 1usize..36),
+        (shape, seed) in (0u32..3, any::<u64>()),
+    ) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (alo, ahi) = range(abits, asigned);
+        let (wlo, whi) = range(wbits, true);
+        let a: Vec<i32> = (0..m * k)
+            .map(|_| match shape {
+                1 if rng.gen_range(0..4) > 0 => if asigned && rng.gen_range(0..8) == 0 { alo } else { ahi },
+                _ => rng.gen_range(alo..=ahi),
+            })
+            .collect();
+        let w: Vec<i32> = (0..k * n)
+            .map(|i| match shape {
+                1 if rng.gen_range(0..4) > 0 => if rng.gen_range(0..6) == 0 { wlo } else { whi },
+                2 => {
+                    let v = rng.gen_range(0..=whi);
+                    if (i / n) % 2 == 1 { -v } else { v }
+                }
+                _ => rng.gen_range(wlo..=whi),
+            })
+            .collect();
+        let c = Case {
+            df, rows, cols, wbits, wsigned: true, abits, asigned, p: 16, mode: OverflowMode::Sat, d: 0,
+            rmode: RoundMode::RndConv, offset: 0, m, k, n, a, w,
+        };
+        check_case(&c)?;
+    }
+}
+
+/// The saturating i16 path really runs (on a CPU with AVX-512 VNNI) for a
+/// GEMM whose chains saturate, and matches the chain path there.
+#[test]
+fn sat16_path_runs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (m, k, n) = (37, 96, 40);
+    let c = Case {
+        df: Dataflow::Ws,
+        rows: 16,
+        cols: 16,
+        wbits: 8,
+        wsigned: true,
+        abits: 8,
+        asigned: true,
+        p: 16,
+        mode: OverflowMode::Sat,
+        d: 0,
+        rmode: RoundMode::RndConv,
+        offset: 0,
+        m,
+        k,
+        n,
+        a: (0..m * k).map(|_| rng.gen_range(-128..=127)).collect(),
+        w: (0..k * n).map(|_| rng.gen_range(-128..=127)).collect(),
+    };
+    let before = bitmac::array::fast::path_counts().1;
+    let best = run_at(&c, Engine::Fast, Simd::detect());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni") && Simd::detect() == Simd::Avx512 {
+        assert!(bitmac::array::fast::path_counts().1 > before, "the sat16 path did not run");
+    }
+    assert!(best.stats.overflows_array > 0 && best.stats.overflows_psum > 0, "{:?}", best.stats);
+    let chain = run_at(&c, Engine::Fast, Simd::Portable);
+    assert_eq!(best, chain);
+    check_case(&c).unwrap();
+}

@@ -409,3 +409,76 @@ fn one_line_errors_for_bad_rounders() {
     let e = IntFormat::signed(65).unwrap_err();
     assert!(e.to_string().contains("1..=64"));
 }
+
+/// A rounder's `(k, mode, offset)` with `k <= 32` (the `i64` path's
+/// domain) and an offset drawn from the mode's range, edges included.
+fn rounder_i64() -> impl Strategy<Value = Rounder> {
+    (0u32..=32, any_mode(), any::<u64>(), 0u32..4).prop_map(|(k, mode, r, edge)| {
+        let (lo, hi) = mode.offset_range(k);
+        let c = match edge {
+            0 => lo,
+            1 => hi,
+            _ => lo + (r as i128).rem_euclid(hi - lo + 1),
+        };
+        Rounder::new(k, mode, c as i64).unwrap()
+    })
+}
+
+/// Inputs over the whole `i64` domain of `round_i64` (`|x| <= 2^62`),
+/// biased to the domain edges and to residues at the centre (ties).
+fn x_i64(k: u32) -> impl Strategy<Value = i64> {
+    let lim = 1i64 << 62;
+    prop_oneof![
+        -lim..=lim,
+        Just(lim),
+        Just(-lim),
+        (-(1i64 << 40)..(1i64 << 40), -2i64..=2).prop_map(move |(q, t)| {
+            // Near a multiple of 2^k, and near its midpoint.
+            (q << k.min(20)) + t + if k > 0 { 1i64 << (k - 1) } else { 0 } * (q & 1)
+        }),
+        -70000i64..70000,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    /// `Rounder::round_i64` / `round_info_i64` (the engines' `i64` psum
+    /// rounding) equal `round` / `round_info` in `i128` over every mode,
+    /// every k the array allows (0..=32), offsets across each mode's range,
+    /// and inputs across `|x| <= 2^62`.
+    #[test]
+    fn round_i64_matches_i128((r, x) in rounder_i64().prop_flat_map(|r| (Just(r), x_i64(r.k())))) {
+        prop_assert!(r.exact_in_i64());
+        let (y, info) = r.round_info(x as i128);
+        let (y64, info64) = r.round_info_i64(x);
+        prop_assert_eq!(y64 as i128, y);
+        prop_assert_eq!(r.round_i64(x) as i128, r.round(x as i128));
+        prop_assert_eq!(info64.residue, info.residue);
+        prop_assert_eq!(info64.position, info.position);
+        prop_assert_eq!(info64.error as i128, info.error);
+    }
+}
+
+/// The same, exhaustively: every mode, k in 0..=6, every allowed offset,
+/// every x in -300..300, and the domain edges.
+#[test]
+fn round_i64_matches_i128_exhaustive_small() {
+    for mode in RoundMode::ALL {
+        for k in 0..=6u32 {
+            let (lo, hi) = mode.offset_range(k);
+            for c in lo..=hi {
+                let r = Rounder::new(k, mode, c as i64).unwrap();
+                for x in (-300i64..300).chain([1 << 62, -(1 << 62), (1 << 62) - 1, -(1 << 62) + 1]) {
+                    let (y, info) = r.round_info(x as i128);
+                    let (y64, info64) = r.round_info_i64(x);
+                    assert_eq!(
+                        (y64 as i128, info64.residue, info64.position, info64.error as i128),
+                        (y, info.residue, info.position, info.error),
+                        "{mode} k={k} c={c} x={x}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -77,6 +77,12 @@ struct Ctx<'a> {
     plain: bool,
     /// Per fold: the number of K pairs of the plain-GEMM packing.
     pairs: Vec<usize>,
+    /// The saturating i16 path may run ([`sat16_block`]'s global
+    /// conditions: those of `plain`, P = 16 `SAT`, every product fits i16,
+    /// the i16 counters' limits, and for `is` / `os` an even row count per
+    /// tile); per block it still checks `B <= 2^31 - 1` and the width
+    /// condition.
+    sat16: bool,
 }
 
 /// A GEMM prepared for the fast engine: the context, the column blocks and
@@ -121,6 +127,21 @@ pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) ->
         use32,
         plain: use32 && cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && has_vnni(),
         pairs: (0..k.div_ceil(fl)).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect(),
+        sat16: false,
+    };
+    let ctx = Ctx {
+        sat16: ctx.plain
+            && cfg.acc.bits == 16
+            && cfg.acc.mode == OverflowMode::Sat
+            && (amax as u128) * (wmax as u128) <= i16::MAX as u128
+            && fl < SAT16_MAX_COUNT
+            && ctx.folds < SAT16_MAX_COUNT
+            && match cfg.dataflow {
+                Dataflow::Ws => true,
+                Dataflow::Is => cfg.cols.is_multiple_of(2),
+                Dataflow::Os => cfg.rows.is_multiple_of(2),
+            },
+        ..ctx
     };
     let mut blocks = Vec::new();
     match cfg.dataflow {
@@ -147,7 +168,9 @@ fn job_rows(k: usize, rows: usize, blocks: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let min_rows = (1usize << 16).div_ceil(k.max(1)).max(64);
     let want_jobs = (4 * threads).div_ceil(blocks.max(1));
-    rows.div_ceil(want_jobs.max(1)).max(min_rows)
+    // Even, so that every job but the last starts and ends on a row pair of
+    // the saturating i16 path ([`pair_rows2`]).
+    rows.div_ceil(want_jobs.max(1)).max(min_rows).next_multiple_of(2)
 }
 
 impl Prepared<'_> {
@@ -171,11 +194,18 @@ impl Prepared<'_> {
         // for every column block (`plain_block`).
         let apair = if ctx.plain { pair_rows(ctx, r0, r1) } else { Vec::new() };
         let np: usize = ctx.pairs.iter().sum();
+        // The saturating i16 path pairs rows `(r0 + 2i, r0 + 2i + 1)`; for
+        // `is` / `os` a pair must not straddle a tile's rows (tiles hold an
+        // even number of rows there, so `r0` must be even).
+        let sat16 = ctx.sat16 && (ctx.cfg.dataflow == Dataflow::Ws || r0.is_multiple_of(2));
+        let a2 = if sat16 { pair_rows2(ctx, r0, r1) } else { Vec::new() };
+        let k = ctx.k;
         let outs: Vec<BlockOut> = jobs
             .par_iter()
             .map(|&(s, e, n0, nb)| {
                 let ap = &apair[if ctx.plain { (s - r0) * np..(e - r0) * np } else { 0..0 }];
-                run_block(ctx, ap, n0, nb, s, e)
+                let a2 = &a2[if sat16 { (s - r0) / 2 * k..(e - r0).div_ceil(2) * k } else { 0..0 }];
+                run_block(ctx, ap, sat16.then_some(a2), n0, nb, s, e)
             })
             .collect();
         let rows = r1 - r0;
@@ -359,7 +389,8 @@ fn writeback_d0<const MODE: u8>(acc: &Acc, s: &[i64; NB], e: &[i64; NB], st: &mu
 
 /// Writeback with rounding (d > 0): `B = narrow_P(B + round_d(S))`, with the
 /// exact shadow `BE += round_d(S_exact)` and `EX += S_exact`; only the `nb`
-/// real lanes (a padded zero could round to a non-zero value).
+/// real lanes (a padded zero could round to a non-zero value). In `i64`
+/// ([`writeback_round64`]) where that is exact, else in `i128`.
 fn writeback_round(
     cfg: &ArrayConfig,
     s: &[i64; NB],
@@ -369,6 +400,16 @@ fn writeback_round(
     tally: &mut Tally,
     h: i64,
 ) -> u64 {
+    // `|S| < 2^61` (a stored P-bit value, P <= 62) and `|S_exact| <= 2^60`
+    // (at most 2^28 products of at most 2^32): inside `round_i64`'s domain.
+    if cfg.acc.bits <= 62 && cfg.rounder.exact_in_i64() {
+        return match cfg.acc.mode {
+            OverflowMode::Wrap => writeback_round64::<WRAP>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::Sat => writeback_round64::<SAT>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::SatZero => writeback_round64::<SATZ>(cfg, s, e, nb, st, tally, h),
+            OverflowMode::SatSym => writeback_round64::<SATS>(cfg, s, e, nb, st, tally, h),
+        };
+    }
     let acc = cfg.acc;
     let mut cnt = 0u64;
     for x in 0..nb {
@@ -387,11 +428,79 @@ fn writeback_round(
     cnt
 }
 
+/// [`writeback_round`] in `i64` with the overflow mode fixed at compile
+/// time: the same values and tallies (`Rounder::round_info_i64` is held
+/// equal to `round_info`; the error sums are exact: `|error| < 2^33`, so
+/// the sum over a block's at most 16 lanes fits `i64`, and the squares are
+/// summed in `u128`).
+#[allow(clippy::too_many_arguments)]
+fn writeback_round64<const MODE: u8>(
+    cfg: &ArrayConfig,
+    s: &[i64; NB],
+    e: &[i64; NB],
+    nb: usize,
+    st: &mut Buf,
+    tally: &mut Tally,
+    h: i64,
+) -> u64 {
+    use super::stats::HIST_HALF;
+    use crate::numerics::Position;
+    let acc = cfg.acc;
+    let rd = &cfg.rounder;
+    let mut cnt = 0u64;
+    let (mut err_sum, mut err_sq, mut ties) = (0i64, 0u128, 0u64);
+    for x in 0..nb {
+        let sv = s[x];
+        st.max_psum = st.max_psum.max(sv.unsigned_abs());
+        let (r, info) = rd.round_info_i64(sv);
+        ties += (info.position == Position::At) as u64;
+        let rel = info.residue as i64 - h;
+        if rel < -HIST_HALF {
+            tally.hist.below += 1;
+        } else if rel > HIST_HALF {
+            tally.hist.above += 1;
+        } else {
+            tally.hist.bins[(rel + HIST_HALF) as usize] += 1;
+        }
+        err_sum += info.error;
+        let ae = info.error.unsigned_abs() as u128;
+        err_sq += ae * ae;
+        let (nbv, of) = add_m::<MODE>(&acc, st.b[x], r);
+        cnt += of as u64;
+        st.b[x] = nbv;
+        st.max_acc = st.max_acc.max(nbv.unsigned_abs());
+        st.be[x] += rd.round_i64(e[x]);
+        st.or |= super::mag_m::<MODE>(st.be[x]);
+        st.ex[x] += e[x];
+    }
+    tally.rounded += nb as u64;
+    tally.ties += ties;
+    tally.err_sum += err_sum as i128;
+    tally.err_sq += err_sq;
+    cnt
+}
+
 /// [`run_block_impl`] at the config's SIMD level.
 #[allow(unsafe_code)]
-fn run_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+fn run_block(
+    ctx: &Ctx,
+    apair: &[i32],
+    a2: Option<&[i32]>,
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+) -> BlockOut {
+    let bounds = if ctx.plain { block_bounds(ctx, n0, nb) } else { (0, 0) };
     if ctx.plain {
-        if let Some(out) = plain_block(ctx, apair, n0, nb, r0, r1) {
+        if let Some(out) = plain_block(ctx, bounds, apair, n0, nb, r0, r1) {
+            PATH_COUNTS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return out;
+        }
+    }
+    if let Some(a2) = a2 {
+        if let Some(out) = sat16_block(ctx, bounds, apair, a2, n0, nb, r0, r1) {
+            PATH_COUNTS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return out;
         }
     }
@@ -588,9 +697,44 @@ fn has_vnni() -> bool {
 /// (at fold boundaries) is in i32 range), and `max_psum`, `max_acc` and the
 /// width from each lane's largest and smallest fold sum and buffer value
 /// (`mag` is V-shaped, so the extremes carry the largest `mag`).
-fn plain_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: usize) -> Option<BlockOut> {
+fn plain_block(
+    ctx: &Ctx,
+    bounds: (u128, u64),
+    apair: &[i32],
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+) -> Option<BlockOut> {
     let cfg = ctx.cfg;
     debug_assert!(ctx.plain);
+    let (worst, bf) = bounds;
+    if worst > cfg.acc.max.min(i32::MAX as i64) as u128 {
+        return None;
+    }
+    let (mut out, ext) = exact_rows(ctx, apair, n0, nb, r0, r1);
+    let (mut max_psum, mut max_acc) = (0u64, 0u64);
+    for x in 0..NB {
+        let [fh, fl, bh, bl] = [ext[0][x] as i64, ext[1][x] as i64, ext[2][x] as i64, ext[3][x] as i64];
+        max_psum = max_psum.max(fh.unsigned_abs()).max(fl.unsigned_abs());
+        max_acc = max_acc.max(bh.unsigned_abs()).max(bl.unsigned_abs());
+    }
+    let or = ext_or(cfg, &ext);
+    if width_of_mag(or) < width_of_mag(bf) {
+        return None;
+    }
+    out.tally.writebacks = ((r1 - r0) * ctx.folds * nb) as u64;
+    out.tally.max_psum = max_psum;
+    out.tally.max_acc = max_acc;
+    out.tally.width_or = or;
+    Some(out)
+}
+
+/// The bounds of a column block: `(B, Bf)` with `B = max|A| * max_{n in
+/// block} sum_k |w_kn|` (every chain prefix and every buffer value of the
+/// block is at most `B` in magnitude) and `Bf = max|A| * max_{fold f, n in
+/// block} sum_{k in f} |w_kn|` (every chain prefix within a fold).
+fn block_bounds(ctx: &Ctx, n0: usize, nb: usize) -> (u128, u64) {
     let (k, n) = (ctx.k, ctx.n);
     let wd = ctx.w.data();
     let mut total = [0u64; NB];
@@ -609,10 +753,52 @@ fn plain_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: us
         worst_fold = worst_fold.max(norms.iter().copied().max().unwrap_or(0));
     }
     let worst = total.iter().copied().max().unwrap_or(0) as u128 * ctx.amax as u128;
-    if worst > cfg.acc.max.min(i32::MAX as i64) as u128 {
-        return None;
+    (worst, worst_fold * ctx.amax)
+}
+
+/// The OR of `mag` over the per-lane extremes [`exact_rows`] returns (the
+/// exact fold sums and buffer values): by `mag`'s V shape, it has the bit
+/// length of the OR over every fold sum and buffer value of the block.
+fn ext_or(cfg: &ArrayConfig, ext: &[[i32; NB]; 4]) -> u64 {
+    let mut or = 0u64;
+    for e in ext {
+        for &v in e {
+            or |= cfg.acc.mag(v as i64);
+        }
     }
-    let bf = worst_fold * ctx.amax;
+    or
+}
+
+/// The exact GEMM of a column block by `vpdpwssd` (needs `B <= 2^31 - 1`
+/// from [`block_bounds`], so every value read at a fold boundary is in i32
+/// range): a [`BlockOut`] whose `acc` and `exact` are both the exact
+/// buffer after the last fold (tallies empty), and the per-lane `[max fold
+/// sum, min fold sum, max buffer, min buffer]` of the exact values.
+fn exact_rows(
+    ctx: &Ctx,
+    apair: &[i32],
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+) -> (BlockOut, [[i32; NB]; 4]) {
+    let wp = pack_wpairs(ctx, n0, nb);
+    let mut out = BlockOut {
+        acc: vec![0; (r1 - r0) * nb],
+        exact: vec![0; (r1 - r0) * nb],
+        tally: Tally::default(),
+        tile_counts: vec![0; ctx.ntiles],
+    };
+    let ext = plain_rows_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out);
+    (out, ext)
+}
+
+/// W of a column block packed for `vpdpwssd`: per fold and K pair, 16
+/// lanes of `(w[k][n], w[k+1][n])`, a missing `k` (odd fold length,
+/// padded lane) as 0.
+fn pack_wpairs(ctx: &Ctx, n0: usize, nb: usize) -> Vec<i16> {
+    let (k, n) = (ctx.k, ctx.n);
+    let wd = ctx.w.data();
     // W packed per fold and pair: 16 lanes of (w[k][n], w[k+1][n]), a
     // missing k (odd fold length, padded lane) as 0.
     let pairs = &ctx.pairs;
@@ -633,31 +819,433 @@ fn plain_block(ctx: &Ctx, apair: &[i32], n0: usize, nb: usize, r0: usize, r1: us
             q += 1;
         }
     }
+    wp
+}
+
+/// Column blocks run by the plain-GEMM path (`[0]`) and the saturating i16
+/// path (`[1]`) since the process started: lets tests check that a path
+/// they mean to exercise really ran (no effect on any result).
+static PATH_COUNTS: [std::sync::atomic::AtomicU64; 2] =
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
+
+/// How many column blocks the plain-GEMM path and the saturating i16 path
+/// have run in this process, `(plain, sat16)`; for tests.
+#[doc(hidden)]
+pub fn path_counts() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (PATH_COUNTS[0].load(Relaxed), PATH_COUNTS[1].load(Relaxed))
+}
+
+/// The saturating i16 path keeps its saturation counts in u16 lanes: at
+/// most `fold length + 1` per lane, fold and row pair (chain adders and the
+/// buffer adder) and `folds` per lane and row pair (buffer adders), flushed
+/// before they could pass `u16::MAX`.
+const SAT16_MAX_COUNT: usize = 1 << 15;
+
+/// Rows `r0..r1` of A as the saturating i16 path reads them: per row pair
+/// `(r0 + 2i, r0 + 2i + 1)` and k one i32 word, low half `a[r0 + 2i][k]`,
+/// high half `a[r0 + 2i + 1][k]` (both as i16; 0 past `r1`). Broadcast to
+/// 16 i32 lanes it gives the 32 i16 lanes "row m, row m + 1" per column.
+fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
+    let k = ctx.k;
+    let ad = ctx.a.data();
+    let pairs = (r1 - r0).div_ceil(2);
+    let mut v = vec![0i32; pairs * k];
+    for (i, dst) in v.chunks_mut(k.max(1)).enumerate() {
+        let m0 = r0 + 2 * i;
+        let lo = &ad[m0 * k..(m0 + 1) * k];
+        if m0 + 1 < r1 {
+            let hi = &ad[(m0 + 1) * k..(m0 + 2) * k];
+            for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                *d = (l as i16 as u16 as u32 | (h as i16 as u16 as u32) << 16) as i32;
+            }
+        } else {
+            for (d, &l) in dst.iter_mut().zip(lo) {
+                *d = l as i16 as u16 as i32;
+            }
+        }
+    }
+    v
+}
+
+/// The saturating i16 path of one column block (P = 16 `SAT`, d = 0;
+/// `docs/performance.md`, "The saturating i16 path"), or `None` where its
+/// per-block conditions fail (the caller then runs the chain path):
+/// - the exact values (the `exact` output, every fold sum and buffer value)
+///   come from [`exact_rows`] (`vpdpwssd`), which needs `B <= 2^31 - 1`
+///   ([`block_bounds`]);
+/// - the width statistic is decided exactly as in [`plain_block`]: the bit
+///   length of the `mag` OR over the exact fold sums and buffer values is
+///   at least that of `Bf`, the bound on every chain prefix inside a fold
+///   (which this path does not see exactly);
+/// - the stored values and the saturation counts come from [`sat16_rows`]:
+///   a signed 16-bit saturating add (`vpaddsw`) is exactly `narrow_16`
+///   under `SAT` of an i16 value plus an i16 product (every product fits
+///   i16 by [`Ctx::sat16`]), the adder saturates exactly when the
+///   saturating and the wrapping add (`vpaddw`) differ (an out-of-range sum
+///   of two i16 values wraps to the other sign), and the chain runs in K
+///   order from 0 at every fold, the buffer add after each fold, as the
+///   chain path does. `max_abs_psum` / `max_abs_acc` come from each lane's
+///   largest and smallest stored fold sum and buffer value.
+#[allow(clippy::too_many_arguments)]
+fn sat16_block(
+    ctx: &Ctx,
+    bounds: (u128, u64),
+    apair: &[i32],
+    a2: &[i32],
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+) -> Option<BlockOut> {
+    let cfg = ctx.cfg;
+    debug_assert!(ctx.sat16);
+    let (worst, bf) = bounds;
+    if worst > i32::MAX as u128 {
+        return None;
+    }
+    // The exact GEMM, and the OR over the exact buffer values (after every
+    // fold); the fold sums, like every chain prefix inside a fold, are
+    // bounded by `Bf`. Only where the buffers do not decide the width,
+    // the fold sums as well.
+    let wp = pack_wpairs(ctx, n0, nb);
     let mut out = BlockOut {
-        acc: vec![0; (r1 - r0) * nb],
+        acc: Vec::new(),
         exact: vec![0; (r1 - r0) * nb],
         tally: Tally::default(),
         tile_counts: vec![0; ctx.ntiles],
     };
-    // [max fold sum, min fold sum, max buffer, min buffer] per lane.
-    let ext = plain_rows_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out);
-    let (mut max_psum, mut max_acc, mut or) = (0u64, 0u64, 0u64);
-    for x in 0..NB {
-        let [fh, fl, bh, bl] = [ext[0][x] as i64, ext[1][x] as i64, ext[2][x] as i64, ext[3][x] as i64];
-        max_psum = max_psum.max(fh.unsigned_abs()).max(fl.unsigned_abs());
-        max_acc = max_acc.max(bh.unsigned_abs()).max(bl.unsigned_abs());
-        for v in [fh, fl, bh, bl] {
-            or |= cfg.acc.mag(v);
-        }
+    let [hi, lo] = exact_buf_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out.exact);
+    let mut or = 0u64;
+    for v in hi.iter().chain(&lo) {
+        or |= cfg.acc.mag(*v as i64);
     }
     if width_of_mag(or) < width_of_mag(bf) {
-        return None;
+        let (full, ext) = exact_rows(ctx, apair, n0, nb, r0, r1);
+        or = ext_or(cfg, &ext);
+        if width_of_mag(or) < width_of_mag(bf) {
+            return None;
+        }
+        out.exact = full.exact;
     }
+    out.acc = vec![0; (r1 - r0) * nb];
+    // W per k: 16 i32 words, each the column's weight in both i16 halves
+    // (lanes 2x and 2x + 1 of the i16 vector: rows m and m + 1, column x;
+    // padded columns 0).
+    let (k, n) = (ctx.k, ctx.n);
+    let wd = ctx.w.data();
+    let mut w2 = vec![0i32; k * NB];
+    for kk in 0..k {
+        for x in 0..nb {
+            let v = wd[kk * n + n0 + x] as i16 as u16 as u32;
+            w2[kk * NB + x] = (v | v << 16) as i32;
+        }
+    }
+    sat16_rows_dispatch(ctx, a2, &w2, n0, nb, r0, r1, &mut out);
     out.tally.writebacks = ((r1 - r0) * ctx.folds * nb) as u64;
-    out.tally.max_psum = max_psum;
-    out.tally.max_acc = max_acc;
     out.tally.width_or = or;
     Some(out)
+}
+
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn sat16_rows_dispatch(
+    ctx: &Ctx,
+    a2: &[i32],
+    w2: &[i32],
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut BlockOut,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `ctx.sat16` implies `ctx.plain`: `has_vnni()` and
+        // `cfg.simd == Avx512` (avx512f/bw/vl detected), the features
+        // `sat16_rows` enables.
+        unsafe { sat16_rows(ctx, a2, w2, n0, nb, r0, r1, out) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ctx, a2, w2, n0, nb, r0, r1, out);
+        unreachable!("sat16_block needs AVX-512")
+    }
+}
+
+/// Rows `r0..r1` of the saturating i16 path, one row pair per zmm (32 i16
+/// lanes: lane `2x` row m, lane `2x + 1` row m + 1, column `n0 + x`).
+/// Writes `out.acc` (the stored buffer), the overflow counts, the per-tile
+/// counts and `max_psum` / `max_acc` into `out`. Counts live in u16 lanes
+/// (per fold: chain and buffer adders; one more vector for the buffer
+/// adders alone), summed into `out` before any lane could pass `u16::MAX`
+/// and at every change of tile (`is`: every `C` rows, `os`: every `R`
+/// rows; both even by [`Ctx::sat16`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn sat16_rows(
+    ctx: &Ctx,
+    a2: &[i32],
+    w2: &[i32],
+    n0: usize,
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    out: &mut BlockOut,
+) {
+    use std::arch::x86_64::*;
+    let cfg = ctx.cfg;
+    let (k, fl, folds) = (ctx.k, ctx.fl, ctx.folds);
+    assert_eq!(w2.len(), k * NB);
+    assert_eq!(a2.len(), (r1 - r0).div_ceil(2) * k);
+    // Rows of one tile for a fixed fold and block (`tile_index`).
+    let seg = match cfg.dataflow {
+        Dataflow::Ws => usize::MAX,
+        Dataflow::Is => cfg.cols,
+        Dataflow::Os => cfg.rows,
+    };
+    let lim = (u16::MAX as usize / (fl + 1).max(folds)).max(1);
+    let zero = _mm512_setzero_si512();
+    let one = _mm512_set1_epi16(1);
+    let mut tot = vec![zero; folds];
+    let mut wbc = zero;
+    let (mut sh, mut sl, mut bh, mut bl) = (zero, zero, zero, zero);
+    let mut lanes = [0u16; 32];
+    let sum16 = |v: __m512i, lanes: &mut [u16; 32]| -> u64 {
+        // SAFETY: `lanes` holds 32 u16 = 64 bytes.
+        unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, v) };
+        lanes.iter().map(|&c| c as u64).sum()
+    };
+    let mut flush = |tot: &mut [__m512i], wbc: &mut __m512i, mm: usize, lanes: &mut [u16; 32]| {
+        let mut all = 0u64;
+        for (f, t) in tot.iter_mut().enumerate() {
+            let c = sum16(*t, lanes);
+            out.tile_counts[tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f)] += c;
+            all += c;
+            *t = zero;
+        }
+        let w = sum16(*wbc, lanes);
+        *wbc = zero;
+        out.tally.ovf_psum += w;
+        out.tally.ovf_array += all - w;
+    };
+    let (mut since, mut seg_row) = (0usize, r0);
+    let mut mm = r0;
+    let npairs = a2.len() / k;
+    let mut q = 0;
+    while q < npairs {
+        // Two row pairs at once (one weight load per two chains) when both
+        // belong to the same tile and stay under the flush limit.
+        let pr = if q + 1 < npairs && (mm + 2) / seg == mm / seg && since + 2 <= lim { 2 } else { 1 };
+        let arows = [&a2[q * k..(q + 1) * k], &a2[(q + pr - 1) * k..(q + pr) * k]];
+        let mut b = [zero; 2];
+        for f in 0..folds {
+            let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
+            let (sv, mut c) = if pr == 2 {
+                sat16_fold::<2>(arows, w2, k0, k1, tot[f], one)
+            } else {
+                let (s1, c) = sat16_fold::<1>([arows[0]], w2, k0, k1, tot[f], one);
+                ([s1[0], zero], c)
+            };
+            for p in 0..pr {
+                let s = sv[p];
+                let t = _mm512_add_epi16(b[p], s);
+                b[p] = _mm512_adds_epi16(b[p], s);
+                let ov = _mm512_cmpneq_epi16_mask(t, b[p]);
+                c = count16(c, ov, one);
+                wbc = count16(wbc, ov, one);
+                sh = _mm512_max_epi16(sh, s);
+                sl = _mm512_min_epi16(sl, s);
+                bh = _mm512_max_epi16(bh, b[p]);
+                bl = _mm512_min_epi16(bl, b[p]);
+            }
+            tot[f] = c;
+        }
+        for p in 0..pr {
+            // SAFETY: `lanes` holds 32 u16 = 64 bytes.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, b[p]) };
+            for h in 0..2 {
+                if mm + h < r1 {
+                    let j = (mm + h - r0) * nb;
+                    for x in 0..nb {
+                        out.acc[j + x] = lanes[2 * x + h] as i16 as i64;
+                    }
+                }
+            }
+            mm += 2;
+        }
+        q += pr;
+        since += pr;
+        if since >= lim || mm >= r1 || mm / seg != seg_row / seg {
+            flush(&mut tot, &mut wbc, seg_row, &mut lanes);
+            since = 0;
+            seg_row = mm;
+        }
+    }
+    let mut ext = [[0i16; 32]; 4];
+    for (e, v) in ext.iter_mut().zip([sh, sl, bh, bl]) {
+        // SAFETY: each `e` holds 32 i16.
+        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v) };
+    }
+    for x in 0..32 {
+        out.tally.max_psum =
+            out.tally.max_psum.max(ext[0][x].unsigned_abs() as u64).max(ext[1][x].unsigned_abs() as u64);
+        out.tally.max_acc =
+            out.tally.max_acc.max(ext[2][x].unsigned_abs() as u64).max(ext[3][x].unsigned_abs() as u64);
+    }
+}
+
+/// One fold of the saturating i16 chain for `PR` row pairs (sharing each
+/// weight load): per k, the exact i16 product (`vpmullw`: it fits), the
+/// saturating add (`vpaddsw` = `narrow_16` under `SAT`) and, where it
+/// differs from the wrapping add (`vpaddw`), one count in `c`. Returns
+/// the stored column sums and `c`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+#[allow(unsafe_code)]
+fn sat16_fold<const PR: usize>(
+    arows: [&[i32]; PR],
+    w2: &[i32],
+    k0: usize,
+    k1: usize,
+    c: std::arch::x86_64::__m512i,
+    one: std::arch::x86_64::__m512i,
+) -> ([std::arch::x86_64::__m512i; PR], std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let mut s = [_mm512_setzero_si512(); PR];
+    let mut c = c;
+    let rows: [&[i32]; PR] = std::array::from_fn(|p| &arows[p][k0..k1]);
+    for (kk, wc) in w2[k0 * NB..k1 * NB].chunks_exact(NB).enumerate() {
+        // SAFETY: `wc` is 16 i32 = 64 bytes, one unaligned zmm load.
+        let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+        for p in 0..PR {
+            let pv = _mm512_mullo_epi16(_mm512_set1_epi32(rows[p][kk]), wv);
+            let t = _mm512_add_epi16(s[p], pv);
+            s[p] = _mm512_adds_epi16(s[p], pv);
+            c = count16(c, _mm512_cmpneq_epi16_mask(t, s[p]), one);
+        }
+    }
+    (s, c)
+}
+
+/// `c + 1` in the 16-bit lanes selected by `m` (`vpaddw c{m}, c, one`):
+/// one masked add, where LLVM would otherwise expand
+/// `_mm512_mask_add_epi16` into `vpmovm2w` + `vpsubw` (two operations on
+/// the vector ports, in the innermost loop of [`sat16_rows`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+#[allow(unsafe_code)]
+fn count16(
+    c: std::arch::x86_64::__m512i,
+    m: std::arch::x86_64::__mmask32,
+    one: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    let mut c = c;
+    // SAFETY: register-only AVX-512BW instruction (the enabled features).
+    unsafe {
+        std::arch::asm!(
+            "vpaddw {c}{{{m}}}, {c}, {one}",
+            c = inout(zmm_reg) c,
+            m = in(kreg) m,
+            one = in(zmm_reg) one,
+            options(pure, nomem, nostack),
+        );
+    }
+    c
+}
+
+#[allow(unsafe_code)]
+fn exact_buf_dispatch(
+    ctx: &Ctx,
+    apair: &[i32],
+    wp: &[i16],
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    exact: &mut [i64],
+) -> [[i32; NB]; 2] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: called only under `ctx.plain` (`has_vnni()` and
+        // `cfg.simd == Avx512`), the features `exact_buf_rows` enables.
+        unsafe { exact_buf_rows(ctx, apair, wp, nb, r0, r1, exact) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ctx, apair, wp, nb, r0, r1, exact);
+        unreachable!("exact_buf_rows needs AVX-512 VNNI")
+    }
+}
+
+/// The exact GEMM of rows `r0..r1` of a column block by `vpdpwssd`, 8 rows
+/// at a time (8 independent accumulators, one weight load per 8; exact in
+/// i32 under `B <= 2^31 - 1`). Writes `exact` and returns each lane's
+/// largest and smallest exact buffer value (after every fold), not the
+/// fold sums (which are chain prefixes, bounded by `Bf`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(unsafe_code)]
+fn exact_buf_rows(
+    ctx: &Ctx,
+    apair: &[i32],
+    wp: &[i16],
+    nb: usize,
+    r0: usize,
+    r1: usize,
+    exact: &mut [i64],
+) -> [[i32; NB]; 2] {
+    use std::arch::x86_64::*;
+    const RB: usize = 8;
+    let np: usize = ctx.pairs.iter().sum();
+    assert_eq!(wp.len(), np * 2 * NB);
+    assert_eq!(apair.len(), (r1 - r0) * np);
+    assert_eq!(exact.len(), (r1 - r0) * nb);
+    let zero = _mm512_setzero_si512();
+    let (mut hi, mut lo) = (zero, zero);
+    let mut lanes = [0i32; NB];
+    let mut mm = r0;
+    while mm < r1 {
+        let rb = RB.min(r1 - mm);
+        // Rows past the end reuse the group's first row (not read).
+        let rows: [&[i32]; RB] =
+            std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
+        let mut buf = [zero; RB];
+        let mut q0 = 0;
+        for &pc in &ctx.pairs {
+            let q1 = q0 + pc;
+            for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
+                // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
+                let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+                for r in 0..RB {
+                    buf[r] = _mm512_dpwssd_epi32(buf[r], _mm512_set1_epi32(rows[r][q]), wv);
+                }
+            }
+            q0 = q1;
+            // The buffer after this fold (rows past the end repeat the
+            // group's first row: same values, no effect on the extremes).
+            for r in 0..RB {
+                hi = _mm512_max_epi32(hi, buf[r]);
+                lo = _mm512_min_epi32(lo, buf[r]);
+            }
+        }
+        for r in 0..rb {
+            // SAFETY: `lanes` holds 16 i32.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, buf[r]) };
+            let j = (mm - r0 + r) * nb;
+            for x in 0..nb {
+                exact[j + x] = lanes[x] as i64;
+            }
+        }
+        mm += rb;
+    }
+    let mut ext = [[0i32; NB]; 2];
+    for (e, v) in ext.iter_mut().zip([hi, lo]) {
+        // SAFETY: each `e` holds 16 i32.
+        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v) };
+    }
+    ext
 }
 
 #[allow(unsafe_code)]
@@ -683,8 +1271,8 @@ fn plain_rows_dispatch(
     }
 }
 
-/// Rows `r0..r1` of the plain-GEMM path, 4 rows at a time (one zmm of 16
-/// i32 column lanes per row; the packed weight pair is loaded once per 4
+/// Rows `r0..r1` of the plain-GEMM path, 8 rows at a time (one zmm of 16
+/// i32 column lanes per row; the packed weight pair is loaded once per 8
 /// `vpdpwssd`). Writes `acc` = `exact` = the buffer after the last fold and
 /// returns the per-lane extremes of the fold sums and buffer values.
 #[cfg(target_arch = "x86_64")]
@@ -700,7 +1288,7 @@ fn plain_rows(
     out: &mut BlockOut,
 ) -> [[i32; NB]; 4] {
     use std::arch::x86_64::*;
-    const RB: usize = 4;
+    const RB: usize = 8;
     let pairs = &ctx.pairs;
     let np: usize = pairs.iter().sum();
     assert_eq!(wp.len(), np * 2 * NB);
@@ -713,19 +1301,20 @@ fn plain_rows(
         let rb = RB.min(r1 - mm);
         // Rows past the end (the last group) reuse the group's first row;
         // their results are not read.
-        let arow = |r: usize| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np];
-        let rows = [arow(0), arow(1), arow(2), arow(3)];
+        let rows: [&[i32]; RB] =
+            std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
         let mut buf = [zero; RB];
         let mut prev = [zero; RB];
         let mut q0 = 0;
         for &pc in pairs {
             let q1 = q0 + pc;
-            let it = rows[0][q0..q1].iter().zip(&rows[1][q0..q1]).zip(&rows[2][q0..q1]).zip(&rows[3][q0..q1]);
-            for ((((&a0, &a1), &a2), &a3), wc) in it.zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
+            for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
                 // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
                 let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
-                for (b, av) in buf.iter_mut().zip([a0, a1, a2, a3]) {
-                    *b = _mm512_dpwssd_epi32(*b, _mm512_set1_epi32(av), wv);
+                // 8 independent accumulators: enough to hide the
+                // instruction's latency.
+                for r in 0..RB {
+                    buf[r] = _mm512_dpwssd_epi32(buf[r], _mm512_set1_epi32(rows[r][q]), wv);
                 }
             }
             q0 = q1;
