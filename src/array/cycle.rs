@@ -541,6 +541,85 @@ fn mac_row<T: Lane, const MODE: u8, const TOP: bool, const TRACK: bool>(
     cnt as u64
 }
 
+/// One cycle of the PE array with the exact shadow started lazily. Until
+/// the first overflow every stored value is exact, so the cycle runs without
+/// the shadow; if it overflows, the shadow starts from the (still exact)
+/// current registers (`ereg = preg`, `*shadow` set) and the cycle is redone
+/// with it. Returns the overflow count and the first overflowing (row, col)
+/// of the cycle that counts, and ORs its narrowed values into `or`. The one
+/// cycle step of the traced and the streamed (`cycle_stream`) paths.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mac_cycle<T: Lane, const MODE: u8>(
+    acc: &Acc,
+    rr: usize,
+    cc: usize,
+    edge: &[T::In],
+    wreg: &[T::In],
+    areg: &[T::In],
+    preg: &[T],
+    ereg: &mut [T],
+    anext: &mut [T::In],
+    pnext: &mut [T],
+    enext: &mut [T],
+    shadow: &mut bool,
+    or: &mut T,
+) -> (u64, Option<(usize, usize)>) {
+    let mut cyc_or = T::default();
+    let mut res = if *shadow {
+        mac_array::<T, MODE, true>(
+            acc,
+            rr,
+            cc,
+            edge,
+            wreg,
+            areg,
+            preg,
+            ereg,
+            anext,
+            pnext,
+            enext,
+            &mut cyc_or,
+        )
+    } else {
+        mac_array::<T, MODE, false>(
+            acc,
+            rr,
+            cc,
+            edge,
+            wreg,
+            areg,
+            preg,
+            ereg,
+            anext,
+            pnext,
+            enext,
+            &mut cyc_or,
+        )
+    };
+    if !*shadow && res.0 > 0 {
+        *shadow = true;
+        ereg.copy_from_slice(preg);
+        cyc_or = T::default();
+        res = mac_array::<T, MODE, true>(
+            acc,
+            rr,
+            cc,
+            edge,
+            wreg,
+            areg,
+            preg,
+            ereg,
+            anext,
+            pnext,
+            enext,
+            &mut cyc_or,
+        );
+    }
+    *or = or.or(cyc_or);
+    res
+}
+
 /// All rows of a stationary array for one cycle (mode fixed at compile
 /// time). Returns the overflow count and the first overflowing (row, col).
 #[inline(always)]
@@ -780,62 +859,22 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                         zi
                     };
                 }
-                // Until the first overflow every stored value is exact, so the
-                // exact shadow is not needed: run without it, and if this
-                // cycle overflows, start the shadow from the (still exact)
-                // current registers and redo the cycle with it.
-                let mut cyc_or = z;
-                let mut res = if shadow {
-                    mac_array::<T, MODE, true>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    )
-                } else {
-                    mac_array::<T, MODE, false>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    )
-                };
-                if !shadow && res.0 > 0 {
-                    shadow = true;
-                    ereg.copy_from_slice(&preg);
-                    cyc_or = z;
-                    res = mac_array::<T, MODE, true>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    );
-                }
-                or = or.or(cyc_or);
+                // The exact shadow starts lazily, at the first overflow.
+                let res = mac_cycle::<T, MODE>(
+                    &cfg.acc,
+                    rr,
+                    cc,
+                    &edge,
+                    &wreg,
+                    &areg,
+                    &preg,
+                    &mut ereg,
+                    &mut anext,
+                    &mut pnext,
+                    &mut enext,
+                    &mut shadow,
+                    &mut or,
+                );
                 let (cnt, first) = res;
                 buf.tally.ovf_array += cnt;
                 if cnt > 0 {

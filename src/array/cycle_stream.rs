@@ -1,6 +1,6 @@
 //! The untraced path of the stationary dataflows (`ws`, `is`) of the cycle
 //! engine: the same per-cycle state machine as `run_stationary_m` (every PE
-//! register stepped every cycle by the same `mac_array`, the same two-phase
+//! register stepped every cycle by the same `mac_cycle`, the same two-phase
 //! commit, the same memory gate, stalls and preloads, the same first-overflow
 //! settling per cycle), with the bookkeeping that only the trace needs
 //! replaced by index arithmetic, and a psum buffer laid out so that each
@@ -27,7 +27,7 @@
 //! cycles, stalls, every statistic) for every dataflow, overflow mode, d,
 //! memory configuration and chunk size.
 
-use super::{mac_array, Buffer, Lane};
+use super::{mac_cycle, Buffer, Lane};
 use crate::array::{mag_m, Acc, ArrayConfig, Dataflow, Matrix, SAT, SATZ, WRAP};
 use crate::error::Result;
 use crate::memory::Geometry;
@@ -405,58 +405,21 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
                         };
                     }
                 }
-                let mut cyc_or = z;
-                let mut res = if shadow {
-                    mac_array::<T, MODE, true>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    )
-                } else {
-                    mac_array::<T, MODE, false>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    )
-                };
-                if !shadow && res.0 > 0 {
-                    shadow = true;
-                    ereg.copy_from_slice(&preg);
-                    cyc_or = z;
-                    res = mac_array::<T, MODE, true>(
-                        &cfg.acc,
-                        rr,
-                        cc,
-                        &edge,
-                        &wreg,
-                        &areg,
-                        &preg,
-                        &ereg,
-                        &mut anext,
-                        &mut pnext,
-                        &mut enext,
-                        &mut cyc_or,
-                    );
-                }
-                or = or.or(cyc_or);
+                let res = mac_cycle::<T, MODE>(
+                    &cfg.acc,
+                    rr,
+                    cc,
+                    &edge,
+                    &wreg,
+                    &areg,
+                    &preg,
+                    &mut ereg,
+                    &mut anext,
+                    &mut pnext,
+                    &mut enext,
+                    &mut shadow,
+                    &mut or,
+                );
                 let (cnt, first) = res;
                 buf.tally.ovf_array += cnt;
                 if let Some((r, c)) = first {
