@@ -92,7 +92,7 @@ impl Scaler {
                 // `as f32` on an integer rounds to nearest, ties to even.
                 let v = (x as f32) * *s;
                 let tie = v.is_finite() && (v - v.trunc()).abs() == 0.5;
-                let r = (v as f64).clamp(-(2f64.powi(100)), 2f64.powi(100)).round_ties_even() as i128;
+                let r = (v as f64).clamp(-F32_CLAMP, F32_CLAMP).round_ties_even() as i128;
                 (r, tie, !I32.contains(&x))
             }
         }
@@ -337,13 +337,19 @@ impl AddRescale {
     }
 }
 
+/// 2^100, exactly: the float32 paths clamp to it before the `i128` cast, so
+/// an infinite or huge product saturates far outside every code range (and
+/// a NaN, which `clamp` passes, casts to 0). A constant rather than
+/// `2f64.powi(100)`, which was a libm call per output.
+const F32_CLAMP: f64 = (1u128 << 100) as f64;
+
 /// ONNX `QuantizeLinear` without zero point and clamp: `rne(v / s)` (one
 /// float32 division); `(value, tie, false)`.
 #[inline]
 fn quantize_f32(v: f32, s: f32) -> (i128, bool, bool) {
     let q = v / s;
     let tie = q.is_finite() && (q - q.trunc()).abs() == 0.5;
-    ((q as f64).clamp(-(2f64.powi(100)), 2f64.powi(100)).round_ties_even() as i128, tie, false)
+    ((q as f64).clamp(-F32_CLAMP, F32_CLAMP).round_ties_even() as i128, tie, false)
 }
 
 /// One input of a Concat rescaled to the output quantization
