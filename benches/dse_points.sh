@@ -9,7 +9,8 @@
 # digits MLP over accumulator widths, psum drop bits, rounding modes and
 # offsets). The two binaries run interleaved, --reps times each; each run
 # writes a fresh --out directory and the two `results.csv` must be
-# byte-identical, else the script fails. Prints wall and CPU (user + sys)
+# equal (every column the older binary writes, by name; the newer one may
+# write more metric columns), else the script fails. Prints wall and CPU (user + sys)
 # seconds, best of the runs, points per second and the ratio bin / before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,22 @@ echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores;" \
      "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "sweep $SPEC, shard $SHARD, best of $REPS interleaved runs"
 
+# same A B: every column of A equals B's column of the same name, row by row
+# (an older binary may write fewer metric columns; none may differ).
+same() {
+    python3 - "$1" "$2" <<'EOF2'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+cols = list(csv.DictReader(open(sys.argv[1])).fieldnames)
+missing = [c for c in cols if c not in (b[0] if b else {})]
+if len(a) != len(b) or missing:
+    sys.exit(f"{len(a)} vs {len(b)} rows; columns missing: {missing}")
+for i, (x, y) in enumerate(zip(a, b)):
+    for c in cols:
+        if x[c] != y[c]:
+            sys.exit(f"row {i} column {c}: {x[c]} vs {y[c]}")
+EOF2
+}
 declare -A WALL CPU
 for i in $(seq "$REPS"); do
     for tag in bin before; do
@@ -55,7 +72,7 @@ for i in $(seq "$REPS"); do
         cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$WORK/time.txt")
         if [ -z "${WALL[$tag]:-}" ] || awk "BEGIN { exit !($wall < ${WALL[$tag]}) }"; then WALL[$tag]=$wall; fi
         if [ -z "${CPU[$tag]:-}" ] || awk "BEGIN { exit !($cpu < ${CPU[$tag]}) }"; then CPU[$tag]=$cpu; fi
-        cmp "$out/results.csv" "$WORK/bin-1/results.csv" ||
+        same "$out/results.csv" "$WORK/bin-1/results.csv" ||
             { echo "error: results.csv of $b differs from $BIN's" >&2; exit 1; }
     done
 done
