@@ -423,7 +423,12 @@ impl<'m> Operands<'m> {
 
     /// The largest `|value|` of the moving and of the stationary operand.
     fn max_abs(&self) -> (u64, u64) {
-        let max = |d: &[i32]| d.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+        // The extremes first (an i32 min/max pass vectorizes at the
+        // baseline level), then the larger magnitude.
+        let max = |d: &[i32]| {
+            let (lo, hi) = d.iter().fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            lo.unsigned_abs().max(hi.unsigned_abs()) as u64
+        };
         (max(self.mv), max(self.st))
     }
 
