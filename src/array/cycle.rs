@@ -16,11 +16,11 @@ use super::Stats;
 
 #[path = "cycle_stream.rs"]
 mod stream;
-use stream::Kern;
 use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
 use super::{Simd, SAT, SATS, SATZ, WRAP};
 use crate::memory::Geometry;
 use std::fmt::Write as _;
+use stream::Kern;
 
 /// A register lane type for the stationary-array kernels: `i64` always
 /// works; `i32` is used when every value provably fits (P <= 32, products
@@ -404,7 +404,14 @@ impl<'m> Operands<'m> {
     /// index `k0` with `ru` used rows: row `r < ru` receives item `q - r`
     /// (0 for a bubble: `q < r` or `q - r >= stream`), rows `>= ru` 0.
     #[inline(always)]
-    fn edge<I: Copy + Default>(&self, q: usize, k0: usize, ru: usize, conv: impl Fn(i64) -> I, edge: &mut [I]) {
+    fn edge<I: Copy + Default>(
+        &self,
+        q: usize,
+        k0: usize,
+        ru: usize,
+        conv: impl Fn(i64) -> I,
+        edge: &mut [I],
+    ) {
         if q + 1 >= ru && q < self.stream {
             // Every used row has an item this cycle: one strided walk.
             let step = self.mv_k.wrapping_sub(self.mv_s);
@@ -415,7 +422,11 @@ impl<'m> Operands<'m> {
             }
         } else {
             for (r, e) in edge[..ru].iter_mut().enumerate() {
-                *e = if q >= r && q - r < self.stream { conv(self.moving(q - r, k0 + r)) } else { I::default() };
+                *e = if q >= r && q - r < self.stream {
+                    conv(self.moving(q - r, k0 + r))
+                } else {
+                    I::default()
+                };
             }
         }
         edge[ru..].fill(I::default());
@@ -440,7 +451,8 @@ impl<'m> Operands<'m> {
         let mut l1max = 0u64;
         for k0 in (0..self.k).step_by(rows) {
             for j in 0..self.cdim {
-                let l1: u64 = (k0..self.k.min(k0 + rows)).map(|kk| self.stationary(kk, j).unsigned_abs()).sum();
+                let l1: u64 =
+                    (k0..self.k.min(k0 + rows)).map(|kk| self.stationary(kk, j).unsigned_abs()).sum();
                 l1max = l1max.max(l1);
             }
         }

@@ -369,7 +369,8 @@ impl<T: Lane> PeArray for General<T> {
         (self.k0, self.ru) = (k0, ru);
         for r in 0..self.rr {
             for c in 0..self.cc {
-                self.wreg[r * self.cc + c] = if r < ru && c < cu { T::in_from_i64(f(r, c)) } else { T::In::default() };
+                self.wreg[r * self.cc + c] =
+                    if r < ru && c < cu { T::in_from_i64(f(r, c)) } else { T::In::default() };
             }
         }
     }
@@ -547,7 +548,8 @@ impl<const P16: bool> PeArray for Bounded<P16> {
             let mut or: [i32; LANES] = self.or[ch..ch + LANES].try_into().expect("LANES");
             // The old value of the row above (row 0 adds to 0).
             let mut carry = [0i32; LANES];
-            let rows = self.p.chunks_exact_mut(cp).zip(self.w.chunks_exact(cp)).zip(self.act.chunks_exact(lt));
+            let rows =
+                self.p.chunks_exact_mut(cp).zip(self.w.chunks_exact(cp)).zip(self.act.chunks_exact(lt));
             for ((prow, wrow), arow) in rows {
                 let prow = &mut prow[ch..ch + LANES];
                 let old: [i32; LANES] = (&*prow).try_into().expect("LANES");
@@ -588,7 +590,9 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
     let (rr, cc) = (cfg.rows, cfg.cols);
     match kern {
         Kern::General => stream_pe::<MODE, _>(cfg, a, w, buf, chunk, sink, General::<T>::new(rr, cc)),
-        Kern::Bounded { p16: true } => stream_pe::<MODE, _>(cfg, a, w, buf, chunk, sink, Bounded::<true>::new(rr, cc)),
+        Kern::Bounded { p16: true } => {
+            stream_pe::<MODE, _>(cfg, a, w, buf, chunk, sink, Bounded::<true>::new(rr, cc))
+        }
         Kern::Bounded { p16: false } => {
             stream_pe::<MODE, _>(cfg, a, w, buf, chunk, sink, Bounded::<false>::new(rr, cc))
         }
