@@ -476,6 +476,13 @@ fn run_node(
     match low {
         Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, keep, &mut out)?,
         Lowered::Add { rescale, z_out, lo, hi } => {
+            if let Some((codes, sat, tie)) = rescale.apply_f32_narrow(ins[0], ins[1], *z_out, *lo, *hi) {
+                out.codes = codes;
+                out.ppu.saturated += sat;
+                out.ppu.ties += tie;
+                out.ppu.outputs = out.codes.len() as u64;
+                return Ok(out);
+            }
             out.codes = Vec::with_capacity(ins[0].len());
             for (&p, &q) in ins[0].iter().zip(ins[1]) {
                 let (v, tie, ovf) = rescale.apply(p, q);
