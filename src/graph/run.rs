@@ -704,6 +704,7 @@ fn group_output(
     (codes, st, ps)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_array_node(
     cfg: &ArrayConfig,
     a: &ArrayNode,
