@@ -114,17 +114,17 @@ impl PreparedWeights {
         if w.rows() > super::MAX_K {
             return Err(crate::error::Error::field("GEMM K", w.rows(), format!("1..={}", super::MAX_K)));
         }
-        w.check_format(cfg.wfmt, "W")?;
-        Ok(PreparedWeights::build(cfg, w))
+        let wmax = check_format_max(cfg.wfmt, w, "W")?;
+        Ok(PreparedWeights::build(cfg, w, wmax))
     }
 
-    /// [`PreparedWeights::new`] without the checks (the caller made them).
-    pub(crate) fn build(cfg: &ArrayConfig, w: &Matrix) -> PreparedWeights {
+    /// [`PreparedWeights::new`] without the checks (the caller made them;
+    /// `wmax = max|W|`).
+    pub(crate) fn build(cfg: &ArrayConfig, w: &Matrix, wmax: u64) -> PreparedWeights {
         let (k, n) = (w.rows(), w.cols());
         let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
         let folds = k.div_ceil(fl);
         let wd = w.data();
-        let wmax = wd.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
         let pairs: Vec<usize> = (0..folds).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect();
         let np = pairs.iter().sum();
         let vnni = cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && wmax <= i16::MAX as u64 && has_vnni();
@@ -145,46 +145,11 @@ impl PreparedWeights {
                 }
             }
         }
-        let blocks = spans
+        let blocks: Vec<BlockW> = spans
             .into_iter()
-            .map(|(n0, nb)| {
-                let mut total = [0u64; NB];
-                let mut fold_norms = Vec::with_capacity(folds);
-                for f in 0..folds {
-                    let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
-                    let mut norms = [0u64; NB];
-                    for kk in k0..k1 {
-                        for x in 0..nb {
-                            norms[x] += wd[kk * n + n0 + x].unsigned_abs() as u64;
-                        }
-                    }
-                    for x in 0..NB {
-                        total[x] += norms[x];
-                    }
-                    fold_norms.push(norms.iter().copied().max().unwrap_or(0));
-                }
-                let wp = if vnni { pack_wpairs(wd, n, k, fl, &pairs, n0, nb) } else { Vec::new() };
-                let mut w2 = Vec::new();
-                if sat {
-                    w2 = vec![0i32; k * NB];
-                    for kk in 0..k {
-                        for x in 0..nb {
-                            let v = wd[kk * n + n0 + x] as i16 as u16 as u32;
-                            w2[kk * NB + x] = (v | v << 16) as i32;
-                        }
-                    }
-                }
-                BlockW {
-                    n0,
-                    nb,
-                    total: total.iter().copied().max().unwrap_or(0),
-                    worst_fold: fold_norms.iter().copied().max().unwrap_or(0),
-                    fold_norms,
-                    wp,
-                    w2,
-                }
-            })
+            .map(|(n0, nb)| block_w(cfg.simd, wd, n, k, fl, &pairs, np, n0, nb, vnni, sat))
             .collect();
+        let max_total = blocks.iter().map(|b| b.total).max().unwrap_or(0);
         PreparedWeights {
             cfg: *cfg,
             w: w.clone(),
@@ -193,7 +158,8 @@ impl PreparedWeights {
             fl,
             folds,
             wmax,
-            a2q_bits_weights: super::stats::a2q_bits_weights(w, cfg.afmt),
+            // The largest column norm is the largest block `total`.
+            a2q_bits_weights: super::stats::a2q_bits_from_norm(max_total, cfg.afmt),
             pairs,
             np,
             blocks,
@@ -230,7 +196,7 @@ impl PreparedWeights {
     /// Check A against these weights: shapes (A's columns = K) and every
     /// activation against the config's activation format (errors name
     /// `A[m,k]`).
-    pub(crate) fn check_a(&self, a: &Matrix) -> Result<()> {
+    pub(crate) fn check_a(&self, a: &Matrix) -> Result<u64> {
         if a.cols() != self.k {
             return Err(crate::error::Error::input(format!(
                 "GEMM shapes: A is {}x{} and W is {}x{} (A's columns must equal W's rows, K)",
@@ -240,7 +206,7 @@ impl PreparedWeights {
                 self.n
             )));
         }
-        a.check_format(self.cfg.afmt, "A")
+        check_format_max(self.cfg.afmt, a, "A")
     }
 
     /// The statistics fields that depend only on the shapes and weights.
@@ -260,15 +226,21 @@ impl PreparedWeights {
     /// then returns the accumulators. Errors: A's shape or a value outside
     /// the activation format (nothing is written).
     pub fn run(&self, a: &Matrix, engine: super::Engine, out: &mut ArrayBuffers) -> Result<Stats> {
-        self.check_a(a)?;
-        Ok(self.run_checked(a, engine, out))
+        let amax = self.check_a(a)?;
+        Ok(self.run_checked(a, amax, engine, out))
     }
 
-    /// [`PreparedWeights::run`] on an A already checked.
-    pub(crate) fn run_checked(&self, a: &Matrix, engine: super::Engine, out: &mut ArrayBuffers) -> Stats {
+    /// [`PreparedWeights::run`] on an A already checked, `amax = max|A|`.
+    pub(crate) fn run_checked(
+        &self,
+        a: &Matrix,
+        amax: u64,
+        engine: super::Engine,
+        out: &mut ArrayBuffers,
+    ) -> Stats {
         let mut stats = match engine {
             super::Engine::Fast => {
-                let g = Gemm::new(self, a);
+                let g = Gemm::new(self, a, amax);
                 let (m, n) = (a.rows(), self.n);
                 out.shape(m, n);
                 let mut tally = Tally::default();
@@ -306,21 +278,22 @@ impl PreparedWeights {
         chunk_rows: usize,
         sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
     ) -> Result<Stats> {
-        self.check_a(a)?;
-        self.run_chunked_checked(a, engine, chunk_rows, sink)
+        let amax = self.check_a(a)?;
+        self.run_chunked_checked(a, amax, engine, chunk_rows, sink)
     }
 
     /// [`PreparedWeights::run_chunked`] on an A already checked.
     pub(crate) fn run_chunked_checked(
         &self,
         a: &Matrix,
+        amax: u64,
         engine: super::Engine,
         chunk_rows: usize,
         mut sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
     ) -> Result<Stats> {
         let mut stats = match engine {
             super::Engine::Fast => {
-                let g = Gemm::new(self, a);
+                let g = Gemm::new(self, a, amax);
                 let (m, n) = (a.rows(), self.n);
                 let mut tally = Tally::default();
                 let mut tiles = Vec::new();
@@ -345,6 +318,161 @@ impl PreparedWeights {
         self.a2q_stats(&mut stats);
         Ok(stats)
     }
+}
+
+/// One column block of W prepared ([`BlockW`]) at the SIMD level `simd`
+/// (the same integer results at every level).
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn block_w(
+    simd: Simd,
+    wd: &[i32],
+    n: usize,
+    k: usize,
+    fl: usize,
+    pairs: &[usize],
+    np: usize,
+    n0: usize,
+    nb: usize,
+    vnni: bool,
+    sat: bool,
+) -> BlockW {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        #[allow(clippy::too_many_arguments)]
+        fn avx512(
+            wd: &[i32],
+            n: usize,
+            k: usize,
+            fl: usize,
+            pairs: &[usize],
+            np: usize,
+            n0: usize,
+            nb: usize,
+            vnni: bool,
+            sat: bool,
+        ) -> BlockW {
+            block_w_impl(wd, n, k, fl, pairs, np, n0, nb, vnni, sat)
+        }
+        if simd == Simd::Avx512 {
+            // SAFETY: `simd` never exceeds `Simd::detect()`: the CPU has
+            // the features `avx512` enables.
+            return unsafe { avx512(wd, n, k, fl, pairs, np, n0, nb, vnni, sat) };
+        }
+    }
+    let _ = simd;
+    block_w_impl(wd, n, k, fl, pairs, np, n0, nb, vnni, sat)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_w_impl(
+    wd: &[i32],
+    n: usize,
+    k: usize,
+    fl: usize,
+    pairs: &[usize],
+    np: usize,
+    n0: usize,
+    nb: usize,
+    vnni: bool,
+    sat: bool,
+) -> BlockW {
+    let folds = k.div_ceil(fl);
+    // One pass over the block's weights: the fold norms, the
+    // whole-K norms and the packings.
+    let mut total = [0u64; NB];
+    let mut fold_norms = Vec::with_capacity(folds);
+    let mut wp = if vnni { vec![0i16; np * 2 * NB] } else { Vec::new() };
+    let mut w2 = if sat { vec![0i32; k * NB] } else { Vec::new() };
+    let mut q0 = 0;
+    for f in 0..folds {
+        let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
+        let mut norms = [0u64; NB];
+        for kk in k0..k1 {
+            // A fixed-size copy for a full block (no `memcpy` call per row).
+            let src = &wd[kk * n + n0..kk * n + n0 + nb];
+            let mut row = [0i32; NB];
+            match <&[i32; NB]>::try_from(src) {
+                Ok(r) => row = *r,
+                Err(_) => row[..nb].copy_from_slice(src),
+            }
+            for x in 0..NB {
+                norms[x] += row[x].unsigned_abs() as u64;
+            }
+            if vnni {
+                // `pack_wpairs`'s layout: pair `q0 + (kk - k0) / 2`,
+                // half `(kk - k0) % 2`.
+                let (q, h) = (q0 + (kk - k0) / 2, (kk - k0) % 2);
+                let dst = &mut wp[q * 2 * NB..(q + 1) * 2 * NB];
+                for x in 0..NB {
+                    dst[2 * x + h] = row[x] as i16;
+                }
+            }
+            if sat {
+                let dst = &mut w2[kk * NB..(kk + 1) * NB];
+                for x in 0..NB {
+                    let v = row[x] as i16 as u16 as u32;
+                    dst[x] = (v | v << 16) as i32;
+                }
+            }
+        }
+        q0 += pairs[f];
+        for x in 0..NB {
+            total[x] += norms[x];
+        }
+        fold_norms.push(norms.iter().copied().max().unwrap_or(0));
+    }
+    debug_assert!(!vnni || wp == pack_wpairs(wd, n, k, fl, pairs, n0, nb));
+    let total = total.iter().copied().max().unwrap_or(0);
+    BlockW { n0, nb, total, worst_fold: fold_norms.iter().copied().max().unwrap_or(0), fold_norms, wp, w2 }
+}
+
+/// The smallest and largest value of `d` (`(i32::MAX, i32::MIN)` when
+/// empty), vectorized at the best SIMD level of the CPU (`pminsd` needs
+/// SSE4.1, above the baseline target).
+#[allow(unsafe_code)]
+fn extremes(d: &[i32]) -> (i32, i32) {
+    #[inline(always)]
+    fn imp(d: &[i32]) -> (i32, i32) {
+        let (mut lo, mut hi) = ([i32::MAX; 16], [i32::MIN; 16]);
+        let mut it = d.chunks_exact(16);
+        for c in &mut it {
+            for x in 0..16 {
+                lo[x] = lo[x].min(c[x]);
+                hi[x] = hi[x].max(c[x]);
+            }
+        }
+        for &v in it.remainder() {
+            lo[0] = lo[0].min(v);
+            hi[0] = hi[0].max(v);
+        }
+        (lo.iter().copied().min().unwrap_or(i32::MAX), hi.iter().copied().max().unwrap_or(i32::MIN))
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(d: &[i32]) -> (i32, i32) {
+            imp(d)
+        }
+        if Simd::detect() >= Simd::Avx2 {
+            // SAFETY: the CPU has AVX2 (`Simd::detect`).
+            return unsafe { avx2(d) };
+        }
+    }
+    imp(d)
+}
+
+/// Check every value of `x` against `fmt` (the error names `what[r,c]`,
+/// [`Matrix::check_format`]) and return `max|x|`: one pass over the
+/// extremes (the scan naming the first bad element runs only when one is
+/// out of range).
+pub(crate) fn check_format_max(fmt: crate::numerics::IntFormat, x: &Matrix, what: &str) -> Result<u64> {
+    let (lo, hi) = extremes(x.data());
+    if !(fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
+        x.check_format(fmt, what)?;
+    }
+    Ok(lo.unsigned_abs().max(hi.unsigned_abs()) as u64)
 }
 
 /// Shared, read-only context of one GEMM: the prepared weights and A.
@@ -406,11 +534,10 @@ struct View<'a> {
 }
 
 impl<'a> Gemm<'a> {
-    fn new(pw: &'a PreparedWeights, a: &'a Matrix) -> Gemm<'a> {
+    fn new(pw: &'a PreparedWeights, a: &'a Matrix, amax: u64) -> Gemm<'a> {
         let cfg = &pw.cfg;
         let (m, k, n) = (a.rows(), pw.k, pw.n);
         let fl = pw.fl;
-        let amax = a.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
         let wmax = pw.wmax;
         let use32 = (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
             && amax <= i16::MAX as u64
@@ -1036,17 +1163,29 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
 /// both as i16; a missing `k + 1` at the end of an odd fold as 0).
 fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
-    let np: usize = ctx.pairs.iter().sum();
+    let np = ctx.np;
     let ad = ctx.a.data();
     let mut v = vec![0i32; (r1 - r0) * np];
+    let pack = |lo: i32, hi: i32| (lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16) as i32;
     for (row, dst) in ad[r0 * k..r1 * k].chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
+        if ctx.fl.is_multiple_of(2) {
+            // Every fold but the last has even length: the pairs are
+            // `(a[2q], a[2q + 1])` in order, and only an odd K leaves the
+            // last pair `(a[K - 1], 0)`.
+            for (d, p) in dst.iter_mut().zip(row.chunks_exact(2)) {
+                *d = pack(p[0], p[1]);
+            }
+            if k % 2 == 1 {
+                dst[np - 1] = pack(row[k - 1], 0);
+            }
+            continue;
+        }
         let mut q = 0;
         for (f, &pc) in ctx.pairs.iter().enumerate() {
             let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
             for p in 0..pc {
-                let lo = row[k0 + 2 * p] as i16 as u16 as u32;
-                let hi = if k0 + 2 * p + 1 < k1 { row[k0 + 2 * p + 1] as i16 as u16 as u32 } else { 0 };
-                dst[q] = (lo | (hi << 16)) as i32;
+                let hi = if k0 + 2 * p + 1 < k1 { row[k0 + 2 * p + 1] } else { 0 };
+                dst[q] = pack(row[k0 + 2 * p], hi);
                 q += 1;
             }
         }
@@ -1259,19 +1398,32 @@ fn plain_rows<const RB: usize, const CB: usize>(
     let [mut fh, mut fl, mut bh, mut bl] = *ext;
     let mut mm = rows.start;
     while mm < rows.end {
-        let ar: [&[i32]; RB] = std::array::from_fn(|r| &apair[(mm + r) * np..(mm + r + 1) * np]);
+        // No closures here: a closure does not inherit this function's
+        // target features, so intrinsics inside one become calls.
+        let mut ar: [&[i32]; RB] = [&[]; RB];
+        for r in 0..RB {
+            ar[r] = &apair[(mm + r) * np..(mm + r + 1) * np];
+        }
         let mut buf = [[zero; CB]; RB];
         let mut q0 = 0;
         for &pc in pairs {
             let q1 = q0 + pc;
-            let a_f: [&[i32]; RB] = std::array::from_fn(|r| &ar[r][q0..q1]);
-            let w_f: [&[i16]; CB] = std::array::from_fn(|c| &wps[c][q0 * 2 * NB..q1 * 2 * NB]);
+            let mut a_f: [&[i32]; RB] = [&[]; RB];
+            for r in 0..RB {
+                a_f[r] = &ar[r][q0..q1];
+            }
+            let mut w_f: [&[i16]; CB] = [&[]; CB];
+            for c in 0..CB {
+                w_f[c] = &wps[c][q0 * 2 * NB..q1 * 2 * NB];
+            }
             let mut fs = [[zero; CB]; RB];
             for q in 0..pc {
-                // SAFETY: `w_f[c]` holds `pc` vectors of 32 i16 = 64 bytes.
-                let w: [__m512i; CB] = std::array::from_fn(|c| unsafe {
-                    _mm512_loadu_si512(w_f[c][q * 2 * NB..].as_ptr() as *const _)
-                });
+                let mut w = [zero; CB];
+                for c in 0..CB {
+                    let wc = &w_f[c][q * 2 * NB..(q + 1) * 2 * NB];
+                    // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
+                    w[c] = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+                }
                 for r in 0..RB {
                     let av = _mm512_set1_epi32(a_f[r][q]);
                     for c in 0..CB {

@@ -423,8 +423,25 @@ pub struct ArrayOutput {
 /// Limits that keep every exact intermediate inside `i64`.
 pub const MAX_K: usize = 1 << 28;
 
+/// [`check_operands`] (same errors, same order) with one pass over A that
+/// also finds `max|A|`, then the weights prepared for this GEMM.
+fn prepare_fast(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(PreparedWeights, u64)> {
+    check_shapes(a, w)?;
+    let amax = fast::check_format_max(cfg.afmt, a, "A")?;
+    let wmax = fast::check_format_max(cfg.wfmt, w, "W")?;
+    Ok((PreparedWeights::build(cfg, w, wmax), amax))
+}
+
 /// Check shapes and operand formats for a GEMM on `cfg`.
 pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
+    check_shapes(a, w)?;
+    a.check_format(cfg.afmt, "A")?;
+    w.check_format(cfg.wfmt, "W")?;
+    Ok(())
+}
+
+/// The shape and K checks of [`check_operands`].
+fn check_shapes(a: &Matrix, w: &Matrix) -> Result<()> {
     if a.cols() != w.rows() {
         return Err(Error::input(format!(
             "GEMM shapes: A is {}x{} and W is {}x{} (A's columns must equal W's rows, K)",
@@ -437,8 +454,6 @@ pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
     if a.cols() > MAX_K {
         return Err(Error::field("GEMM K", a.cols(), format!("1..={MAX_K}")));
     }
-    a.check_format(cfg.afmt, "A")?;
-    w.check_format(cfg.wfmt, "W")?;
     Ok(())
 }
 
@@ -542,18 +557,18 @@ pub fn run_array(
     engine: Engine,
     trace: Option<&mut String>,
 ) -> Result<ArrayOutput> {
-    check_operands(cfg, a, w)?;
     match engine {
         Engine::Fast => {
+            let (pw, amax) = prepare_fast(cfg, a, w)?;
             if trace.is_some() {
                 return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
             }
-            let pw = PreparedWeights::build(cfg, w);
             let mut out = ArrayBuffers::new();
-            let stats = pw.run_checked(a, Engine::Fast, &mut out);
+            let stats = pw.run_checked(a, amax, Engine::Fast, &mut out);
             Ok(out.into_output(stats))
         }
         Engine::Cycle => {
+            check_operands(cfg, a, w)?;
             let mut out = cycle::run(cfg, a, w, trace);
             a2q_stats(&mut out.stats, cfg, a, w);
             Ok(out)
@@ -585,15 +600,16 @@ pub fn run_array_chunked(
     chunk_rows: usize,
     mut sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
 ) -> Result<Stats> {
-    check_operands(cfg, a, w)?;
     match engine {
         Engine::Fast => {
+            let (pw, amax) = prepare_fast(cfg, a, w)?;
             if trace.is_some() {
                 return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
             }
-            PreparedWeights::build(cfg, w).run_chunked_checked(a, Engine::Fast, chunk_rows, sink)
+            pw.run_chunked_checked(a, amax, Engine::Fast, chunk_rows, sink)
         }
         Engine::Cycle => {
+            check_operands(cfg, a, w)?;
             let mut stats = cycle::run_chunked(cfg, a, w, trace, chunk_rows, &mut sink)?;
             a2q_stats(&mut stats, cfg, a, w);
             Ok(stats)
