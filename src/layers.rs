@@ -457,6 +457,13 @@ pub fn im2col_group<T: Copy>(
     let kx: Vec<(usize, usize)> =
         (0..g.ow).map(|ox| taps(ox, g.stride[1], g.dilation[1], g.pads[1], g.kw, g.w)).collect();
     let (dh, dw) = (g.dilation[0], g.dilation[1]);
+    // Rows whose every tap lies inside the input (the interior) are a
+    // gather at fixed offsets from the first tap's input index: `off[(ci,
+    // ky, kx)] = ci*H*W + ky*dh*W + kx*dw`, in K order.
+    let plane = g.h * g.w;
+    let off: Vec<usize> = (0..cg)
+        .flat_map(|ci| (0..g.kh).flat_map(move |y| (0..g.kw).map(move |x| ci * plane + y * dh * g.w + x * dw)))
+        .collect();
     let mut a = vec![pad; m * k];
     for (row, dst) in a.chunks_exact_mut(k.max(1)).enumerate() {
         let b = row / (g.oh * g.ow);
@@ -464,6 +471,17 @@ pub fn im2col_group<T: Copy>(
         let ((ky0, ky1), (kx0, kx1)) = (ky[oy], kx[ox]);
         if kx0 == kx1 {
             continue; // every tap of this row lies in the padding
+        }
+        if ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw && k > 0 {
+            // Interior: taps (0, 0) is at (oy*sh - pt, ox*sw - pl) >= 0.
+            let first = (b * g.c + group * cg) * plane
+                + (oy * g.stride[0] - g.pads[0]) * g.w
+                + (ox * g.stride[1] - g.pads[1]);
+            let src = &x[first..];
+            for (o, &i) in dst.iter_mut().zip(&off) {
+                *o = code(src[i]);
+            }
+            continue;
         }
         // First input column read: ox*sw + kx0*dw - pl (>= 0 by `taps`).
         let ix0 = ox * g.stride[1] + kx0 * dw - g.pads[1];
@@ -617,5 +635,53 @@ mod tests {
             assert_eq!(os.requant_i64(x), rq.apply(x as i128));
         }
         assert!(checked > 10_000);
+    }
+
+    /// `im2col_group` (interior gather and border paths) equals its
+    /// definition element by element, on random geometries: strides,
+    /// asymmetric pads, dilations, groups, batches, kernels larger than the
+    /// input.
+    #[test]
+    fn im2col_group_matches_its_definition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1414);
+        for case in 0..300 {
+            let groups = rng.gen_range(1..=3);
+            let c = groups * rng.gen_range(1..=3);
+            let (h, w) = (rng.gen_range(1..=9), rng.gen_range(1..=9));
+            let (kh, kw) = (rng.gen_range(1..=4), rng.gen_range(1..=4));
+            let stride = [rng.gen_range(1..=3), rng.gen_range(1..=3)];
+            let dilation = [rng.gen_range(1..=2), rng.gen_range(1..=2)];
+            let pads = [rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2)];
+            let span = |n: usize, k: usize, d: usize, p0: usize, p1: usize| (n + p0 + p1).checked_sub((k - 1) * d + 1);
+            let (Some(sy), Some(sx)) = (span(h, kh, dilation[0], pads[0], pads[2]), span(w, kw, dilation[1], pads[1], pads[3]))
+            else {
+                continue;
+            };
+            let (oh, ow) = (sy / stride[0] + 1, sx / stride[1] + 1);
+            let batch = rng.gen_range(1..=2);
+            let g = ConvGeom { c, h, w, o: groups, oh, ow, kh, kw, stride, pads, dilation, groups };
+            let x: Vec<i64> = (0..batch * c * h * w).map(|_| rng.gen_range(-128..128)).collect();
+            let cg = c / groups;
+            for gi in 0..groups {
+                let a = im2col_group(&g, &x, batch, gi, -7, |v| v as i32).unwrap();
+                assert_eq!((a.rows(), a.cols()), (batch * oh * ow, cg * kh * kw));
+                for b in 0..batch {
+                    for (oy, ox) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+                        for (ci, ky, kx) in (0..cg).flat_map(|ci| (0..kh).flat_map(move |y| (0..kw).map(move |x| (ci, y, x)))) {
+                            let iy = (oy * stride[0] + ky * dilation[0]) as isize - pads[0] as isize;
+                            let ix = (ox * stride[1] + kx * dilation[1]) as isize - pads[1] as isize;
+                            let want = if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                -7
+                            } else {
+                                x[((b * c + gi * cg + ci) * h + iy as usize) * w + ix as usize] as i32
+                            };
+                            let (r, col) = ((b * oh + oy) * ow + ox, (ci * kh + ky) * kw + kx);
+                            assert_eq!(a.get(r, col), want, "case {case} group {gi} row {r} col {col}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

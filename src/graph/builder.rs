@@ -406,8 +406,17 @@ fn check_acc_range(x: &Quant, w: &Weights, b: &Bias, k: usize) -> Result<()> {
     let za = x.zero_point() as i128;
     let amax = (x.max_code() as i128 - za).abs().max((x.min_code() as i128 - za).abs());
     let zw = w.quant().zero_point() as i128;
-    let wmax = w.codes().iter().map(|&c| (c as i128 - zw).abs()).max().unwrap_or(0);
-    let bmax = b.codes().iter().map(|&c| (c as i128).abs()).max().unwrap_or(0);
+    // max |c - zw| is reached at the smallest or the largest code (one
+    // vectorizable min/max pass; the same value as the per-element max).
+    let ext = |c: &[i32]| c.iter().fold((i32::MAX, i32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let wmax = match ext(w.codes()) {
+        _ if w.codes().is_empty() => 0,
+        (l, h) => (l as i128 - zw).abs().max((h as i128 - zw).abs()),
+    };
+    let bmax = match ext(b.codes()) {
+        _ if b.codes().is_empty() => 0,
+        (l, h) => (l as i128).abs().max((h as i128).abs()),
+    };
     let worst = k as i128 * amax * wmax + bmax;
     if worst > MAX_ACC_MAGNITUDE {
         return Err(Error::field(

@@ -235,7 +235,12 @@ impl Weights {
         if n.unwrap_or(usize::MAX) > MAX_ELEMENTS {
             return Err(Error::field("weights elements", codes.len(), format!("<= {MAX_ELEMENTS}")));
         }
-        if let Some(i) = codes.iter().position(|&c| !quant.contains(c as i64)) {
+        // Decided by the extremes (one vectorizable pass); the scan for the
+        // first bad code runs only when one is out of range.
+        let (lo, hi) = codes.iter().fold((i32::MAX, i32::MIN), |(l, h), &c| (l.min(c), h.max(c)));
+        let ok = codes.is_empty() || (quant.contains(lo as i64) && quant.contains(hi as i64));
+        let bad = if ok { None } else { codes.iter().position(|&c| !quant.contains(c as i64)) };
+        if let Some(i) = bad {
             return Err(Error::field(
                 format!("weights.codes[{i}]"),
                 codes[i],

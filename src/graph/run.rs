@@ -5,7 +5,8 @@
 //! run every model through [`lower`] and [`run_batch`].
 
 use super::*;
-use crate::array::{run_array, ArrayConfig, Engine, Matrix, Stats};
+use crate::array::{run_array, ArrayBuffers, ArrayConfig, Engine, Matrix, PreparedWeights, Stats};
+use std::sync::OnceLock;
 use crate::hw::HwConfig;
 use crate::numerics::IntFormat;
 use crate::ppu::{self, AddRescale, ChannelRequant, ConcatRescale, PpuStats, Scaler};
@@ -34,6 +35,12 @@ pub struct ArrayNode {
     /// K and N of the whole node (N = output channels).
     pub k: usize,
     pub n: usize,
+    /// Per group, the weights prepared for the engine
+    /// ([`PreparedWeights`]: checked, packed, normed), built on the first
+    /// fast-engine GEMM of the group and reused by every later one (every
+    /// batch and image of the run, across threads), with the config they
+    /// were prepared for (a run on another config prepares per GEMM).
+    pub prepared: Vec<OnceLock<(ArrayConfig, PreparedWeights)>>,
 }
 
 /// One lowered node.
@@ -344,7 +351,8 @@ fn lower_array(
         let (lo, hi) = act_range(act, yq);
         ChannelRequant::new(scalers, yq.zero_point(), lo, hi)?
     };
-    Ok(ArrayNode { weights, bias: folded, requant, accumulator, z_in, conv, k: k * groups, n })
+    let prepared = (0..groups).map(|_| OnceLock::new()).collect();
+    Ok(ArrayNode { weights, bias: folded, requant, accumulator, z_in, conv, k: k * groups, n, prepared })
 }
 
 /// What one node produced for a batch.
@@ -370,6 +378,12 @@ pub enum Keep {
     /// Codes and statistics only (`acc` and `exact` left empty; the
     /// statistics and codes are the same as with `All`).
     Codes,
+    /// Statistics of every node, codes of the graph's output tensor only
+    /// (every other node's `codes` left empty). Each other tensor is freed
+    /// after its last consumer has run, so the allocator reuses its
+    /// memory for the next nodes (fewer fresh pages); the statistics and
+    /// the output codes are the same as with `All`.
+    Output,
 }
 
 /// Run every node of `g` on one batch of input codes (`batch * input
@@ -402,18 +416,39 @@ pub fn run_batch_with(
     // `NodeOut`s at the end, so no node's codes are copied.
     let mut values: Vec<Vec<i64>> = vec![Vec::new(); g.tensors().len()];
     values[g.input().0] = input;
+    // `Keep::Output`: the index of the last node reading each tensor (the
+    // graph's output is never freed).
+    let mut last_use = vec![usize::MAX; g.tensors().len()];
+    if keep == Keep::Output {
+        for (i, node) in g.nodes().iter().enumerate() {
+            for t in &node.inputs {
+                last_use[t.0] = i;
+            }
+        }
+        last_use[g.output().0] = usize::MAX;
+    }
     let mut outs = Vec::with_capacity(g.nodes().len());
+    // The GEMM result arrays, reused by every array node of the batch.
+    let mut bufs = ArrayBuffers::new();
     for (i, (node, low)) in g.nodes().iter().zip(lowered).enumerate() {
         let ctx = |e: Error| e.context(format!("node {i} ({}, {})", node.name, node.op.kind()));
         let ins: Vec<&[i64]> = node.inputs.iter().map(|t| values[t.0].as_slice()).collect();
         let lens: Vec<usize> = node.inputs.iter().map(|t| g.tensor(*t).len()).collect();
-        let mut out = run_node(&cfg, low, &ins, &lens, g.tensor(node.output).len(), batch, engine, keep)
-            .map_err(ctx)?;
+        let mut out =
+            run_node(&cfg, low, &ins, &lens, g.tensor(node.output).len(), batch, engine, keep, &mut bufs)
+                .map_err(ctx)?;
         values[node.output.0] = std::mem::take(&mut out.codes);
+        for t in &node.inputs {
+            if last_use[t.0] == i {
+                values[t.0] = Vec::new();
+            }
+        }
         outs.push(out);
     }
     for (node, out) in g.nodes().iter().zip(&mut outs) {
-        out.codes = std::mem::take(&mut values[node.output.0]);
+        if keep != Keep::Output || node.output == g.output() {
+            out.codes = std::mem::take(&mut values[node.output.0]);
+        }
     }
     Ok(outs)
 }
@@ -447,11 +482,19 @@ fn run_node(
     batch: usize,
     engine: Engine,
     keep: Keep,
+    bufs: &mut ArrayBuffers,
 ) -> Result<NodeOut> {
     let mut out = NodeOut::default();
     match low {
-        Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, keep, &mut out)?,
+        Lowered::Array(a) => run_array_node(cfg, a, ins[0], batch, engine, keep, bufs, &mut out)?,
         Lowered::Add { rescale, z_out, lo, hi } => {
+            if let Some((codes, sat, tie)) = rescale.apply_f32_narrow(ins[0], ins[1], *z_out, *lo, *hi) {
+                out.codes = codes;
+                out.ppu.saturated += sat;
+                out.ppu.ties += tie;
+                out.ppu.outputs = out.codes.len() as u64;
+                return Ok(out);
+            }
             out.codes = Vec::with_capacity(ins[0].len());
             for (&p, &q) in ins[0].iter().zip(ins[1]) {
                 let (v, tie, ovf) = rescale.apply(p, q);
@@ -584,20 +627,80 @@ pub fn run_array_group(
     engine: Engine,
     trace: Option<&mut String>,
 ) -> Result<GroupRun> {
-    let ng = a.n / a.weights.len();
-    let am = match &a.conv {
+    let am = group_operand(cfg, a, x, batch, gi)?;
+    let (arr, codes, st, ps) = match trace {
+        Some(t) => {
+            let arr = run_array(cfg, &am, &a.weights[gi], engine, Some(t))?;
+            let (codes, st, ps) = group_output(cfg, a, gi, arr.acc.as_slice(), arr.exact.as_slice(), &arr.stats);
+            (arr, codes, st, ps)
+        }
+        None => {
+            let mut bufs = ArrayBuffers::new();
+            let stats = group_gemm(cfg, a, &am, gi, engine, &mut bufs)?;
+            let (codes, st, ps) = group_output(cfg, a, gi, bufs.acc(), bufs.exact(), &stats);
+            (bufs.into_output(stats), codes, st, ps)
+        }
+    };
+    Ok(GroupRun { a: am, array: arr, codes, stats: st, ppu: ps })
+}
+
+/// The `A` operand of group `gi` (the one place the graph runner builds a
+/// [`Matrix`]): im2col with `z_in` padding, or the dense input.
+fn group_operand(cfg: &ArrayConfig, a: &ArrayNode, x: &[i64], batch: usize, gi: usize) -> Result<Matrix> {
+    match &a.conv {
         // Tensor codes and the zero point lie in the input quantization's
         // code range, which `lower` checked fits the multiplier input format
         // (so `i32`): no per-element re-check.
-        Some(geom) => crate::layers::im2col_group(geom, x, batch, gi, a.z_in as i32, |v| v as i32)?,
-        None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input")?,
-    };
-    let arr = run_array(cfg, &am, &a.weights[gi], engine, trace)?;
+        Some(geom) => crate::layers::im2col_group(geom, x, batch, gi, a.z_in as i32, |v| v as i32),
+        None => Matrix::from_i64(batch, a.k, x, cfg_afmt(cfg), "input"),
+    }
+}
+
+/// Group `gi`'s GEMM into `bufs`: through the node's prepared weights when
+/// they were (or can now be) prepared for `cfg`, else prepared for this
+/// call ([`PreparedWeights`] gives [`run_array`]'s results either way).
+fn group_gemm(
+    cfg: &ArrayConfig,
+    a: &ArrayNode,
+    am: &Matrix,
+    gi: usize,
+    engine: Engine,
+    bufs: &mut ArrayBuffers,
+) -> Result<Stats> {
+    let w = &a.weights[gi];
+    if engine == Engine::Fast {
+        if let Some(slot) = a.prepared.get(gi) {
+            // A weight outside the format: left unprepared, so the per-call
+            // path below reports the error as `run_array` does.
+            if slot.get().is_none() {
+                if let Ok(p) = PreparedWeights::new(cfg, w) {
+                    let _ = slot.set((*cfg, p));
+                }
+            }
+            if let Some((_, p)) = slot.get().filter(|(c, _)| c == cfg) {
+                return p.run(am, engine, bufs);
+            }
+        }
+    }
+    PreparedWeights::new(cfg, w)?.run(am, engine, bufs)
+}
+
+/// The output stage of group `gi` on its GEMM results: the codes in GEMM
+/// order, the array statistics merged with the output stage's, the PPU's.
+fn group_output(
+    cfg: &ArrayConfig,
+    a: &ArrayNode,
+    gi: usize,
+    acc: &[i64],
+    exact: &[i64],
+    stats: &Stats,
+) -> (Vec<i64>, Stats, PpuStats) {
+    let ng = a.n / a.weights.len();
     let bias = &a.bias[gi * ng..(gi + 1) * ng];
     let rq = a.requant.offset(gi * ng, ng);
-    let mut st = arr.stats.clone();
-    let (codes, ps) = ppu::gemm_output(&arr.acc, &arr.exact, cfg.drop_bits(), ng, Some(bias), &rq, &mut st);
-    Ok(GroupRun { a: am, array: arr, codes, stats: st, ppu: ps })
+    let mut st = stats.clone();
+    let (codes, ps) = ppu::gemm_output(acc, exact, cfg.drop_bits(), ng, Some(bias), &rq, &mut st);
+    (codes, st, ps)
 }
 
 fn run_array_node(
@@ -607,6 +710,7 @@ fn run_array_node(
     batch: usize,
     engine: Engine,
     keep: Keep,
+    bufs: &mut ArrayBuffers,
     out: &mut NodeOut,
 ) -> Result<()> {
     let n = a.n;
@@ -623,31 +727,50 @@ fn run_array_node(
     let mut stats = Stats::default();
     let d = cfg.drop_bits();
     for gi in 0..groups {
-        let GroupRun { array: arr, codes, stats: st, ppu: ps, .. } =
-            run_array_group(cfg, a, x, batch, gi, engine, None)?;
+        let am = group_operand(cfg, a, x, batch, gi)?;
+        let gst = group_gemm(cfg, a, &am, gi, engine, bufs)?;
+        drop(am);
+        let (acc, exact) = (bufs.acc(), bufs.exact());
+        let (codes, st, ps) = group_output(cfg, a, gi, acc, exact, &gst);
         let bias = &a.bias[gi * ng..(gi + 1) * ng];
         stats.merge(&st);
         out.ppu.merge(&ps);
         // GEMM rows are (sample, pixel), columns the group's channels;
         // scatter to per-sample NCHW: element (b, o, p) at (b*n + o)*px + p.
-        let acc_of = |gidx: usize, j: usize| ((arr.acc[gidx] as i128) << d) + bias[j] as i128;
+        let acc_of = |gidx: usize, j: usize| ((acc[gidx] as i128) << d) + bias[j] as i128;
         for b in 0..batch {
-            for (j, &bj) in bias.iter().enumerate() {
-                let o = gi * ng + j;
-                let dst = (b * n + o) * px;
-                for p in 0..px {
-                    let gidx = (b * px + p) * ng + j;
-                    out.codes[dst + p] = if a.accumulator {
-                        acc_of(gidx, j).clamp(i64::MIN as i128, i64::MAX as i128) as i64
-                    } else {
-                        codes[gidx]
-                    };
+            if a.accumulator {
+                for j in 0..ng {
+                    let dst = (b * n + gi * ng + j) * px;
+                    for p in 0..px {
+                        let v = acc_of((b * px + p) * ng + j, j);
+                        out.codes[dst + p] = v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                    }
                 }
-                if all {
+            } else {
+                // A transpose in tiles of SCATTER_TILE pixels: the tile's
+                // GEMM rows stay in cache while every channel's run of
+                // pixels is written contiguously (a plain column walk
+                // misses the cache on every read when `ng` is large).
+                let rows = &codes[b * px * ng..(b + 1) * px * ng];
+                for p0 in (0..px).step_by(SCATTER_TILE) {
+                    let p1 = (p0 + SCATTER_TILE).min(px);
+                    let tile = &rows[p0 * ng..p1 * ng];
+                    for j in 0..ng {
+                        let dst = &mut out.codes[(b * n + gi * ng + j) * px..][p0..p1];
+                        for (o, &v) in dst.iter_mut().zip(tile[j..].iter().step_by(ng)) {
+                            *o = v;
+                        }
+                    }
+                }
+            }
+            if all {
+                for (j, &bj) in bias.iter().enumerate() {
+                    let dst = (b * n + gi * ng + j) * px;
                     for p in 0..px {
                         let gidx = (b * px + p) * ng + j;
                         out.acc[dst + p] = acc_of(gidx, j);
-                        out.exact[dst + p] = arr.exact[gidx] as i128 + bj as i128;
+                        out.exact[dst + p] = exact[gidx] as i128 + bj as i128;
                     }
                 }
             }
@@ -656,6 +779,9 @@ fn run_array_node(
     out.stats = Some(stats);
     Ok(())
 }
+
+/// Pixels per tile of the GEMM-order to NCHW scatter (`run_array_node`).
+const SCATTER_TILE: usize = 16;
 
 fn cfg_afmt(cfg: &ArrayConfig) -> IntFormat {
     cfg.afmt

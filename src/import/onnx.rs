@@ -1181,10 +1181,13 @@ impl Importer {
         }
         let quant = Quant::new(q.bits, q.signed, q.narrow, scale, z0)
             .map_err(|e| format!("weight quantization: {e}"))?;
-        let mut c32 = Vec::with_capacity(codes.len());
-        for &v in codes {
-            c32.push(i32::try_from(v).map_err(|_| format!("weight code {v} does not fit int32"))?);
+        // Range by the extremes (one vectorizable pass), then an exact `as`.
+        let (lo, hi) = codes.iter().fold((i64::MAX, i64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        if let Some(&v) = [lo, hi].iter().find(|&&v| !codes.is_empty() && i32::try_from(v).is_err()) {
+            let first = codes.iter().find(|&&c| i32::try_from(c).is_err()).unwrap_or(&v);
+            return Err(format!("weight code {first} does not fit int32"));
         }
+        let c32: Vec<i32> = codes.iter().map(|&v| v as i32).collect();
         Weights::new(shape, c32, quant).map_err(|e| e.to_string())
     }
 

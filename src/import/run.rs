@@ -26,7 +26,9 @@ pub struct RunOutput {
     pub samples: usize,
     /// argmax of the output codes per sample (lowest index on ties).
     pub predictions: Vec<usize>,
-    /// Per graph tensor, every sample's codes (`samples * len`).
+    /// Per graph tensor, every sample's codes (`samples * len`); with
+    /// `all_codes` false ([`run_imported`]) only the graph output's (every
+    /// other tensor's left empty).
     pub codes: Vec<Vec<i64>>,
 }
 
@@ -36,13 +38,16 @@ pub struct RunOutput {
 const PAR_BATCHES: usize = 4;
 
 /// Quantize `x` (float32, `[N, per-sample shape...]`) with the graph's input quantizer and run
-/// every sample, `batch` at a time.
+/// every sample, `batch` at a time. `all_codes`: keep every tensor's codes (the agreement
+/// report reads them); otherwise only the output's, each intermediate tensor freed after its
+/// last consumer (`Keep::Output`; the predictions are the same).
 pub fn run_imported(
     imp: &Imported,
     hw: &HwConfig,
     x: &crate::npy::NpyF32,
     engine: Engine,
     batch: usize,
+    all_codes: bool,
 ) -> Result<RunOutput> {
     let g = &imp.graph;
     let inshape = &g.tensor(g.input()).shape;
@@ -84,13 +89,22 @@ pub fn run_imported(
                 }
                 Ok::<_, Error>(v)
             })?;
-            codes[g.input().0].extend_from_slice(&input);
+            if all_codes {
+                codes[g.input().0].extend_from_slice(&input);
+            }
             window.push((input, n));
             s0 += n;
         }
-        for outs in run_batches(g, &low, hw, window, engine, Keep::Codes)? {
+        let keep = if all_codes { Keep::Codes } else { Keep::Output };
+        for outs in run_batches(g, &low, hw, window, engine, keep)? {
             for (node, o) in g.nodes().iter().zip(outs) {
-                codes[node.output.0].extend(o.codes);
+                let c = &mut codes[node.output.0];
+                if c.is_empty() {
+                    // The first batch: sized for every sample once (no
+                    // regrowth copies).
+                    c.reserve_exact(samples * g.tensor(node.output).len());
+                }
+                c.extend_from_slice(&o.codes);
             }
         }
     }
@@ -201,7 +215,8 @@ pub fn run_cli(a: &CliArgs) -> Result<String> {
         "bytes",
         Some(&hint("--max-mem")),
     )?;
-    let out = run_imported(&imp, a.hw, &x, a.engine, a.batch)?;
+    // Without a reference only the output's codes are read (the predictions).
+    let out = run_imported(&imp, a.hw, &x, a.engine, a.batch, reference.is_some())?;
     let labels = match labels {
         None => None,
         Some(p) => {

@@ -190,6 +190,8 @@ pub fn gemm_output(
             Scaler::Float32(_) => None,
         })
         .collect();
+    // Codes, zero point and range within 2^22: `f32_row_narrow` applies.
+    let narrow = [requant.lo, requant.hi, requant.zero_point].iter().all(|v| v.unsigned_abs() <= 1 << 22);
     // Counters and the (serial, row-major) float sums in locals, added to
     // `stats` once: the same values, in the same order.
     let (mut sat_n, mut tie_n, mut ovf_n) = (0u64, 0u64, 0u64);
@@ -199,7 +201,10 @@ pub fn gemm_output(
         // float32 and every element takes it (else the whole row runs the
         // general `apply`; both give the same codes and flags).
         let fast = match (&f32s, &fixed) {
-            (Some(f), _) => f32_row(orow, arow, &bias, f, drop_bits, requant),
+            (Some(f), _) => narrow
+                .then(|| f32_row_narrow(orow, arow, &bias, f, drop_bits, requant))
+                .flatten()
+                .or_else(|| f32_row(orow, arow, &bias, f, drop_bits, requant)),
             (None, Some(r)) => fixed_row(orow, arow, &bias, r, drop_bits, requant),
             (None, None) => None,
         };
@@ -270,6 +275,64 @@ fn f32_row(
         o_ += ovf as u64;
     }
     Some((s_, t_, o_))
+}
+
+/// [`f32_row`] for narrow codes (`|lo|, |hi|, |zero point| <= 2^22`, which
+/// the caller checks), branch-free in `i32` so the compiler can vectorize
+/// it: the same codes and `(saturated, ties, overflows)` as
+/// [`ChannelRequant::apply_f32_i64`] element by element, or `None` when
+/// some `x = acc * 2^d + bias` is not exact in `int32` or some product is
+/// NaN (the caller then runs [`f32_row`]).
+///
+/// Why it is the same: for `x` in `int32`, `x as i32 as f32` is the same
+/// round-to-nearest-even conversion as from `i64`, and `overflow` is false.
+/// The product `v` is clamped to `+-2^24` before rounding: inside, the
+/// value is unchanged; outside, `|round(v)| >= 2^24` and the clamped
+/// `+-2^24` both land beyond `lo..=hi` after adding `z` (`|z|, |lo|, |hi| <=
+/// 2^22`) on the same side, so the code is the same bound, saturated, and
+/// neither is a tie (a float32 of magnitude `>= 2^23` is an integer). Below
+/// `2^24` `vc as i32` truncates exactly and the half-to-even decision is
+/// [`ChannelRequant::apply_f32_i64`]'s.
+#[inline]
+fn f32_row_narrow(
+    orow: &mut [i64],
+    arow: &[i64],
+    bias: &[i64],
+    f: &[f32],
+    d: u32,
+    rq: &ChannelRequant,
+) -> Option<(u64, u64, u64)> {
+    const C: f32 = 16_777_216.0; // 2^24
+    let (z, lo, hi) = (rq.zero_point as i32, rq.lo as i32, rq.hi as i32);
+    let n = orow.len().min(arow.len()).min(bias.len()).min(f.len());
+    let (orow, arow, bias, f) = (&mut orow[..n], &arow[..n], &bias[..n], &f[..n]);
+    let mut bad = false;
+    let (mut s_, mut t_) = (0u64, 0u64);
+    for c in 0..n {
+        let a = arow[c];
+        let sh = a.wrapping_shl(d);
+        // An add that wraps lands near +-2^63, never inside int32.
+        let x = sh.wrapping_add(bias[c]);
+        bad |= (sh >> d) != a || x as i32 as i64 != x;
+        let v = (x as i32 as f32) * f[c];
+        bad |= v.is_nan();
+        let vc = v.clamp(-C, C);
+        let t = vc as i32; // toward zero, exact: |vc| <= 2^24
+        let frac = (vc - t as f32).abs();
+        let tie = frac == 0.5;
+        let up = (frac > 0.5) | (tie & (t & 1 != 0));
+        let r = t + (up as i32) * if vc < 0.0 { -1 } else { 1 };
+        let y = r + z; // |r| <= 2^24, |z| <= 2^22: no overflow
+        let code = y.clamp(lo, hi);
+        orow[c] = code as i64;
+        s_ += (code != y) as u64;
+        t_ += tie as u64;
+    }
+    if bad {
+        None
+    } else {
+        Some((s_, t_, 0))
+    }
 }
 
 /// [`f32_row`] for fixed-point scalers ([`ChannelRequant::apply_fixed_i64`]).
@@ -388,6 +451,58 @@ impl AddRescale {
                 let db = ((b - z[1]) as f32) * s[1];
                 quantize_f32(da + db, *s_out)
             }
+        }
+    }
+}
+
+impl AddRescale {
+    /// The whole float32 Add of two code tensors, `(codes, saturated,
+    /// ties)`, equal element by element to [`AddRescale::apply`] followed by
+    /// [`clamp`]`(v + z_out, lo, hi)` (no overflows on this path), branch-free
+    /// in `i32` so the compiler can vectorize it. `None` (the caller runs
+    /// `apply`) for a fixed-point rescale, when `|z_out|, |lo|, |hi| >
+    /// 2^22`, when some `a - z` is outside `+-2^24`, or when some quotient
+    /// is NaN. Why it is the same: `a - z` within `2^24` converts to float32
+    /// exactly from `i32` as from `i64`; the quotient `q` is the same
+    /// float32; clamping it to `+-2^24` before rounding keeps the code (the
+    /// bound, saturated, on the same side: see `f32_row_narrow`) and the
+    /// tie flag (false for `|q| >= 2^23` either way).
+    pub fn apply_f32_narrow(&self, a: &[i64], b: &[i64], z_out: i64, lo: i64, hi: i64) -> Option<(Vec<i64>, u64, u64)> {
+        const C: f32 = 16_777_216.0; // 2^24
+        let AddRescale::Float32 { z, s, s_out } = *self else {
+            return None;
+        };
+        if [z_out, lo, hi].iter().any(|v| v.unsigned_abs() > 1 << 22) {
+            return None;
+        }
+        let (zo, lo, hi) = (z_out as i32, lo as i32, hi as i32);
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut out = vec![0i64; n];
+        let mut bad = false;
+        let (mut sat_n, mut tie_n) = (0u64, 0u64);
+        for i in 0..n {
+            let (da, db) = (a[i].wrapping_sub(z[0]), b[i].wrapping_sub(z[1]));
+            // Exact differences within 2^24 (a wrapped one is far outside).
+            bad |= da.unsigned_abs() > 1 << 24 || db.unsigned_abs() > 1 << 24;
+            let (da, db) = (da as i32, db as i32);
+            let q = ((da as f32) * s[0] + (db as f32) * s[1]) / s_out;
+            bad |= q.is_nan();
+            let qc = q.clamp(-C, C);
+            let t = qc as i32; // toward zero, exact: |qc| <= 2^24
+            let frac = (qc - t as f32).abs();
+            let tie = frac == 0.5;
+            let up = (frac > 0.5) | (tie & (t & 1 != 0));
+            let y = t + (up as i32) * if qc < 0.0 { -1 } else { 1 } + zo;
+            let code = y.clamp(lo, hi);
+            out[i] = code as i64;
+            sat_n += (code != y) as u64;
+            tie_n += tie as u64;
+        }
+        if bad {
+            None
+        } else {
+            Some((out, sat_n, tie_n))
         }
     }
 }
@@ -520,6 +635,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn float32_narrow_row_equals_apply() {
+        // Rows of x = acc * 2^d + bias across ties, int32's edges and
+        // beyond, large products (clamped at 2^24) and NaN-free scales: the
+        // narrow row gives apply's codes and counts, or declines.
+        let scales = [1.0f32, 0.5, 0.25, 0.1, 1e-3, 3.3e-5, 7.0, 1e-12, 1.5e10, 2.0f32.powi(-24), 3e38];
+        let mut accs: Vec<i64> = (-600..600).collect();
+        for e in 0..63 {
+            let p = 1i64 << e;
+            accs.extend([p, p - 1, p + 1, -p, -p + 1, -p - 1, p / 3]);
+        }
+        accs.extend([i64::MAX, i64::MIN, 16_777_217, -16_777_217, 8_388_609, -8_388_607]);
+        let mut declined = 0;
+        for d in [0u32, 1, 3] {
+            for &s in &scales {
+                for (zp, lo, hi) in [(0, -128, 127), (-3, -128, 127), (5, 0, 255), (1 << 22, -(1 << 22), 1 << 22)] {
+                    let rq = ChannelRequant::new(vec![Scaler::Float32(s)], zp, lo, hi).unwrap();
+                    for chunk in accs.chunks(7) {
+                        let bias: Vec<i64> = (0..chunk.len() as i64).map(|i| i * 37 - 100).collect();
+                        let f = vec![s; chunk.len()];
+                        let mut got = vec![0i64; chunk.len()];
+                        let Some(counts) = f32_row_narrow(&mut got, chunk, &bias, &f, d, &rq) else {
+                            declined += 1;
+                            continue;
+                        };
+                        let mut want = (0u64, 0u64, 0u64);
+                        for (c, &a) in chunk.iter().enumerate() {
+                            let x = ((a as i128) << d) + bias[c] as i128;
+                            let (code, sat, tie, ovf) = rq.apply(x, c);
+                            assert_eq!(got[c], code, "a {a} d {d} s {s} zp {zp}");
+                            want.0 += sat as u64;
+                            want.1 += tie as u64;
+                            want.2 += ovf as u64;
+                        }
+                        assert_eq!(counts, want, "{chunk:?} d {d} s {s} zp {zp}");
+                    }
+                }
+            }
+        }
+        // Rows holding an x outside int32 are declined, the others taken.
+        assert!(declined > 0 && declined < 3 * 11 * 4 * accs.len().div_ceil(7));
+    }
+
+    #[test]
+    fn float32_narrow_add_equals_apply() {
+        let mut codes: Vec<i64> = (-300..300).collect();
+        codes.extend([1 << 24, -(1 << 24), (1 << 24) + 1, 1 << 40, i64::MAX, i64::MIN, 16_777_215]);
+        let b: Vec<i64> = codes.iter().rev().map(|&v| v.wrapping_mul(3) / 2).collect();
+        let mut taken = 0;
+        for (s, s_out) in [([0.5f32, 0.25], 0.5f32), ([0.1, 0.3], 0.07), ([1e-3, 2.0], 1e-30), ([3e38, 3e38], 1e-3), ([1.0, 1.0], 2.0)] {
+            for (z, zo, lo, hi) in [([0, 0], 0, -128, 127), ([3, -5], 7, 0, 255), ([0, 1], 1 << 22, -(1 << 22), 1 << 22)] {
+                let add = AddRescale::Float32 { z, s, s_out };
+                for (ca, cb) in codes.chunks(9).zip(b.chunks(9)) {
+                    let Some((got, sat, tie)) = add.apply_f32_narrow(ca, cb, zo, lo, hi) else { continue };
+                    taken += 1;
+                    let (mut ws, mut wt) = (0u64, 0u64);
+                    for i in 0..ca.len() {
+                        let (v, t, o) = add.apply(ca[i], cb[i]);
+                        let (c, sa) = clamp(v + zo as i128, lo, hi);
+                        assert_eq!((got[i], o), (c, false), "{} + {} s {s:?} {s_out}", ca[i], cb[i]);
+                        ws += sa as u64;
+                        wt += t as u64;
+                    }
+                    assert_eq!((sat, tie), (ws, wt));
+                }
+            }
+        }
+        assert!(taken > 100);
+        let fixed = AddRescale::fixed([0, 0], [0.25, 0.25], 0.5, RequantRounding::Double).unwrap();
+        assert!(fixed.apply_f32_narrow(&[1], &[2], 0, -128, 127).is_none());
     }
 
     #[test]
