@@ -256,7 +256,7 @@ impl Requantizer {
     /// below `2^62` in magnitude and the rounding constants below `2^61`,
     /// so no intermediate leaves `i64`; `/` truncates toward zero as in
     /// `scale`. Held equal to `scale` by `tests/numerics_reference.rs`.
-    #[inline]
+    #[inline(always)]
     pub fn scale_i64(&self, x: i64) -> Option<i64> {
         let Multiplier { m0, shift } = self.mult;
         let m0 = m0 as i64;

@@ -158,7 +158,110 @@ impl ChannelRequant {
 /// (`outputs`, `out_clamped`, `out_err_sum/sq` against the real value
 /// `clamp(z + m_n * (exact + bias), lo, hi)`, summed serially in row-major
 /// order so the float sums are order-fixed) and returns the PPU statistics.
+///
+/// Compiled three times, for the baseline target, AVX2 and AVX-512
+/// (F/DQ/VL/BW, which vectorizes the `i64 <-> f64/f32` conversions), and
+/// dispatched on the CPU's features: the same IEEE operations in the same
+/// order (Rust never contracts or reassociates float operations), so the
+/// same bytes on every path (`tests::gemm_output_paths_agree`).
 pub fn gemm_output(
+    acc: &[i64],
+    exact: &[i64],
+    drop_bits: u32,
+    n: usize,
+    bias: Option<&[i32]>,
+    requant: &ChannelRequant,
+    stats: &mut Stats,
+) -> (Vec<i64>, PpuStats) {
+    gemm_output_on(OutputPath::detect(), acc, exact, drop_bits, n, bias, requant, stats)
+}
+
+/// The compilation of [`gemm_output`] that runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputPath {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl OutputPath {
+    fn detect() -> OutputPath {
+        static PATH: std::sync::OnceLock<OutputPath> = std::sync::OnceLock::new();
+        *PATH.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512dq")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512bw")
+                {
+                    return OutputPath::Avx512;
+                }
+                if is_x86_feature_detected!("avx2") {
+                    return OutputPath::Avx2;
+                }
+            }
+            OutputPath::Portable
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[allow(unsafe_code)]
+fn gemm_output_on(
+    path: OutputPath,
+    acc: &[i64],
+    exact: &[i64],
+    drop_bits: u32,
+    n: usize,
+    bias: Option<&[i32]>,
+    requant: &ChannelRequant,
+    stats: &mut Stats,
+) -> (Vec<i64>, PpuStats) {
+    match path {
+        // SAFETY: `OutputPath::detect` chose the path from the CPU's
+        // features (tests pass only paths `detect` allows).
+        #[cfg(target_arch = "x86_64")]
+        OutputPath::Avx512 => unsafe { gemm_output_avx512(acc, exact, drop_bits, n, bias, requant, stats) },
+        #[cfg(target_arch = "x86_64")]
+        OutputPath::Avx2 => unsafe { gemm_output_avx2(acc, exact, drop_bits, n, bias, requant, stats) },
+        OutputPath::Portable => gemm_output_impl(acc, exact, drop_bits, n, bias, requant, stats),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+fn gemm_output_avx512(
+    acc: &[i64],
+    exact: &[i64],
+    drop_bits: u32,
+    n: usize,
+    bias: Option<&[i32]>,
+    requant: &ChannelRequant,
+    stats: &mut Stats,
+) -> (Vec<i64>, PpuStats) {
+    gemm_output_impl(acc, exact, drop_bits, n, bias, requant, stats)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemm_output_avx2(
+    acc: &[i64],
+    exact: &[i64],
+    drop_bits: u32,
+    n: usize,
+    bias: Option<&[i32]>,
+    requant: &ChannelRequant,
+    stats: &mut Stats,
+) -> (Vec<i64>, PpuStats) {
+    gemm_output_impl(acc, exact, drop_bits, n, bias, requant, stats)
+}
+
+/// [`gemm_output`]'s body (inlined into each compilation).
+#[inline(always)]
+fn gemm_output_impl(
     acc: &[i64],
     exact: &[i64],
     drop_bits: u32,
@@ -200,14 +303,18 @@ pub fn gemm_output(
         // The codes of the row: the float32 fast path when every scaler is
         // float32 and every element takes it (else the whole row runs the
         // general `apply`; both give the same codes and flags).
-        let fast = match (&f32s, &fixed) {
-            (Some(f), _) => narrow
-                .then(|| f32_row_narrow(orow, arow, &bias, f, drop_bits, requant))
-                .flatten()
-                .or_else(|| f32_row(orow, arow, &bias, f, drop_bits, requant)),
-            (None, Some(r)) => fixed_row(orow, arow, &bias, r, drop_bits, requant),
-            (None, None) => None,
-        };
+        // (No closures here: they would compile outside the SIMD wrappers.)
+        let mut fast = None;
+        if let Some(f) = f32s.as_deref() {
+            if narrow {
+                fast = f32_row_narrow(orow, arow, &bias, f, drop_bits, requant);
+            }
+            if fast.is_none() {
+                fast = f32_row(orow, arow, &bias, f, drop_bits, requant);
+            }
+        } else if let Some(r) = fixed.as_deref() {
+            fast = fixed_row(orow, arow, &bias, r, drop_bits, requant);
+        }
         let (s_, t_, o_) = match fast {
             Some(flags) => flags,
             None => {
@@ -255,7 +362,7 @@ pub fn gemm_output(
 /// `(saturated, ties, overflows)` counts, or `None` when some element needs
 /// the general path (`x` outside i64, or the fast path declines it), in
 /// which case the caller recomputes the whole row.
-#[inline]
+#[inline(always)]
 fn f32_row(
     orow: &mut [i64],
     arow: &[i64],
@@ -293,7 +400,7 @@ fn f32_row(
 /// neither is a tie (a float32 of magnitude `>= 2^23` is an integer). Below
 /// `2^24` `vc as i32` truncates exactly and the half-to-even decision is
 /// [`ChannelRequant::apply_f32_i64`]'s.
-#[inline]
+#[inline(always)]
 fn f32_row_narrow(
     orow: &mut [i64],
     arow: &[i64],
@@ -336,7 +443,7 @@ fn f32_row_narrow(
 }
 
 /// [`f32_row`] for fixed-point scalers ([`ChannelRequant::apply_fixed_i64`]).
-#[inline]
+#[inline(always)]
 fn fixed_row(
     orow: &mut [i64],
     arow: &[i64],
@@ -365,7 +472,7 @@ impl ChannelRequant {
     /// case, which the caller runs through `apply`). The value is
     /// [`Requantizer::scale_i64`]; the tie test is `Scaler::scale`'s on
     /// `p = x * m0` (`|p| < 2^62`, exact in `i64`).
-    #[inline]
+    #[inline(always)]
     pub fn apply_fixed_i64(&self, x: i64, r: &Requantizer) -> Option<(i64, bool, bool, bool)> {
         let y = r.scale_i64(x)?;
         let Multiplier { m0, shift } = r.multiplier();
@@ -391,7 +498,7 @@ impl ChannelRequant {
     /// act). The tie test `|v - trunc(v)| == 0.5` reads `trunc(v)` as `v as
     /// i64` (truncation toward zero, exact for `|v| < 2^62`) converted back
     /// to f32, exact because `trunc(v)` of a float32 is a float32.
-    #[inline]
+    #[inline(always)]
     pub fn apply_f32_i64(&self, x: i64, s: f32) -> Option<(i64, bool, bool, bool)> {
         let v = (x as f32) * s;
         if v.is_nan() || v.abs() >= (1u64 << 62) as f32 {
@@ -707,6 +814,55 @@ mod tests {
         assert!(taken > 100);
         let fixed = AddRescale::fixed([0, 0], [0.25, 0.25], 0.5, RequantRounding::Double).unwrap();
         assert!(fixed.apply_f32_narrow(&[1], &[2], 0, -128, 127).is_none());
+    }
+
+    /// Every compilation of `gemm_output` this CPU runs gives the
+    /// portable one's codes, counts and (bitwise) float sums: float32 and
+    /// fixed scalers, per channel and per tensor, d = 0 and 2, rows with
+    /// elements outside int32.
+    #[test]
+    fn gemm_output_paths_agree() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
+        let mut paths = vec![OutputPath::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                paths.push(OutputPath::Avx2);
+            }
+            if OutputPath::detect() == OutputPath::Avx512 {
+                paths.push(OutputPath::Avx512);
+            }
+        }
+        for case in 0..40 {
+            let (m, n) = (rng.gen_range(1..40), rng.gen_range(1..40));
+            let d = [0u32, 2][case % 2];
+            let acc: Vec<i64> = (0..m * n)
+                .map(|_| match rng.gen_range(0..10) {
+                    0 => rng.gen_range(-(1i64 << 40)..(1 << 40)),
+                    _ => rng.gen_range(-5000..5000),
+                })
+                .collect();
+            let exact: Vec<i64> = acc.iter().map(|&a| a + rng.gen_range(-3..4)).collect();
+            let bias: Vec<i32> = (0..n).map(|_| rng.gen_range(-900..900)).collect();
+            let scalers: Vec<Scaler> = (0..if case % 3 == 0 { 1 } else { n })
+                .map(|_| match case % 4 {
+                    3 => Scaler::fixed(rng.gen_range(1e-4..0.9), RequantRounding::Double).unwrap(),
+                    _ => Scaler::Float32(rng.gen_range(1e-4f32..0.7)),
+                })
+                .collect();
+            let rq = ChannelRequant::new(scalers, rng.gen_range(-5..5), -128, 127).unwrap();
+            let mut want_st = Stats::default();
+            let want = gemm_output_on(OutputPath::Portable, &acc, &exact, d, n, Some(&bias), &rq, &mut want_st);
+            for &p in &paths {
+                let mut st = Stats::default();
+                let got = gemm_output_on(p, &acc, &exact, d, n, Some(&bias), &rq, &mut st);
+                assert_eq!(got, want, "case {case} {p:?}");
+                assert_eq!(st.out_err_sum.to_bits(), want_st.out_err_sum.to_bits(), "case {case} {p:?}");
+                assert_eq!(st.out_err_sq.to_bits(), want_st.out_err_sq.to_bits(), "case {case} {p:?}");
+                assert_eq!((st.outputs, st.out_clamped), (want_st.outputs, want_st.out_clamped));
+            }
+        }
     }
 
     #[test]
