@@ -493,6 +493,14 @@ proptest! {
             }
             None => prop_assert!(!fits),
         }
+        // The output stage's whole i64 element (code, saturated, tie,
+        // overflow) against `ChannelRequant::apply`.
+        use bitmac::ppu::{ChannelRequant, Scaler};
+        let cr = ChannelRequant::new(vec![Scaler::Fixed(rq)], 3, -128, 127).unwrap();
+        match cr.apply_fixed_i64(x, &rq) {
+            Some(got) => prop_assert_eq!(got, cr.apply(x as i128, 0)),
+            None => prop_assert!(!fits),
+        }
     }
 }
 
