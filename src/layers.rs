@@ -462,27 +462,33 @@ pub fn im2col_group<T: Copy>(
     // ky, kx)] = ci*H*W + ky*dh*W + kx*dw`, in K order.
     let plane = g.h * g.w;
     let off: Vec<usize> = (0..cg)
-        .flat_map(|ci| (0..g.kh).flat_map(move |y| (0..g.kw).map(move |x| ci * plane + y * dh * g.w + x * dw)))
+        .flat_map(|ci| {
+            (0..g.kh).flat_map(move |y| (0..g.kw).map(move |x| ci * plane + y * dh * g.w + x * dw))
+        })
         .collect();
-    let mut a = vec![pad; m * k];
-    for (row, dst) in a.chunks_exact_mut(k.max(1)).enumerate() {
+    // Each row is written once: the interior as a gather, a border row
+    // filled with `pad` and then its in-input taps (no separate fill pass
+    // over the whole matrix).
+    let mut a: Vec<i32> = Vec::with_capacity(m * k);
+    for row in 0..if k == 0 { 0 } else { m } {
         let b = row / (g.oh * g.ow);
         let (oy, ox) = ((row / g.ow) % g.oh, row % g.ow);
         let ((ky0, ky1), (kx0, kx1)) = (ky[oy], kx[ox]);
-        if kx0 == kx1 {
-            continue; // every tap of this row lies in the padding
-        }
-        if ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw && k > 0 {
-            // Interior: taps (0, 0) is at (oy*sh - pt, ox*sw - pl) >= 0.
+        if ky0 == 0 && ky1 == g.kh && kx0 == 0 && kx1 == g.kw {
+            // Interior: tap (0, 0) is at (oy*sh - pt, ox*sw - pl) >= 0.
             let first = (b * g.c + group * cg) * plane
                 + (oy * g.stride[0] - g.pads[0]) * g.w
                 + (ox * g.stride[1] - g.pads[1]);
             let src = &x[first..];
-            for (o, &i) in dst.iter_mut().zip(&off) {
-                *o = code(src[i]);
-            }
+            a.extend(off.iter().map(|&i| code(src[i])));
             continue;
         }
+        let start = a.len();
+        a.resize(start + k, pad);
+        if kx0 == kx1 {
+            continue; // every tap of this row lies in the padding
+        }
+        let dst = &mut a[start..start + k];
         // First input column read: ox*sw + kx0*dw - pl (>= 0 by `taps`).
         let ix0 = ox * g.stride[1] + kx0 * dw - g.pads[1];
         for ci in 0..cg {
@@ -652,9 +658,13 @@ mod tests {
             let (kh, kw) = (rng.gen_range(1..=4), rng.gen_range(1..=4));
             let stride = [rng.gen_range(1..=3), rng.gen_range(1..=3)];
             let dilation = [rng.gen_range(1..=2), rng.gen_range(1..=2)];
-            let pads = [rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2)];
-            let span = |n: usize, k: usize, d: usize, p0: usize, p1: usize| (n + p0 + p1).checked_sub((k - 1) * d + 1);
-            let (Some(sy), Some(sx)) = (span(h, kh, dilation[0], pads[0], pads[2]), span(w, kw, dilation[1], pads[1], pads[3]))
+            let pads =
+                [rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2), rng.gen_range(0..=2)];
+            let span = |n: usize, k: usize, d: usize, p0: usize, p1: usize| {
+                (n + p0 + p1).checked_sub((k - 1) * d + 1)
+            };
+            let (Some(sy), Some(sx)) =
+                (span(h, kh, dilation[0], pads[0], pads[2]), span(w, kw, dilation[1], pads[1], pads[3]))
             else {
                 continue;
             };
@@ -668,7 +678,9 @@ mod tests {
                 assert_eq!((a.rows(), a.cols()), (batch * oh * ow, cg * kh * kw));
                 for b in 0..batch {
                     for (oy, ox) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
-                        for (ci, ky, kx) in (0..cg).flat_map(|ci| (0..kh).flat_map(move |y| (0..kw).map(move |x| (ci, y, x)))) {
+                        for (ci, ky, kx) in
+                            (0..cg).flat_map(|ci| (0..kh).flat_map(move |y| (0..kw).map(move |x| (ci, y, x))))
+                        {
                             let iy = (oy * stride[0] + ky * dilation[0]) as isize - pads[0] as isize;
                             let ix = (ox * stride[1] + kx * dilation[1]) as isize - pads[1] as isize;
                             let want = if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {

@@ -6,11 +6,11 @@
 
 use super::*;
 use crate::array::{run_array, ArrayBuffers, ArrayConfig, Engine, Matrix, PreparedWeights, Stats};
-use std::sync::OnceLock;
 use crate::hw::HwConfig;
 use crate::numerics::IntFormat;
 use crate::ppu::{self, AddRescale, ChannelRequant, ConcatRescale, PpuStats, Scaler};
 use crate::requant::{layer_multiplier, RequantRounding};
+use std::sync::OnceLock;
 
 /// The geometry of a lowered conv (the one im2col's, `layers::im2col_group`).
 pub use crate::layers::ConvGeom;
@@ -631,7 +631,8 @@ pub fn run_array_group(
     let (arr, codes, st, ps) = match trace {
         Some(t) => {
             let arr = run_array(cfg, &am, &a.weights[gi], engine, Some(t))?;
-            let (codes, st, ps) = group_output(cfg, a, gi, arr.acc.as_slice(), arr.exact.as_slice(), &arr.stats);
+            let (codes, st, ps) =
+                group_output(cfg, a, gi, arr.acc.as_slice(), arr.exact.as_slice(), &arr.stats);
             (arr, codes, st, ps)
         }
         None => {
@@ -703,6 +704,7 @@ fn group_output(
     (codes, st, ps)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_array_node(
     cfg: &ArrayConfig,
     a: &ArrayNode,

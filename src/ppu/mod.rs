@@ -574,7 +574,14 @@ impl AddRescale {
     /// float32; clamping it to `+-2^24` before rounding keeps the code (the
     /// bound, saturated, on the same side: see `f32_row_narrow`) and the
     /// tie flag (false for `|q| >= 2^23` either way).
-    pub fn apply_f32_narrow(&self, a: &[i64], b: &[i64], z_out: i64, lo: i64, hi: i64) -> Option<(Vec<i64>, u64, u64)> {
+    pub fn apply_f32_narrow(
+        &self,
+        a: &[i64],
+        b: &[i64],
+        z_out: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<(Vec<i64>, u64, u64)> {
         const C: f32 = 16_777_216.0; // 2^24
         let AddRescale::Float32 { z, s, s_out } = *self else {
             return None;
@@ -759,7 +766,9 @@ mod tests {
         let mut declined = 0;
         for d in [0u32, 1, 3] {
             for &s in &scales {
-                for (zp, lo, hi) in [(0, -128, 127), (-3, -128, 127), (5, 0, 255), (1 << 22, -(1 << 22), 1 << 22)] {
+                for (zp, lo, hi) in
+                    [(0, -128, 127), (-3, -128, 127), (5, 0, 255), (1 << 22, -(1 << 22), 1 << 22)]
+                {
                     let rq = ChannelRequant::new(vec![Scaler::Float32(s)], zp, lo, hi).unwrap();
                     for chunk in accs.chunks(7) {
                         let bias: Vec<i64> = (0..chunk.len() as i64).map(|i| i * 37 - 100).collect();
@@ -793,8 +802,16 @@ mod tests {
         codes.extend([1 << 24, -(1 << 24), (1 << 24) + 1, 1 << 40, i64::MAX, i64::MIN, 16_777_215]);
         let b: Vec<i64> = codes.iter().rev().map(|&v| v.wrapping_mul(3) / 2).collect();
         let mut taken = 0;
-        for (s, s_out) in [([0.5f32, 0.25], 0.5f32), ([0.1, 0.3], 0.07), ([1e-3, 2.0], 1e-30), ([3e38, 3e38], 1e-3), ([1.0, 1.0], 2.0)] {
-            for (z, zo, lo, hi) in [([0, 0], 0, -128, 127), ([3, -5], 7, 0, 255), ([0, 1], 1 << 22, -(1 << 22), 1 << 22)] {
+        for (s, s_out) in [
+            ([0.5f32, 0.25], 0.5f32),
+            ([0.1, 0.3], 0.07),
+            ([1e-3, 2.0], 1e-30),
+            ([3e38, 3e38], 1e-3),
+            ([1.0, 1.0], 2.0),
+        ] {
+            for (z, zo, lo, hi) in
+                [([0, 0], 0, -128, 127), ([3, -5], 7, 0, 255), ([0, 1], 1 << 22, -(1 << 22), 1 << 22)]
+            {
                 let add = AddRescale::Float32 { z, s, s_out };
                 for (ca, cb) in codes.chunks(9).zip(b.chunks(9)) {
                     let Some((got, sat, tie)) = add.apply_f32_narrow(ca, cb, zo, lo, hi) else { continue };
@@ -853,7 +870,8 @@ mod tests {
                 .collect();
             let rq = ChannelRequant::new(scalers, rng.gen_range(-5..5), -128, 127).unwrap();
             let mut want_st = Stats::default();
-            let want = gemm_output_on(OutputPath::Portable, &acc, &exact, d, n, Some(&bias), &rq, &mut want_st);
+            let want =
+                gemm_output_on(OutputPath::Portable, &acc, &exact, d, n, Some(&bias), &rq, &mut want_st);
             for &p in &paths {
                 let mut st = Stats::default();
                 let got = gemm_output_on(p, &acc, &exact, d, n, Some(&bias), &rq, &mut st);
