@@ -497,6 +497,94 @@ impl Rounder {
     }
 }
 
+/// [`Rounder::round_i64`] as straight-line lane arithmetic for the
+/// engines' SIMD loops: no branch on the value and no per-mode `match`, so
+/// a loop over lanes vectorizes (the psum writeback of `array::fast`).
+/// The same result as [`Rounder::round_i64`] for every `x` with `|x| <=
+/// 2^62` and `k <= 32` (held equal by `tests/numerics_reference.rs`).
+///
+/// How: `t = x + a` (`a = c` for the truncating modes, else 0), `q =
+/// floor(t / 2^k)`, `u = t mod 2^k`; the result is `q + up` with
+/// - round-to-nearest: `up = u > h || (u == h && tie(q))`, `h` the centre
+///   `2^(k-1) + c`; `tie(q)` (the tie goes to `hi = q + 1`) is bit
+///   `2*[q < 0] + (q & 1)` of a 4-bit table per mode (`Rnd` 1111,
+///   `RndMinInf` 0000, `RndZero` 1100: up when `q < 0`, `RndInf` 0011,
+///   `RndConv` 1010: up when `q` is odd, `RndConvOdd` 0101);
+/// - `TrnZero`: `up = t < 0 && u != 0` (floor to toward-zero);
+/// - `Trn`, and `k = 0`: `up = 0` (with `a = c`, resp. `a = 0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneRounder {
+    k: u32,
+    add: i64,
+    mask: i64,
+    centre: i64,
+    nearest: bool,
+    trn_zero: bool,
+    tie_table: u64,
+}
+
+impl LaneRounder {
+    /// The lane form of `r`; `None` when `r.k() > 32` (outside
+    /// [`Rounder::exact_in_i64`]).
+    pub fn new(r: &Rounder) -> Option<LaneRounder> {
+        if !r.exact_in_i64() {
+            return None;
+        }
+        let k = r.k;
+        let nearest = k > 0 && !r.mode.is_truncating();
+        let tie_table = match r.mode {
+            RoundMode::Rnd => 0b1111,
+            RoundMode::RndZero => 0b1100,
+            RoundMode::RndInf => 0b0011,
+            RoundMode::RndConv => 0b1010,
+            RoundMode::RndConvOdd => 0b0101,
+            RoundMode::RndMinInf | RoundMode::Trn | RoundMode::TrnZero => 0,
+        };
+        Some(LaneRounder {
+            k,
+            add: if k > 0 && r.mode.is_truncating() { r.offset as i64 } else { 0 },
+            mask: r.mask as i64,
+            centre: r.centre as i64,
+            nearest,
+            trn_zero: k > 0 && r.mode == RoundMode::TrnZero,
+            tie_table,
+        })
+    }
+
+    /// Bits dropped.
+    #[inline(always)]
+    pub fn k(&self) -> u32 {
+        self.k
+    }
+
+    /// The centre (as [`RoundInfo::position`] compares the residue with;
+    /// 0 for `k = 0`).
+    #[inline(always)]
+    pub fn centre(&self) -> i64 {
+        self.centre
+    }
+
+    /// `x mod 2^k` (the [`RoundInfo::residue`] of `x`).
+    #[inline(always)]
+    pub fn residue(&self, x: i64) -> i64 {
+        x & self.mask
+    }
+
+    /// [`Rounder::round_i64`] of `x`, `|x| <= 2^62`.
+    #[inline(always)]
+    pub fn round(&self, x: i64) -> i64 {
+        let t = x + self.add;
+        let q = t >> self.k;
+        let u = t & self.mask;
+        // `q < 0` is bit 1 of the table index, `q` odd bit 0.
+        let idx = ((q >> 63) & 2) | (q & 1);
+        let tie = (self.tie_table >> idx) & 1 != 0;
+        let near_up = (u > self.centre) | ((u == self.centre) & tie);
+        let tz_up = (t < 0) & (u != 0);
+        q + ((self.nearest & near_up) | (self.trn_zero & tz_up)) as i64
+    }
+}
+
 /// [`RoundInfo`] from [`Rounder::round_info_i64`]: the same fields, the
 /// error as an `i64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

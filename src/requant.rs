@@ -249,6 +249,40 @@ impl Requantizer {
         }
     }
 
+    /// [`Requantizer::scale`] in `i64`, for the output stage's hot loop:
+    /// the same value for every `x` with `x * 2^max(shift, 0)` inside int32
+    /// (the range TFLite defines; `None` outside it, where the caller runs
+    /// `scale`). Exact: the products `(x << left) * m0` and `x * m0` are
+    /// below `2^62` in magnitude and the rounding constants below `2^61`,
+    /// so no intermediate leaves `i64`; `/` truncates toward zero as in
+    /// `scale`. Held equal to `scale` by `tests/numerics_reference.rs`.
+    #[inline(always)]
+    pub fn scale_i64(&self, x: i64) -> Option<i64> {
+        let Multiplier { m0, shift } = self.mult;
+        let m0 = m0 as i64;
+        let left = shift.max(0) as u32;
+        let i32r = i32::MIN as i64..=i32::MAX as i64;
+        if !i32r.contains(&x) || !i32r.contains(&(x << left)) {
+            return None;
+        }
+        Some(match self.rounding {
+            RequantRounding::Double => {
+                let right = (-shift).max(0) as u32;
+                let ab = (x << left) * m0;
+                let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+                let high = (ab + nudge) / (1i64 << 31);
+                let mask = (1i64 << right) - 1;
+                let remainder = high & mask;
+                let threshold = (mask >> 1) + i64::from(high < 0);
+                (high >> right) + i64::from(remainder > threshold)
+            }
+            RequantRounding::Single => {
+                let t = (31 - shift) as u32; // 1..=62
+                (x * m0 + (1i64 << (t - 1))) >> t
+            }
+        })
+    }
+
     /// Requantize an exact accumulator value `x` (accumulator plus bias;
     /// `|x| < 2^66`). Returns the output code and whether the clamp changed
     /// it.

@@ -465,6 +465,21 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Large dropped-bit counts (d = 28..=32, P in d+1..=65-d): the psum
+    /// writeback's squared-error sums past `|error| < 2^28`.
+    #[test]
+    fn engines_match_reference_large_d(mut c in case_strategy(16, 37), d in 28u32..=32, off in any::<i64>()) {
+        c.d = d;
+        c.p = c.p.clamp(d + 1, 65 - d);
+        let (lo, hi) = c.rmode.offset_range(d);
+        c.offset = (lo + (off as i128).rem_euclid(hi - lo + 1)) as i64;
+        check_case(&c)?;
+    }
+}
+
 /// The fast engine's WRAP modular shortcut and no-overflow proof on a GEMM
 /// big enough to use several column blocks and folds.
 #[test]

@@ -8,7 +8,7 @@
 //! comparing `2(x - c)` against odd multiples of `2^k` (the doc states the two
 //! formulations are equal), and wrapping is computed with `mod_floor`.
 
-use bitmac::numerics::{IntFormat, Narrower, OverflowMode, Position, RoundMode, Rounder};
+use bitmac::numerics::{IntFormat, LaneRounder, Narrower, OverflowMode, Position, RoundMode, Rounder};
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{One, Signed, ToPrimitive, Zero};
@@ -457,6 +457,50 @@ proptest! {
         prop_assert_eq!(info64.residue, info.residue);
         prop_assert_eq!(info64.position, info.position);
         prop_assert_eq!(info64.error as i128, info.error);
+        // The branch-free lane form of the psum writeback (`array::fast`).
+        let lr = LaneRounder::new(&r).unwrap();
+        prop_assert_eq!(lr.round(x), y64);
+        prop_assert_eq!(lr.residue(x) as u64, info.residue);
+        // (k = 0 rounds nothing: no tie.)
+        prop_assert_eq!(r.k() > 0 && lr.residue(x) == lr.centre(), info.position == Position::At);
+    }
+
+    /// `Requantizer::scale_i64` (the output stage's i64 path) equals
+    /// `scale` wherever `x * 2^max(shift, 0)` lies in int32, and declines
+    /// (`None`) exactly outside it; both roundings, every normalized
+    /// multiplier shape.
+    #[test]
+    fn requant_scale_i64_matches_i128(
+        m0 in (1i32 << 30)..=i32::MAX,
+        shift in -31i32..=30,
+        single in any::<bool>(),
+        x in prop_oneof![
+            (i32::MIN as i64)..=(i32::MAX as i64),
+            -4096i64..=4096,
+            any::<i64>().prop_map(|v| v >> 20),
+            Just(i32::MIN as i64),
+            Just(i32::MAX as i64),
+        ],
+    ) {
+        use bitmac::requant::{Multiplier, RequantRounding, Requantizer};
+        let rounding = if single { RequantRounding::Single } else { RequantRounding::Double };
+        let rq = Requantizer::new(Multiplier { m0, shift }, rounding, IntFormat::signed(32).unwrap(), false).unwrap();
+        let fits = (i32::MIN as i128..=i32::MAX as i128).contains(&((x as i128) << shift.max(0)));
+        match rq.scale_i64(x) {
+            Some(v) => {
+                prop_assert!(fits);
+                prop_assert_eq!(v as i128, rq.scale(x as i128));
+            }
+            None => prop_assert!(!fits),
+        }
+        // The output stage's whole i64 element (code, saturated, tie,
+        // overflow) against `ChannelRequant::apply`.
+        use bitmac::ppu::{ChannelRequant, Scaler};
+        let cr = ChannelRequant::new(vec![Scaler::Fixed(rq)], 3, -128, 127).unwrap();
+        match cr.apply_fixed_i64(x, &rq) {
+            Some(got) => prop_assert_eq!(got, cr.apply(x as i128, 0)),
+            None => prop_assert!(!fits),
+        }
     }
 }
 
@@ -476,6 +520,12 @@ fn round_i64_matches_i128_exhaustive_small() {
                         (y64 as i128, info64.residue, info64.position, info64.error as i128),
                         (y, info.residue, info.position, info.error),
                         "{mode} k={k} c={c} x={x}"
+                    );
+                    let lr = LaneRounder::new(&r).unwrap();
+                    assert_eq!(
+                        (lr.round(x), lr.residue(x) as u64, k > 0 && lr.residue(x) == lr.centre()),
+                        (y64, info.residue, info.position == Position::At),
+                        "lane form: {mode} k={k} c={c} x={x}"
                     );
                 }
             }

@@ -696,7 +696,9 @@ fn run_job(ctx: &Ctx, r0: usize, r1: usize, mut v: View) -> JobOut {
     out
 }
 
-use super::{add_m, SAT, SATS, SATZ, WRAP};
+use super::stats::HIST_HALF;
+use super::{add_m, mag_m, SAT, SATS, SATZ, WRAP};
+use crate::numerics::LaneRounder;
 const SAFE: u8 = 0;
 
 #[inline(always)]
@@ -831,30 +833,67 @@ fn writeback_d0<const MODE: u8>(acc: &Acc, s: &[i64; NB], e: &[i64; NB], st: &mu
     cnt
 }
 
+/// Residue-histogram slots of the chain path's writeback ([`Hist4`]):
+/// `0` below `-HIST_HALF`, `1..=2*HIST_HALF+1` the bins, the last above.
+const HB: usize = 2 * HIST_HALF as usize + 3;
+
+/// Four copies of the residue histogram, lane `x` counting into copy
+/// `x % 4`, so consecutive increments of one bin (a small `d` has few
+/// residues) do not wait on each other; summed into the tally by
+/// [`flush_hist`] once per block.
+type Hist4 = [[u64; HB]; 4];
+
+/// Add `h` into `t.hist` (the sums are order-free: the same counts).
+fn flush_hist(h: &Hist4, t: &mut Tally) {
+    for c in h {
+        t.hist.below += c[0];
+        for (b, &v) in t.hist.bins.iter_mut().zip(&c[1..HB - 1]) {
+            *b += v;
+        }
+        t.hist.above += c[HB - 1];
+    }
+}
+
 /// Writeback with rounding (d > 0): `B = narrow_P(B + round_d(S))`, with the
 /// exact shadow `BE += round_d(S_exact)` and `EX += S_exact`; only the `nb`
-/// real lanes (a padded zero could round to a non-zero value). In `i64`
-/// ([`writeback_round64`]) where that is exact, else in `i128`.
+/// real lanes round (a padded zero could round to a non-zero value). In
+/// `i64` lanes ([`writeback_lanes`], `lr` given: `d <= 32` and `P <= 63`),
+/// else in `i128` ([`writeback_round128`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn writeback_round(
+    cfg: &ArrayConfig,
+    lr: Option<&LaneRounder>,
+    s: &[i64; NB],
+    e: &[i64; NB],
+    nb: usize,
+    st: &mut Buf,
+    tally: &mut Tally,
+    hist: &mut Hist4,
+) -> u64 {
+    match lr {
+        Some(lr) => match cfg.acc.mode {
+            OverflowMode::Wrap => writeback_lanes::<WRAP>(&cfg.acc, lr, s, e, nb, st, tally, hist),
+            OverflowMode::Sat => writeback_lanes::<SAT>(&cfg.acc, lr, s, e, nb, st, tally, hist),
+            OverflowMode::SatZero => writeback_lanes::<SATZ>(&cfg.acc, lr, s, e, nb, st, tally, hist),
+            OverflowMode::SatSym => writeback_lanes::<SATS>(&cfg.acc, lr, s, e, nb, st, tally, hist),
+        },
+        None => writeback_round128(cfg, s, e, nb, st, tally),
+    }
+}
+
+/// [`writeback_round`] in `i128`, for `P = 64` or `d > 32`.
+#[inline(never)]
+fn writeback_round128(
     cfg: &ArrayConfig,
     s: &[i64; NB],
     e: &[i64; NB],
     nb: usize,
     st: &mut Buf,
     tally: &mut Tally,
-    h: i64,
 ) -> u64 {
-    // `|S| < 2^61` (a stored P-bit value, P <= 62) and `|S_exact| <= 2^60`
-    // (at most 2^28 products of at most 2^32): inside `round_i64`'s domain.
-    if cfg.acc.bits <= 62 && cfg.rounder.exact_in_i64() {
-        return match cfg.acc.mode {
-            OverflowMode::Wrap => writeback_round64::<WRAP>(cfg, s, e, nb, st, tally, h),
-            OverflowMode::Sat => writeback_round64::<SAT>(cfg, s, e, nb, st, tally, h),
-            OverflowMode::SatZero => writeback_round64::<SATZ>(cfg, s, e, nb, st, tally, h),
-            OverflowMode::SatSym => writeback_round64::<SATS>(cfg, s, e, nb, st, tally, h),
-        };
-    }
     let acc = cfg.acc;
+    let h = centre(&cfg.rounder);
     let mut cnt = 0u64;
     for x in 0..nb {
         let sv = s[x];
@@ -872,56 +911,108 @@ fn writeback_round(
     cnt
 }
 
-/// [`writeback_round`] in `i64` with the overflow mode fixed at compile
-/// time: the same values and tallies (`Rounder::round_info_i64` is held
-/// equal to `round_info`; the error sums are exact: `|error| < 2^33`, so
-/// the sum over a block's at most 16 lanes fits `i64`, and the squares are
-/// summed in `u128`).
+/// [`add_m`] for operands whose sum cannot leave `i64` (then `add_m`'s
+/// `overflowing_add` never reports, and this is the same function), as
+/// plain lane arithmetic.
+#[inline(always)]
+fn add_lane<const MODE: u8>(acc: &Acc, b: i64, r: i64) -> (i64, bool) {
+    let t = b + r;
+    let v = match MODE {
+        WRAP => {
+            let sh = 64 - acc.bits;
+            (t << sh) >> sh
+        }
+        SAT => t.clamp(acc.min, acc.max),
+        SATZ => {
+            if (t > acc.max) | (t < acc.min) {
+                0
+            } else {
+                t
+            }
+        }
+        _ => t.clamp(-acc.max, acc.max),
+    };
+    (v, v != t)
+}
+
+/// [`writeback_round`] in `i64` lanes, the overflow mode fixed at compile
+/// time and the rounding mode in [`LaneRounder`]'s branch-free form, so
+/// the loop over the block's `NB` lanes vectorizes (padded lanes masked:
+/// they carry `S = S_exact = 0` and add nothing). The same values and
+/// tallies as the `i128` path:
+/// - `LaneRounder::round` equals `Rounder::round` for `|x| <= 2^62, d <=
+///   32` (`tests/numerics_reference.rs`); `|S| <= 2^62` (a stored value
+///   of `P <= 63` bits) and `|S_exact| <= 2^60` (at most 2^28 products of
+///   at most 2^32);
+/// - `B + round_d(S)` stays inside `i64` (`|B| <= 2^62`, `|round_d(S)| <=
+///   2^61 + 1`), so [`add_lane`] is `Acc::add`;
+/// - the residue is `S mod 2^d`, a tie is residue `==` the centre, the
+///   error `round_d(S) * 2^d - S` (`|error| < 2^(d+1)`); the error sum
+///   over at most 16 lanes fits `i64`, and so does the sum of squares for
+///   `d <= 27` (`< 16 * 2^56`; larger `d` sums them in `u128` per lane).
 #[allow(clippy::too_many_arguments)]
-fn writeback_round64<const MODE: u8>(
-    cfg: &ArrayConfig,
+#[inline(always)]
+fn writeback_lanes<const MODE: u8>(
+    acc: &Acc,
+    lr: &LaneRounder,
     s: &[i64; NB],
     e: &[i64; NB],
     nb: usize,
     st: &mut Buf,
     tally: &mut Tally,
-    h: i64,
+    hist: &mut Hist4,
 ) -> u64 {
-    use super::stats::HIST_HALF;
-    use crate::numerics::Position;
-    let acc = cfg.acc;
-    let rd = &cfg.rounder;
-    let mut cnt = 0u64;
-    let (mut err_sum, mut err_sq, mut ties) = (0i64, 0u128, 0u64);
-    for x in 0..nb {
-        let sv = s[x];
-        st.max_psum = st.max_psum.max(sv.unsigned_abs());
-        let (r, info) = rd.round_info_i64(sv);
-        ties += (info.position == Position::At) as u64;
-        let rel = info.residue as i64 - h;
-        if rel < -HIST_HALF {
-            tally.hist.below += 1;
-        } else if rel > HIST_HALF {
-            tally.hist.above += 1;
-        } else {
-            tally.hist.bins[(rel + HIST_HALF) as usize] += 1;
-        }
-        err_sum += info.error;
-        let ae = info.error.unsigned_abs() as u128;
-        err_sq += ae * ae;
-        let (nbv, of) = add_m::<MODE>(&acc, st.b[x], r);
-        cnt += of as u64;
+    // Element-wise loops over arrays and separate reductions: the shape
+    // LLVM vectorizes (one loop doing all of it stayed scalar).
+    let lr = *lr;
+    let (k, h) = (lr.k(), lr.centre());
+    let mut r = [0i64; NB];
+    let mut re = [0i64; NB];
+    let mut idx = [0u8; NB];
+    let mut err = [0i64; NB];
+    let mut tie = [0i64; NB];
+    let mut of = [0i64; NB];
+    for x in 0..NB {
+        // All ones on the real lanes; padded lanes add nothing.
+        let valid = -((x < nb) as i64);
+        r[x] = lr.round(s[x]) & valid;
+        re[x] = lr.round(e[x]) & valid;
+        let res = lr.residue(s[x]);
+        tie[x] = ((res == h) as i64) & valid;
+        idx[x] = ((res - h).clamp(-HIST_HALF - 1, HIST_HALF + 1) + HIST_HALF + 1) as u8;
+        // 0 on padded lanes (r = S = 0 there).
+        err[x] = (r[x] << k) - s[x];
+    }
+    let (mut mp, mut ma, mut or) = (st.max_psum, st.max_acc, st.or);
+    for x in 0..NB {
+        mp = mp.max(s[x].unsigned_abs());
+        let (nbv, o) = add_lane::<MODE>(acc, st.b[x], r[x]);
+        of[x] = o as i64;
         st.b[x] = nbv;
-        st.max_acc = st.max_acc.max(nbv.unsigned_abs());
-        st.be[x] += rd.round_i64(e[x]);
-        st.or |= super::mag_m::<MODE>(st.be[x]);
+        ma = ma.max(nbv.unsigned_abs());
+        let be = st.be[x] + re[x];
+        st.be[x] = be;
+        or |= mag_m::<MODE>(be);
         st.ex[x] += e[x];
     }
+    for (x, &i) in idx[..nb].iter().enumerate() {
+        hist[x & 3][i as usize] += 1;
+    }
+    let err_sum: i64 = err.iter().sum();
+    let err_sq: u128 = if k <= 27 {
+        // |error| < 2^28: the i32 square is exact.
+        err.iter().map(|&v| (v as i32 as i64) * (v as i32 as i64)).sum::<i64>() as u128
+    } else {
+        err.iter().map(|&v| (v.unsigned_abs() as u128) * (v.unsigned_abs() as u128)).sum()
+    };
+    st.max_psum = mp;
+    st.max_acc = ma;
+    st.or = or;
     tally.rounded += nb as u64;
-    tally.ties += ties;
+    tally.ties += tie.iter().sum::<i64>() as u64;
     tally.err_sum += err_sum as i128;
     tally.err_sq += err_sq;
-    cnt
+    of.iter().sum::<i64>() as u64
 }
 
 /// Column block `bi` over rows `r0..r1`, written into `v` and tallied into
@@ -1002,7 +1093,9 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
         OverflowMode::SatSym => SATS,
     };
     let d = cfg.rounder.k();
-    let h = centre(&cfg.rounder);
+    // The i64-lane writeback where it is exact (d <= 32, P <= 63).
+    let lr = LaneRounder::new(&cfg.rounder).filter(|_| acc.bits <= 63);
+    let mut hist: Hist4 = [[0; HB]; 4];
     let (mut s32, mut e32, mut o32) = ([0i32; NB], [0i32; NB], [0i32; NB]);
     let (mut s64, mut e64) = ([0i64; NB], [0i64; NB]);
     let mut st = Buf { b: [0; NB], be: [0; NB], ex: [0; NB], max_psum: 0, max_acc: 0, or: 0 };
@@ -1046,7 +1139,7 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
                     _ => writeback_d0::<SATS>(&acc, &s64, &e64, &mut st),
                 }
             } else {
-                writeback_round(cfg, &s64, &e64, nb, &mut st, &mut out.tally, h)
+                writeback_round(cfg, lr.as_ref(), &s64, &e64, nb, &mut st, &mut out.tally, &mut hist)
             };
             out.tally.writebacks += nb as u64;
             out.tally.ovf_psum += wcnt;
@@ -1061,6 +1154,7 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
     for &o in &o32 {
         st.or |= o as u32 as u64;
     }
+    flush_hist(&hist, &mut out.tally);
     out.tally.width_or |= st.or;
     out.tally.max_psum = out.tally.max_psum.max(st.max_psum);
     out.tally.max_acc = out.tally.max_acc.max(st.max_acc);

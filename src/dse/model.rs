@@ -184,16 +184,35 @@ impl ModelEval {
     /// Run every sample as one batch through the graph runner on `cfg`:
     /// the logits (`acc * 2^d + bias`) and the array statistics of every
     /// layer merged in layer order.
+    ///
+    /// The nodes keep only their codes and statistics (`Keep::Codes`: no
+    /// per-element `i128` accumulator copies): an accumulator output's
+    /// codes are its values `acc * 2^d + B'` clamped to `i64`, so they are
+    /// the logits unless one sits on that clamp's edge; then the batch is
+    /// run again keeping the accumulators (the same values, exactly).
     fn run(&self, cfg: &HwConfig) -> Result<(Vec<i128>, Stats)> {
+        use crate::graph::run::{run_batch_with, Keep};
         let low = crate::graph::run::lower(&self.graph, cfg)?;
-        let outs = crate::graph::run::run_batch(
-            &self.graph,
-            &low,
-            cfg,
-            self.inputs.concat(),
-            self.inputs.len(),
-            Engine::Fast,
-        )?;
+        let go = |keep| {
+            run_batch_with(
+                &self.graph,
+                &low,
+                cfg,
+                self.inputs.concat(),
+                self.inputs.len(),
+                Engine::Fast,
+                keep,
+            )
+        };
+        let out = self.graph.output();
+        let pos = self.graph.nodes().iter().position(|n| n.output == out);
+        let is_acc = self.graph.tensor(out).quant.is_accumulator();
+        let mut outs = go(Keep::Codes)?;
+        if let Some(i) = pos.filter(|_| is_acc) {
+            if outs[i].codes.iter().any(|&v| v == i64::MIN || v == i64::MAX) {
+                outs = go(Keep::All)?;
+            }
+        }
         let mut stats = Stats::default();
         for o in &outs {
             if let Some(st) = &o.stats {
@@ -202,9 +221,8 @@ impl ModelEval {
         }
         // The output tensor's values: the accumulators (`acc * 2^d + B'`)
         // when it is an accumulator tensor (logits), else its codes.
-        let out = self.graph.output();
-        let logits = match self.graph.nodes().iter().position(|n| n.output == out) {
-            Some(i) if self.graph.tensor(out).quant.is_accumulator() => outs[i].acc.clone(),
+        let logits = match pos {
+            Some(i) if is_acc && !outs[i].acc.is_empty() => std::mem::take(&mut outs[i].acc),
             Some(i) => outs[i].codes.iter().map(|&v| v as i128).collect(),
             None => Vec::new(),
         };

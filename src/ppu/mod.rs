@@ -285,6 +285,14 @@ fn gemm_output_impl(
             Scaler::Fixed(_) => None,
         })
         .collect();
+    // Likewise the fixed-point requantizers when all are fixed (TFLite):
+    // then `Scaler::scale` has the i64 fast path `apply_fixed_i64`.
+    let fixed: Option<Vec<Requantizer>> = (0..n)
+        .map(|c| match requant.scaler(c) {
+            Scaler::Fixed(r) => Some(*r),
+            Scaler::Float32(_) => None,
+        })
+        .collect();
     // Codes, zero point and range within 2^22: `f32_row_narrow` applies.
     let narrow = [requant.lo, requant.hi, requant.zero_point].iter().all(|v| v.unsigned_abs() <= 1 << 22);
     // Counters and the (serial, row-major) float sums in locals, added to
@@ -304,6 +312,8 @@ fn gemm_output_impl(
             if fast.is_none() {
                 fast = f32_row(orow, arow, &bias, f, drop_bits, requant);
             }
+        } else if let Some(r) = fixed.as_deref() {
+            fast = fixed_row(orow, arow, &bias, r, drop_bits, requant);
         }
         let (s_, t_, o_) = match fast {
             Some(flags) => flags,
@@ -429,6 +439,49 @@ fn f32_row_narrow(
         None
     } else {
         Some((s_, t_, 0))
+    }
+}
+
+/// [`f32_row`] for fixed-point scalers ([`ChannelRequant::apply_fixed_i64`]).
+#[inline(always)]
+fn fixed_row(
+    orow: &mut [i64],
+    arow: &[i64],
+    bias: &[i64],
+    r: &[Requantizer],
+    d: u32,
+    rq: &ChannelRequant,
+) -> Option<(u64, u64, u64)> {
+    let (mut s_, mut t_, mut o_) = (0u64, 0u64, 0u64);
+    for c in 0..orow.len() {
+        let sh = arow[c].checked_shl(d).filter(|v| v >> d == arow[c])?;
+        let x = sh.checked_add(bias[c])?;
+        let (code, sat, tie, ovf) = rq.apply_fixed_i64(x, &r[c])?;
+        orow[c] = code;
+        s_ += sat as u64;
+        t_ += tie as u64;
+        o_ += ovf as u64;
+    }
+    Some((s_, t_, o_))
+}
+
+impl ChannelRequant {
+    /// [`ChannelRequant::apply`] of a fixed-point scaler `r` on an `i64`
+    /// input without `i128`: the same `(code, saturated, tie, overflow)`,
+    /// or `None` when `x * 2^max(shift, 0)` leaves int32 (the overflow
+    /// case, which the caller runs through `apply`). The value is
+    /// [`Requantizer::scale_i64`]; the tie test is `Scaler::scale`'s on
+    /// `p = x * m0` (`|p| < 2^62`, exact in `i64`).
+    #[inline(always)]
+    pub fn apply_fixed_i64(&self, x: i64, r: &Requantizer) -> Option<(i64, bool, bool, bool)> {
+        let y = r.scale_i64(x)?;
+        let Multiplier { m0, shift } = r.multiplier();
+        let t = 31 - shift; // 1..=62
+        let p = x * m0 as i64;
+        let tie = m0 != 0 && (p & ((1i64 << t) - 1)) == (1i64 << (t - 1));
+        let v = y as i128 + self.zero_point as i128;
+        let z = v.clamp(self.lo as i128, self.hi as i128);
+        Some((z as i64, z != v, tie, false))
     }
 }
 
