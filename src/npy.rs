@@ -183,6 +183,24 @@ macro_rules! each {
     };
 }
 
+/// Dispatch `$body` over the typed vector of an integer [`NpyData`]
+/// (`Err(None)` from the enclosing function for a float array).
+macro_rules! each_int {
+    ($d:expr, $v:ident => $body:expr) => {
+        match $d {
+            NpyData::I8($v) => $body,
+            NpyData::I16($v) => $body,
+            NpyData::I32($v) => $body,
+            NpyData::I64($v) => $body,
+            NpyData::U8($v) => $body,
+            NpyData::U16($v) => $body,
+            NpyData::U32($v) => $body,
+            NpyData::U64($v) => $body,
+            NpyData::F32(_) | NpyData::F64(_) => return Err(None),
+        }
+    };
+}
+
 impl NpyData {
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -225,75 +243,63 @@ impl NpyData {
         }
     }
 
-    /// The integer values as `i32`, each checked to lie in `lo..=hi`
-    /// (one pass, no intermediate `i64` copy). On failure: the index and
+    /// The integer values as operand codes in the narrowest storage that
+    /// holds `lo..=hi` intersected with the dtype's range
+    /// ([`crate::array::Storage`]: `i16` when that fits it, else `i32`),
+    /// each checked to lie in `lo..=hi`. Consumes the array: an `int16`
+    /// (or, for wide formats, `int32`) array is moved, not copied; any other
+    /// is narrowed in one pass, and its file image is freed on return (no
+    /// `i64` or whole-file `i32` intermediate). On failure: the index and
     /// value of the first element outside the range, or `None` for a float
     /// array.
-    pub fn to_i32_in(&self, lo: i64, hi: i64) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-        fn conv<T: Copy + Into<i128>>(
-            v: &[T],
-            lo: i64,
-            hi: i64,
-        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-            let (lo, hi) = (lo.max(i32::MIN as i64) as i128, hi.min(i32::MAX as i64) as i128);
-            // Range check first as a branch-free reduction (vectorizes),
-            // then the narrowing copy.
-            let ok = v.iter().fold(true, |ok, &x| {
-                let x: i128 = x.into();
-                ok & (x >= lo) & (x <= hi)
-            });
-            if !ok {
-                let (i, &x) = v
-                    .iter()
-                    .enumerate()
-                    .find(|(_, &x)| {
-                        let x: i128 = x.into();
-                        x < lo || x > hi
-                    })
-                    .expect("a value is out of range");
-                return Err(Some((i, x.into())));
+    pub fn into_codes_in(
+        self,
+        lo: i64,
+        hi: i64,
+    ) -> std::result::Result<crate::array::Storage, Option<(usize, i128)>> {
+        use crate::array::Storage;
+        /// One element type of an integer array.
+        trait Code: Copy {
+            /// The value, saturated into `i64` (only `u64` can saturate,
+            /// and a saturated value is outside any operand range).
+            fn v(self) -> i64;
+            fn exact(self) -> i128;
+        }
+        macro_rules! code {
+            ($($t:ty),*) => {$(
+                impl Code for $t {
+                    #[inline(always)]
+                    fn v(self) -> i64 {
+                        (self as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+                    }
+                    fn exact(self) -> i128 {
+                        self as i128
+                    }
+                }
+            )*};
+        }
+        code!(i8, i16, i32, i64, u8, u16, u32, u64);
+        fn check<T: Code>(v: &[T], lo: i64, hi: i64) -> std::result::Result<(), Option<(usize, i128)>> {
+            // A branch-free reduction first (vectorizes); the scan that
+            // finds the first bad element runs only on failure.
+            let ok = v.iter().fold(true, |ok, &x| ok & (x.v() >= lo) & (x.v() <= hi));
+            if ok && (lo <= hi || v.is_empty()) {
+                return Ok(());
             }
-            Ok(v.iter()
-                .map(|&x| {
-                    let x: i128 = x.into();
-                    x as i32
-                })
-                .collect())
+            Err(v.iter().position(|&x| x.v() < lo || x.v() > hi).map(|i| (i, v[i].exact())))
         }
-        // The narrow types need no i128 at all: specialise them.
-        fn small<T: Copy + Into<i32>>(
-            v: &[T],
-            lo: i64,
-            hi: i64,
-        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-            let (lo32, hi32) = (
-                lo.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-                hi.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-            );
-            let ok = v.iter().fold(true, |ok, &x| {
-                let x: i32 = x.into();
-                ok & (x >= lo32) & (x <= hi32)
-            });
-            if !ok || lo > hi {
-                let i = v.iter().position(|&x| {
-                    let x: i32 = x.into();
-                    (x as i64) < lo || (x as i64) > hi
-                });
-                return Err(i.map(|i| (i, Into::<i32>::into(v[i]) as i128)));
-            }
-            Ok(v.iter().map(|&x| x.into()).collect())
-        }
-        match self {
-            NpyData::I8(v) => small(v, lo, hi),
-            NpyData::U8(v) => small(v, lo, hi),
-            NpyData::I16(v) => small(v, lo, hi),
-            NpyData::U16(v) => small(v, lo, hi),
-            NpyData::I32(v) => conv(v, lo, hi),
-            NpyData::U32(v) => conv(v, lo, hi),
-            NpyData::I64(v) => conv(v, lo, hi),
-            NpyData::U64(v) => conv(v, lo, hi),
-            NpyData::F32(_) | NpyData::F64(_) => Err(None),
-        }
+        let Some(dt) = self.int_dtype() else { return Err(None) };
+        let (dlo, dhi) = dt.range();
+        let fits16 = lo.max(dlo) >= i16::MIN as i64 && hi.min(dhi) <= i16::MAX as i64;
+        each_int!(&self, v => check(v, lo, hi))?;
+        // In range: every value lies in lo..=hi and in the dtype's range, so
+        // the narrowing `as` casts below are exact.
+        Ok(match self {
+            NpyData::I16(v) => Storage::I16(v),
+            NpyData::I32(v) if !fits16 => Storage::I32(v),
+            d if fits16 => Storage::I16(each_int!(&d, v => v.iter().map(|&x| x.v() as i16).collect())),
+            d => Storage::I32(each_int!(&d, v => v.iter().map(|&x| x.v() as i32).collect())),
+        })
     }
 }
 
@@ -995,8 +1001,23 @@ mod tests {
         write_typed(&p, &[2, 2], &[1i8, -2, 3, -128]).unwrap();
         let back = read(&p).unwrap();
         assert_eq!(back, Npy { shape: vec![2, 2], data: NpyData::I8(vec![1, -2, 3, -128]) });
-        assert_eq!(back.data.to_i32_in(-128, 127).unwrap(), vec![1, -2, 3, -128]);
-        assert_eq!(back.data.to_i32_in(-127, 127).unwrap_err(), Some((3, -128)));
+        let codes = |d: &NpyData, lo, hi| {
+            d.clone().into_codes_in(lo, hi).map(|s| match s {
+                crate::array::Storage::I16(v) => (16, v.iter().map(|&x| x as i32).collect::<Vec<_>>()),
+                crate::array::Storage::I32(v) => (32, v),
+            })
+        };
+        assert_eq!(codes(&back.data, -128, 127).unwrap(), (16, vec![1, -2, 3, -128]));
+        assert_eq!(codes(&back.data, -127, 127).unwrap_err(), Some((3, -128)));
+        // uint16 codes above 32767 need i32 storage; within i16 they narrow.
+        let u = NpyData::U16(vec![0, 40000, 7]);
+        assert_eq!(codes(&u, 0, 65535).unwrap(), (32, vec![0, 40000, 7]));
+        assert_eq!(codes(&u, 0, 32767).unwrap_err(), Some((1, 40000)));
+        let u = NpyData::U16(vec![0, 255, 7]);
+        assert_eq!(codes(&u, 0, 255).unwrap(), (16, vec![0, 255, 7]));
+        assert_eq!(codes(&NpyData::I64(vec![-40000, 3]), -65536, 65535).unwrap(), (32, vec![-40000, 3]));
+        assert_eq!(codes(&NpyData::U64(vec![u64::MAX]), 0, 255).unwrap_err(), Some((0, u64::MAX as i128)));
+        assert_eq!(codes(&NpyData::F32(vec![1.0]), 0, 255).unwrap_err(), None);
         write_f32(&p, &NpyF32 { shape: vec![3], data: vec![0.5, -1.0, 3.25] }).unwrap();
         assert_eq!(read_f32(&p).unwrap().data, vec![0.5, -1.0, 3.25]);
         // Bytes agree with the i64 writer for the same dtype.

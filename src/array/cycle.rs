@@ -359,8 +359,8 @@ fn new_buffer<'t>(
 /// every product and every column chain of R products fits i32, and P <= 31
 /// (or P = 32 WRAP).
 fn fits32(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> bool {
-    let amax = a.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
-    let wmax = w.data().iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let amax = a.max_abs() as u64;
+    let wmax = w.max_abs() as u64;
     let prod = amax * wmax;
     let bits = cfg.acc.bits;
     amax <= i16::MAX as u64
@@ -758,7 +758,7 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
         T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
     };
     // The moving operand as a flat slice: moving(kk, s) = mv[s*mv_s + kk*mv_k].
-    let (mv, mv_s, mv_k) = if ws { (a.data(), k, 1) } else { (w.data(), 1, n) };
+    let (mv, mv_s, mv_k) = if ws { (a.codes(), k, 1) } else { (w.codes(), 1, n) };
     let sz = rr * cc;
     let z = T::default();
     let zi = T::In::default();
@@ -854,7 +854,7 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
                 pend_c0 = c0;
                 for (r, e) in edge.iter_mut().enumerate() {
                     *e = if r < ru && q >= r && q - r < stream {
-                        T::in_from_i64(mv[(q - r) * mv_s + (k0 + r) * mv_k] as i64)
+                        T::in_from_i64(mv.at((q - r) * mv_s + (k0 + r) * mv_k) as i64)
                     } else {
                         zi
                     };

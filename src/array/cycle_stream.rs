@@ -283,7 +283,7 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
     let stationary = |kk: usize, j: usize| -> T::In {
         T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
     };
-    let (mv, mv_s, mv_k) = if ws { (a.data(), k, 1) } else { (w.data(), 1, n) };
+    let (mv, mv_s, mv_k) = if ws { (a.codes(), k, 1) } else { (w.codes(), 1, n) };
     let sz = rr * cc;
     let bottom = (rr - 1) * cc;
     let z = T::default();
@@ -393,13 +393,13 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
                     // Every used row has an item this cycle.
                     let mut idx = q * mv_s + k0 * mv_k;
                     for e in edge[..ru].iter_mut() {
-                        *e = T::in_from_i64(mv[idx] as i64);
+                        *e = T::in_from_i64(mv.at(idx) as i64);
                         idx = idx.wrapping_add(step);
                     }
                 } else {
                     for (r, e) in edge[..ru].iter_mut().enumerate() {
                         *e = if q >= r && q - r < stream {
-                            T::in_from_i64(mv[(q - r) * mv_s + (k0 + r) * mv_k] as i64)
+                            T::in_from_i64(mv.at((q - r) * mv_s + (k0 + r) * mv_k) as i64)
                         } else {
                             zi
                         };

@@ -105,8 +105,8 @@ pub(crate) struct Rows {
 pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) -> Prepared<'a> {
     let (m, k, n) = (a.rows(), a.cols(), w.cols());
     let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
-    let amax = a.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
-    let wmax = w.data().iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
+    let amax = a.max_abs() as u64;
+    let wmax = w.max_abs() as u64;
     let tiles = schedule(cfg, m, k, n);
     let use32 = (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
         && amax <= i16::MAX as u64
@@ -535,8 +535,9 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
     let (k, n) = (ctx.k, ctx.n);
     let m = r1 - r0;
     let acc = cfg.acc;
-    let ad = ctx.a.data();
-    let wd = ctx.w.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
+    let wd = ctx.w.to_i32();
     // The weight block, repacked K x NB with zero padding.
     // (i16 for the i32-lane path, whose operands fit i16 by construction).
     let mut wp = vec![0i32; k * NB];
@@ -581,7 +582,7 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
         st.b = [0; NB];
         st.be = [0; NB];
         st.ex = [0; NB];
-        let arow_all = &ad[mm * k..(mm + 1) * k];
+        let arow_all = &ad[(mm - r0) * k..(mm - r0 + 1) * k];
         if ctx.use32 {
             for (d16, &v) in arow16.iter_mut().zip(arow_all) {
                 *d16 = v as i16;
@@ -643,9 +644,10 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
 fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
     let np: usize = ctx.pairs.iter().sum();
-    let ad = ctx.a.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
     let mut v = vec![0i32; (r1 - r0) * np];
-    for (row, dst) in ad[r0 * k..r1 * k].chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
+    for (row, dst) in ad.chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
         let mut q = 0;
         for (f, &pc) in ctx.pairs.iter().enumerate() {
             let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
@@ -736,7 +738,7 @@ fn plain_block(
 /// block} sum_{k in f} |w_kn|` (every chain prefix within a fold).
 fn block_bounds(ctx: &Ctx, n0: usize, nb: usize) -> (u128, u64) {
     let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.data();
+    let wd = ctx.w.to_i32();
     let mut total = [0u64; NB];
     let mut worst_fold = 0u64;
     for f in 0..ctx.folds {
@@ -798,7 +800,7 @@ fn exact_rows(
 /// padded lane) as 0.
 fn pack_wpairs(ctx: &Ctx, n0: usize, nb: usize) -> Vec<i16> {
     let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.data();
+    let wd = ctx.w.to_i32();
     // W packed per fold and pair: 16 lanes of (w[k][n], w[k+1][n]), a
     // missing k (odd fold length, padded lane) as 0.
     let pairs = &ctx.pairs;
@@ -848,14 +850,15 @@ const SAT16_MAX_COUNT: usize = 1 << 15;
 /// 16 i32 lanes it gives the 32 i16 lanes "row m, row m + 1" per column.
 fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
-    let ad = ctx.a.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
     let pairs = (r1 - r0).div_ceil(2);
     let mut v = vec![0i32; pairs * k];
     for (i, dst) in v.chunks_mut(k.max(1)).enumerate() {
         let m0 = r0 + 2 * i;
-        let lo = &ad[m0 * k..(m0 + 1) * k];
+        let lo = &ad[(m0 - r0) * k..(m0 - r0 + 1) * k];
         if m0 + 1 < r1 {
-            let hi = &ad[(m0 + 1) * k..(m0 + 2) * k];
+            let hi = &ad[(m0 - r0 + 1) * k..(m0 - r0 + 2) * k];
             for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
                 *d = (l as i16 as u16 as u32 | (h as i16 as u16 as u32) << 16) as i32;
             }
@@ -933,7 +936,7 @@ fn sat16_block(
     // (lanes 2x and 2x + 1 of the i16 vector: rows m and m + 1, column x;
     // padded columns 0).
     let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.data();
+    let wd = ctx.w.to_i32();
     let mut w2 = vec![0i32; k * NB];
     for kk in 0..k {
         for x in 0..nb {
@@ -1382,8 +1385,8 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
     let acc = cfg.acc;
     let r_all = cfg.rows as u64;
     let (k, n) = (ctx.k, ctx.n);
-    let ad = ctx.a.data();
-    let wd = ctx.w.data();
+    let ad = ctx.a.codes();
+    let wd = ctx.w.to_i32();
     let (mrange, nrange) = match cfg.dataflow {
         Dataflow::Ws => (0..ctx.m, t.c0..t.c0 + t.cu),
         Dataflow::Is => (t.c0..t.c0 + t.cu, 0..n),
@@ -1419,7 +1422,7 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                 let mut s = 0i64;
                 let last = f == t.fold;
                 for kk in k0..k1 {
-                    let p = ad[mm * k + kk] as i64 * wd[kk * n + nn] as i64;
+                    let p = ad.at(mm * k + kk) as i64 * wd[kk * n + nn] as i64;
                     let (ns, of) = acc.add(s, p);
                     s = ns;
                     if of && last {
