@@ -391,11 +391,7 @@ pub(super) fn stream_m<T: Lane, const MODE: u8>(
                 drain_pending!();
                 if q + 1 >= ru && q < stream {
                     // Every used row has an item this cycle.
-                    let mut idx = q * mv_s + k0 * mv_k;
-                    for e in edge[..ru].iter_mut() {
-                        *e = T::in_from_i64(mv.at(idx) as i64);
-                        idx = idx.wrapping_add(step);
-                    }
+                    mv.gather(q * mv_s + k0 * mv_k, step, &mut edge[..ru], |v| T::in_from_i64(v as i64));
                 } else {
                     for (r, e) in edge[..ru].iter_mut().enumerate() {
                         *e = if q >= r && q - r < stream {

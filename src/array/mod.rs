@@ -105,6 +105,27 @@ impl<'a> Codes<'a> {
             Codes::I32(v) => v[i],
         }
     }
+    /// `out[j] = f(value idx0 + j * step)` (indices wrap as `usize`, so a
+    /// "negative" `step` works): the strided gather of the cycle engine's
+    /// edge load, with the storage match outside the loop.
+    #[inline(always)]
+    pub fn gather<U>(self, idx0: usize, step: usize, out: &mut [U], f: impl Fn(i32) -> U) {
+        let mut idx = idx0;
+        match self {
+            Codes::I16(v) => {
+                for o in out {
+                    *o = f(v[idx] as i32);
+                    idx = idx.wrapping_add(step);
+                }
+            }
+            Codes::I32(v) => {
+                for o in out {
+                    *o = f(v[idx]);
+                    idx = idx.wrapping_add(step);
+                }
+            }
+        }
+    }
     /// The values `range`, as a view.
     #[inline]
     pub fn slice(self, range: std::ops::Range<usize>) -> Codes<'a> {
