@@ -7,8 +7,33 @@
 # P = 24, c = 0) on stdout. tests/dse_model.rs runs it in CI and fails when
 # the table in docs/dse.md or any file under docs/dse/ differs from what it
 # regenerates.
+#   bash docs/dse-tables.sh --list       # prints what is committed: "sweep dir file" per line
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What is committed of each sweep: its front and plots (each plot as .svg and
+# .png), not results.csv. The one list: --write copies these and
+# tests/dse_model.rs (through --list) compares these.
+committed() {
+    echo "rounding-centre docs/dse pareto.csv plot_bias plot_pareto plot_quality"
+    echo "energy docs/dse/energy pareto.csv plot_bias plot_pareto plot_quality"
+    echo "memory docs/dse/memory pareto.csv plot_pareto plot_pareto_cycles plot_quality"
+}
+files() {
+    committed | while read -r sweep dir files; do
+        for f in $files; do
+            if [ "$f" = pareto.csv ]; then
+                echo "$sweep $dir $f"
+            else
+                echo "$sweep $dir $f.svg"
+                echo "$sweep $dir $f.png"
+            fi
+        done
+    done
+}
+if [ "${1:-}" = "--list" ]; then
+    files
+    exit 0
+fi
 write=0
 if [ "${1:-}" = "--write" ]; then
     write=1
@@ -25,29 +50,15 @@ else
     bin=$BITMAC
 fi
 mkdir -p "$out"
-for s in rounding-centre energy memory; do
+for s in $(committed | cut -d" " -f1); do
     rm -rf "${out:?}/$s"
     "$bin" dse --spec "models/sweeps/$s.json" --out "$out/$s" >/dev/null 2>&1 ||
         { echo "dse-tables.sh: the $s sweep failed" >&2; exit 1; }
 done
 if [ "$write" = 1 ]; then
-    # What is committed of each sweep (tests/dse_model.rs compares the same
-    # files): its front and plots, not results.csv.
-    put() {
-        local sweep=$1 dir=$2
-        shift 2
-        for f in "$@"; do
-            if [ "$f" = pareto.csv ]; then
-                cp "$out/$sweep/$f" "$dir/$f"
-            else
-                cp "$out/$sweep/$f.svg" "$dir/$f.svg"
-                cp "$out/$sweep/$f.png" "$dir/$f.png"
-            fi
-        done
-    }
-    put rounding-centre docs/dse pareto.csv plot_bias plot_pareto plot_quality
-    put energy docs/dse/energy pareto.csv plot_bias plot_pareto plot_quality
-    put memory docs/dse/memory pareto.csv plot_pareto plot_pareto_cycles plot_quality
+    files | while read -r sweep dir f; do
+        cp "$out/$sweep/$f" "$dir/$f"
+    done
 fi
 # The table: accuracy (%, 1 decimal), mean psum error (psum LSBs, 3
 # decimals, signed) and ties as a share of roundings (only for the modes
