@@ -18,7 +18,9 @@
 // Kernel-shaped code: rows, columns and lanes are indexed explicitly.
 #![allow(clippy::needless_range_loop)]
 
-use bitmac::array::{run_array, run_array_chunked, ArrayConfig, Engine, Matrix, Simd};
+use bitmac::array::{
+    run_array, run_array_chunked, ArrayBuffers, ArrayConfig, Engine, Matrix, PreparedWeights, Simd,
+};
 use bitmac::hw::HwConfig;
 use criterion::{criterion_group, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -270,6 +272,9 @@ fn cpu_per_run(mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// A timed closure of the ratio loop.
+type Job<'a> = Box<dyn FnMut() + Send + 'a>;
+
 fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(f)
 }
@@ -385,18 +390,42 @@ fn gemm_ratios(size: usize, reps: usize, all_levels: bool) {
             }
             for level in levels {
                 let cfg = hw(16, 16, bits, mode).with_simd(level);
-                let (t, cpu) = with_threads(threads, || {
-                    best_secs(reps, || drop(run_array(&cfg, black_box(&a), &w, Engine::Fast, None)))
-                });
-                println!(
-                    "RATIO {size}^3 {threads}t fast {name} [{level:?}]: {:.2} GMAC/s = {:.3} x best baseline ({kind:?} {:.2} GMAC/s) wall; {:.2} GMAC per CPU-s = {:.3} x ({ckind:?} {:.2}) CPU; target >= {target}",
-                    gmacs(t),
-                    tb / t,
-                    gmacs(tb),
-                    gmacs(cpu),
-                    cb / cpu,
-                    gmacs(cb)
-                );
+                // Three ways a user runs the engine: `run_array` (weights
+                // prepared and fresh M x N result arrays per call); the
+                // prepared API as one GEMM per weight set uses it
+                // (`PreparedWeights::new` every call, results into reused
+                // `ArrayBuffers`); and weights prepared once, reused by every
+                // call (a model node running batch after batch).
+                let (mut bufs, mut bufs2) = (ArrayBuffers::new(), ArrayBuffers::new());
+                let pw = PreparedWeights::new(&cfg, &w).unwrap();
+                let variants: [(&str, Job<'_>); 3] = [
+                    ("run_array", Box::new(|| drop(run_array(&cfg, black_box(&a), &w, Engine::Fast, None)))),
+                    (
+                        "PreparedWeights::new + run, buffers reused",
+                        Box::new(|| {
+                            let pw = PreparedWeights::new(&cfg, black_box(&w)).unwrap();
+                            pw.run(black_box(&a), Engine::Fast, &mut bufs).unwrap();
+                        }),
+                    ),
+                    (
+                        "prepared weights and buffers reused across calls",
+                        Box::new(|| drop(pw.run(black_box(&a), Engine::Fast, &mut bufs2))),
+                    ),
+                ];
+                for (how, mut f) in variants {
+                    if !all_levels || level == Simd::detect() || how == "run_array" {
+                        let (t, cpu) = with_threads(threads, || best_secs(reps, &mut f));
+                        println!(
+                            "RATIO {size}^3 {threads}t fast {name} [{level:?}] ({how}): {:.2} GMAC/s = {:.3} x best baseline ({kind:?} {:.2} GMAC/s) wall; {:.2} GMAC per CPU-s = {:.3} x ({ckind:?} {:.2}) CPU; target >= {target}",
+                            gmacs(t),
+                            tb / t,
+                            gmacs(tb),
+                            gmacs(cpu),
+                            cb / cpu,
+                            gmacs(cb)
+                        );
+                    }
+                }
             }
         }
     }

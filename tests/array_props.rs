@@ -10,7 +10,8 @@
 //! - the reported minimum width is tight (no overflow at it, some below it).
 
 use bitmac::array::{
-    compute_cycles, run_array, run_array_chunked, ArrayConfig, Dataflow, Engine, Matrix, OverflowEvent, Simd,
+    compute_cycles, run_array, run_array_chunked, ArrayBuffers, ArrayConfig, Dataflow, Engine, Matrix,
+    OverflowEvent, PreparedWeights, Simd,
 };
 use bitmac::hw::{
     AccumulatorSpec, ArraySpec, ClockSpec, HwConfig, HwSpec, OperandSpec, PsumSpec, RequantSpec,
@@ -282,6 +283,38 @@ fn check_variants(c: &Case, base: &bitmac::array::ArrayOutput) -> Result<(), Tes
     let mut trace = String::new();
     let traced = run_array(&cfg, &a, &w, Engine::Cycle, Some(&mut trace)).unwrap();
     prop_assert_eq!(&traced, base, "cycle engine traced vs untraced");
+    // Prepared weights reused across GEMMs, into buffers a different GEMM
+    // used before (larger, then smaller: stale contents must not leak), and
+    // the prepared chunked path.
+    let pw = PreparedWeights::new(&cfg, &w).unwrap();
+    prop_assert_eq!(pw.a2q_bits_weights(), base.stats.a2q_bits_weights);
+    let mut bufs = ArrayBuffers::new();
+    for engine in [Engine::Fast, Engine::Cycle] {
+        let big =
+            Matrix::new(c.m + 3, c.k, (0..(c.m + 3) * c.k).map(|i| c.a[i % c.a.len()]).collect()).unwrap();
+        pw.run(&big, engine, &mut bufs).unwrap();
+        for _ in 0..2 {
+            let st = pw.run(&a, engine, &mut bufs).unwrap();
+            prop_assert_eq!((bufs.m(), bufs.n()), (c.m, c.n));
+            prop_assert_eq!(bufs.acc(), &base.acc[..], "{} engine prepared acc", engine);
+            prop_assert_eq!(bufs.exact(), &base.exact[..], "{} engine prepared exact", engine);
+            prop_assert_eq!(&st, &base.stats, "{} engine prepared stats", engine);
+            if bufs.exact_is_acc() {
+                prop_assert!(engine == Engine::Fast && c.d == 0 && st.overflows() == 0);
+            }
+        }
+        let (mut acc, mut exact) = (Vec::new(), Vec::new());
+        let st = pw
+            .run_chunked(&a, engine, 1 + c.m % 4, |_, ac, ex| {
+                acc.extend_from_slice(ac);
+                exact.extend_from_slice(ex);
+                Ok(())
+            })
+            .unwrap();
+        prop_assert_eq!(&acc, &base.acc, "{} engine prepared chunked acc", engine);
+        prop_assert_eq!(&exact, &base.exact, "{} engine prepared chunked exact", engine);
+        prop_assert_eq!(&st, &base.stats, "{} engine prepared chunked stats", engine);
+    }
     for engine in [Engine::Fast, Engine::Cycle] {
         for chunk in [1 + c.m % 3, 1 + c.m / 2] {
             let (mut acc, mut exact, mut next) = (Vec::new(), Vec::new(), 0usize);
@@ -707,6 +740,31 @@ proptest! {
     #[test]
     fn memory_stalls_agree(c in case_strategy(8, 24), mm in mem_strategy()) {
         check_mem_case(&c, &mm)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    /// One semantics for the timing: with the memory model off, the closed
+    /// form `compute_cycles` (which the fast engine uses then) equals the
+    /// memory model's `Timer` run over the tiles (`memory::plan`, which the
+    /// cycle engine steps through), with no stalls (`check_case` holds both
+    /// engines' cycle counts equal to it and to the reference).
+    #[test]
+    fn closed_form_timing_is_the_timer(
+        df in prop::sample::select(Dataflow::ALL.to_vec()),
+        (rows, cols) in (1usize..40, 1usize..40),
+        (m, k, n) in (1usize..300, 1usize..300, 1usize..300),
+    ) {
+        let lay = bitmac::memory::Layout {
+            dataflow: df, rows, cols, act_bits: 8, weight_bits: 8,
+            mem: bitmac::memory::MemoryConfig::default(),
+        };
+        prop_assert!(!lay.mem.enabled);
+        let plan = bitmac::memory::plan(&lay, m, k, n);
+        prop_assert_eq!(plan.cycles, compute_cycles(df, rows, cols, m, k, n));
+        prop_assert_eq!(plan.stall_cycles, 0);
     }
 }
 

@@ -37,8 +37,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::stats::{centre, Tally};
-use super::{schedule, tile_index, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, Tile};
+use super::{tile_count, tile_index, Acc, ArrayBuffers, ArrayConfig, Dataflow, Matrix, Tile};
 use super::{width_of_mag, OverflowEvent, Simd, Stats};
+use crate::error::Result;
 use crate::numerics::OverflowMode;
 use rayon::prelude::*;
 
@@ -47,15 +48,440 @@ use rayon::prelude::*;
 /// count and its accumulators stay in registers.
 pub const NB: usize = 16;
 
-struct BlockOut {
-    acc: Vec<i64>,
-    exact: Vec<i64>,
-    tally: Tally,
-    tile_counts: Vec<u64>,
+/// Column blocks the plain-GEMM path runs at once (one zmm of 16 i32 lanes
+/// each, sharing every activation broadcast).
+const GROUP: usize = 4;
+
+/// The weight side of the fast engine, prepared once for a config and a
+/// `K x N` weight matrix and reusable by every GEMM that shares them (a
+/// model node runs one per batch): the weights checked against the
+/// config's weight format, their largest magnitude, the A2Q width from the
+/// weights, the column blocks with their `l1` norms (whole K and per fold,
+/// which the no-overflow proofs read), and the packings of the AVX-512 VNNI
+/// paths (K pairs for `vpdpwssd`; for P = 16 `SAT` each weight in both i16
+/// halves). Results do not depend on whether weights are prepared once or
+/// per GEMM: [`crate::array::run_array`] prepares them per call.
+///
+/// Build with [`PreparedWeights::new`]; run with [`PreparedWeights::run`]
+/// (results into caller-owned, reusable [`ArrayBuffers`]) or
+/// [`PreparedWeights::run_chunked`] (row chunks to a sink).
+#[derive(Clone, Debug)]
+pub struct PreparedWeights {
+    cfg: ArrayConfig,
+    w: Matrix,
+    k: usize,
+    n: usize,
+    /// Fold length: R (ws/is) or K (os), and the number of folds.
+    fl: usize,
+    folds: usize,
+    wmax: u64,
+    a2q_bits_weights: u32,
+    /// Per fold: the number of K pairs of the `vpdpwssd` packing, and their
+    /// sum.
+    pairs: Vec<usize>,
+    np: usize,
+    blocks: Vec<BlockW>,
+    /// The VNNI packings exist: the config runs at [`Simd::Avx512`] on a CPU
+    /// with VNNI, d = 0, and every weight fits i16 (the weight side of
+    /// [`Ctx::plain`]).
+    vnni: bool,
 }
 
-/// Shared, read-only context of one GEMM.
+/// One column block of W (`nb <= NB` columns from `n0`, never straddling a
+/// column tile for ws / os).
+#[derive(Clone, Debug)]
+struct BlockW {
+    n0: usize,
+    nb: usize,
+    /// `max_{n in block} sum_k |w_kn|`.
+    total: u64,
+    /// Per fold f: `max_{n in block} sum_{k in f} |w_kn|`; and their max.
+    fold_norms: Vec<u64>,
+    worst_fold: u64,
+    /// `vpdpwssd` packing ([`pack_wpairs`]; empty unless `vnni`).
+    wp: Vec<i16>,
+    /// Saturating i16 packing: per k, 16 i32 words each holding the
+    /// column's weight in both i16 halves (padded columns 0; empty unless
+    /// `vnni` and P = 16 `SAT`).
+    w2: Vec<i32>,
+}
+
+impl PreparedWeights {
+    /// Prepare `w` (`K x N`) for GEMMs on `cfg`: checks K against
+    /// [`super::MAX_K`] and every weight against the config's weight format
+    /// (the error names `W[k,n]`, its value and the range).
+    pub fn new(cfg: &ArrayConfig, w: &Matrix) -> Result<PreparedWeights> {
+        if w.rows() > super::MAX_K {
+            return Err(crate::error::Error::field("GEMM K", w.rows(), format!("1..={}", super::MAX_K)));
+        }
+        let wmax = check_format_max(cfg.wfmt, w, "W")?;
+        Ok(PreparedWeights::build(cfg, w, wmax))
+    }
+
+    /// [`PreparedWeights::new`] without the checks (the caller made them;
+    /// `wmax = max|W|`).
+    pub(crate) fn build(cfg: &ArrayConfig, w: &Matrix, wmax: u64) -> PreparedWeights {
+        let (k, n) = (w.rows(), w.cols());
+        let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
+        let folds = k.div_ceil(fl);
+        let wd = &*w.to_i32();
+        let pairs: Vec<usize> = (0..folds).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect();
+        let np = pairs.iter().sum();
+        let vnni = cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && wmax <= i16::MAX as u64 && has_vnni();
+        let sat = vnni && cfg.acc.bits == 16 && cfg.acc.mode == OverflowMode::Sat;
+        let mut spans = Vec::new();
+        match cfg.dataflow {
+            Dataflow::Ws | Dataflow::Os => {
+                for c0 in (0..n).step_by(cfg.cols) {
+                    let c1 = (c0 + cfg.cols).min(n);
+                    for b0 in (c0..c1).step_by(NB) {
+                        spans.push((b0, NB.min(c1 - b0)));
+                    }
+                }
+            }
+            Dataflow::Is => {
+                for b0 in (0..n).step_by(NB) {
+                    spans.push((b0, NB.min(n - b0)));
+                }
+            }
+        }
+        let blocks: Vec<BlockW> = spans
+            .into_iter()
+            .map(|(n0, nb)| block_w(cfg.simd, wd, n, k, fl, &pairs, np, n0, nb, vnni, sat))
+            .collect();
+        let max_total = blocks.iter().map(|b| b.total).max().unwrap_or(0);
+        PreparedWeights {
+            cfg: *cfg,
+            // Held as i32 (the per-block loops index it); A keeps its width.
+            w: w.with_i32_storage().into_owned(),
+            k,
+            n,
+            fl,
+            folds,
+            wmax,
+            // The largest column norm is the largest block `total`.
+            a2q_bits_weights: super::stats::a2q_bits_from_norm(max_total, cfg.afmt),
+            pairs,
+            np,
+            blocks,
+            vnni,
+        }
+    }
+
+    /// The config the weights were prepared for.
+    pub fn config(&self) -> &ArrayConfig {
+        &self.cfg
+    }
+
+    /// The weights (`K x N`).
+    pub fn weights(&self) -> &Matrix {
+        &self.w
+    }
+
+    /// K (rows of W).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// N (columns of W, output columns).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// A2Q's minimum accumulator width from these weights
+    /// ([`super::stats::a2q_bits_weights`]), computed once.
+    pub fn a2q_bits_weights(&self) -> u32 {
+        self.a2q_bits_weights
+    }
+
+    /// Check A against these weights: shapes (A's columns = K) and every
+    /// activation against the config's activation format (errors name
+    /// `A[m,k]`).
+    pub(crate) fn check_a(&self, a: &Matrix) -> Result<u64> {
+        if a.cols() != self.k {
+            return Err(crate::error::Error::input(format!(
+                "GEMM shapes: A is {}x{} and W is {}x{} (A's columns must equal W's rows, K)",
+                a.rows(),
+                a.cols(),
+                self.k,
+                self.n
+            )));
+        }
+        check_format_max(self.cfg.afmt, a, "A")
+    }
+
+    /// The statistics fields that depend only on the shapes and weights.
+    pub(crate) fn a2q_stats(&self, st: &mut Stats) {
+        st.a2q_bits_types = super::stats::a2q_bits_types(self.k, self.cfg.wfmt, self.cfg.afmt);
+        st.a2q_bits_weights = self.a2q_bits_weights;
+    }
+
+    /// `A x W` on the array with `engine`, results into `out` (resized to
+    /// `M x N`, its allocations reused across calls: no fresh `M x N`
+    /// arrays once they are large enough). Returns the statistics,
+    /// identical to [`super::run_array`]'s, as are `out.acc()` and
+    /// `out.exact()`. Where every stored value provably equals the exact
+    /// one (d = 0 and no adder overflowed: by induction every stored value
+    /// is then the exact sum) the fast engine does not write the exact
+    /// array at all and sets [`ArrayBuffers::exact_is_acc`]; `out.exact()`
+    /// then returns the accumulators. Errors: A's shape or a value outside
+    /// the activation format (nothing is written).
+    pub fn run(&self, a: &Matrix, engine: super::Engine, out: &mut ArrayBuffers) -> Result<Stats> {
+        let amax = self.check_a(a)?;
+        Ok(self.run_checked(a, amax, engine, out))
+    }
+
+    /// [`PreparedWeights::run`] on an A already checked, `amax = max|A|`.
+    pub(crate) fn run_checked(
+        &self,
+        a: &Matrix,
+        amax: u64,
+        engine: super::Engine,
+        out: &mut ArrayBuffers,
+    ) -> Stats {
+        let mut stats = match engine {
+            super::Engine::Fast => {
+                let g = Gemm::new(self, a, amax);
+                let (m, n) = (a.rows(), self.n);
+                out.shape(m, n);
+                let mut tally = Tally::default();
+                let mut tiles = Vec::new();
+                let same = g.run_rows(0, m, &mut tally, &mut tiles, &mut out.acc, &mut out.exact);
+                out.exact_is_acc = same;
+                g.finish(tally, &tiles)
+            }
+            super::Engine::Cycle => {
+                let o = super::cycle::run(&self.cfg, a, &self.w, None);
+                out.m = o.m;
+                out.n = o.n;
+                out.acc = o.acc;
+                out.exact = o.exact;
+                out.exact_is_acc = false;
+                o.stats
+            }
+        };
+        self.a2q_stats(&mut stats);
+        stats
+    }
+
+    /// [`PreparedWeights::run`] delivering the results in row chunks, as
+    /// [`super::run_array_chunked`] does: `sink(r0, acc, exact)` receives
+    /// rows `r0..r0 + acc.len() / N` in increasing row order, at most
+    /// `chunk_rows` rows at a time (the fast engine reuses one pair of
+    /// chunk buffers; where a chunk's exact values provably equal its
+    /// accumulators, `exact` is the same slice as `acc`). Returns the
+    /// statistics, identical for any chunk size and thread count. An error
+    /// from `sink` stops the run.
+    pub fn run_chunked(
+        &self,
+        a: &Matrix,
+        engine: super::Engine,
+        chunk_rows: usize,
+        sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
+    ) -> Result<Stats> {
+        let amax = self.check_a(a)?;
+        self.run_chunked_checked(a, amax, engine, chunk_rows, sink)
+    }
+
+    /// [`PreparedWeights::run_chunked`] on an A already checked.
+    pub(crate) fn run_chunked_checked(
+        &self,
+        a: &Matrix,
+        amax: u64,
+        engine: super::Engine,
+        chunk_rows: usize,
+        mut sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
+    ) -> Result<Stats> {
+        let mut stats = match engine {
+            super::Engine::Fast => {
+                let g = Gemm::new(self, a, amax);
+                let (m, n) = (a.rows(), self.n);
+                let mut tally = Tally::default();
+                let mut tiles = Vec::new();
+                let step = chunk_rows.max(1);
+                let cap = step.min(m) * n;
+                let (mut acc, mut exact) = (vec![0i64; cap], vec![0i64; cap]);
+                let mut r0 = 0;
+                while r0 < m {
+                    let r1 = r0.saturating_add(step).min(m);
+                    let len = (r1 - r0) * n;
+                    let (ac, ex) = (&mut acc[..len], &mut exact[..len]);
+                    let same = g.run_rows(r0, r1, &mut tally, &mut tiles, ac, ex);
+                    sink(r0, ac, if same { ac } else { ex })?;
+                    r0 = r1;
+                }
+                g.finish(tally, &tiles)
+            }
+            super::Engine::Cycle => {
+                super::cycle::run_chunked(&self.cfg, a, &self.w, None, chunk_rows, &mut sink)?
+            }
+        };
+        self.a2q_stats(&mut stats);
+        Ok(stats)
+    }
+}
+
+/// One column block of W prepared ([`BlockW`]) at the SIMD level `simd`
+/// (the same integer results at every level).
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn block_w(
+    simd: Simd,
+    wd: &[i32],
+    n: usize,
+    k: usize,
+    fl: usize,
+    pairs: &[usize],
+    np: usize,
+    n0: usize,
+    nb: usize,
+    vnni: bool,
+    sat: bool,
+) -> BlockW {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        #[allow(clippy::too_many_arguments)]
+        fn avx512(
+            wd: &[i32],
+            n: usize,
+            k: usize,
+            fl: usize,
+            pairs: &[usize],
+            np: usize,
+            n0: usize,
+            nb: usize,
+            vnni: bool,
+            sat: bool,
+        ) -> BlockW {
+            block_w_impl(wd, n, k, fl, pairs, np, n0, nb, vnni, sat)
+        }
+        if simd == Simd::Avx512 {
+            // SAFETY: `simd` never exceeds `Simd::detect()`: the CPU has
+            // the features `avx512` enables.
+            return unsafe { avx512(wd, n, k, fl, pairs, np, n0, nb, vnni, sat) };
+        }
+    }
+    let _ = simd;
+    block_w_impl(wd, n, k, fl, pairs, np, n0, nb, vnni, sat)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_w_impl(
+    wd: &[i32],
+    n: usize,
+    k: usize,
+    fl: usize,
+    pairs: &[usize],
+    np: usize,
+    n0: usize,
+    nb: usize,
+    vnni: bool,
+    sat: bool,
+) -> BlockW {
+    let folds = k.div_ceil(fl);
+    // One pass over the block's weights: the fold norms, the
+    // whole-K norms and the packings.
+    let mut total = [0u64; NB];
+    let mut fold_norms = Vec::with_capacity(folds);
+    let mut wp = if vnni { vec![0i16; np * 2 * NB] } else { Vec::new() };
+    let mut w2 = if sat { vec![0i32; k * NB] } else { Vec::new() };
+    let mut q0 = 0;
+    for f in 0..folds {
+        let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
+        let mut norms = [0u64; NB];
+        for kk in k0..k1 {
+            // A fixed-size copy for a full block (no `memcpy` call per row).
+            let src = &wd[kk * n + n0..kk * n + n0 + nb];
+            let mut row = [0i32; NB];
+            match <&[i32; NB]>::try_from(src) {
+                Ok(r) => row = *r,
+                Err(_) => row[..nb].copy_from_slice(src),
+            }
+            for x in 0..NB {
+                norms[x] += row[x].unsigned_abs() as u64;
+            }
+            if vnni {
+                // `pack_wpairs`'s layout: pair `q0 + (kk - k0) / 2`,
+                // half `(kk - k0) % 2`.
+                let (q, h) = (q0 + (kk - k0) / 2, (kk - k0) % 2);
+                let dst = &mut wp[q * 2 * NB..(q + 1) * 2 * NB];
+                for x in 0..NB {
+                    dst[2 * x + h] = row[x] as i16;
+                }
+            }
+            if sat {
+                let dst = &mut w2[kk * NB..(kk + 1) * NB];
+                for x in 0..NB {
+                    let v = row[x] as i16 as u16 as u32;
+                    dst[x] = (v | v << 16) as i32;
+                }
+            }
+        }
+        q0 += pairs[f];
+        for x in 0..NB {
+            total[x] += norms[x];
+        }
+        fold_norms.push(norms.iter().copied().max().unwrap_or(0));
+    }
+    debug_assert!(!vnni || wp == pack_wpairs(wd, n, k, fl, pairs, n0, nb));
+    let total = total.iter().copied().max().unwrap_or(0);
+    BlockW { n0, nb, total, worst_fold: fold_norms.iter().copied().max().unwrap_or(0), fold_norms, wp, w2 }
+}
+
+/// The smallest and largest value of `d` (`(i32::MAX, i32::MIN)` when
+/// empty), vectorized at the best SIMD level of the CPU (`pminsd` needs
+/// SSE4.1, above the baseline target).
+#[allow(unsafe_code)]
+fn extremes(d: &[i32]) -> (i32, i32) {
+    #[inline(always)]
+    fn imp(d: &[i32]) -> (i32, i32) {
+        let (mut lo, mut hi) = ([i32::MAX; 16], [i32::MIN; 16]);
+        let mut it = d.chunks_exact(16);
+        for c in &mut it {
+            for x in 0..16 {
+                lo[x] = lo[x].min(c[x]);
+                hi[x] = hi[x].max(c[x]);
+            }
+        }
+        for &v in it.remainder() {
+            lo[0] = lo[0].min(v);
+            hi[0] = hi[0].max(v);
+        }
+        (lo.iter().copied().min().unwrap_or(i32::MAX), hi.iter().copied().max().unwrap_or(i32::MIN))
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(d: &[i32]) -> (i32, i32) {
+            imp(d)
+        }
+        if Simd::detect() >= Simd::Avx2 {
+            // SAFETY: the CPU has AVX2 (`Simd::detect`).
+            return unsafe { avx2(d) };
+        }
+    }
+    imp(d)
+}
+
+/// Check every value of `x` against `fmt` (the error names `what[r,c]`,
+/// [`Matrix::check_format`]) and return `max|x|`: one pass over the
+/// extremes (the scan naming the first bad element runs only when one is
+/// out of range).
+pub(crate) fn check_format_max(fmt: crate::numerics::IntFormat, x: &Matrix, what: &str) -> Result<u64> {
+    let (lo, hi) = match x.codes() {
+        super::Codes::I32(d) => extremes(d),
+        c => c.min_max(),
+    };
+    if !(fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
+        x.check_format(fmt, what)?;
+    }
+    Ok(lo.unsigned_abs().max(hi.unsigned_abs()) as u64)
+}
+
+/// Shared, read-only context of one GEMM: the prepared weights and A.
 struct Ctx<'a> {
+    pw: &'a PreparedWeights,
     cfg: &'a ArrayConfig,
     a: &'a Matrix,
     w: &'a Matrix,
@@ -76,7 +502,8 @@ struct Ctx<'a> {
     /// the no-overflow proof and the width condition.
     plain: bool,
     /// Per fold: the number of K pairs of the plain-GEMM packing.
-    pairs: Vec<usize>,
+    pairs: &'a [usize],
+    np: usize,
     /// The saturating i16 path may run ([`sat16_block`]'s global
     /// conditions: those of `plain`, P = 16 `SAT`, every product fits i16,
     /// the i16 counters' limits, and for `is` / `os` an even row count per
@@ -85,171 +512,190 @@ struct Ctx<'a> {
     sat16: bool,
 }
 
-/// A GEMM prepared for the fast engine: the context, the column blocks and
-/// the schedule. Rows are independent (the psum buffer of output row `m`
-/// only ever sees row `m` of A), so [`Prepared::run_rows`] can run any row
-/// range, in any split, and the integer tallies merge exactly
-/// (sums, maxima, ORs and a minimum: order-free).
-pub(crate) struct Prepared<'a> {
+/// A GEMM prepared for the fast engine: the context. Rows are independent
+/// (the psum buffer of output row `m` only ever sees row `m` of A), so
+/// [`Gemm::run_rows`] can run any row range, in any split, and the integer
+/// tallies merge exactly (sums, maxima, ORs and a minimum: order-free).
+struct Gemm<'a> {
     ctx: Ctx<'a>,
-    blocks: Vec<(usize, usize)>,
-    tiles: Vec<Tile>,
 }
 
-/// The accumulators and exact sums of a row range, row-major `rows x N`.
-pub(crate) struct Rows {
-    pub acc: Vec<i64>,
-    pub exact: Vec<i64>,
+/// What one parallel job (a range of rows, every column block) tallied.
+struct JobOut {
+    tally: Tally,
+    tile_counts: Vec<u64>,
+    /// Column blocks (indices into `PreparedWeights::blocks`) whose `exact`
+    /// the job did not write because it equals `acc` (the plain path).
+    unwritten: Vec<usize>,
 }
 
-pub(crate) fn prepare<'a>(cfg: &'a ArrayConfig, a: &'a Matrix, w: &'a Matrix) -> Prepared<'a> {
-    let (m, k, n) = (a.rows(), a.cols(), w.cols());
-    let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
-    let amax = a.max_abs() as u64;
-    let wmax = w.max_abs() as u64;
-    let tiles = schedule(cfg, m, k, n);
-    let use32 = (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
-        && amax <= i16::MAX as u64
-        && wmax <= i16::MAX as u64;
-    let ctx = Ctx {
-        cfg,
-        a,
-        w,
-        m,
-        k,
-        n,
-        fl,
-        folds: k.div_ceil(fl),
-        tfolds: k.div_ceil(cfg.rows),
-        ntiles_n: n.div_ceil(cfg.cols),
-        ntiles: tiles.len(),
-        amax,
-        use32,
-        plain: use32 && cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && has_vnni(),
-        pairs: (0..k.div_ceil(fl)).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect(),
-        sat16: false,
-    };
-    let ctx = Ctx {
-        sat16: ctx.plain
+/// Where a job writes: rows `r0..` of the row-major `N`-column outputs.
+struct View<'a> {
+    acc: &'a mut [i64],
+    exact: &'a mut [i64],
+    n: usize,
+    r0: usize,
+}
+
+impl<'a> Gemm<'a> {
+    fn new(pw: &'a PreparedWeights, a: &'a Matrix, amax: u64) -> Gemm<'a> {
+        let cfg = &pw.cfg;
+        let (m, k, n) = (a.rows(), pw.k, pw.n);
+        let fl = pw.fl;
+        let wmax = pw.wmax;
+        let use32 = (fl as u128) * (amax as u128) * (wmax as u128) < (1u128 << 30)
+            && amax <= i16::MAX as u64
+            && wmax <= i16::MAX as u64;
+        let plain = use32 && pw.vnni;
+        let sat16 = plain
             && cfg.acc.bits == 16
             && cfg.acc.mode == OverflowMode::Sat
             && (amax as u128) * (wmax as u128) <= i16::MAX as u128
             && fl < SAT16_MAX_COUNT
-            && ctx.folds < SAT16_MAX_COUNT
+            && pw.folds < SAT16_MAX_COUNT
             && match cfg.dataflow {
                 Dataflow::Ws => true,
                 Dataflow::Is => cfg.cols.is_multiple_of(2),
                 Dataflow::Os => cfg.rows.is_multiple_of(2),
-            },
-        ..ctx
-    };
-    let mut blocks = Vec::new();
-    match cfg.dataflow {
-        Dataflow::Ws | Dataflow::Os => {
-            for c0 in (0..n).step_by(cfg.cols) {
-                let c1 = (c0 + cfg.cols).min(n);
-                for b0 in (c0..c1).step_by(NB) {
-                    blocks.push((b0, NB.min(c1 - b0)));
-                }
-            }
-        }
-        Dataflow::Is => {
-            for b0 in (0..n).step_by(NB) {
-                blocks.push((b0, NB.min(n - b0)));
-            }
-        }
+            };
+        let ctx = Ctx {
+            pw,
+            cfg,
+            a,
+            w: &pw.w,
+            m,
+            k,
+            n,
+            fl,
+            folds: pw.folds,
+            tfolds: k.div_ceil(cfg.rows),
+            ntiles_n: n.div_ceil(cfg.cols),
+            ntiles: tile_count(cfg, m, k, n),
+            amax,
+            use32,
+            plain,
+            pairs: &pw.pairs,
+            np: pw.np,
+            sat16,
+        };
+        Gemm { ctx }
     }
-    Prepared { ctx, blocks, tiles }
-}
 
-/// Rows per parallel job: enough work per job to amortize the weight
-/// repacking (`K x NB` per job), small enough to spread over the threads.
-fn job_rows(k: usize, rows: usize, blocks: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let min_rows = (1usize << 16).div_ceil(k.max(1)).max(64);
-    let want_jobs = (4 * threads).div_ceil(blocks.max(1));
-    // Even, so that every job but the last starts and ends on a row pair of
-    // the saturating i16 path ([`pair_rows2`]).
-    rows.div_ceil(want_jobs.max(1)).max(min_rows).next_multiple_of(2)
-}
-
-impl Prepared<'_> {
-    /// Output rows `r0..r1`: accumulators and exact sums, with the tallies
-    /// and per-tile overflow counts added into `tally` / `tile_counts`.
-    pub(crate) fn run_rows(
+    /// Output rows `r0..r1` into `acc` / `exact` (row-major `(r1 - r0) x
+    /// N`), with the tallies and per-tile overflow counts added into
+    /// `tally` / `tile_counts`. Returns true when `exact` was left unwritten
+    /// because it equals `acc` (d = 0 and no overflow in these rows).
+    fn run_rows(
         &self,
         r0: usize,
         r1: usize,
         tally: &mut Tally,
         tile_counts: &mut Vec<u64>,
-    ) -> Rows {
+        acc: &mut [i64],
+        exact: &mut [i64],
+    ) -> bool {
         let ctx = &self.ctx;
         let n = ctx.n;
-        let jr = job_rows(ctx.k, r1 - r0, self.blocks.len());
-        let jobs: Vec<(usize, usize, usize, usize)> = (r0..r1)
-            .step_by(jr)
-            .flat_map(|s| self.blocks.iter().map(move |&(n0, nb)| (s, (s + jr).min(r1), n0, nb)))
-            .collect();
-        // The plain-GEMM path's A operand for these rows, paired once here
-        // for every column block (`plain_block`).
-        let apair = if ctx.plain { pair_rows(ctx, r0, r1) } else { Vec::new() };
-        let np: usize = ctx.pairs.iter().sum();
-        // The saturating i16 path pairs rows `(r0 + 2i, r0 + 2i + 1)`; for
-        // `is` / `os` a pair must not straddle a tile's rows (tiles hold an
-        // even number of rows there, so `r0` must be even).
-        let sat16 = ctx.sat16 && (ctx.cfg.dataflow == Dataflow::Ws || r0.is_multiple_of(2));
-        let a2 = if sat16 { pair_rows2(ctx, r0, r1) } else { Vec::new() };
-        let k = ctx.k;
-        let outs: Vec<BlockOut> = jobs
-            .par_iter()
-            .map(|&(s, e, n0, nb)| {
-                let ap = &apair[if ctx.plain { (s - r0) * np..(e - r0) * np } else { 0..0 }];
-                let a2 = &a2[if sat16 { (s - r0) / 2 * k..(e - r0).div_ceil(2) * k } else { 0..0 }];
-                run_block(ctx, ap, sat16.then_some(a2), n0, nb, s, e)
-            })
-            .collect();
-        let rows = r1 - r0;
-        let mut acc = vec![0i64; rows * n];
-        let mut exact = vec![0i64; rows * n];
+        assert_eq!(acc.len(), (r1 - r0) * n);
+        assert_eq!(exact.len(), (r1 - r0) * n);
         if tile_counts.len() != ctx.ntiles {
             *tile_counts = vec![0; ctx.ntiles];
         }
-        for (&(s, e, n0, nb), out) in jobs.iter().zip(&outs) {
-            for (j, mm) in (s..e).enumerate() {
-                let d = (mm - r0) * n + n0;
-                acc[d..d + nb].copy_from_slice(&out.acc[j * nb..(j + 1) * nb]);
-                exact[d..d + nb].copy_from_slice(&out.exact[j * nb..(j + 1) * nb]);
-            }
-            tally.merge(&out.tally);
+        let jr = job_rows(ctx.k, n, r1 - r0);
+        let outs: Vec<JobOut> = acc
+            .par_chunks_mut(jr * n)
+            .zip(exact.par_chunks_mut(jr * n))
+            .enumerate()
+            .map(|(j, (ac, ex))| {
+                let s = r0 + j * jr;
+                let e = s + ac.len() / n;
+                run_job(ctx, s, e, View { acc: ac, exact: ex, n, r0: s })
+            })
+            .collect();
+        let mut chunk = Tally::default();
+        for out in &outs {
+            chunk.merge(&out.tally);
             for (t, c) in tile_counts.iter_mut().zip(&out.tile_counts) {
                 *t += c;
             }
         }
-        Rows { acc, exact }
+        let same = ctx.cfg.rounder.k() == 0 && chunk.ovf_array == 0 && chunk.ovf_psum == 0;
+        tally.merge(&chunk);
+        if !same {
+            // Blocks the plain path left without `exact` (it equals their
+            // `acc`) next to blocks that overflowed: copy.
+            for (j, out) in outs.iter().enumerate() {
+                let s = j * jr;
+                let e = (s + jr).min(r1 - r0);
+                for &bi in &out.unwritten {
+                    let b = &ctx.pw.blocks[bi];
+                    for row in s..e {
+                        let d = row * n + b.n0;
+                        exact[d..d + b.nb].copy_from_slice(&acc[d..d + b.nb]);
+                    }
+                }
+            }
+        }
+        same
     }
 
     /// The statistics once every row has run: the first overflow event
-    /// (re-running the earliest tile that overflowed) and the cycle count.
-    pub(crate) fn finish(&self, mut tally: Tally, tile_counts: &[u64]) -> Stats {
+    /// (re-running the earliest tile that overflowed) and the cycle count,
+    /// each from one pass of the schedule (none when the memory model is
+    /// off and nothing overflowed: the closed form gives the cycles).
+    fn finish(&self, mut tally: Tally, tile_counts: &[u64]) -> Stats {
         let ctx = &self.ctx;
-        if let Some(t) = tile_counts.iter().position(|&c| c > 0) {
-            tally.first = scan_tile(ctx, &self.tiles[t]);
-        }
         let cfg = ctx.cfg;
-        let t = crate::memory::plan(&cfg.layout(), ctx.m, ctx.k, ctx.n);
-        let mut st = tally.into_stats(cfg.rounder.k(), (ctx.m * ctx.k * ctx.n) as u64, t.cycles);
-        st.stall_cycles = cfg.mem.enabled.then_some(t.stall_cycles);
+        let (cycles, stalls) = match tile_counts.iter().position(|&c| c > 0) {
+            Some(t) => {
+                let (tiles, timing) = super::schedule(cfg, ctx.m, ctx.k, ctx.n);
+                tally.first = scan_tile(ctx, &tiles[t]);
+                (timing.cycles, timing.stall_cycles)
+            }
+            None => super::cycles_and_stalls(cfg, ctx.m, ctx.k, ctx.n),
+        };
+        let mut st = tally.into_stats(cfg.rounder.k(), (ctx.m * ctx.k * ctx.n) as u64, cycles);
+        st.stall_cycles = cfg.mem.enabled.then_some(stalls);
         st
     }
 }
 
-pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> ArrayOutput {
-    let p = prepare(cfg, a, w);
-    let mut tally = Tally::default();
-    let mut tile_counts = Vec::new();
-    let rows = p.run_rows(0, p.ctx.m, &mut tally, &mut tile_counts);
-    let stats = p.finish(tally, &tile_counts);
-    ArrayOutput { m: p.ctx.m, n: p.ctx.n, acc: rows.acc, exact: rows.exact, stats }
+/// Rows per parallel job: about four jobs per thread, each at least 2^16
+/// MACs' worth of rows, a multiple of 8 (so every job but the last starts
+/// and ends on a row pair of the saturating i16 path and a row group of
+/// the plain path).
+fn job_rows(k: usize, n: usize, rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let min_rows = (1usize << 16).div_ceil(k.max(1) * n.max(1));
+    rows.div_ceil(4 * threads).max(min_rows).max(1).next_multiple_of(8)
+}
+
+/// One job: rows `v.r0..v.r0 + rows` of every column block.
+fn run_job(ctx: &Ctx, r0: usize, r1: usize, mut v: View) -> JobOut {
+    let mut out = JobOut { tally: Tally::default(), tile_counts: vec![0; ctx.ntiles], unwritten: Vec::new() };
+    // The plain-GEMM path's A operand for these rows, paired once here for
+    // every column block.
+    let apair = if ctx.plain { pair_rows(ctx, r0, r1) } else { Vec::new() };
+    // The saturating i16 path pairs rows `(r0 + 2i, r0 + 2i + 1)`; for
+    // `is` / `os` a pair must not straddle a tile's rows (tiles hold an
+    // even number of rows there, so `r0` must be even).
+    let sat16 = ctx.sat16 && (ctx.cfg.dataflow == Dataflow::Ws || r0.is_multiple_of(2));
+    let a2 = if sat16 { pair_rows2(ctx, r0, r1) } else { Vec::new() };
+    let nblocks = ctx.pw.blocks.len();
+    let mut b = 0;
+    while b < nblocks {
+        let g = GROUP.min(nblocks - b);
+        if ctx.plain && plain_group(ctx, &apair, b, g, r0, r1, &mut v, &mut out) {
+            PATH_COUNTS[0].fetch_add(g as u64, std::sync::atomic::Ordering::Relaxed);
+            out.unwritten.extend(b..b + g);
+        } else {
+            for bi in b..b + g {
+                run_block(ctx, &apair, sat16.then_some(&a2[..]), bi, r0, r1, &mut v, &mut out);
+            }
+        }
+        b += g;
+    }
+    out
 }
 
 use super::{add_m, SAT, SATS, SATZ, WRAP};
@@ -480,28 +926,29 @@ fn writeback_round64<const MODE: u8>(
     cnt
 }
 
-/// [`run_block_impl`] at the config's SIMD level.
-#[allow(unsafe_code)]
+/// Column block `bi` over rows `r0..r1`, written into `v` and tallied into
+/// `out`: the plain-GEMM path alone where it holds, else the saturating
+/// i16 path, else the chain path at the config's SIMD level.
+#[allow(unsafe_code, clippy::too_many_arguments)]
 fn run_block(
     ctx: &Ctx,
     apair: &[i32],
     a2: Option<&[i32]>,
-    n0: usize,
-    nb: usize,
+    bi: usize,
     r0: usize,
     r1: usize,
-) -> BlockOut {
-    let bounds = if ctx.plain { block_bounds(ctx, n0, nb) } else { (0, 0) };
-    if ctx.plain {
-        if let Some(out) = plain_block(ctx, bounds, apair, n0, nb, r0, r1) {
-            PATH_COUNTS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return out;
-        }
+    v: &mut View,
+    out: &mut JobOut,
+) {
+    if ctx.plain && plain_group(ctx, apair, bi, 1, r0, r1, v, out) {
+        PATH_COUNTS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        out.unwritten.push(bi);
+        return;
     }
     if let Some(a2) = a2 {
-        if let Some(out) = sat16_block(ctx, bounds, apair, a2, n0, nb, r0, r1) {
+        if sat16_block(ctx, apair, a2, bi, r0, r1, v, out) {
             PATH_COUNTS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return out;
+            return;
         }
     }
     match ctx.cfg.simd {
@@ -509,31 +956,32 @@ fn run_block(
         // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
         // every feature the wrapper enables.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { run_block_avx512(ctx, n0, nb, r0, r1) },
+        Simd::Avx512 => unsafe { run_block_avx512(ctx, bi, r0, r1, v, out) },
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { run_block_avx2(ctx, n0, nb, r0, r1) },
-        _ => run_block_impl(ctx, n0, nb, r0, r1),
+        Simd::Avx2 => unsafe { run_block_avx2(ctx, bi, r0, r1, v, out) },
+        _ => run_block_impl(ctx, bi, r0, r1, v, out),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn run_block_avx2(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
-    run_block_impl(ctx, n0, nb, r0, r1)
+fn run_block_avx2(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out: &mut JobOut) {
+    run_block_impl(ctx, bi, r0, r1, v, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn run_block_avx512(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
-    run_block_impl(ctx, n0, nb, r0, r1)
+fn run_block_avx512(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out: &mut JobOut) {
+    run_block_impl(ctx, bi, r0, r1, v, out)
 }
 
 /// One column block over rows `r0..r1` (inlined into each SIMD wrapper).
 #[inline(always)]
-fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> BlockOut {
+fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out: &mut JobOut) {
     let cfg = ctx.cfg;
+    let bw = &ctx.pw.blocks[bi];
+    let (n0, nb) = (bw.n0, bw.nb);
     let (k, n) = (ctx.k, ctx.n);
-    let m = r1 - r0;
     let acc = cfg.acc;
     let mut abuf = Vec::new();
     let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
@@ -547,19 +995,8 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
     let wp16: Vec<i16> = if ctx.use32 { wp.iter().map(|&v| v as i16).collect() } else { Vec::new() };
     let mut arow16 = vec![0i16; if ctx.use32 { k } else { 0 }];
     // Per fold: does the no-overflow proof hold for every column of the block?
-    let safe: Vec<bool> = (0..ctx.folds)
-        .map(|f| {
-            let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
-            let mut norms = [0u64; NB];
-            for kk in k0..k1 {
-                for (s, &v) in norms.iter_mut().zip(&wp[kk * NB..(kk + 1) * NB]) {
-                    *s += v.unsigned_abs() as u64;
-                }
-            }
-            let worst = norms.iter().copied().max().unwrap_or(0);
-            (worst as u128) * (ctx.amax as u128) <= acc.max as u128
-        })
-        .collect();
+    let safe: Vec<bool> =
+        bw.fold_norms.iter().map(|&worst| (worst as u128) * (ctx.amax as u128) <= acc.max as u128).collect();
     let sym = acc.mode == OverflowMode::SatSym;
     let mode = match acc.mode {
         OverflowMode::Wrap => WRAP,
@@ -569,16 +1006,10 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
     };
     let d = cfg.rounder.k();
     let h = centre(&cfg.rounder);
-    let mut out = BlockOut {
-        acc: vec![0; m * nb],
-        exact: vec![0; m * nb],
-        tally: Tally::default(),
-        tile_counts: vec![0; ctx.ntiles],
-    };
     let (mut s32, mut e32, mut o32) = ([0i32; NB], [0i32; NB], [0i32; NB]);
     let (mut s64, mut e64) = ([0i64; NB], [0i64; NB]);
     let mut st = Buf { b: [0; NB], be: [0; NB], ex: [0; NB], max_psum: 0, max_acc: 0, or: 0 };
-    for (j, mm) in (r0..r1).enumerate() {
+    for mm in r0..r1 {
         st.b = [0; NB];
         st.be = [0; NB];
         st.ex = [0; NB];
@@ -626,8 +1057,9 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
             let tile = tile_index(cfg, ctx.tfolds, ctx.ntiles_n, mm, n0, f);
             out.tile_counts[tile] += cnt + wcnt;
         }
-        out.acc[j * nb..(j + 1) * nb].copy_from_slice(&st.b[..nb]);
-        out.exact[j * nb..(j + 1) * nb].copy_from_slice(&st.ex[..nb]);
+        let d = (mm - v.r0) * v.n + n0;
+        v.acc[d..d + nb].copy_from_slice(&st.b[..nb]);
+        v.exact[d..d + nb].copy_from_slice(&st.ex[..nb]);
     }
     for &o in &o32 {
         st.or |= o as u32 as u64;
@@ -635,7 +1067,6 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
     out.tally.width_or |= st.or;
     out.tally.max_psum = out.tally.max_psum.max(st.max_psum);
     out.tally.max_acc = out.tally.max_acc.max(st.max_acc);
-    out
 }
 
 /// Rows `r0..r1` of A as the plain-GEMM path reads them: per row, per
@@ -643,18 +1074,30 @@ fn run_block_impl(ctx: &Ctx, n0: usize, nb: usize, r0: usize, r1: usize) -> Bloc
 /// both as i16; a missing `k + 1` at the end of an odd fold as 0).
 fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
-    let np: usize = ctx.pairs.iter().sum();
+    let np = ctx.np;
     let mut abuf = Vec::new();
     let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
     let mut v = vec![0i32; (r1 - r0) * np];
+    let pack = |lo: i32, hi: i32| (lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16) as i32;
     for (row, dst) in ad.chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
+        if ctx.fl.is_multiple_of(2) {
+            // Every fold but the last has even length: the pairs are
+            // `(a[2q], a[2q + 1])` in order, and only an odd K leaves the
+            // last pair `(a[K - 1], 0)`.
+            for (d, p) in dst.iter_mut().zip(row.chunks_exact(2)) {
+                *d = pack(p[0], p[1]);
+            }
+            if k % 2 == 1 {
+                dst[np - 1] = pack(row[k - 1], 0);
+            }
+            continue;
+        }
         let mut q = 0;
         for (f, &pc) in ctx.pairs.iter().enumerate() {
             let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
             for p in 0..pc {
-                let lo = row[k0 + 2 * p] as i16 as u16 as u32;
-                let hi = if k0 + 2 * p + 1 < k1 { row[k0 + 2 * p + 1] as i16 as u16 as u32 } else { 0 };
-                dst[q] = (lo | (hi << 16)) as i32;
+                let hi = if k0 + 2 * p + 1 < k1 { row[k0 + 2 * p + 1] } else { 0 };
+                dst[q] = pack(row[k0 + 2 * p], hi);
                 q += 1;
             }
         }
@@ -675,9 +1118,11 @@ fn has_vnni() -> bool {
     }
 }
 
-/// The plain-GEMM path of one column block (`docs/performance.md`, "The
-/// plain-GEMM path"), or `None` where its conditions fail (the caller then
-/// runs the chain path). Conditions, each making the result exactly the
+/// The plain-GEMM path of `g` consecutive column blocks from `b0` over rows
+/// `r0..r1` (`docs/performance.md`, "The plain-GEMM path"): writes their
+/// `acc` (= `exact`, left unwritten) into `v`, tallies into `out` and
+/// returns true; or returns false where its conditions fail (the caller then
+/// runs each block alone; `acc` may have been written and is overwritten). Conditions, each making the result exactly the
 /// chain path's:
 /// - d = 0 and i16 operands ([`Ctx::use32`]);
 /// - **whole-chain no-overflow proof** for the block: `B = max|A| *
@@ -699,66 +1144,51 @@ fn has_vnni() -> bool {
 /// (at fold boundaries) is in i32 range), and `max_psum`, `max_acc` and the
 /// width from each lane's largest and smallest fold sum and buffer value
 /// (`mag` is V-shaped, so the extremes carry the largest `mag`).
-fn plain_block(
+///
+/// A group of blocks is decided as one: the proof must hold for every block
+/// of it, and the width condition is taken against the largest `Bf` of the
+/// group with the OR over the whole group (the width statistic is an OR
+/// over all blocks, so this decides it exactly as per block would).
+#[allow(clippy::too_many_arguments)]
+fn plain_group(
     ctx: &Ctx,
-    bounds: (u128, u64),
     apair: &[i32],
-    n0: usize,
-    nb: usize,
+    b0: usize,
+    g: usize,
     r0: usize,
     r1: usize,
-) -> Option<BlockOut> {
+    v: &mut View,
+    out: &mut JobOut,
+) -> bool {
     let cfg = ctx.cfg;
     debug_assert!(ctx.plain);
-    let (worst, bf) = bounds;
-    if worst > cfg.acc.max.min(i32::MAX as i64) as u128 {
-        return None;
+    let blocks = &ctx.pw.blocks[b0..b0 + g];
+    let lim = cfg.acc.max.min(i32::MAX as i64) as u128;
+    if blocks.iter().any(|b| b.total as u128 * ctx.amax as u128 > lim) {
+        return false;
     }
-    let (mut out, ext) = exact_rows(ctx, apair, n0, nb, r0, r1);
+    let bf = blocks.iter().map(|b| b.worst_fold).max().unwrap_or(0) * ctx.amax;
+    let rows = (r0 - v.r0)..(r1 - v.r0);
+    let ext = plain_dispatch(ctx, apair, blocks, rows, v.acc, v.n);
+    let or = ext_or(cfg, &ext);
+    if width_of_mag(or) < width_of_mag(bf) {
+        return false;
+    }
     let (mut max_psum, mut max_acc) = (0u64, 0u64);
     for x in 0..NB {
         let [fh, fl, bh, bl] = [ext[0][x] as i64, ext[1][x] as i64, ext[2][x] as i64, ext[3][x] as i64];
         max_psum = max_psum.max(fh.unsigned_abs()).max(fl.unsigned_abs());
         max_acc = max_acc.max(bh.unsigned_abs()).max(bl.unsigned_abs());
     }
-    let or = ext_or(cfg, &ext);
-    if width_of_mag(or) < width_of_mag(bf) {
-        return None;
-    }
-    out.tally.writebacks = ((r1 - r0) * ctx.folds * nb) as u64;
-    out.tally.max_psum = max_psum;
-    out.tally.max_acc = max_acc;
-    out.tally.width_or = or;
-    Some(out)
+    let cols: usize = blocks.iter().map(|b| b.nb).sum();
+    out.tally.writebacks += ((r1 - r0) * ctx.folds * cols) as u64;
+    out.tally.max_psum = out.tally.max_psum.max(max_psum);
+    out.tally.max_acc = out.tally.max_acc.max(max_acc);
+    out.tally.width_or |= or;
+    true
 }
 
-/// The bounds of a column block: `(B, Bf)` with `B = max|A| * max_{n in
-/// block} sum_k |w_kn|` (every chain prefix and every buffer value of the
-/// block is at most `B` in magnitude) and `Bf = max|A| * max_{fold f, n in
-/// block} sum_{k in f} |w_kn|` (every chain prefix within a fold).
-fn block_bounds(ctx: &Ctx, n0: usize, nb: usize) -> (u128, u64) {
-    let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.to_i32();
-    let mut total = [0u64; NB];
-    let mut worst_fold = 0u64;
-    for f in 0..ctx.folds {
-        let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
-        let mut norms = [0u64; NB];
-        for kk in k0..k1 {
-            for x in 0..nb {
-                norms[x] += wd[kk * n + n0 + x].unsigned_abs() as u64;
-            }
-        }
-        for x in 0..NB {
-            total[x] += norms[x];
-        }
-        worst_fold = worst_fold.max(norms.iter().copied().max().unwrap_or(0));
-    }
-    let worst = total.iter().copied().max().unwrap_or(0) as u128 * ctx.amax as u128;
-    (worst, worst_fold * ctx.amax)
-}
-
-/// The OR of `mag` over the per-lane extremes [`exact_rows`] returns (the
+/// The OR of `mag` over the per-lane extremes [`plain_rows`] returns (the
 /// exact fold sums and buffer values): by `mag`'s V shape, it has the bit
 /// length of the OR over every fold sum and buffer value of the block.
 fn ext_or(cfg: &ArrayConfig, ext: &[[i32; NB]; 4]) -> u64 {
@@ -771,45 +1201,16 @@ fn ext_or(cfg: &ArrayConfig, ext: &[[i32; NB]; 4]) -> u64 {
     or
 }
 
-/// The exact GEMM of a column block by `vpdpwssd` (needs `B <= 2^31 - 1`
-/// from [`block_bounds`], so every value read at a fold boundary is in i32
-/// range): a [`BlockOut`] whose `acc` and `exact` are both the exact
-/// buffer after the last fold (tallies empty), and the per-lane `[max fold
-/// sum, min fold sum, max buffer, min buffer]` of the exact values.
-fn exact_rows(
-    ctx: &Ctx,
-    apair: &[i32],
-    n0: usize,
-    nb: usize,
-    r0: usize,
-    r1: usize,
-) -> (BlockOut, [[i32; NB]; 4]) {
-    let wp = pack_wpairs(ctx, n0, nb);
-    let mut out = BlockOut {
-        acc: vec![0; (r1 - r0) * nb],
-        exact: vec![0; (r1 - r0) * nb],
-        tally: Tally::default(),
-        tile_counts: vec![0; ctx.ntiles],
-    };
-    let ext = plain_rows_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out);
-    (out, ext)
-}
-
 /// W of a column block packed for `vpdpwssd`: per fold and K pair, 16
 /// lanes of `(w[k][n], w[k+1][n])`, a missing `k` (odd fold length,
 /// padded lane) as 0.
-fn pack_wpairs(ctx: &Ctx, n0: usize, nb: usize) -> Vec<i16> {
-    let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.to_i32();
-    // W packed per fold and pair: 16 lanes of (w[k][n], w[k+1][n]), a
-    // missing k (odd fold length, padded lane) as 0.
-    let pairs = &ctx.pairs;
+fn pack_wpairs(wd: &[i32], n: usize, k: usize, fl: usize, pairs: &[usize], n0: usize, nb: usize) -> Vec<i16> {
     let np: usize = pairs.iter().sum();
     let mut wp = vec![0i16; np * 2 * NB];
     let mut q = 0;
-    for f in 0..ctx.folds {
-        let (k0, k1) = (f * ctx.fl, ((f + 1) * ctx.fl).min(k));
-        for p in 0..pairs[f] {
+    for (f, &pc) in pairs.iter().enumerate() {
+        let (k0, k1) = (f * fl, ((f + 1) * fl).min(k));
+        for p in 0..pc {
             for h in 0..2 {
                 let kk = k0 + 2 * p + h;
                 if kk < k1 {
@@ -822,6 +1223,176 @@ fn pack_wpairs(ctx: &Ctx, n0: usize, nb: usize) -> Vec<i16> {
         }
     }
     wp
+}
+
+#[allow(unsafe_code)]
+fn plain_dispatch(
+    ctx: &Ctx,
+    apair: &[i32],
+    blocks: &[BlockW],
+    rows: std::ops::Range<usize>,
+    dst: &mut [i64],
+    n: usize,
+) -> [[i32; NB]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: called only under `ctx.plain` (`has_vnni()` and
+        // `cfg.simd == Avx512`: avx512f/bw/vl detected), the features
+        // `plain_rows` enables.
+        unsafe {
+            use std::arch::x86_64::*;
+            let mut ext = [_mm512_setzero_si512(); 4];
+            let (p, np) = (ctx.pairs, ctx.np);
+            let main = rows.start..rows.start + (rows.len() / PLAIN_RB) * PLAIN_RB;
+            let rest = main.end..rows.end;
+            macro_rules! go {
+                ($cb:literal) => {{
+                    let w: [&[i16]; $cb] = std::array::from_fn(|c| &blocks[c].wp[..]);
+                    let c: [(usize, usize); $cb] = std::array::from_fn(|c| (blocks[c].n0, blocks[c].nb));
+                    plain_rows::<PLAIN_RB, $cb>(p, np, apair, w, c, main, dst, n, &mut ext);
+                    plain_rows::<1, $cb>(p, np, apair, w, c, rest, dst, n, &mut ext);
+                }};
+            }
+            match blocks.len() {
+                1 => go!(1),
+                2 => go!(2),
+                3 => go!(3),
+                _ => go!(4),
+            }
+            let mut out = [[0i32; NB]; 4];
+            for (e, v) in out.iter_mut().zip(ext) {
+                _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v);
+            }
+            out
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ctx, apair, blocks, rows, dst, n);
+        unreachable!("plain_group needs AVX-512 VNNI")
+    }
+}
+
+/// Rows per register tile of [`plain_rows`].
+const PLAIN_RB: usize = 4;
+
+/// Rows `rows` (indices into `apair`, `np` pairs per row, and into `dst`,
+/// `n` columns per row) of the plain-GEMM path for `CB` column blocks
+/// (`cols[c] = (n0, nb)`, weights `wps[c]`), `RB` rows at a time: `RB x CB`
+/// zmm accumulators of 16 i32 lanes, each activation pair broadcast once
+/// per `CB` `vpdpwssd`, each weight vector loaded once per `RB`. Per fold the
+/// accumulators hold the fold sums (from 0), added into the running buffer;
+/// the per-lane extremes of both go into `ext` = `[max fold sum, min fold
+/// sum, max buffer, min buffer]`. Writes `dst` = the buffer after the last
+/// fold (i64, the block's `nb` columns only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn plain_rows<const RB: usize, const CB: usize>(
+    pairs: &[usize],
+    np: usize,
+    apair: &[i32],
+    wps: [&[i16]; CB],
+    cols: [(usize, usize); CB],
+    rows: std::ops::Range<usize>,
+    dst: &mut [i64],
+    n: usize,
+    ext: &mut [std::arch::x86_64::__m512i; 4],
+) {
+    use std::arch::x86_64::*;
+    assert!(rows.len().is_multiple_of(RB));
+    assert!(apair.len() >= rows.end * np && dst.len() >= rows.end * n);
+    for c in 0..CB {
+        assert_eq!(wps[c].len(), np * 2 * NB);
+        assert!(cols[c].0 + cols[c].1 <= n && cols[c].1 <= NB);
+    }
+    let zero = _mm512_setzero_si512();
+    let [mut fh, mut fl, mut bh, mut bl] = *ext;
+    let mut mm = rows.start;
+    while mm < rows.end {
+        // No closures here: a closure does not inherit this function's
+        // target features, so intrinsics inside one become calls.
+        let mut ar: [&[i32]; RB] = [&[]; RB];
+        for r in 0..RB {
+            ar[r] = &apair[(mm + r) * np..(mm + r + 1) * np];
+        }
+        let mut buf = [[zero; CB]; RB];
+        let mut q0 = 0;
+        for &pc in pairs {
+            let q1 = q0 + pc;
+            let mut a_f: [&[i32]; RB] = [&[]; RB];
+            for r in 0..RB {
+                a_f[r] = &ar[r][q0..q1];
+            }
+            let mut w_f: [&[i16]; CB] = [&[]; CB];
+            for c in 0..CB {
+                w_f[c] = &wps[c][q0 * 2 * NB..q1 * 2 * NB];
+            }
+            let mut fs = [[zero; CB]; RB];
+            for q in 0..pc {
+                let mut w = [zero; CB];
+                for c in 0..CB {
+                    let wc = &w_f[c][q * 2 * NB..(q + 1) * 2 * NB];
+                    // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
+                    w[c] = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
+                }
+                for r in 0..RB {
+                    let av = _mm512_set1_epi32(a_f[r][q]);
+                    for c in 0..CB {
+                        fs[r][c] = _mm512_dpwssd_epi32(fs[r][c], av, w[c]);
+                    }
+                }
+            }
+            q0 = q1;
+            for r in 0..RB {
+                for c in 0..CB {
+                    buf[r][c] = _mm512_add_epi32(buf[r][c], fs[r][c]);
+                    fh = _mm512_max_epi32(fh, fs[r][c]);
+                    fl = _mm512_min_epi32(fl, fs[r][c]);
+                    bh = _mm512_max_epi32(bh, buf[r][c]);
+                    bl = _mm512_min_epi32(bl, buf[r][c]);
+                }
+            }
+        }
+        for r in 0..RB {
+            for c in 0..CB {
+                let (n0, nb) = cols[c];
+                let row = &mut dst[(mm + r) * n + n0..(mm + r) * n + n0 + nb];
+                store_i64(row, buf[r][c]);
+            }
+        }
+        mm += RB;
+    }
+    *ext = [fh, fl, bh, bl];
+}
+
+/// The first `dst.len()` (at most 16) i32 lanes of `v`, sign-extended, into
+/// `dst` (masked stores: nothing past `dst` is written).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+#[allow(unsafe_code)]
+fn store_i64(dst: &mut [i64], v: std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let nb = dst.len();
+    assert!(nb <= NB);
+    let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+    let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+    let p = dst.as_mut_ptr();
+    // SAFETY: the masks select lanes `0..nb` of `dst` only (masked-off
+    // lanes are neither written nor faulted on).
+    unsafe {
+        if nb == NB {
+            _mm512_storeu_si512(p as *mut _, lo);
+            _mm512_storeu_si512(p.add(8) as *mut _, hi);
+        } else {
+            let m = (1u32 << nb) - 1;
+            _mm512_mask_storeu_epi64(p, (m & 0xff) as u8, lo);
+            if nb > 8 {
+                _mm512_mask_storeu_epi64(p.add(8), (m >> 8) as u8, hi);
+            }
+        }
+    }
 }
 
 /// Column blocks run by the plain-GEMM path (`[0]`) and the saturating i16
@@ -893,61 +1464,42 @@ fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
 #[allow(clippy::too_many_arguments)]
 fn sat16_block(
     ctx: &Ctx,
-    bounds: (u128, u64),
     apair: &[i32],
     a2: &[i32],
-    n0: usize,
-    nb: usize,
+    bi: usize,
     r0: usize,
     r1: usize,
-) -> Option<BlockOut> {
+    v: &mut View,
+    out: &mut JobOut,
+) -> bool {
     let cfg = ctx.cfg;
     debug_assert!(ctx.sat16);
-    let (worst, bf) = bounds;
-    if worst > i32::MAX as u128 {
-        return None;
+    let b = &ctx.pw.blocks[bi];
+    if b.total as u128 * ctx.amax as u128 > i32::MAX as u128 {
+        return false;
     }
+    let bf = b.worst_fold * ctx.amax;
     // The exact GEMM, and the OR over the exact buffer values (after every
     // fold); the fold sums, like every chain prefix inside a fold, are
     // bounded by `Bf`. Only where the buffers do not decide the width,
     // the fold sums as well.
-    let wp = pack_wpairs(ctx, n0, nb);
-    let mut out = BlockOut {
-        acc: Vec::new(),
-        exact: vec![0; (r1 - r0) * nb],
-        tally: Tally::default(),
-        tile_counts: vec![0; ctx.ntiles],
-    };
-    let [hi, lo] = exact_buf_dispatch(ctx, apair, &wp, nb, r0, r1, &mut out.exact);
+    let [hi, lo] = exact_buf_dispatch(ctx, apair, &b.wp, b.n0, b.nb, r0, r1, v);
     let mut or = 0u64;
-    for v in hi.iter().chain(&lo) {
-        or |= cfg.acc.mag(*v as i64);
+    for x in hi.iter().chain(&lo) {
+        or |= cfg.acc.mag(*x as i64);
     }
     if width_of_mag(or) < width_of_mag(bf) {
-        let (full, ext) = exact_rows(ctx, apair, n0, nb, r0, r1);
+        let rows = (r0 - v.r0)..(r1 - v.r0);
+        let ext = plain_dispatch(ctx, apair, std::slice::from_ref(b), rows, v.exact, v.n);
         or = ext_or(cfg, &ext);
         if width_of_mag(or) < width_of_mag(bf) {
-            return None;
-        }
-        out.exact = full.exact;
-    }
-    out.acc = vec![0; (r1 - r0) * nb];
-    // W per k: 16 i32 words, each the column's weight in both i16 halves
-    // (lanes 2x and 2x + 1 of the i16 vector: rows m and m + 1, column x;
-    // padded columns 0).
-    let (k, n) = (ctx.k, ctx.n);
-    let wd = ctx.w.to_i32();
-    let mut w2 = vec![0i32; k * NB];
-    for kk in 0..k {
-        for x in 0..nb {
-            let v = wd[kk * n + n0 + x] as i16 as u16 as u32;
-            w2[kk * NB + x] = (v | v << 16) as i32;
+            return false;
         }
     }
-    sat16_rows_dispatch(ctx, a2, &w2, n0, nb, r0, r1, &mut out);
-    out.tally.writebacks = ((r1 - r0) * ctx.folds * nb) as u64;
-    out.tally.width_or = or;
-    Some(out)
+    sat16_rows_dispatch(ctx, a2, &b.w2, b.n0, b.nb, r0, r1, v, out);
+    out.tally.writebacks += ((r1 - r0) * ctx.folds * b.nb) as u64;
+    out.tally.width_or |= or;
+    true
 }
 
 #[allow(unsafe_code, clippy::too_many_arguments)]
@@ -959,25 +1511,26 @@ fn sat16_rows_dispatch(
     nb: usize,
     r0: usize,
     r1: usize,
-    out: &mut BlockOut,
+    v: &mut View,
+    out: &mut JobOut,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `ctx.sat16` implies `ctx.plain`: `has_vnni()` and
         // `cfg.simd == Avx512` (avx512f/bw/vl detected), the features
         // `sat16_rows` enables.
-        unsafe { sat16_rows(ctx, a2, w2, n0, nb, r0, r1, out) }
+        unsafe { sat16_rows(ctx, a2, w2, n0, nb, r0, r1, v, out) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (ctx, a2, w2, n0, nb, r0, r1, out);
+        let _ = (ctx, a2, w2, n0, nb, r0, r1, v, out);
         unreachable!("sat16_block needs AVX-512")
     }
 }
 
 /// Rows `r0..r1` of the saturating i16 path, one row pair per zmm (32 i16
 /// lanes: lane `2x` row m, lane `2x + 1` row m + 1, column `n0 + x`).
-/// Writes `out.acc` (the stored buffer), the overflow counts, the per-tile
+/// Writes `v.acc` (the stored buffer), the overflow counts, the per-tile
 /// counts and `max_psum` / `max_acc` into `out`. Counts live in u16 lanes
 /// (per fold: chain and buffer adders; one more vector for the buffer
 /// adders alone), summed into `out` before any lane could pass `u16::MAX`
@@ -994,7 +1547,8 @@ fn sat16_rows(
     nb: usize,
     r0: usize,
     r1: usize,
-    out: &mut BlockOut,
+    v: &mut View,
+    out: &mut JobOut,
 ) {
     use std::arch::x86_64::*;
     let cfg = ctx.cfg;
@@ -1069,9 +1623,9 @@ fn sat16_rows(
             unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, b[p]) };
             for h in 0..2 {
                 if mm + h < r1 {
-                    let j = (mm + h - r0) * nb;
+                    let j = (mm + h - v.r0) * v.n + n0;
                     for x in 0..nb {
-                        out.acc[j + x] = lanes[2 * x + h] as i16 as i64;
+                        v.acc[j + x] = lanes[2 * x + h] as i16 as i64;
                     }
                 }
             }
@@ -1159,55 +1713,55 @@ fn count16(
     c
 }
 
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 fn exact_buf_dispatch(
     ctx: &Ctx,
     apair: &[i32],
     wp: &[i16],
+    n0: usize,
     nb: usize,
     r0: usize,
     r1: usize,
-    exact: &mut [i64],
+    v: &mut View,
 ) -> [[i32; NB]; 2] {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: called only under `ctx.plain` (`has_vnni()` and
         // `cfg.simd == Avx512`), the features `exact_buf_rows` enables.
-        unsafe { exact_buf_rows(ctx, apair, wp, nb, r0, r1, exact) }
+        unsafe { exact_buf_rows(ctx, apair, wp, n0, nb, r0, r1, v) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (ctx, apair, wp, nb, r0, r1, exact);
+        let _ = (ctx, apair, wp, n0, nb, r0, r1, v);
         unreachable!("exact_buf_rows needs AVX-512 VNNI")
     }
 }
 
 /// The exact GEMM of rows `r0..r1` of a column block by `vpdpwssd`, 8 rows
 /// at a time (8 independent accumulators, one weight load per 8; exact in
-/// i32 under `B <= 2^31 - 1`). Writes `exact` and returns each lane's
+/// i32 under `B <= 2^31 - 1`). Writes `v.exact` and returns each lane's
 /// largest and smallest exact buffer value (after every fold), not the
 /// fold sums (which are chain prefixes, bounded by `Bf`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 fn exact_buf_rows(
     ctx: &Ctx,
     apair: &[i32],
     wp: &[i16],
+    n0: usize,
     nb: usize,
     r0: usize,
     r1: usize,
-    exact: &mut [i64],
+    v: &mut View,
 ) -> [[i32; NB]; 2] {
     use std::arch::x86_64::*;
     const RB: usize = 8;
-    let np: usize = ctx.pairs.iter().sum();
+    let np = ctx.np;
     assert_eq!(wp.len(), np * 2 * NB);
     assert_eq!(apair.len(), (r1 - r0) * np);
-    assert_eq!(exact.len(), (r1 - r0) * nb);
     let zero = _mm512_setzero_si512();
     let (mut hi, mut lo) = (zero, zero);
-    let mut lanes = [0i32; NB];
     let mut mm = r0;
     while mm < r1 {
         let rb = RB.min(r1 - mm);
@@ -1216,7 +1770,7 @@ fn exact_buf_rows(
             std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
         let mut buf = [zero; RB];
         let mut q0 = 0;
-        for &pc in &ctx.pairs {
+        for &pc in ctx.pairs {
             let q1 = q0 + pc;
             for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
                 // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
@@ -1234,123 +1788,19 @@ fn exact_buf_rows(
             }
         }
         for r in 0..rb {
-            // SAFETY: `lanes` holds 16 i32.
-            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, buf[r]) };
-            let j = (mm - r0 + r) * nb;
-            for x in 0..nb {
-                exact[j + x] = lanes[x] as i64;
-            }
+            let j = (mm + r - v.r0) * v.n + n0;
+            store_i64(&mut v.exact[j..j + nb], buf[r]);
         }
         mm += rb;
     }
     let mut ext = [[0i32; NB]; 2];
-    for (e, v) in ext.iter_mut().zip([hi, lo]) {
+    for (e, x) in ext.iter_mut().zip([hi, lo]) {
         // SAFETY: each `e` holds 16 i32.
-        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v) };
+        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, x) };
     }
     ext
 }
 
-#[allow(unsafe_code)]
-fn plain_rows_dispatch(
-    ctx: &Ctx,
-    apair: &[i32],
-    wp: &[i16],
-    nb: usize,
-    r0: usize,
-    r1: usize,
-    out: &mut BlockOut,
-) -> [[i32; NB]; 4] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: called only after `has_vnni()` and `cfg.simd == Avx512`
-        // (avx512f/bw/vl detected), the features `plain_rows` enables.
-        unsafe { plain_rows(ctx, apair, wp, nb, r0, r1, out) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (ctx, apair, wp, nb, r0, r1, out);
-        unreachable!("plain_block needs AVX-512 VNNI")
-    }
-}
-
-/// Rows `r0..r1` of the plain-GEMM path, 8 rows at a time (one zmm of 16
-/// i32 column lanes per row; the packed weight pair is loaded once per 8
-/// `vpdpwssd`). Writes `acc` = `exact` = the buffer after the last fold and
-/// returns the per-lane extremes of the fold sums and buffer values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[allow(unsafe_code)]
-fn plain_rows(
-    ctx: &Ctx,
-    apair: &[i32],
-    wp: &[i16],
-    nb: usize,
-    r0: usize,
-    r1: usize,
-    out: &mut BlockOut,
-) -> [[i32; NB]; 4] {
-    use std::arch::x86_64::*;
-    const RB: usize = 8;
-    let pairs = &ctx.pairs;
-    let np: usize = pairs.iter().sum();
-    assert_eq!(wp.len(), np * 2 * NB);
-    assert_eq!(apair.len(), (r1 - r0) * np);
-    let zero = _mm512_setzero_si512();
-    let (mut fh, mut fl, mut bh, mut bl) = (zero, zero, zero, zero);
-    let mut lanes = [0i32; NB];
-    let mut mm = r0;
-    while mm < r1 {
-        let rb = RB.min(r1 - mm);
-        // Rows past the end (the last group) reuse the group's first row;
-        // their results are not read.
-        let rows: [&[i32]; RB] =
-            std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
-        let mut buf = [zero; RB];
-        let mut prev = [zero; RB];
-        let mut q0 = 0;
-        for &pc in pairs {
-            let q1 = q0 + pc;
-            for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
-                // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
-                let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
-                // 8 independent accumulators: enough to hide the
-                // instruction's latency.
-                for r in 0..RB {
-                    buf[r] = _mm512_dpwssd_epi32(buf[r], _mm512_set1_epi32(rows[r][q]), wv);
-                }
-            }
-            q0 = q1;
-            for r in 0..rb {
-                let fs = _mm512_sub_epi32(buf[r], prev[r]);
-                fh = _mm512_max_epi32(fh, fs);
-                fl = _mm512_min_epi32(fl, fs);
-                bh = _mm512_max_epi32(bh, buf[r]);
-                bl = _mm512_min_epi32(bl, buf[r]);
-                prev[r] = buf[r];
-            }
-        }
-        for r in 0..rb {
-            // SAFETY: `lanes` holds 16 i32.
-            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, buf[r]) };
-            let j = (mm - r0 + r) * nb;
-            for x in 0..nb {
-                out.acc[j + x] = lanes[x] as i64;
-                out.exact[j + x] = lanes[x] as i64;
-            }
-        }
-        mm += rb;
-    }
-    let mut ext = [[0i32; NB]; 4];
-    for (e, v) in ext.iter_mut().zip([fh, fl, bh, bl]) {
-        // SAFETY: each `e` holds 16 i32.
-        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, v) };
-    }
-    ext
-}
-
-/// The scalar i64 path of [`fold32`] (wide data or long folds): per-adder
-/// narrowing with [`Acc::add`].
 fn fold64(
     arow: &[i32],
     wp: &[i32],

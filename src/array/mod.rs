@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 pub use crate::hw::Dataflow;
 use crate::hw::HwConfig;
 use crate::numerics::{IntFormat, OverflowMode, RoundMode, Rounder};
+pub use fast::PreparedWeights;
 pub use stats::{OverflowEvent, ResidueHistogram, Stats};
 use std::fmt;
 use std::str::FromStr;
@@ -175,7 +176,7 @@ impl<'a> Codes<'a> {
         }
     }
     /// The smallest and largest value (`(i32::MAX, i32::MIN)` when empty).
-    fn min_max(self) -> (i32, i32) {
+    pub(crate) fn min_max(self) -> (i32, i32) {
         fn go<T: Copy + Into<i32>>(v: &[T]) -> (i32, i32) {
             v.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &x| {
                 let x: i32 = x.into();
@@ -303,8 +304,8 @@ impl Matrix {
         self.codes().slice(r0 * self.cols..r1 * self.cols).widen(buf)
     }
     /// This matrix stored as `i32`: borrowed when it is, else a widened
-    /// copy. The engines take W this way once per GEMM (W is read per
-    /// column block; A, the large operand, is read in its own width).
+    /// copy. `PreparedWeights` holds W this way (its per-block loops index
+    /// it; A, the large operand, is read in its own width).
     pub fn with_i32_storage(&self) -> std::borrow::Cow<'_, Matrix> {
         match &self.data {
             Storage::I32(_) => std::borrow::Cow::Borrowed(self),
@@ -627,8 +628,25 @@ pub struct ArrayOutput {
 /// Limits that keep every exact intermediate inside `i64`.
 pub const MAX_K: usize = 1 << 28;
 
+/// [`check_operands`] (same errors, same order) with one pass over A that
+/// also finds `max|A|`, then the weights prepared for this GEMM.
+fn prepare_fast(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(PreparedWeights, u64)> {
+    check_shapes(a, w)?;
+    let amax = fast::check_format_max(cfg.afmt, a, "A")?;
+    let wmax = fast::check_format_max(cfg.wfmt, w, "W")?;
+    Ok((PreparedWeights::build(cfg, w, wmax), amax))
+}
+
 /// Check shapes and operand formats for a GEMM on `cfg`.
 pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
+    check_shapes(a, w)?;
+    a.check_format(cfg.afmt, "A")?;
+    w.check_format(cfg.wfmt, "W")?;
+    Ok(())
+}
+
+/// The shape and K checks of [`check_operands`].
+fn check_shapes(a: &Matrix, w: &Matrix) -> Result<()> {
     if a.cols() != w.rows() {
         return Err(Error::input(format!(
             "GEMM shapes: A is {}x{} and W is {}x{} (A's columns must equal W's rows, K)",
@@ -641,13 +659,102 @@ pub fn check_operands(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<()> {
     if a.cols() > MAX_K {
         return Err(Error::field("GEMM K", a.cols(), format!("1..={MAX_K}")));
     }
-    a.check_format(cfg.afmt, "A")?;
-    w.check_format(cfg.wfmt, "W")?;
     Ok(())
+}
+
+/// Caller-owned result buffers of a GEMM run by [`PreparedWeights::run`],
+/// reusable across runs: each run resizes them to `M x N` and reuses their
+/// allocations (no fresh `M x N` arrays, no page faults once they are
+/// large enough). Row-major, like [`ArrayOutput`].
+#[derive(Clone, Debug, Default)]
+pub struct ArrayBuffers {
+    m: usize,
+    n: usize,
+    acc: Vec<i64>,
+    exact: Vec<i64>,
+    exact_is_acc: bool,
+}
+
+impl ArrayBuffers {
+    /// Empty buffers (the first run allocates them).
+    pub fn new() -> ArrayBuffers {
+        ArrayBuffers::default()
+    }
+
+    /// M of the last run.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// N of the last run.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The final psum-buffer contents of the last run (P-bit, in units of
+    /// `2^d`), `M x N`: [`ArrayOutput::acc`].
+    pub fn acc(&self) -> &[i64] {
+        &self.acc[..self.m * self.n]
+    }
+
+    /// The exact GEMM of the last run, `M x N`: [`ArrayOutput::exact`].
+    /// When [`ArrayBuffers::exact_is_acc`] holds this is [`ArrayBuffers::acc`]
+    /// itself (the engine did not write a copy).
+    pub fn exact(&self) -> &[i64] {
+        if self.exact_is_acc {
+            self.acc()
+        } else {
+            &self.exact[..self.m * self.n]
+        }
+    }
+
+    /// Whether the last run proved every stored value equal to the exact
+    /// one (d = 0 and no adder overflowed: then, by induction over the
+    /// adders, every stored value is the exact sum) and so left the exact
+    /// array unwritten: [`ArrayBuffers::exact`] returns the accumulators.
+    /// Only the fast engine elides it; the flag is false after a cycle-
+    /// engine run.
+    pub fn exact_is_acc(&self) -> bool {
+        self.exact_is_acc
+    }
+
+    /// The buffers as an [`ArrayOutput`] with `stats` (the exact array
+    /// copied from the accumulators where it was elided).
+    pub fn into_output(mut self, stats: Stats) -> ArrayOutput {
+        let len = self.m * self.n;
+        self.acc.truncate(len);
+        let exact = if self.exact_is_acc {
+            self.acc.clone()
+        } else {
+            self.exact.truncate(len);
+            self.exact
+        };
+        ArrayOutput { m: self.m, n: self.n, acc: self.acc, exact, stats }
+    }
+
+    /// Size both arrays for an `m x n` run, reusing the allocations (a
+    /// fresh allocation is zeroed by the allocator, pages untouched until
+    /// written).
+    pub(crate) fn shape(&mut self, m: usize, n: usize) {
+        let len = m * n;
+        for v in [&mut self.acc, &mut self.exact] {
+            if v.capacity() < len {
+                *v = vec![0; len];
+            } else {
+                v.resize(len, 0);
+            }
+        }
+        self.m = m;
+        self.n = n;
+        self.exact_is_acc = false;
+    }
 }
 
 /// Run a GEMM on the array with the chosen engine. `trace` (cycle engine
 /// only) receives the per-cycle trace described in `docs/datapath.md`.
+/// Prepares the weights for this call and returns fresh arrays: a caller
+/// running many GEMMs on the same weights keeps a [`PreparedWeights`] and
+/// an [`ArrayBuffers`] instead (same results).
 pub fn run_array(
     cfg: &ArrayConfig,
     a: &Matrix,
@@ -655,19 +762,23 @@ pub fn run_array(
     engine: Engine,
     trace: Option<&mut String>,
 ) -> Result<ArrayOutput> {
-    check_operands(cfg, a, w)?;
-    let w = &*w.with_i32_storage();
-    let mut out = match engine {
+    match engine {
         Engine::Fast => {
+            let (pw, amax) = prepare_fast(cfg, a, w)?;
             if trace.is_some() {
                 return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
             }
-            fast::run(cfg, a, w)
+            let mut out = ArrayBuffers::new();
+            let stats = pw.run_checked(a, amax, Engine::Fast, &mut out);
+            Ok(out.into_output(stats))
         }
-        Engine::Cycle => cycle::run(cfg, a, w, trace),
-    };
-    a2q_stats(&mut out.stats, cfg, a, w);
-    Ok(out)
+        Engine::Cycle => {
+            check_operands(cfg, a, w)?;
+            let mut out = cycle::run(cfg, a, w, trace);
+            a2q_stats(&mut out.stats, cfg, a, w);
+            Ok(out)
+        }
+    }
 }
 
 fn a2q_stats(stats: &mut Stats, cfg: &ArrayConfig, a: &Matrix, w: &Matrix) {
@@ -680,8 +791,11 @@ fn a2q_stats(stats: &mut Stats, cfg: &ArrayConfig, a: &Matrix, w: &Matrix) {
 /// acc, exact)` receives rows `r0..r0 + acc.len() / N` (row-major, the same
 /// values [`run_array`] returns), in increasing row order, chunks of at
 /// most `chunk_rows` rows (the cycle engine retires `ws`/`is` rows as they
-/// complete when it runs without a trace, see `cycle_stream.rs`). Returns the statistics, identical to [`run_array`]'s for any
-/// chunk size and thread count. An error from `sink` stops the run.
+/// complete when it runs without a trace, see `cycle_stream.rs`). Returns
+/// the statistics, identical to [`run_array`]'s for any chunk size and
+/// thread count. An error from `sink` stops the run. The fast engine runs
+/// [`PreparedWeights::run_chunked`] (`exact` may be the same slice as
+/// `acc` where they provably agree).
 pub fn run_array_chunked(
     cfg: &ArrayConfig,
     a: &Matrix,
@@ -691,31 +805,21 @@ pub fn run_array_chunked(
     chunk_rows: usize,
     mut sink: impl FnMut(usize, &[i64], &[i64]) -> Result<()>,
 ) -> Result<Stats> {
-    check_operands(cfg, a, w)?;
-    let w = &*w.with_i32_storage();
-    let mut stats = match engine {
+    match engine {
         Engine::Fast => {
+            let (pw, amax) = prepare_fast(cfg, a, w)?;
             if trace.is_some() {
                 return Err(Error::input("--trace needs the cycle engine (--engine cycle)"));
             }
-            let p = fast::prepare(cfg, a, w);
-            let mut tally = stats::Tally::default();
-            let mut tiles = Vec::new();
-            let m = a.rows();
-            let step = chunk_rows.max(1);
-            let mut r0 = 0;
-            while r0 < m {
-                let r1 = r0.saturating_add(step).min(m);
-                let rows = p.run_rows(r0, r1, &mut tally, &mut tiles);
-                sink(r0, &rows.acc, &rows.exact)?;
-                r0 = r1;
-            }
-            p.finish(tally, &tiles)
+            pw.run_chunked_checked(a, amax, Engine::Fast, chunk_rows, sink)
         }
-        Engine::Cycle => cycle::run_chunked(cfg, a, w, trace, chunk_rows, &mut sink)?,
-    };
-    a2q_stats(&mut stats, cfg, a, w);
-    Ok(stats)
+        Engine::Cycle => {
+            check_operands(cfg, a, w)?;
+            let mut stats = cycle::run_chunked(cfg, a, w, trace, chunk_rows, &mut sink)?;
+            a2q_stats(&mut stats, cfg, a, w);
+            Ok(stats)
+        }
+    }
 }
 
 /// Run a GEMM on the cycle engine and return its per-cycle trace with the
@@ -724,7 +828,6 @@ pub fn run_array_chunked(
 /// checking an RTL array register by register (`tests/rtl_array.rs`).
 pub fn trace_registers(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> Result<(ArrayOutput, String)> {
     check_operands(cfg, a, w)?;
-    let w = &*w.with_i32_storage();
     let mut text = String::new();
     let mut out = cycle::run_traced(cfg, a, w, Some(&mut text), true);
     a2q_stats(&mut out.stats, cfg, a, w);
@@ -768,46 +871,67 @@ pub fn compute_cycles(dataflow: Dataflow, rows: usize, cols: usize, m: usize, k:
     }
 }
 
-/// One tile of the schedule (see `docs/datapath.md`, "Tiles").
+/// One tile of the schedule (see `docs/datapath.md`, "Tiles"): its
+/// geometry (fold, K range, rows and columns used, [`crate::memory::Geometry`])
+/// and when it runs. Dereferences to the geometry (`t.k0`, `t.c0`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Tile {
+    /// Fold index, K range, first row-mapped index (os: m) and rows used,
+    /// first column-mapped index (ws/os: n, is: m) and columns used.
+    pub g: crate::memory::Geometry,
     /// First cycle of the tile (after its memory stall, `docs/memory.md`).
     pub start: u64,
     /// Preload cycles the tile spends itself (R; 0 for `os` and for a
     /// double-buffered `ws` tile after the first): its stream starts at
     /// `start + pre`.
     pub pre: u64,
-    /// Fold index f (0 for os).
-    pub fold: usize,
-    /// K range of the fold.
-    pub k0: usize,
-    pub k1: usize,
-    /// First row-mapped index (os: m) and rows used.
-    pub r0: usize,
-    pub ru: usize,
-    /// First column-mapped index (ws/os: n, is: m) and columns used.
-    pub c0: usize,
-    pub cu: usize,
+}
+
+impl std::ops::Deref for Tile {
+    type Target = crate::memory::Geometry;
+    fn deref(&self) -> &crate::memory::Geometry {
+        &self.g
+    }
 }
 
 /// The tiles in execution order, with their start cycles (the memory
-/// model's gate, [`crate::memory::plan_with`], decides stalls and preloads).
-pub(crate) fn schedule(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> Vec<Tile> {
+/// model's gate, [`crate::memory::plan_with`], decides stalls and preloads),
+/// and the GEMM's timing from the same pass.
+pub(crate) fn schedule(
+    cfg: &ArrayConfig,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> (Vec<Tile>, crate::memory::Timing) {
     let mut tiles = Vec::new();
-    crate::memory::plan_with(&cfg.layout(), m, k, n, |g, gate| {
-        tiles.push(Tile {
-            start: gate.start,
-            pre: gate.pre,
-            fold: g.fold,
-            k0: g.k0,
-            k1: g.k1,
-            r0: g.r0,
-            ru: g.ru,
-            c0: g.c0,
-            cu: g.cu,
-        });
+    let timing = crate::memory::plan_with(&cfg.layout(), m, k, n, |g, gate| {
+        tiles.push(Tile { g: *g, start: gate.start, pre: gate.pre });
     });
-    tiles
+    (tiles, timing)
+}
+
+/// The cycle count (stalls included) and the stall cycles of an `M x K x
+/// N` GEMM on `cfg`: with the memory model off
+/// ([`crate::memory::MemoryConfig::enabled`] false: no stalls, every tile
+/// preloads itself) the closed form [`compute_cycles`] and 0, held equal to
+/// [`crate::memory::plan`] by
+/// `tests/array_props.rs::closed_form_timing_is_the_timer`; otherwise the
+/// memory model's [`crate::memory::plan`] (one pass of its `Timer`).
+pub(crate) fn cycles_and_stalls(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> (u64, u64) {
+    if cfg.mem.enabled {
+        let t = crate::memory::plan(&cfg.layout(), m, k, n);
+        return (t.cycles, t.stall_cycles);
+    }
+    (compute_cycles(cfg.dataflow, cfg.rows, cfg.cols, m, k, n), 0)
+}
+
+/// Number of tiles of an `M x K x N` GEMM (the length of [`schedule`]).
+pub(crate) fn tile_count(cfg: &ArrayConfig, m: usize, k: usize, n: usize) -> usize {
+    match cfg.dataflow {
+        Dataflow::Ws => n.div_ceil(cfg.cols) * k.div_ceil(cfg.rows),
+        Dataflow::Is => m.div_ceil(cfg.cols) * k.div_ceil(cfg.rows),
+        Dataflow::Os => m.div_ceil(cfg.rows) * n.div_ceil(cfg.cols),
+    }
 }
 
 /// Index into [`schedule`] of the tile computing fold `f` of output
@@ -869,7 +993,9 @@ mod tests {
                     simd: Simd::Portable,
                     mem: crate::memory::MemoryConfig::default(),
                 };
-                let tiles = schedule(&cfg, m, k, n);
+                let (tiles, t) = schedule(&cfg, m, k, n);
+                assert_eq!(tiles.len(), tile_count(&cfg, m, k, n));
+                assert_eq!(cycles_and_stalls(&cfg, m, k, n), (t.cycles, t.stall_cycles));
                 let last = tiles.last().unwrap();
                 let len = match df {
                     Dataflow::Ws => (2 * r + m + last.cu - 2) as u64 + 1,

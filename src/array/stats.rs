@@ -372,7 +372,12 @@ pub fn a2q_bits_weights(w: &Matrix, afmt: IntFormat) -> u32 {
             *s += v.unsigned_abs() as u64;
         }
     }
-    let best = norms.iter().copied().max().unwrap_or(0);
+    a2q_bits_from_norm(norms.iter().copied().max().unwrap_or(0), afmt)
+}
+
+/// [`a2q_bits_weights`] from the largest column norm `max_n ||w_n||_1`
+/// (2 when it is 0).
+pub fn a2q_bits_from_norm(best: u64, afmt: IntFormat) -> u32 {
     if best == 0 {
         return 2;
     }
