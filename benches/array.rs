@@ -13,7 +13,8 @@
 //! are printed as `RATIO ...` lines, each in wall time and in process CPU
 //! time (user + sys of every thread: on a shared machine the work done, not
 //! the time slices lost to other processes). `BITMAC_BENCH_BIG=0` skips
-//! 2048^3, `BITMAC_BENCH_CYCLE=0` the cycle engine.
+//! 2048^3, `BITMAC_BENCH_CYCLE=0` the cycle engine, `BITMAC_BENCH_FAST=0` the
+//! fast engine and the baselines.
 
 // Kernel-shaped code: rows, columns and lanes are indexed explicitly.
 #![allow(clippy::needless_range_loop)]
@@ -432,9 +433,12 @@ fn gemm_ratios(size: usize, reps: usize, all_levels: bool) {
 }
 
 fn ratios() {
-    gemm_ratios(512, 5, true);
-    if std::env::var("BITMAC_BENCH_BIG").map_or(true, |v| v != "0") {
-        gemm_ratios(2048, 1, false);
+    // BITMAC_BENCH_FAST=0: the cycle engine only.
+    if std::env::var("BITMAC_BENCH_FAST").map_or(true, |v| v != "0") {
+        gemm_ratios(512, 5, true);
+        if std::env::var("BITMAC_BENCH_BIG").map_or(true, |v| v != "0") {
+            gemm_ratios(2048, 1, false);
+        }
     }
     if std::env::var("BITMAC_BENCH_CYCLE").is_ok_and(|v| v == "0") {
         return;

@@ -898,3 +898,74 @@ fn sat16_path_runs() {
     assert_eq!(best, chain);
     check_case(&c).unwrap();
 }
+
+/// The cycle engine's chain bound (`docs/performance.md`, "Cycle engine"):
+/// `max|moving| * max over folds and stationary columns of the fold's
+/// sum of |stationary|` (`ws`: moving A, stationary W; `is`: the other way
+/// round).
+fn chain_bound(c: &Case) -> u64 {
+    let ws = c.df == Dataflow::Ws;
+    let st = |kk: usize, j: usize| if ws { c.w[kk * c.n + j] } else { c.a[j * c.k + kk] };
+    let mv = if ws { &c.a } else { &c.w };
+    let mvmax = mv.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let cdim = if ws { c.n } else { c.m };
+    let mut l1max = 0u64;
+    for k0 in (0..c.k).step_by(c.rows) {
+        for j in 0..cdim {
+            l1max = l1max.max((k0..c.k.min(k0 + c.rows)).map(|kk| st(kk, j).unsigned_abs() as u64).sum());
+        }
+    }
+    mvmax * l1max
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The cycle engine's bounded stationary kernel (no per-PE overflow
+    /// test, no exact shadow, in-place psums, skewed activation window),
+    /// taken when the chain bound is at most `2^(P-1) - 1`, at its
+    /// boundary: P is the smallest width the bound allows (the kernel
+    /// runs) and one bit less (it must not: the general kernel runs, and
+    /// with `extreme` data, every moving value and stationary value at the
+    /// top of its range, a chain reaches the bound and overflows). Every
+    /// variant (`check_case`: both engines at every SIMD level, the traced
+    /// path, row-chunked delivery) against the reference; `ws` / `is`,
+    /// arrays and GEMMs large enough for several column tiles and folds
+    /// and more than one activation window (512 cycles).
+    #[test]
+    fn cycle_bounded_kernel_at_its_boundary(
+        ws in any::<bool>(),
+        (rows, cols) in (1usize..7, 1usize..20),
+        (abits, asigned, wbits, wsigned) in (2u32..=8, any::<bool>(), 2u32..=8, any::<bool>()),
+        mode in prop::sample::select(OverflowMode::ALL.to_vec()),
+        (m, k, n) in (1usize..9, 1usize..14, 1usize..9),
+        (long, extreme, below, seed) in (any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()),
+    ) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let df = if ws { Dataflow::Ws } else { Dataflow::Is };
+        // A long stream (more than one 512-cycle window) in some cases.
+        let (m, n) = match (long, ws) {
+            (true, true) => (600 + m * 37, n),
+            (true, false) => (m, 600 + n * 37),
+            _ => (m, n),
+        };
+        let (alo, ahi) = range(abits, asigned);
+        let (wlo, whi) = range(wbits, wsigned);
+        let a: Vec<i32> = (0..m * k).map(|_| if extreme { ahi } else { rng.gen_range(alo..=ahi) }).collect();
+        let w: Vec<i32> = (0..k * n).map(|_| if extreme { whi } else { rng.gen_range(wlo..=whi) }).collect();
+        let mut c = Case {
+            df, rows, cols, wbits, wsigned, abits, asigned, p: 32, mode, d: 0,
+            rmode: RoundMode::RndConv, offset: 0, m, k, n, a, w,
+        };
+        let bound = chain_bound(&c);
+        // The smallest P with 2^(P-1) - 1 >= bound, at least 2.
+        let pmin = (65 - bound.leading_zeros()).max(2);
+        c.p = if below && pmin > 2 { pmin - 1 } else { pmin };
+        check_case(&c)?;
+        if extreme && c.p < pmin && bound > 0 {
+            let out = run(&c, Engine::Cycle);
+            prop_assert!(out.stats.overflows_array > 0, "the bound is reached, P one bit short must overflow");
+        }
+    }
+}

@@ -16,10 +16,11 @@ use super::Stats;
 
 #[path = "cycle_stream.rs"]
 mod stream;
-use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Codes, Dataflow, Matrix, OverflowEvent};
 use super::{Simd, SAT, SATS, SATZ, WRAP};
 use crate::memory::Geometry;
 use std::fmt::Write as _;
+use stream::Kern;
 
 /// A register lane type for the stationary-array kernels: `i64` always
 /// works; `i32` is used when every value provably fits (P <= 32, products
@@ -301,10 +302,12 @@ pub(crate) fn run(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, trace: Option<&mut 
         // The untraced stationary path, collected whole (delivered in
         // chunks, so its own buffer stays small when the GEMM allows it).
         let (m, n) = (a.rows(), w.cols());
-        let (mut acc, mut exact) = (vec![0i64; m * n], vec![0i64; m * n]);
+        let (mut acc, mut exact) = (Vec::with_capacity(m * n), Vec::with_capacity(m * n));
         let stats = run_chunked(cfg, a, w, None, m.clamp(1, 4096), &mut |r0, ac, ex| {
-            acc[r0 * n..r0 * n + ac.len()].copy_from_slice(ac);
-            exact[r0 * n..r0 * n + ex.len()].copy_from_slice(ex);
+            // Chunks arrive in row order, each starting where the last ended.
+            debug_assert_eq!(r0 * n, acc.len());
+            acc.extend_from_slice(ac);
+            exact.extend_from_slice(ex);
             Ok(())
         })
         .expect("the collecting sink does not fail");
@@ -355,12 +358,129 @@ fn new_buffer<'t>(
     buf
 }
 
+/// The operands of a stationary dataflow as the PE array sees them: the
+/// stationary value of K index `kk`, column index `j` (`ws`: `w[kk][j]`,
+/// `is`: `a[j][kk]`) and the moving value of stream item `s`, K index `kk`
+/// (`ws`: `a[s][kk]`, `is`: `w[kk][s]`). The one place the stationary paths
+/// (traced and streamed) read the operand matrices' data.
+#[derive(Clone, Copy)]
+struct Operands<'m> {
+    /// Stationary: `st[kk * st_k + j * st_j]` (in the matrix's storage
+    /// width, `Matrix::codes`).
+    st: Codes<'m>,
+    st_k: usize,
+    st_j: usize,
+    /// Moving: `mv[s * mv_s + kk * mv_k]`.
+    mv: Codes<'m>,
+    mv_s: usize,
+    mv_k: usize,
+    /// Stream length (`M` in `ws`, `N` in `is`) and the stationary
+    /// operand's column count (`N` in `ws`, `M` in `is`).
+    stream: usize,
+    cdim: usize,
+    k: usize,
+}
+
+impl<'m> Operands<'m> {
+    fn new(ws: bool, a: &'m Matrix, w: &'m Matrix) -> Operands<'m> {
+        let (m, k, n) = (a.rows(), a.cols(), w.cols());
+        if ws {
+            Operands {
+                st: w.codes(),
+                st_k: n,
+                st_j: 1,
+                mv: a.codes(),
+                mv_s: k,
+                mv_k: 1,
+                stream: m,
+                cdim: n,
+                k,
+            }
+        } else {
+            Operands {
+                st: a.codes(),
+                st_k: 1,
+                st_j: k,
+                mv: w.codes(),
+                mv_s: 1,
+                mv_k: n,
+                stream: n,
+                cdim: m,
+                k,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn stationary(&self, kk: usize, j: usize) -> i64 {
+        self.st.at(kk * self.st_k + j * self.st_j) as i64
+    }
+
+    #[inline(always)]
+    fn moving(&self, s: usize, kk: usize) -> i64 {
+        self.mv.at(s * self.mv_s + kk * self.mv_k) as i64
+    }
+
+    /// The left-edge inputs of stream cycle `q` of the fold starting at K
+    /// index `k0` with `ru` used rows: row `r < ru` receives item `q - r`
+    /// (0 for a bubble: `q < r` or `q - r >= stream`), rows `>= ru` 0.
+    #[inline(always)]
+    fn edge<I: Copy + Default>(
+        &self,
+        q: usize,
+        k0: usize,
+        ru: usize,
+        conv: impl Fn(i64) -> I,
+        edge: &mut [I],
+    ) {
+        if q + 1 >= ru && q < self.stream {
+            // Every used row has an item this cycle: one strided walk.
+            let step = self.mv_k.wrapping_sub(self.mv_s);
+            self.mv.gather(q * self.mv_s + k0 * self.mv_k, step, &mut edge[..ru], |v| conv(v as i64));
+        } else {
+            for (r, e) in edge[..ru].iter_mut().enumerate() {
+                *e = if q >= r && q - r < self.stream {
+                    conv(self.moving(q - r, k0 + r))
+                } else {
+                    I::default()
+                };
+            }
+        }
+        edge[ru..].fill(I::default());
+    }
+
+    /// The largest `|value|` of the moving and of the stationary operand.
+    fn max_abs(&self) -> (u64, u64) {
+        (self.mv.max_abs() as u64, self.st.max_abs() as u64)
+    }
+
+    /// The chain bound: `max|moving| * max over folds f (R K values each)
+    /// and columns j of sum_{kk in f} |stationary(kk, j)|`. Every psum
+    /// register value of a column chain is a prefix of such a fold's sum of
+    /// products, so it is at most this in magnitude.
+    fn chain_bound(&self, rows: usize, mvmax: u64) -> u64 {
+        let mut l1max = 0u64;
+        for k0 in (0..self.k).step_by(rows) {
+            for j in 0..self.cdim {
+                let l1: u64 =
+                    (k0..self.k.min(k0 + rows)).map(|kk| self.stationary(kk, j).unsigned_abs()).sum();
+                l1max = l1max.max(l1);
+            }
+        }
+        mvmax.saturating_mul(l1max)
+    }
+}
+
 /// Whether the stationary kernels may use `i32` lanes: operands fit i16,
 /// every product and every column chain of R products fits i32, and P <= 31
 /// (or P = 32 WRAP).
 fn fits32(cfg: &ArrayConfig, a: &Matrix, w: &Matrix) -> bool {
-    let amax = a.max_abs() as u64;
-    let wmax = w.max_abs() as u64;
+    let (amax, wmax) = Operands::new(true, a, w).max_abs();
+    fits32_max(cfg, amax, wmax)
+}
+
+/// [`fits32`] from the operands' largest magnitudes.
+fn fits32_max(cfg: &ArrayConfig, amax: u64, wmax: u64) -> bool {
     let prod = amax * wmax;
     let bits = cfg.acc.bits;
     amax <= i16::MAX as u64
@@ -402,12 +522,33 @@ pub(crate) fn run_chunked(
         return Ok(out.stats);
     }
     let mut buf = new_buffer(cfg, (m, k, n), None, false, false);
-    if fits32(cfg, a, w) {
-        stream_mode::<i32>(cfg, a, w, &mut buf, chunk, sink)?;
+    let ops = Operands::new(cfg.dataflow == Dataflow::Ws, a, w);
+    let (mvmax, stmax) = ops.max_abs();
+    if fits32_max(cfg, mvmax, stmax) {
+        let kern = stream_kernel(cfg, &ops, mvmax, stmax);
+        stream_mode::<i32>(cfg, a, w, &mut buf, chunk, sink, kern)?;
     } else {
-        stream_mode::<i64>(cfg, a, w, &mut buf, chunk, sink)?;
+        stream_mode::<i64>(cfg, a, w, &mut buf, chunk, sink, Kern::General)?;
     }
     Ok(finish(cfg, buf, (m, k, n)).0)
+}
+
+/// The streamed path's PE-array kernel, given `i32` lanes
+/// ([`fits32_max`] holds; `mvmax`, `stmax`: the largest `|value|` of the
+/// moving and the stationary operand). [`Kern::Bounded`] when the chain
+/// bound ([`Operands::chain_bound`]) is at most `2^(P-1) - 1`: every psum
+/// register value is a prefix of a fold's column chain (a bubble or an
+/// unused row or column adds 0), so it lies in `[-(2^(P-1) - 1), 2^(P-1) -
+/// 1]`, which every overflow mode stores unchanged (`SAT_SYM` included): no
+/// PE adder overflows in any cycle, the stored values are the exact ones
+/// (the shadow never starts) and the array's overflow count is 0. The
+/// psum-buffer adder is still evaluated per writeback. Else
+/// [`Kern::General`].
+fn stream_kernel(cfg: &ArrayConfig, ops: &Operands, mvmax: u64, stmax: u64) -> Kern {
+    if ops.chain_bound(cfg.rows, mvmax) > cfg.acc.max as u64 {
+        return Kern::General;
+    }
+    Kern::Bounded { p16: mvmax * stmax <= i16::MAX as u64 }
 }
 
 fn stream_mode<T: Lane>(
@@ -417,12 +558,13 @@ fn stream_mode<T: Lane>(
     buf: &mut Buffer,
     chunk: usize,
     sink: &mut stream::Sink,
+    kern: Kern,
 ) -> crate::error::Result<()> {
     match mode_code(cfg.acc.mode) {
-        WRAP => stream_simd::<T, WRAP>(cfg, a, w, buf, chunk, sink),
-        SAT => stream_simd::<T, SAT>(cfg, a, w, buf, chunk, sink),
-        SATZ => stream_simd::<T, SATZ>(cfg, a, w, buf, chunk, sink),
-        _ => stream_simd::<T, SATS>(cfg, a, w, buf, chunk, sink),
+        WRAP => stream_simd::<T, WRAP>(cfg, a, w, buf, chunk, sink, kern),
+        SAT => stream_simd::<T, SAT>(cfg, a, w, buf, chunk, sink, kern),
+        SATZ => stream_simd::<T, SATZ>(cfg, a, w, buf, chunk, sink, kern),
+        _ => stream_simd::<T, SATS>(cfg, a, w, buf, chunk, sink, kern),
     }
 }
 
@@ -435,16 +577,17 @@ fn stream_simd<T: Lane, const MODE: u8>(
     buf: &mut Buffer,
     chunk: usize,
     sink: &mut stream::Sink,
+    kern: Kern,
 ) -> crate::error::Result<()> {
     match cfg.simd {
         // SAFETY: `cfg.simd` never exceeds `Simd::detect()` (set by
         // `ArrayConfig::from_hw` or capped by `with_simd`), so the CPU has
         // every feature the wrapper enables.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => unsafe { stream_avx512::<T, MODE>(cfg, a, w, buf, chunk, sink) },
+        Simd::Avx512 => unsafe { stream_avx512::<T, MODE>(cfg, a, w, buf, chunk, sink, kern) },
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { stream_avx2::<T, MODE>(cfg, a, w, buf, chunk, sink) },
-        _ => stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink),
+        Simd::Avx2 => unsafe { stream_avx2::<T, MODE>(cfg, a, w, buf, chunk, sink, kern) },
+        _ => stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink, kern),
     }
 }
 
@@ -457,8 +600,9 @@ fn stream_avx2<T: Lane, const MODE: u8>(
     buf: &mut Buffer,
     chunk: usize,
     sink: &mut stream::Sink,
+    kern: Kern,
 ) -> crate::error::Result<()> {
-    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink)
+    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink, kern)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -470,8 +614,9 @@ fn stream_avx512<T: Lane, const MODE: u8>(
     buf: &mut Buffer,
     chunk: usize,
     sink: &mut stream::Sink,
+    kern: Kern,
 ) -> crate::error::Result<()> {
-    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink)
+    stream::stream_m::<T, MODE>(cfg, a, w, buf, chunk, sink, kern)
 }
 
 /// [`run`], optionally with the register trace appended to every trace line
@@ -749,16 +894,11 @@ fn stationary_avx512<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: 
 #[inline(always)]
 fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &Matrix, buf: &mut Buffer) {
     let (rr, cc) = (cfg.rows, cfg.cols);
-    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let k = a.cols();
     let ws = cfg.dataflow == Dataflow::Ws;
-    let (cdim, stream) = if ws { (n, m) } else { (m, n) };
-    // stationary(kk, j): the value held by the PE of K index kk, column
-    // index j.
-    let stationary = |kk: usize, j: usize| -> T::In {
-        T::in_from_i64(if ws { w.get(kk, j) } else { a.get(j, kk) } as i64)
-    };
-    // The moving operand as a flat slice: moving(kk, s) = mv[s*mv_s + kk*mv_k].
-    let (mv, mv_s, mv_k) = if ws { (a.codes(), k, 1) } else { (w.codes(), 1, n) };
+    let ops = Operands::new(ws, a, w);
+    let (cdim, stream) = (ops.cdim, ops.stream);
+    let stationary = |kk: usize, j: usize| -> T::In { T::in_from_i64(ops.stationary(kk, j)) };
     let sz = rr * cc;
     let z = T::default();
     let zi = T::In::default();
@@ -852,13 +992,7 @@ fn run_stationary_m<T: Lane, const MODE: u8>(cfg: &ArrayConfig, a: &Matrix, w: &
             while done < stream * cu {
                 drain(buf, &mut pending, &preg, &ereg, &tag, pend_c0, shadow);
                 pend_c0 = c0;
-                for (r, e) in edge.iter_mut().enumerate() {
-                    *e = if r < ru && q >= r && q - r < stream {
-                        T::in_from_i64(mv.at((q - r) * mv_s + (k0 + r) * mv_k) as i64)
-                    } else {
-                        zi
-                    };
-                }
+                ops.edge(q, k0, ru, T::in_from_i64, &mut edge);
                 // The exact shadow starts lazily, at the first overflow.
                 let res = mac_cycle::<T, MODE>(
                     &cfg.acc,
