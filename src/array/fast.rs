@@ -497,14 +497,14 @@ struct Ctx<'a> {
     ntiles: usize,
     amax: u64,
     use32: bool,
-    /// The plain-GEMM path may run ([`plain_block`]'s global conditions:
+    /// The plain-GEMM path may run ([`plain_group`]'s global conditions:
     /// AVX-512 VNNI level, d = 0, i16 operands); per block it still checks
     /// the no-overflow proof and the width condition.
     plain: bool,
     /// Per fold: the number of K pairs of the plain-GEMM packing.
     pairs: &'a [usize],
     np: usize,
-    /// The saturating i16 path may run ([`sat16_block`]'s global
+    /// The saturating i16 path may run ([`sat16_group`]'s global
     /// conditions: those of `plain`, P = 16 `SAT`, every product fits i16,
     /// the i16 counters' limits, and for `is` / `os` an even row count per
     /// tile); per block it still checks `B <= 2^31 - 1` and the width
@@ -688,6 +688,8 @@ fn run_job(ctx: &Ctx, r0: usize, r1: usize, mut v: View) -> JobOut {
         if ctx.plain && plain_group(ctx, &apair, b, g, r0, r1, &mut v, &mut out) {
             PATH_COUNTS[0].fetch_add(g as u64, std::sync::atomic::Ordering::Relaxed);
             out.unwritten.extend(b..b + g);
+        } else if sat16 && sat16_group(ctx, &apair, &a2, b, g, r0, r1, &mut v, &mut out) {
+            PATH_COUNTS[1].fetch_add(g as u64, std::sync::atomic::Ordering::Relaxed);
         } else {
             for bi in b..b + g {
                 run_block(ctx, &apair, sat16.then_some(&a2[..]), bi, r0, r1, &mut v, &mut out);
@@ -946,7 +948,7 @@ fn run_block(
         return;
     }
     if let Some(a2) = a2 {
-        if sat16_block(ctx, apair, a2, bi, r0, r1, v, out) {
+        if sat16_group(ctx, apair, a2, bi, 1, r0, r1, v, out) {
             PATH_COUNTS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
@@ -1105,7 +1107,7 @@ fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     v
 }
 
-/// Whether this CPU has AVX-512 VNNI (`vpdpwssd`), for [`plain_block`].
+/// Whether this CPU has AVX-512 VNNI (`vpdpwssd`), for [`plain_group`].
 fn has_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -1169,7 +1171,7 @@ fn plain_group(
     }
     let bf = blocks.iter().map(|b| b.worst_fold).max().unwrap_or(0) * ctx.amax;
     let rows = (r0 - v.r0)..(r1 - v.r0);
-    let ext = plain_dispatch(ctx, apair, blocks, rows, v.acc, v.n);
+    let ext = plain_dispatch::<true>(ctx, apair, blocks, rows, v.acc, v.n);
     let or = ext_or(cfg, &ext);
     if width_of_mag(or) < width_of_mag(bf) {
         return false;
@@ -1226,7 +1228,7 @@ fn pack_wpairs(wd: &[i32], n: usize, k: usize, fl: usize, pairs: &[usize], n0: u
 }
 
 #[allow(unsafe_code)]
-fn plain_dispatch(
+fn plain_dispatch<const FOLD: bool>(
     ctx: &Ctx,
     apair: &[i32],
     blocks: &[BlockW],
@@ -1249,8 +1251,8 @@ fn plain_dispatch(
                 ($cb:literal) => {{
                     let w: [&[i16]; $cb] = std::array::from_fn(|c| &blocks[c].wp[..]);
                     let c: [(usize, usize); $cb] = std::array::from_fn(|c| (blocks[c].n0, blocks[c].nb));
-                    plain_rows::<PLAIN_RB, $cb>(p, np, apair, w, c, main, dst, n, &mut ext);
-                    plain_rows::<1, $cb>(p, np, apair, w, c, rest, dst, n, &mut ext);
+                    plain_rows::<PLAIN_RB, $cb, FOLD>(p, np, apair, w, c, main, dst, n, &mut ext);
+                    plain_rows::<1, $cb, FOLD>(p, np, apair, w, c, rest, dst, n, &mut ext);
                 }};
             }
             match blocks.len() {
@@ -1280,15 +1282,17 @@ const PLAIN_RB: usize = 4;
 /// `n` columns per row) of the plain-GEMM path for `CB` column blocks
 /// (`cols[c] = (n0, nb)`, weights `wps[c]`), `RB` rows at a time: `RB x CB`
 /// zmm accumulators of 16 i32 lanes, each activation pair broadcast once
-/// per `CB` `vpdpwssd`, each weight vector loaded once per `RB`. Per fold the
-/// accumulators hold the fold sums (from 0), added into the running buffer;
-/// the per-lane extremes of both go into `ext` = `[max fold sum, min fold
-/// sum, max buffer, min buffer]`. Writes `dst` = the buffer after the last
+/// per `CB` `vpdpwssd`, each weight vector loaded once per `RB`. With
+/// `FOLD`, per fold the accumulators hold the fold sums (from 0), added
+/// into the running buffer, and the per-lane extremes of both go into `ext`
+/// = `[max fold sum, min fold sum, max buffer, min buffer]`; without, the
+/// accumulators are the buffer and only its extremes are kept (`ext[0]`,
+/// `ext[1]` unchanged). Writes `dst` = the buffer after the last
 /// fold (i64, the block's `nb` columns only).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
-fn plain_rows<const RB: usize, const CB: usize>(
+fn plain_rows<const RB: usize, const CB: usize, const FOLD: bool>(
     pairs: &[usize],
     np: usize,
     apair: &[i32],
@@ -1328,7 +1332,9 @@ fn plain_rows<const RB: usize, const CB: usize>(
             for c in 0..CB {
                 w_f[c] = &wps[c][q0 * 2 * NB..q1 * 2 * NB];
             }
-            let mut fs = [[zero; CB]; RB];
+            // FOLD: the fold sum from 0, then added into the buffer; else
+            // straight into the buffer.
+            let mut fs = if FOLD { [[zero; CB]; RB] } else { buf };
             for q in 0..pc {
                 let mut w = [zero; CB];
                 for c in 0..CB {
@@ -1346,9 +1352,13 @@ fn plain_rows<const RB: usize, const CB: usize>(
             q0 = q1;
             for r in 0..RB {
                 for c in 0..CB {
-                    buf[r][c] = _mm512_add_epi32(buf[r][c], fs[r][c]);
-                    fh = _mm512_max_epi32(fh, fs[r][c]);
-                    fl = _mm512_min_epi32(fl, fs[r][c]);
+                    if FOLD {
+                        buf[r][c] = _mm512_add_epi32(buf[r][c], fs[r][c]);
+                        fh = _mm512_max_epi32(fh, fs[r][c]);
+                        fl = _mm512_min_epi32(fl, fs[r][c]);
+                    } else {
+                        buf[r][c] = fs[r][c];
+                    }
                     bh = _mm512_max_epi32(bh, buf[r][c]);
                     bl = _mm512_min_epi32(bl, buf[r][c]);
                 }
@@ -1442,13 +1452,13 @@ fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     v
 }
 
-/// The saturating i16 path of one column block (P = 16 `SAT`, d = 0;
-/// `docs/performance.md`, "The saturating i16 path"), or `None` where its
-/// per-block conditions fail (the caller then runs the chain path):
+/// The saturating i16 path of column blocks (P = 16 `SAT`, d = 0;
+/// `docs/performance.md`, "The saturating i16 path"): true when it ran,
+/// false where its conditions fail (the caller then runs each block alone,
+/// down to the chain path):
 /// - the exact values (the `exact` output, every fold sum and buffer value)
-///   come from [`exact_rows`] (`vpdpwssd`), which needs `B <= 2^31 - 1`
-///   ([`block_bounds`]);
-/// - the width statistic is decided exactly as in [`plain_block`]: the bit
+///   come from [`plain_rows`] (`vpdpwssd`), which needs `B <= 2^31 - 1`;
+/// - the width statistic is decided exactly as in [`plain_group`]: the bit
 ///   length of the `mag` OR over the exact fold sums and buffer values is
 ///   at least that of `Bf`, the bound on every chain prefix inside a fold
 ///   (which this path does not see exactly);
@@ -1461,12 +1471,17 @@ fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
 ///   order from 0 at every fold, the buffer add after each fold, as the
 ///   chain path does. `max_abs_psum` / `max_abs_acc` come from each lane's
 ///   largest and smallest stored fold sum and buffer value.
+///
+/// A group of `g` consecutive blocks from `b0` is decided as one, as in
+/// [`plain_group`] (every block's `B`, the group's largest `Bf`, the OR
+/// over the group); the exact pass runs the group at once.
 #[allow(clippy::too_many_arguments)]
-fn sat16_block(
+fn sat16_group(
     ctx: &Ctx,
     apair: &[i32],
     a2: &[i32],
-    bi: usize,
+    b0: usize,
+    g: usize,
     r0: usize,
     r1: usize,
     v: &mut View,
@@ -1474,30 +1489,32 @@ fn sat16_block(
 ) -> bool {
     let cfg = ctx.cfg;
     debug_assert!(ctx.sat16);
-    let b = &ctx.pw.blocks[bi];
-    if b.total as u128 * ctx.amax as u128 > i32::MAX as u128 {
+    let blocks = &ctx.pw.blocks[b0..b0 + g];
+    if blocks.iter().any(|b| b.total as u128 * ctx.amax as u128 > i32::MAX as u128) {
         return false;
     }
-    let bf = b.worst_fold * ctx.amax;
+    let bf = blocks.iter().map(|b| b.worst_fold).max().unwrap_or(0) * ctx.amax;
     // The exact GEMM, and the OR over the exact buffer values (after every
     // fold); the fold sums, like every chain prefix inside a fold, are
     // bounded by `Bf`. Only where the buffers do not decide the width,
     // the fold sums as well.
-    let [hi, lo] = exact_buf_dispatch(ctx, apair, &b.wp, b.n0, b.nb, r0, r1, v);
+    let rows = (r0 - v.r0)..(r1 - v.r0);
+    let ext = plain_dispatch::<false>(ctx, apair, blocks, rows.clone(), v.exact, v.n);
     let mut or = 0u64;
-    for x in hi.iter().chain(&lo) {
+    for x in ext[2].iter().chain(&ext[3]) {
         or |= cfg.acc.mag(*x as i64);
     }
     if width_of_mag(or) < width_of_mag(bf) {
-        let rows = (r0 - v.r0)..(r1 - v.r0);
-        let ext = plain_dispatch(ctx, apair, std::slice::from_ref(b), rows, v.exact, v.n);
+        let ext = plain_dispatch::<true>(ctx, apair, blocks, rows, v.exact, v.n);
         or = ext_or(cfg, &ext);
         if width_of_mag(or) < width_of_mag(bf) {
             return false;
         }
     }
-    sat16_rows_dispatch(ctx, a2, &b.w2, b.n0, b.nb, r0, r1, v, out);
-    out.tally.writebacks += ((r1 - r0) * ctx.folds * b.nb) as u64;
+    for b in blocks {
+        sat16_rows_dispatch(ctx, a2, &b.w2, b.n0, b.nb, r0, r1, v, out);
+        out.tally.writebacks += ((r1 - r0) * ctx.folds * b.nb) as u64;
+    }
     out.tally.width_or |= or;
     true
 }
@@ -1524,7 +1541,7 @@ fn sat16_rows_dispatch(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (ctx, a2, w2, n0, nb, r0, r1, v, out);
-        unreachable!("sat16_block needs AVX-512")
+        unreachable!("sat16_group needs AVX-512")
     }
 }
 
@@ -1672,7 +1689,11 @@ fn sat16_fold<const PR: usize>(
     use std::arch::x86_64::*;
     let mut s = [_mm512_setzero_si512(); PR];
     let mut c = c;
-    let rows: [&[i32]; PR] = std::array::from_fn(|p| &arows[p][k0..k1]);
+    // No closures here (they would not inherit the target features).
+    let mut rows: [&[i32]; PR] = [&[]; PR];
+    for p in 0..PR {
+        rows[p] = &arows[p][k0..k1];
+    }
     for (kk, wc) in w2[k0 * NB..k1 * NB].chunks_exact(NB).enumerate() {
         // SAFETY: `wc` is 16 i32 = 64 bytes, one unaligned zmm load.
         let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
@@ -1713,94 +1734,8 @@ fn count16(
     c
 }
 
-#[allow(unsafe_code, clippy::too_many_arguments)]
-fn exact_buf_dispatch(
-    ctx: &Ctx,
-    apair: &[i32],
-    wp: &[i16],
-    n0: usize,
-    nb: usize,
-    r0: usize,
-    r1: usize,
-    v: &mut View,
-) -> [[i32; NB]; 2] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: called only under `ctx.plain` (`has_vnni()` and
-        // `cfg.simd == Avx512`), the features `exact_buf_rows` enables.
-        unsafe { exact_buf_rows(ctx, apair, wp, n0, nb, r0, r1, v) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (ctx, apair, wp, n0, nb, r0, r1, v);
-        unreachable!("exact_buf_rows needs AVX-512 VNNI")
-    }
-}
-
-/// The exact GEMM of rows `r0..r1` of a column block by `vpdpwssd`, 8 rows
-/// at a time (8 independent accumulators, one weight load per 8; exact in
-/// i32 under `B <= 2^31 - 1`). Writes `v.exact` and returns each lane's
-/// largest and smallest exact buffer value (after every fold), not the
-/// fold sums (which are chain prefixes, bounded by `Bf`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-fn exact_buf_rows(
-    ctx: &Ctx,
-    apair: &[i32],
-    wp: &[i16],
-    n0: usize,
-    nb: usize,
-    r0: usize,
-    r1: usize,
-    v: &mut View,
-) -> [[i32; NB]; 2] {
-    use std::arch::x86_64::*;
-    const RB: usize = 8;
-    let np = ctx.np;
-    assert_eq!(wp.len(), np * 2 * NB);
-    assert_eq!(apair.len(), (r1 - r0) * np);
-    let zero = _mm512_setzero_si512();
-    let (mut hi, mut lo) = (zero, zero);
-    let mut mm = r0;
-    while mm < r1 {
-        let rb = RB.min(r1 - mm);
-        // Rows past the end reuse the group's first row (not read).
-        let rows: [&[i32]; RB] =
-            std::array::from_fn(|r| &apair[(mm - r0 + if r < rb { r } else { 0 }) * np..][..np]);
-        let mut buf = [zero; RB];
-        let mut q0 = 0;
-        for &pc in ctx.pairs {
-            let q1 = q0 + pc;
-            for (q, wc) in (q0..q1).zip(wp[q0 * 2 * NB..q1 * 2 * NB].chunks_exact(2 * NB)) {
-                // SAFETY: `wc` is 32 i16 = 64 bytes, one unaligned zmm load.
-                let wv = unsafe { _mm512_loadu_si512(wc.as_ptr() as *const _) };
-                for r in 0..RB {
-                    buf[r] = _mm512_dpwssd_epi32(buf[r], _mm512_set1_epi32(rows[r][q]), wv);
-                }
-            }
-            q0 = q1;
-            // The buffer after this fold (rows past the end repeat the
-            // group's first row: same values, no effect on the extremes).
-            for r in 0..RB {
-                hi = _mm512_max_epi32(hi, buf[r]);
-                lo = _mm512_min_epi32(lo, buf[r]);
-            }
-        }
-        for r in 0..rb {
-            let j = (mm + r - v.r0) * v.n + n0;
-            store_i64(&mut v.exact[j..j + nb], buf[r]);
-        }
-        mm += rb;
-    }
-    let mut ext = [[0i32; NB]; 2];
-    for (e, x) in ext.iter_mut().zip([hi, lo]) {
-        // SAFETY: each `e` holds 16 i32.
-        unsafe { _mm512_storeu_si512(e.as_mut_ptr() as *mut _, x) };
-    }
-    ext
-}
-
+/// The scalar i64 path of [`fold32`] (wide data or long folds): per-adder
+/// narrowing with [`Acc::add`].
 fn fold64(
     arow: &[i32],
     wp: &[i32],
