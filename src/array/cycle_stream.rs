@@ -17,9 +17,16 @@
 //!   narrowing add with its statistics is one loop the compiler vectorizes.
 //! - **Rows retired as they complete.** `ws`: during the last fold of the
 //!   last column tile, row `s` is complete once diagonal `s + Cu - 1` has
-//!   been written back; completed rows are converted to row-major and handed
-//!   to the sink in chunks. With one column tile and one fold the buffer is a
-//!   ring of `chunk + Cu - 1` diagonals, so memory does not grow with M.
+//!   been written back; it is then gathered to row-major into the chunk
+//!   buffer, which is handed to the sink every `chunk` rows. With one column
+//!   tile and one fold the buffer is a ring of `Cu` (rounded up to a power
+//!   of two) diagonals, diagonal `s` cleared once row `s` is gathered, so
+//!   memory does not grow with M and the ring stays in L1.
+//! - **Two PE-array kernels** ([`Kern`]): the general one steps the
+//!   registers of the traced path with the same `mac_cycle`; the bounded one
+//!   (where the chain bound proves no PE adder can overflow) updates the
+//!   psum registers in place without the overflow test and the shadow, and
+//!   reads the activations from a skewed window instead of shifting them.
 //!   `is`: a column tile covers `Cu` output rows, delivered after the tile's
 //!   last fold.
 //!
@@ -226,21 +233,19 @@ fn gather_ws(diags: &mut [Diag], cc: usize, n: usize, s: usize, ring: bool, out:
         let c0 = t * cc;
         let cu = d.cu;
         let (oa, oe) = (&mut out.acc[o + c0..o + c0 + cu], &mut out.ex[o + c0..o + c0 + cu]);
+        // Entry c is at slot(s + c) * cu + c: stride cu + 1 from slot(s)
+        // up to the end of the buffer, then from slot 0 (the ring's wrap).
         let base = d.slot(s);
-        if base + cu <= d.cap {
-            // No wrap: entry c is at (base + c) * cu + c, stride cu + 1.
-            let i0 = base * cu;
-            let (b, ex) = (&d.b[i0..], &d.ex[i0..]);
-            for c in 0..cu {
-                oa[c] = b[c * (cu + 1)];
-                oe[c] = ex[c * (cu + 1)];
-            }
-        } else {
-            for c in 0..cu {
-                let i = d.at(s, c);
-                oa[c] = d.b[i];
-                oe[c] = d.ex[i];
-            }
+        let split = (d.cap - base).min(cu);
+        let (b0, b1) = (&d.b[base * cu..], &d.b[split..]);
+        let (e0, e1) = (&d.ex[base * cu..], &d.ex[split..]);
+        for c in 0..split {
+            oa[c] = b0[c * (cu + 1)];
+            oe[c] = e0[c * (cu + 1)];
+        }
+        for c in split..cu {
+            oa[c] = b1[(c - split) * (cu + 1)];
+            oe[c] = e1[(c - split) * (cu + 1)];
         }
     }
     if ring {

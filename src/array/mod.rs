@@ -170,9 +170,18 @@ impl<'a> Codes<'a> {
     /// The largest magnitude `max |v|` (0 when empty); one vectorizable
     /// pass in the storage width.
     pub fn max_abs(self) -> u32 {
+        // The extremes first (a min/max pass vectorizes at the baseline
+        // level), then the larger magnitude.
+        fn go<T: Copy + Into<i32>>(v: &[T]) -> u32 {
+            let (lo, hi) = v.iter().fold((0i32, 0i32), |(lo, hi), &x| {
+                let x: i32 = x.into();
+                (lo.min(x), hi.max(x))
+            });
+            lo.unsigned_abs().max(hi.unsigned_abs())
+        }
         match self {
-            Codes::I16(v) => v.iter().map(|x| x.unsigned_abs() as u32).max().unwrap_or(0),
-            Codes::I32(v) => v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0),
+            Codes::I16(v) => go(v),
+            Codes::I32(v) => go(v),
         }
     }
     /// The smallest and largest value (`(i32::MAX, i32::MIN)` when empty).
