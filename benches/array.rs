@@ -6,7 +6,11 @@
 //!   against the strongest plain i8 x i8 -> i32 GEMM written here:
 //!   pre-widened i16 operands, register-blocked (4 rows x 16 or 64 columns),
 //!   compiled for the best CPU feature level present (runtime dispatch), and
-//!   on AVX-512 VNNI a `vpdpwssd` kernel (the exact s8 x s8 limit);
+//!   on AVX-512 VNNI a `vpdpwssd` kernel (the exact s8 x s8 limit); the
+//!   engine three ways, each its own labelled `RATIO` line: `run_array`
+//!   (weights prepared and fresh result arrays per call),
+//!   `PreparedWeights::new` + `run` per call into reused `ArrayBuffers`, and
+//!   the prepared weights reused across calls;
 //! - cycle engine: simulated cycles per second on 16x16 and 32x32 WS arrays.
 //!
 //! Criterion prints its usual figures for a quick 512^3 group; the ratios
