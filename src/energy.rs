@@ -328,18 +328,28 @@ impl Breakdown {
 /// row-major `a` (M x K) and `w` (K x N): `M·K·N − Σ_k nzA(k)·nzW(k)`, where
 /// `nzA(k)` counts the non-zero activations of column k and `nzW(k)` the
 /// non-zero weights of row k.
-pub fn zero_products(a: &[i32], m: usize, k: usize, w: &[i32], n: usize) -> u64 {
-    let mut nz_a = vec![0u64; k];
-    for row in a.chunks_exact(k.max(1)).take(m) {
-        for (c, v) in nz_a.iter_mut().zip(row) {
-            *c += (*v != 0) as u64;
+pub fn zero_products(a: &crate::array::Matrix, w: &crate::array::Matrix) -> u64 {
+    use crate::array::Codes;
+    // Non-zero counts per column, in the storage width (one pass).
+    fn nz_cols<T: Copy + Default + PartialEq>(v: &[T], cols: usize) -> Vec<u64> {
+        let mut nz = vec![0u64; cols];
+        for row in v.chunks_exact(cols.max(1)) {
+            for (c, x) in nz.iter_mut().zip(row) {
+                *c += (*x != T::default()) as u64;
+            }
         }
+        nz
     }
-    let nonzero: u64 = w
-        .chunks_exact(n.max(1))
-        .take(k)
+    let count = |x: &crate::array::Matrix| match x.codes() {
+        Codes::I16(v) => nz_cols(v, x.cols()),
+        Codes::I32(v) => nz_cols(v, x.cols()),
+    };
+    let (m, k, n) = (a.rows(), a.cols(), w.cols());
+    let nz_a = count(a);
+    // Non-zero weights per row of W.
+    let nonzero: u64 = (0..w.rows().min(k))
         .zip(&nz_a)
-        .map(|(row, na)| na * row.iter().filter(|v| **v != 0).count() as u64)
+        .map(|(r, na)| na * (0..n).filter(|&c| w.get(r, c) != 0).count() as u64)
         .sum();
     (m as u64) * (k as u64) * (n as u64) - nonzero
 }

@@ -105,28 +105,14 @@ pub struct GemmRequest<'a> {
     pub max_work: u64,
 }
 
-/// What a GEMM returns.
+/// What a GEMM returns: its values and the [`GemmSummary`] that
+/// [`gemm_stream`] returns (shape, dtype, statistics, trace, CDC, energy).
 #[derive(Clone, Debug)]
 pub struct GemmOutput {
-    /// Output rows M.
-    pub m: usize,
-    /// Output columns N.
-    pub n: usize,
     /// Row-major M x N: the codes ([`Stage::Out`]) or `acc * 2^d` ([`Stage::Acc`]).
     pub values: Vec<i64>,
-    /// The `.npy` dtype `bitmac gemm` writes these values as.
-    pub dtype: Dtype,
-    /// Statistics (`docs/datapath.md` §6).
-    pub stats: Stats,
-    /// The per-cycle trace text, if asked for.
-    pub trace: Option<String>,
-    /// The clock-domain summary line(s), with a `cdc` section.
-    pub cdc_summary: Option<String>,
-    /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
-    pub cdc: Option<crate::sim::CdcTotals>,
-    /// The GEMM's energy (`docs/energy.md`), zero products counted from
-    /// the operands.
-    pub energy: crate::energy::Breakdown,
+    /// Everything else.
+    pub summary: GemmSummary,
 }
 
 /// Everything a GEMM returns except its values: what [`gemm_stream`]
@@ -147,7 +133,8 @@ pub struct GemmSummary {
     pub cdc_summary: Option<String>,
     /// The clock-domain totals, with a `cdc` section (docs/cdc.md §18).
     pub cdc: Option<crate::sim::CdcTotals>,
-    /// The GEMM's energy (`docs/energy.md`).
+    /// The GEMM's energy (`docs/energy.md`), zero products counted from
+    /// the operands.
     pub energy: crate::energy::Breakdown,
 }
 
@@ -198,17 +185,7 @@ pub fn gemm(hw: &HwConfig, req: &GemmRequest<'_>) -> Result<GemmOutput> {
         values.extend_from_slice(v);
         Ok(())
     })?;
-    Ok(GemmOutput {
-        m: s.m,
-        n: s.n,
-        values,
-        dtype: s.dtype,
-        stats: s.stats,
-        trace: s.trace,
-        cdc_summary: s.cdc_summary,
-        cdc: s.cdc,
-        energy: s.energy,
-    })
+    Ok(GemmOutput { values, summary: s })
 }
 
 /// The one GEMM entry point (`bitmac gemm`, Python, C): runs the GEMM and
@@ -301,7 +278,7 @@ pub fn gemm_stream(
         )?;
         (stats, None, None)
     };
-    let zeros = crate::energy::zero_products(req.a.data(), m, k, req.w.data(), n);
+    let zeros = crate::energy::zero_products(req.a, req.w);
     let energy = crate::energy::for_hw(hw, m as u64, k as u64, n as u64, Some(zeros), !stage_acc);
     Ok(GemmSummary { m, n, dtype, stats, trace, cdc_summary, cdc, energy })
 }

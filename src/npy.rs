@@ -183,6 +183,24 @@ macro_rules! each {
     };
 }
 
+/// Dispatch `$body` over the typed vector of an integer [`NpyData`]
+/// (`Err(None)` from the enclosing function for a float array).
+macro_rules! each_int {
+    ($d:expr, $v:ident => $body:expr) => {
+        match $d {
+            NpyData::I8($v) => $body,
+            NpyData::I16($v) => $body,
+            NpyData::I32($v) => $body,
+            NpyData::I64($v) => $body,
+            NpyData::U8($v) => $body,
+            NpyData::U16($v) => $body,
+            NpyData::U32($v) => $body,
+            NpyData::U64($v) => $body,
+            NpyData::F32(_) | NpyData::F64(_) => return Err(None),
+        }
+    };
+}
+
 impl NpyData {
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -225,75 +243,113 @@ impl NpyData {
         }
     }
 
-    /// The integer values as `i32`, each checked to lie in `lo..=hi`
-    /// (one pass, no intermediate `i64` copy). On failure: the index and
-    /// value of the first element outside the range, or `None` for a float
-    /// array.
-    pub fn to_i32_in(&self, lo: i64, hi: i64) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-        fn conv<T: Copy + Into<i128>>(
-            v: &[T],
-            lo: i64,
-            hi: i64,
-        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-            let (lo, hi) = (lo.max(i32::MIN as i64) as i128, hi.min(i32::MAX as i64) as i128);
-            // Range check first as a branch-free reduction (vectorizes),
-            // then the narrowing copy.
-            let ok = v.iter().fold(true, |ok, &x| {
-                let x: i128 = x.into();
-                ok & (x >= lo) & (x <= hi)
-            });
-            if !ok {
-                let (i, &x) = v
-                    .iter()
-                    .enumerate()
-                    .find(|(_, &x)| {
-                        let x: i128 = x.into();
-                        x < lo || x > hi
-                    })
-                    .expect("a value is out of range");
-                return Err(Some((i, x.into())));
+    /// The integer values as operand codes in the narrowest storage that
+    /// holds `lo..=hi` intersected with the dtype's range
+    /// ([`crate::array::Storage`]: `i16` when that fits it, else `i32`),
+    /// each checked to lie in `lo..=hi`. Consumes the array: an `int16`
+    /// (or, for wide formats, `int32`) array is moved, not copied; any other
+    /// is narrowed in one pass, and its values are freed on return (no `i64`
+    /// or `i32` intermediate). On failure: the index and value of the first
+    /// element outside the range, or `None` for a float array.
+    /// [`read_codes`] does the same straight from a file, chunk by chunk.
+    pub fn into_codes_in(self, lo: i64, hi: i64) -> CodesResult {
+        use crate::array::Storage;
+        let Some(dt) = self.int_dtype() else { return Err(None) };
+        let fits16 = codes_fit_i16(dt, lo, hi);
+        each_int!(&self, v => check_codes(v, 0, lo, hi))?;
+        Ok(match self {
+            NpyData::I16(v) => Storage::I16(v),
+            NpyData::I32(v) if !fits16 => Storage::I32(v),
+            d => {
+                let mut out = codes_storage(fits16, d.len()).map_err(|_| None)?;
+                each_int!(&d, v => push_codes(v, &mut out));
+                out
             }
-            Ok(v.iter()
-                .map(|&x| {
-                    let x: i128 = x.into();
-                    x as i32
-                })
-                .collect())
-        }
-        // The narrow types need no i128 at all: specialise them.
-        fn small<T: Copy + Into<i32>>(
-            v: &[T],
-            lo: i64,
-            hi: i64,
-        ) -> std::result::Result<Vec<i32>, Option<(usize, i128)>> {
-            let (lo32, hi32) = (
-                lo.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-                hi.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-            );
-            let ok = v.iter().fold(true, |ok, &x| {
-                let x: i32 = x.into();
-                ok & (x >= lo32) & (x <= hi32)
-            });
-            if !ok || lo > hi {
-                let i = v.iter().position(|&x| {
-                    let x: i32 = x.into();
-                    (x as i64) < lo || (x as i64) > hi
-                });
-                return Err(i.map(|i| (i, Into::<i32>::into(v[i]) as i128)));
+        })
+    }
+}
+
+/// Operand codes from an integer array, or the first element outside the
+/// range (index, value) / `None` for a float array
+/// ([`NpyData::into_codes_in`], [`read_codes`]).
+pub type CodesResult = std::result::Result<crate::array::Storage, Option<(usize, i128)>>;
+
+/// One element type of an integer array, as operand codes read it.
+trait Code: Copy {
+    /// The value, saturated into `i64` (only `u64` can saturate, and a
+    /// saturated value is outside any operand range).
+    fn v(self) -> i64;
+    fn exact(self) -> i128;
+}
+macro_rules! code {
+    ($($t:ty),*) => {$(
+        impl Code for $t {
+            #[inline(always)]
+            fn v(self) -> i64 {
+                // Exact for every type but u64 (a plain widening, which
+                // vectorizes).
+                self as i64
             }
-            Ok(v.iter().map(|&x| x.into()).collect())
+            fn exact(self) -> i128 {
+                self as i128
+            }
         }
-        match self {
-            NpyData::I8(v) => small(v, lo, hi),
-            NpyData::U8(v) => small(v, lo, hi),
-            NpyData::I16(v) => small(v, lo, hi),
-            NpyData::U16(v) => small(v, lo, hi),
-            NpyData::I32(v) => conv(v, lo, hi),
-            NpyData::U32(v) => conv(v, lo, hi),
-            NpyData::I64(v) => conv(v, lo, hi),
-            NpyData::U64(v) => conv(v, lo, hi),
-            NpyData::F32(_) | NpyData::F64(_) => Err(None),
-        }
+    )*};
+}
+code!(i8, i16, i32, i64, u8, u16, u32);
+impl Code for u64 {
+    #[inline(always)]
+    fn v(self) -> i64 {
+        self.min(i64::MAX as u64) as i64
+    }
+    fn exact(self) -> i128 {
+        self as i128
+    }
+}
+
+/// Whether every code of a `dt` array checked against `lo..=hi` fits `i16`.
+fn codes_fit_i16(dt: Dtype, lo: i64, hi: i64) -> bool {
+    let (dlo, dhi) = dt.range();
+    lo.max(dlo) >= i16::MIN as i64 && hi.min(dhi) <= i16::MAX as i64
+}
+
+/// Empty code storage with room for `count` values.
+fn codes_storage(fits16: bool, count: usize) -> std::result::Result<crate::array::Storage, String> {
+    use crate::array::Storage;
+    let fail = |w: usize| format!("cannot allocate {} bytes for the data", count.saturating_mul(w));
+    Ok(if fits16 {
+        let mut v = Vec::new();
+        v.try_reserve_exact(count).map_err(|_| fail(2))?;
+        Storage::I16(v)
+    } else {
+        let mut v = Vec::new();
+        v.try_reserve_exact(count).map_err(|_| fail(4))?;
+        Storage::I32(v)
+    })
+}
+
+/// Check `v` (elements `base..` of the array) against `lo..=hi`: a
+/// branch-free reduction first (vectorizes); the scan that finds the first
+/// bad element runs only on failure.
+fn check_codes<T: Code>(
+    v: &[T],
+    base: usize,
+    lo: i64,
+    hi: i64,
+) -> std::result::Result<(), Option<(usize, i128)>> {
+    let ok = v.iter().fold(true, |ok, &x| ok & (x.v() >= lo) & (x.v() <= hi));
+    if ok && (lo <= hi || v.is_empty()) {
+        return Ok(());
+    }
+    Err(v.iter().position(|&x| x.v() < lo || x.v() > hi).map(|i| (base + i, v[i].exact())))
+}
+
+/// Append checked values to `out` (exact: every value lies in the range
+/// that chose `out`'s width, see [`codes_fit_i16`]).
+fn push_codes<T: Code>(v: &[T], out: &mut crate::array::Storage) {
+    match out {
+        crate::array::Storage::I16(o) => o.extend(v.iter().map(|&x| x.v() as i16)),
+        crate::array::Storage::I32(o) => o.extend(v.iter().map(|&x| x.v() as i32)),
     }
 }
 
@@ -568,6 +624,14 @@ fn decode<R: Read>(src: &mut R, h: &Header) -> std::result::Result<NpyData, Stri
 /// Fortran order; values returned in C order). Bounded as the module docs
 /// say.
 pub fn read(path: &Path) -> Result<Npy> {
+    let (mut body, h) = open_body(path)?;
+    let data = decode(&mut body, &h).map_err(|m| bad(path, m))?;
+    Ok(Npy { shape: h.shape, data })
+}
+
+/// Open a `.npy` file and parse its header: the reader at the first data
+/// byte, and the header (length checked against the file).
+fn open_body(path: &Path) -> Result<(std::io::BufReader<std::fs::File>, Header)> {
     // Regular files only (`stat` before opening, so a pipe never blocks).
     let (mut f, len) = crate::io::open_regular(path)?;
     if len > MAX_FILE_BYTES {
@@ -592,9 +656,73 @@ pub fn read(path: &Path) -> Result<Npy> {
     check_len(&h, len).map_err(|m| bad(path, m))?;
     // `prefix` may hold bytes past the header only for a file shorter than
     // 12 bytes, which `check_len` has rejected unless the data is empty.
-    let mut body = std::io::BufReader::with_capacity(1 << 16, f);
-    let data = decode(&mut body, &h).map_err(|m| bad(path, m))?;
-    Ok(Npy { shape: h.shape, data })
+    Ok((std::io::BufReader::with_capacity(1 << 16, f), h))
+}
+
+/// An integer `.npy` file read as operand codes: its shape, NumPy dtype
+/// name, and the codes (or why not) as [`NpyData::into_codes_in`] gives
+/// them.
+#[derive(Debug)]
+pub struct NpyCodes {
+    pub shape: Vec<usize>,
+    pub dtype_name: &'static str,
+    pub codes: CodesResult,
+}
+
+/// Read a `.npy` file straight into operand codes checked against
+/// `lo..=hi` (the result of [`NpyData::into_codes_in`] on [`read`]'s array,
+/// without holding the file's values whole: a C-order integer file is
+/// decoded in 1 MB chunks into the codes' own storage, so the peak is the
+/// codes plus one chunk). Reading stops at the first chunk with a value
+/// out of range. Fortran-order files go through [`read`].
+pub fn read_codes(path: &Path, lo: i64, hi: i64) -> Result<NpyCodes> {
+    let (mut body, h) = open_body(path)?;
+    let dt = match h.kind {
+        Kind::Int(dt) if !h.fortran => dt,
+        _ => {
+            let npy = read(path)?;
+            let dtype_name = npy.data.dtype_name();
+            return Ok(NpyCodes { shape: npy.shape, dtype_name, codes: npy.data.into_codes_in(lo, hi) });
+        }
+    };
+    fn go<T: Elem + Code, R: Read>(
+        src: &mut R,
+        h: &Header,
+        dt: Dtype,
+        lo: i64,
+        hi: i64,
+    ) -> std::result::Result<CodesResult, String> {
+        const CHUNK: usize = 1 << 20;
+        let mut out = codes_storage(codes_fit_i16(dt, lo, hi), h.count)?;
+        let per = (CHUNK / T::SIZE).max(1);
+        let mut scratch = vec![0u8; per * T::SIZE];
+        let mut vals: Vec<T> = Vec::with_capacity(per);
+        let mut done = 0usize;
+        while done < h.count {
+            let take = per.min(h.count - done);
+            src.read_exact(&mut scratch[..take * T::SIZE]).map_err(|e| format!("read error: {e}"))?;
+            vals.clear();
+            decode_into(&mut vals, &scratch[..take * T::SIZE], h.big_endian);
+            if let Err(e) = check_codes(&vals, done, lo, hi) {
+                return Ok(Err(e));
+            }
+            push_codes(&vals, &mut out);
+            done += take;
+        }
+        Ok(Ok(out))
+    }
+    let codes = match dt {
+        Dtype::I8 => go::<i8, _>(&mut body, &h, dt, lo, hi),
+        Dtype::I16 => go::<i16, _>(&mut body, &h, dt, lo, hi),
+        Dtype::I32 => go::<i32, _>(&mut body, &h, dt, lo, hi),
+        Dtype::I64 => go::<i64, _>(&mut body, &h, dt, lo, hi),
+        Dtype::U8 => go::<u8, _>(&mut body, &h, dt, lo, hi),
+        Dtype::U16 => go::<u16, _>(&mut body, &h, dt, lo, hi),
+        Dtype::U32 => go::<u32, _>(&mut body, &h, dt, lo, hi),
+        Dtype::U64 => go::<u64, _>(&mut body, &h, dt, lo, hi),
+    }
+    .map_err(|m| bad(path, m))?;
+    Ok(NpyCodes { shape: h.shape, dtype_name: dt.name(), codes })
 }
 
 fn check_len(h: &Header, len: u64) -> std::result::Result<(), String> {
@@ -989,14 +1117,74 @@ mod tests {
     }
 
     #[test]
+    fn read_codes_equals_read_then_into_codes() {
+        let dir = std::env::temp_dir().join(format!("bitmac-npy-codes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.npy");
+        let same = |p: &Path, lo, hi| {
+            let got = read_codes(p, lo, hi).unwrap();
+            let want = read(p).unwrap();
+            assert_eq!(got.shape, want.shape);
+            assert_eq!(got.dtype_name, want.data.dtype_name());
+            let norm = |c: CodesResult| {
+                c.map(|s| match s {
+                    crate::array::Storage::I16(v) => (16, v.iter().map(|&x| x as i32).collect::<Vec<_>>()),
+                    crate::array::Storage::I32(v) => (32, v),
+                })
+            };
+            let (g, w) = (norm(got.codes), norm(want.data.into_codes_in(lo, hi)));
+            assert_eq!(g, w);
+            g
+        };
+        // More than one 1 MB chunk of uint8, the bad value in the second.
+        let mut v: Vec<u8> = (0..(1usize << 20) + 77).map(|i| (i % 200) as u8).collect();
+        write_typed(&p, &[v.len()], &v).unwrap();
+        assert_eq!(same(&p, 0, 255).unwrap().0, 16);
+        v[(1 << 20) + 5] = 250;
+        write_typed(&p, &[v.len()], &v).unwrap();
+        assert_eq!(same(&p, 0, 199).unwrap_err(), Some(((1 << 20) + 5, 250)));
+        // int64 and uint16 into i32 storage; int16 moved.
+        write_typed(&p, &[2, 2], &[1i64, -40000, 3, 4]).unwrap();
+        assert_eq!(same(&p, -65536, 65535).unwrap(), (32, vec![1, -40000, 3, 4]));
+        write_typed(&p, &[3], &[0u16, 65535, 9]).unwrap();
+        assert_eq!(same(&p, 0, 65535).unwrap(), (32, vec![0, 65535, 9]));
+        write_typed(&p, &[3], &[-5i16, 300, 9]).unwrap();
+        assert_eq!(same(&p, -512, 511).unwrap(), (16, vec![-5, 300, 9]));
+        // Fortran order and big-endian (the general reader's path and the chunked one).
+        std::fs::write(&p, raw(">i2", false, "(2, 2)", &[0, 1, 255, 254, 0, 3, 0, 4])).unwrap();
+        assert_eq!(same(&p, -8, 8).unwrap(), (16, vec![1, -2, 3, 4]));
+        std::fs::write(&p, raw("<i2", true, "(2, 2)", &[1, 0, 2, 0, 3, 0, 4, 0])).unwrap();
+        assert_eq!(same(&p, -8, 8).unwrap(), (16, vec![1, 3, 2, 4]));
+        // A float file: no codes.
+        write_f32(&p, &NpyF32 { shape: vec![1], data: vec![0.5] }).unwrap();
+        assert_eq!(same(&p, 0, 1), Err(None));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn typed_write_roundtrips() {
         let dir = std::env::temp_dir().join(format!("bitmac-npy-{}", std::process::id()));
         let p = dir.join("x.npy");
         write_typed(&p, &[2, 2], &[1i8, -2, 3, -128]).unwrap();
         let back = read(&p).unwrap();
         assert_eq!(back, Npy { shape: vec![2, 2], data: NpyData::I8(vec![1, -2, 3, -128]) });
-        assert_eq!(back.data.to_i32_in(-128, 127).unwrap(), vec![1, -2, 3, -128]);
-        assert_eq!(back.data.to_i32_in(-127, 127).unwrap_err(), Some((3, -128)));
+        let codes = |d: &NpyData, lo, hi| {
+            d.clone().into_codes_in(lo, hi).map(|s| match s {
+                crate::array::Storage::I16(v) => (16, v.iter().map(|&x| x as i32).collect::<Vec<_>>()),
+                crate::array::Storage::I32(v) => (32, v),
+            })
+        };
+        assert_eq!(codes(&back.data, -128, 127).unwrap(), (16, vec![1, -2, 3, -128]));
+        assert_eq!(codes(&back.data, -127, 127).unwrap_err(), Some((3, -128)));
+        // uint16 codes above 32767 need i32 storage; within i16 they narrow.
+        let u = NpyData::U16(vec![0, 40000, 7]);
+        assert_eq!(codes(&u, 0, 65535).unwrap(), (32, vec![0, 40000, 7]));
+        assert_eq!(codes(&u, 0, 32767).unwrap_err(), Some((1, 40000)));
+        let u = NpyData::U16(vec![0, 255, 7]);
+        assert_eq!(codes(&u, 0, 255).unwrap(), (16, vec![0, 255, 7]));
+        assert_eq!(codes(&NpyData::I64(vec![-40000, 3]), -65536, 65535).unwrap(), (32, vec![-40000, 3]));
+        assert_eq!(codes(&NpyData::U64(vec![u64::MAX]), 0, 255).unwrap_err(), Some((0, u64::MAX as i128)));
+        assert_eq!(codes(&NpyData::F32(vec![1.0]), 0, 255).unwrap_err(), None);
         write_f32(&p, &NpyF32 { shape: vec![3], data: vec![0.5, -1.0, 3.25] }).unwrap();
         assert_eq!(read_f32(&p).unwrap().data, vec![0.5, -1.0, 3.25]);
         // Bytes agree with the i64 writer for the same dtype.

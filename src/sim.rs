@@ -613,7 +613,7 @@ pub fn gemm_cdc(
     let cdc = hw.cdc().ok_or_else(|| Error::input("the hardware config has no cdc section"))?;
     let t_array = hw.clock_period_ps();
     let a_fmt = hw.activations();
-    let words: Vec<u64> = a.data().iter().map(|&c| a_fmt.to_bits(c as i128)).collect();
+    let words: Vec<u64> = a.codes().iter().map(|c| a_fmt.to_bits(c as i128)).collect();
     let tin = cross_in(&cdc, t_array, 0, &words, a_fmt.width())?;
     let crossed: Vec<i32> = tin.popped.iter().map(|&v| a_fmt.from_bits(v) as i32).collect();
     let a2 = Matrix::new(a.rows(), a.cols(), crossed)?;

@@ -333,6 +333,31 @@ fn check_variants(c: &Case, base: &bitmac::array::ArrayOutput) -> Result<(), Tes
             prop_assert_eq!(&stats, &base.stats, "{} engine chunked stats", engine);
         }
     }
+    // The operands stored as i16 (what `bitmac gemm` and the bindings build
+    // for every format that fits it) against the i32 storage above: same
+    // values, statistics and cycles on every path.
+    if c.a.iter().chain(&c.w).all(|&v| i16::try_from(v).is_ok()) {
+        let a16 = Matrix::new_i16(c.m, c.k, c.a.iter().map(|&v| v as i16).collect()).unwrap();
+        let w16 = Matrix::new_i16(c.k, c.n, c.w.iter().map(|&v| v as i16).collect()).unwrap();
+        prop_assert_eq!(&a16, &a);
+        prop_assert!(a16.as_i16().is_some() && a.as_i32().is_some());
+        for engine in [Engine::Fast, Engine::Cycle] {
+            let got = run_array(&cfg, &a16, &w16, engine, None).unwrap();
+            prop_assert_eq!(&got, base, "{} engine, i16 storage", engine);
+            let mut acc = Vec::new();
+            let stats = run_array_chunked(&cfg, &a16, &w, engine, None, 1 + c.m % 3, |_, ac, _| {
+                acc.extend_from_slice(ac);
+                Ok(())
+            })
+            .unwrap();
+            prop_assert_eq!(&acc, &base.acc, "{} engine chunked, A as i16", engine);
+            prop_assert_eq!(&stats, &base.stats, "{} engine chunked stats, A as i16", engine);
+        }
+        let mut trace16 = String::new();
+        let traced = run_array(&cfg, &a16, &w16, Engine::Cycle, Some(&mut trace16)).unwrap();
+        prop_assert_eq!(&traced, base, "cycle engine traced, i16 storage");
+        prop_assert_eq!(&trace16, &trace, "the trace does not depend on the storage");
+    }
     Ok(())
 }
 

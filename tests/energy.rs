@@ -87,7 +87,12 @@ proptest! {
         for i in 0..m { for j in 0..n { for q in 0..k {
             brute += (a[i * k + q] * w[q * n + j] == 0) as u64;
         }}}
-        prop_assert_eq!(energy::zero_products(&a, m, k, &w, n), brute);
+        // A stored as i16, W as i32: both storage widths count the same.
+        let am = bitmac::array::Matrix::new_i16(m, k, a.iter().map(|&v| v as i16).collect()).unwrap();
+        let wm = bitmac::array::Matrix::new(k, n, w.clone()).unwrap();
+        prop_assert_eq!(energy::zero_products(&am, &wm), brute);
+        let a32 = bitmac::array::Matrix::new(m, k, a.clone()).unwrap();
+        prop_assert_eq!(energy::zero_products(&a32, &wm), brute);
     }
 }
 

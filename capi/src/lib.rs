@@ -386,7 +386,7 @@ pub unsafe extern "C" fn bitmac_gemm(
         };
         let res = bitmac::gemm::gemm(&h.cfg, &req)?;
         std::slice::from_raw_parts_mut(out_values, mn).copy_from_slice(&res.values);
-        put(stats, gemm_stats(&res.stats));
+        put(stats, gemm_stats(&res.summary.stats));
         Ok(())
     })
 }

@@ -95,8 +95,8 @@ fn gemm_equals_the_library() {
             };
             let want = bitmac::gemm::gemm(&cfg, &req).unwrap();
             assert_eq!(out, want.values);
-            assert_eq!(st.cycles, want.stats.cycles);
-            assert_eq!(st.overflows, want.stats.overflows());
+            assert_eq!(st.cycles, want.summary.stats.cycles);
+            assert_eq!(st.overflows, want.summary.stats.overflows());
             assert!(st.overflows > 0, "the 8-bit SAT accumulator overflows on this data");
         }
     }

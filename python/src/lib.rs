@@ -167,7 +167,8 @@ fn gemm<'py>(
     };
     let req =
         GemmRequest { a: &a, w: &w, bias: bias.as_deref(), stage, engine, multiplier: mult, trace, max_work };
-    let res = py.detach(|| bitmac::gemm::gemm(cfg, &req)).map_err(err)?;
+    let bitmac::gemm::GemmOutput { values, summary: res } =
+        py.detach(|| bitmac::gemm::gemm(cfg, &req)).map_err(err)?;
     let dtype = match res.dtype {
         bitmac::npy::Dtype::I8 => "int8",
         bitmac::npy::Dtype::I16 => "int16",
@@ -175,7 +176,7 @@ fn gemm<'py>(
         _ => "int64",
     };
     let stats = bitmac::gemm::stats_json(&res.stats, res.cdc.as_ref()).map_err(err)?;
-    Ok((bytes_i64(py, &res.values), res.m, res.n, dtype, stats, res.trace, res.cdc_summary))
+    Ok((bytes_i64(py, &values), res.m, res.n, dtype, stats, res.trace, res.cdc_summary))
 }
 
 /// Drop `k` LSBs of each value (`docs/numerics.md`): returns (value,

@@ -16,7 +16,7 @@ use super::Stats;
 
 #[path = "cycle_stream.rs"]
 mod stream;
-use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Dataflow, Matrix, OverflowEvent};
+use super::{add_m, mag_m, mode_code, Acc, ArrayConfig, ArrayOutput, Codes, Dataflow, Matrix, OverflowEvent};
 use super::{Simd, SAT, SATS, SATZ, WRAP};
 use crate::memory::Geometry;
 use std::fmt::Write as _;
@@ -365,12 +365,13 @@ fn new_buffer<'t>(
 /// (traced and streamed) read the operand matrices' data.
 #[derive(Clone, Copy)]
 struct Operands<'m> {
-    /// Stationary: `st[kk * st_k + j * st_j]`.
-    st: &'m [i32],
+    /// Stationary: `st[kk * st_k + j * st_j]` (in the matrix's storage
+    /// width, `Matrix::codes`).
+    st: Codes<'m>,
     st_k: usize,
     st_j: usize,
     /// Moving: `mv[s * mv_s + kk * mv_k]`.
-    mv: &'m [i32],
+    mv: Codes<'m>,
     mv_s: usize,
     mv_k: usize,
     /// Stream length (`M` in `ws`, `N` in `is`) and the stationary
@@ -384,20 +385,40 @@ impl<'m> Operands<'m> {
     fn new(ws: bool, a: &'m Matrix, w: &'m Matrix) -> Operands<'m> {
         let (m, k, n) = (a.rows(), a.cols(), w.cols());
         if ws {
-            Operands { st: w.data(), st_k: n, st_j: 1, mv: a.data(), mv_s: k, mv_k: 1, stream: m, cdim: n, k }
+            Operands {
+                st: w.codes(),
+                st_k: n,
+                st_j: 1,
+                mv: a.codes(),
+                mv_s: k,
+                mv_k: 1,
+                stream: m,
+                cdim: n,
+                k,
+            }
         } else {
-            Operands { st: a.data(), st_k: 1, st_j: k, mv: w.data(), mv_s: 1, mv_k: n, stream: n, cdim: m, k }
+            Operands {
+                st: a.codes(),
+                st_k: 1,
+                st_j: k,
+                mv: w.codes(),
+                mv_s: 1,
+                mv_k: n,
+                stream: n,
+                cdim: m,
+                k,
+            }
         }
     }
 
     #[inline(always)]
     fn stationary(&self, kk: usize, j: usize) -> i64 {
-        self.st[kk * self.st_k + j * self.st_j] as i64
+        self.st.at(kk * self.st_k + j * self.st_j) as i64
     }
 
     #[inline(always)]
     fn moving(&self, s: usize, kk: usize) -> i64 {
-        self.mv[s * self.mv_s + kk * self.mv_k] as i64
+        self.mv.at(s * self.mv_s + kk * self.mv_k) as i64
     }
 
     /// The left-edge inputs of stream cycle `q` of the fold starting at K
@@ -415,11 +436,7 @@ impl<'m> Operands<'m> {
         if q + 1 >= ru && q < self.stream {
             // Every used row has an item this cycle: one strided walk.
             let step = self.mv_k.wrapping_sub(self.mv_s);
-            let mut idx = q * self.mv_s + k0 * self.mv_k;
-            for e in edge[..ru].iter_mut() {
-                *e = conv(self.mv[idx] as i64);
-                idx = idx.wrapping_add(step);
-            }
+            self.mv.gather(q * self.mv_s + k0 * self.mv_k, step, &mut edge[..ru], |v| conv(v as i64));
         } else {
             for (r, e) in edge[..ru].iter_mut().enumerate() {
                 *e = if q >= r && q - r < self.stream {
@@ -434,13 +451,7 @@ impl<'m> Operands<'m> {
 
     /// The largest `|value|` of the moving and of the stationary operand.
     fn max_abs(&self) -> (u64, u64) {
-        // The extremes first (an i32 min/max pass vectorizes at the
-        // baseline level), then the larger magnitude.
-        let max = |d: &[i32]| {
-            let (lo, hi) = d.iter().fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            lo.unsigned_abs().max(hi.unsigned_abs()) as u64
-        };
-        (max(self.mv), max(self.st))
+        (self.mv.max_abs() as u64, self.st.max_abs() as u64)
     }
 
     /// The chain bound: `max|moving| * max over folds f (R K values each)

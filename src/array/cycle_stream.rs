@@ -485,11 +485,10 @@ impl<const P16: bool> Bounded<P16> {
             }
             let kk = self.k0 + r;
             let xs = top - r - s_hi - x0;
-            let mut idx = s_hi * ops.mv_s + kk * ops.mv_k;
-            for v in row[xs..xs + (s_hi - s_lo + 1)].iter_mut() {
-                *v = ops.mv[idx] as i16;
-                idx = idx.wrapping_sub(ops.mv_s);
-            }
+            let back = 0usize.wrapping_sub(ops.mv_s);
+            ops.mv.gather(s_hi * ops.mv_s + kk * ops.mv_k, back, &mut row[xs..xs + (s_hi - s_lo + 1)], |v| {
+                v as i16
+            });
         }
     }
 }

@@ -124,7 +124,7 @@ impl PreparedWeights {
         let (k, n) = (w.rows(), w.cols());
         let fl = if cfg.dataflow == Dataflow::Os { k } else { cfg.rows };
         let folds = k.div_ceil(fl);
-        let wd = w.data();
+        let wd = &*w.to_i32();
         let pairs: Vec<usize> = (0..folds).map(|f| (((f + 1) * fl).min(k) - f * fl).div_ceil(2)).collect();
         let np = pairs.iter().sum();
         let vnni = cfg.simd == Simd::Avx512 && cfg.rounder.k() == 0 && wmax <= i16::MAX as u64 && has_vnni();
@@ -152,7 +152,8 @@ impl PreparedWeights {
         let max_total = blocks.iter().map(|b| b.total).max().unwrap_or(0);
         PreparedWeights {
             cfg: *cfg,
-            w: w.clone(),
+            // Held as i32 (the per-block loops index it); A keeps its width.
+            w: w.with_i32_storage().into_owned(),
             k,
             n,
             fl,
@@ -468,7 +469,10 @@ fn extremes(d: &[i32]) -> (i32, i32) {
 /// extremes (the scan naming the first bad element runs only when one is
 /// out of range).
 pub(crate) fn check_format_max(fmt: crate::numerics::IntFormat, x: &Matrix, what: &str) -> Result<u64> {
-    let (lo, hi) = extremes(x.data());
+    let (lo, hi) = match x.codes() {
+        super::Codes::I32(d) => extremes(d),
+        c => c.min_max(),
+    };
     if !(fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
         x.check_format(fmt, what)?;
     }
@@ -1072,8 +1076,9 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
     let (n0, nb) = (bw.n0, bw.nb);
     let (k, n) = (ctx.k, ctx.n);
     let acc = cfg.acc;
-    let ad = ctx.a.data();
-    let wd = ctx.w.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
+    let wd = ctx.w.to_i32();
     // The weight block, repacked K x NB with zero padding.
     // (i16 for the i32-lane path, whose operands fit i16 by construction).
     let mut wp = vec![0i32; k * NB];
@@ -1103,7 +1108,7 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
         st.b = [0; NB];
         st.be = [0; NB];
         st.ex = [0; NB];
-        let arow_all = &ad[mm * k..(mm + 1) * k];
+        let arow_all = &ad[(mm - r0) * k..(mm - r0 + 1) * k];
         if ctx.use32 {
             for (d16, &v) in arow16.iter_mut().zip(arow_all) {
                 *d16 = v as i16;
@@ -1166,10 +1171,11 @@ fn run_block_impl(ctx: &Ctx, bi: usize, r0: usize, r1: usize, v: &mut View, out:
 fn pair_rows(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
     let np = ctx.np;
-    let ad = ctx.a.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
     let mut v = vec![0i32; (r1 - r0) * np];
     let pack = |lo: i32, hi: i32| (lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16) as i32;
-    for (row, dst) in ad[r0 * k..r1 * k].chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
+    for (row, dst) in ad.chunks(k.max(1)).zip(v.chunks_mut(np.max(1))) {
         if ctx.fl.is_multiple_of(2) {
             // Every fold but the last has even length: the pairs are
             // `(a[2q], a[2q + 1])` in order, and only an odd K leaves the
@@ -1519,14 +1525,15 @@ const SAT16_MAX_COUNT: usize = 1 << 15;
 /// 16 i32 lanes it gives the 32 i16 lanes "row m, row m + 1" per column.
 fn pair_rows2(ctx: &Ctx, r0: usize, r1: usize) -> Vec<i32> {
     let k = ctx.k;
-    let ad = ctx.a.data();
+    let mut abuf = Vec::new();
+    let ad = ctx.a.rows_i32(r0, r1, &mut abuf);
     let pairs = (r1 - r0).div_ceil(2);
     let mut v = vec![0i32; pairs * k];
     for (i, dst) in v.chunks_mut(k.max(1)).enumerate() {
         let m0 = r0 + 2 * i;
-        let lo = &ad[m0 * k..(m0 + 1) * k];
+        let lo = &ad[(m0 - r0) * k..(m0 - r0 + 1) * k];
         if m0 + 1 < r1 {
-            let hi = &ad[(m0 + 1) * k..(m0 + 2) * k];
+            let hi = &ad[(m0 - r0 + 1) * k..(m0 - r0 + 2) * k];
             for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
                 *d = (l as i16 as u16 as u32 | (h as i16 as u16 as u32) << 16) as i32;
             }
@@ -1857,8 +1864,8 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
     let acc = cfg.acc;
     let r_all = cfg.rows as u64;
     let (k, n) = (ctx.k, ctx.n);
-    let ad = ctx.a.data();
-    let wd = ctx.w.data();
+    let ad = ctx.a.codes();
+    let wd = ctx.w.to_i32();
     let (mrange, nrange) = match cfg.dataflow {
         Dataflow::Ws => (0..ctx.m, t.c0..t.c0 + t.cu),
         Dataflow::Is => (t.c0..t.c0 + t.cu, 0..n),
@@ -1894,7 +1901,7 @@ fn scan_tile(ctx: &Ctx, t: &Tile) -> Option<OverflowEvent> {
                 let mut s = 0i64;
                 let last = f == t.fold;
                 for kk in k0..k1 {
-                    let p = ad[mm * k + kk] as i64 * wd[kk * n + nn] as i64;
+                    let p = ad.at(mm * k + kk) as i64 * wd[kk * n + nn] as i64;
                     let (ns, of) = acc.add(s, p);
                     s = ns;
                     if of && last {

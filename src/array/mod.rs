@@ -62,32 +62,200 @@ impl FromStr for Engine {
     }
 }
 
-/// A row-major integer matrix of codes (every supported code fits `i32`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The values of a [`Matrix`] in their storage width. Every operand format
+/// is 2..=16 bits (`hw.rs`): `I16` holds every signed format and every
+/// unsigned one up to 15 bits (and any data whose values fit `i16`); `I32`
+/// holds the rest (`uint16` codes above 32767) and whatever a caller built
+/// from `i32` ([`Matrix::new`]). The storage never changes a value: every
+/// engine reads `i32` codes through [`Codes::at`] or a widening accessor,
+/// so a GEMM gives the same bytes whichever width holds its operands (held
+/// by `tests/array_props.rs`). An offset encoding of `uint16` in `i16` was
+/// not chosen: it would change what every engine reads.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+}
+
+/// A borrowed view of a [`Matrix`]'s row-major values (cheap to copy).
+#[derive(Clone, Copy, Debug)]
+pub enum Codes<'a> {
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+}
+
+impl<'a> Codes<'a> {
+    /// Number of values.
+    #[inline]
+    pub fn len(self) -> usize {
+        match self {
+            Codes::I16(v) => v.len(),
+            Codes::I32(v) => v.len(),
+        }
+    }
+    /// True when there are no values.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+    /// Value `i` as `i32` (exact: a widening).
+    #[inline(always)]
+    pub fn at(self, i: usize) -> i32 {
+        match self {
+            Codes::I16(v) => v[i] as i32,
+            Codes::I32(v) => v[i],
+        }
+    }
+    /// `out[j] = f(value idx0 + j * step)` (indices wrap as `usize`, so a
+    /// "negative" `step` works): the strided gather of the cycle engine's
+    /// edge load, with the storage match outside the loop.
+    #[inline(always)]
+    pub fn gather<U>(self, idx0: usize, step: usize, out: &mut [U], f: impl Fn(i32) -> U) {
+        let mut idx = idx0;
+        match self {
+            Codes::I16(v) => {
+                for o in out {
+                    *o = f(v[idx] as i32);
+                    idx = idx.wrapping_add(step);
+                }
+            }
+            Codes::I32(v) => {
+                for o in out {
+                    *o = f(v[idx]);
+                    idx = idx.wrapping_add(step);
+                }
+            }
+        }
+    }
+    /// The values `range`, as a view.
+    #[inline]
+    pub fn slice(self, range: std::ops::Range<usize>) -> Codes<'a> {
+        match self {
+            Codes::I16(v) => Codes::I16(&v[range]),
+            Codes::I32(v) => Codes::I32(&v[range]),
+        }
+    }
+    /// The values as `i32`: borrowed for `I32`, else one widening copy.
+    pub fn to_i32(self) -> std::borrow::Cow<'a, [i32]> {
+        match self {
+            Codes::I16(v) => std::borrow::Cow::Owned(v.iter().map(|&x| x as i32).collect()),
+            Codes::I32(v) => std::borrow::Cow::Borrowed(v),
+        }
+    }
+    /// The values as `i32` in `buf` (reused: its length is set to
+    /// `self.len()`), or borrowed for `I32`; for per-row or per-chunk loops
+    /// that never widen the whole matrix.
+    #[inline]
+    pub fn widen<'b>(self, buf: &'b mut Vec<i32>) -> &'b [i32]
+    where
+        'a: 'b,
+    {
+        match self {
+            Codes::I16(v) => {
+                buf.clear();
+                buf.extend(v.iter().map(|&x| x as i32));
+                buf
+            }
+            Codes::I32(v) => v,
+        }
+    }
+    /// The values in order, as `i32`.
+    pub fn iter(self) -> impl Iterator<Item = i32> + 'a {
+        let (a, b) = match self {
+            Codes::I16(v) => (Some(v.iter().map(|&x| x as i32)), None),
+            Codes::I32(v) => (None, Some(v.iter().copied())),
+        };
+        a.into_iter().flatten().chain(b.into_iter().flatten())
+    }
+    /// The largest magnitude `max |v|` (0 when empty); one vectorizable
+    /// pass in the storage width.
+    pub fn max_abs(self) -> u32 {
+        // The extremes first (a min/max pass vectorizes at the baseline
+        // level), then the larger magnitude.
+        fn go<T: Copy + Into<i32>>(v: &[T]) -> u32 {
+            let (lo, hi) = v.iter().fold((0i32, 0i32), |(lo, hi), &x| {
+                let x: i32 = x.into();
+                (lo.min(x), hi.max(x))
+            });
+            lo.unsigned_abs().max(hi.unsigned_abs())
+        }
+        match self {
+            Codes::I16(v) => go(v),
+            Codes::I32(v) => go(v),
+        }
+    }
+    /// The smallest and largest value (`(i32::MAX, i32::MIN)` when empty).
+    pub(crate) fn min_max(self) -> (i32, i32) {
+        fn go<T: Copy + Into<i32>>(v: &[T]) -> (i32, i32) {
+            v.iter().fold((i32::MAX, i32::MIN), |(lo, hi), &x| {
+                let x: i32 = x.into();
+                (lo.min(x), hi.max(x))
+            })
+        }
+        match self {
+            Codes::I16(v) => go(v),
+            Codes::I32(v) => go(v),
+        }
+    }
+}
+
+/// A row-major integer matrix of codes, stored in native width
+/// ([`Storage`]: `i16` where the values fit, else `i32`; every supported
+/// code fits `i32`). Equality compares values, not storage.
+#[derive(Clone, Debug)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
-    data: Vec<i32>,
+    data: Storage,
 }
+
+impl PartialEq for Matrix {
+    fn eq(&self, o: &Matrix) -> bool {
+        self.rows == o.rows
+            && self.cols == o.cols
+            && match (&self.data, &o.data) {
+                (Storage::I16(a), Storage::I16(b)) => a == b,
+                (Storage::I32(a), Storage::I32(b)) => a == b,
+                _ => self.codes().iter().eq(o.codes().iter()),
+            }
+    }
+}
+impl Eq for Matrix {}
 
 impl Matrix {
     /// A matrix; `data.len()` must be `rows * cols`, both at least 1.
+    /// Stored as `i32` (no extra pass; see [`Matrix::from_storage`]).
     pub fn new(rows: usize, cols: usize, data: Vec<i32>) -> Result<Matrix> {
+        Matrix::from_storage(rows, cols, Storage::I32(data))
+    }
+
+    /// A matrix stored as `i16`; `data.len()` must be `rows * cols`.
+    pub fn new_i16(rows: usize, cols: usize, data: Vec<i16>) -> Result<Matrix> {
+        Matrix::from_storage(rows, cols, Storage::I16(data))
+    }
+
+    /// A matrix over `data` in its storage width; `rows * cols` values,
+    /// both at least 1.
+    pub fn from_storage(rows: usize, cols: usize, data: Storage) -> Result<Matrix> {
+        let len = match &data {
+            Storage::I16(v) => v.len(),
+            Storage::I32(v) => v.len(),
+        };
         if rows == 0 || cols == 0 {
             return Err(Error::input(format!("matrix shape {rows}x{cols}: dimensions must be at least 1")));
         }
-        if rows.checked_mul(cols) != Some(data.len()) {
+        if rows.checked_mul(cols) != Some(len) {
             return Err(Error::input(format!(
-                "matrix shape {rows}x{cols} needs {} values, got {}",
+                "matrix shape {rows}x{cols} needs {} values, got {len}",
                 rows.saturating_mul(cols),
-                data.len()
             )));
         }
         Ok(Matrix { rows, cols, data })
     }
 
     /// A matrix from `i64` values, each checked against `fmt`; `what` names
-    /// the operand in errors (e.g. `A.npy`).
+    /// the operand in errors (e.g. `A.npy`). Stored as `i16` when `fmt`
+    /// fits it, else `i32`.
     pub fn from_i64(rows: usize, cols: usize, data: &[i64], fmt: IntFormat, what: &str) -> Result<Matrix> {
         if let Some((i, &v)) = data.iter().enumerate().find(|(_, &v)| !fmt.contains(v as i128)) {
             return Err(Error::field(
@@ -96,7 +264,11 @@ impl Matrix {
                 format!("{}..={} ({fmt} multiplier input)", fmt.min(), fmt.max()),
             ));
         }
-        Matrix::new(rows, cols, data.iter().map(|&v| v as i32).collect())
+        if fmt.min() >= i16::MIN as i128 && fmt.max() <= i16::MAX as i128 {
+            Matrix::new_i16(rows, cols, data.iter().map(|&v| v as i16).collect())
+        } else {
+            Matrix::new(rows, cols, data.iter().map(|&v| v as i32).collect())
+        }
     }
 
     /// Number of rows.
@@ -107,32 +279,74 @@ impl Matrix {
     pub fn cols(&self) -> usize {
         self.cols
     }
-    /// Row-major values.
-    pub fn data(&self) -> &[i32] {
-        &self.data
+    /// Row-major values in their storage width.
+    #[inline]
+    pub fn codes(&self) -> Codes<'_> {
+        match &self.data {
+            Storage::I16(v) => Codes::I16(v),
+            Storage::I32(v) => Codes::I32(v),
+        }
+    }
+    /// Row-major values when stored as `i16`.
+    pub fn as_i16(&self) -> Option<&[i16]> {
+        match &self.data {
+            Storage::I16(v) => Some(v),
+            Storage::I32(_) => None,
+        }
+    }
+    /// Row-major values when stored as `i32`.
+    pub fn as_i32(&self) -> Option<&[i32]> {
+        match &self.data {
+            Storage::I32(v) => Some(v),
+            Storage::I16(_) => None,
+        }
+    }
+    /// Row-major values as `i32`: borrowed when stored so, else a widening
+    /// copy of the whole matrix (for small operands; loops over a large
+    /// one use [`Matrix::rows_i32`] or [`Codes::at`]).
+    pub fn to_i32(&self) -> std::borrow::Cow<'_, [i32]> {
+        self.codes().to_i32()
+    }
+    /// Rows `r0..r1` as `i32` (row-major), widened into `buf` unless stored
+    /// as `i32`.
+    pub fn rows_i32<'a>(&'a self, r0: usize, r1: usize, buf: &'a mut Vec<i32>) -> &'a [i32] {
+        self.codes().slice(r0 * self.cols..r1 * self.cols).widen(buf)
+    }
+    /// This matrix stored as `i32`: borrowed when it is, else a widened
+    /// copy. `PreparedWeights` holds W this way (its per-block loops index
+    /// it; A, the large operand, is read in its own width).
+    pub fn with_i32_storage(&self) -> std::borrow::Cow<'_, Matrix> {
+        match &self.data {
+            Storage::I32(_) => std::borrow::Cow::Borrowed(self),
+            Storage::I16(v) => std::borrow::Cow::Owned(Matrix {
+                rows: self.rows,
+                cols: self.cols,
+                data: Storage::I32(v.iter().map(|&x| x as i32).collect()),
+            }),
+        }
+    }
+    /// The largest magnitude of any value.
+    pub fn max_abs(&self) -> u32 {
+        self.codes().max_abs()
     }
     /// Element `(r, c)`.
     #[inline]
     pub fn get(&self, r: usize, c: usize) -> i32 {
-        self.data[r * self.cols + c]
+        self.codes().at(r * self.cols + c)
     }
     /// Check every value against `fmt`, naming the operand.
     pub fn check_format(&self, fmt: IntFormat, what: &str) -> Result<()> {
         // The extremes decide it (one vectorizable pass); the scan that
         // names the first bad element runs only when one is out of range.
-        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
-        for &v in &self.data {
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
-        if self.data.is_empty() || (fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
+        let (lo, hi) = self.codes().min_max();
+        if self.codes().is_empty() || (fmt.contains(lo as i128) && fmt.contains(hi as i128)) {
             return Ok(());
         }
-        match self.data.iter().position(|&v| !fmt.contains(v as i128)) {
+        match self.codes().iter().position(|v| !fmt.contains(v as i128)) {
             None => Ok(()),
             Some(i) => Err(Error::field(
                 format!("{what}[{},{}]", i / self.cols, i % self.cols),
-                self.data[i],
+                self.codes().at(i),
                 format!("{}..={} ({fmt} multiplier input)", fmt.min(), fmt.max()),
             )),
         }

@@ -367,7 +367,7 @@ pub fn a2q_bits_types(k: usize, wfmt: IntFormat, afmt: IntFormat) -> u32 {
 /// every channel is all zeros).
 pub fn a2q_bits_weights(w: &Matrix, afmt: IntFormat) -> u32 {
     let mut norms = vec![0u64; w.cols()];
-    for row in w.data().chunks(w.cols()) {
+    for row in w.to_i32().chunks(w.cols()) {
         for (s, &v) in norms.iter_mut().zip(row) {
             *s += v.unsigned_abs() as u64;
         }

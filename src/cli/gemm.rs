@@ -80,10 +80,13 @@ pub struct GemmArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// An operand matrix straight from the file's native width (one bulk
-/// read, one range-checked narrowing copy; no `i64` intermediate).
+/// An operand matrix straight from the file (`npy::read_codes`: decoded in
+/// 1 MB chunks, range-checked, into the matrix's own storage, `i16` for
+/// every format up to 15 unsigned / 16 signed bits; the file's values are
+/// never held whole, and there is no `i64` or `i32` intermediate).
 fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matrix> {
-    let arr = crate::npy::read(path)?;
+    let (lo, hi) = (fmt.min(), fmt.max());
+    let arr = crate::npy::read_codes(path, lo as i64, hi as i64)?;
     if arr.shape.len() != 2 {
         return Err(Error::input(format!(
             "{}: {what} must be 2-D, got shape {:?}",
@@ -92,8 +95,7 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
         )));
     }
     let (rows, cols) = (arr.shape[0], arr.shape[1]);
-    let (lo, hi) = (fmt.min(), fmt.max());
-    let data = arr.data.to_i32_in(lo as i64, hi as i64).map_err(|bad| match bad {
+    let data = arr.codes.map_err(|bad| match bad {
         Some((i, v)) => Error::field(
             format!("{what}[{},{}]", i / cols.max(1), i % cols.max(1)),
             v,
@@ -103,10 +105,10 @@ fn matrix(path: &Path, fmt: IntFormat, what: &str) -> Result<crate::array::Matri
         None => Error::input(format!(
             "{}: {what} has dtype {} (allowed: int8/16/32/64, uint8/16/32/64)",
             path.display(),
-            arr.data.dtype_name()
+            arr.dtype_name
         )),
     })?;
-    crate::array::Matrix::new(rows, cols, data).map_err(|e| e.context(path.display()))
+    crate::array::Matrix::from_storage(rows, cols, data).map_err(|e| e.context(path.display()))
 }
 
 /// Run `bitmac gemm`.

@@ -262,7 +262,7 @@ impl Evaluator for Synthetic {
                     padding: (pad, pad),
                 };
                 let (am, wm) = crate::layers::im2col(&shape, &x, &f)?;
-                (am.data().to_vec(), am.rows(), am.cols(), wm.data().to_vec(), oc)
+                (am.to_i32().into_owned(), am.rows(), am.cols(), wm.to_i32().into_owned(), oc)
             }
         };
         // The requant stage is not measured on synthetic workloads (they have
