@@ -7,7 +7,7 @@
 //! Every function here is exact integer (or exactly specified IEEE float32)
 //! arithmetic on `i128`/`i64`; nothing depends on a Rust default rounding.
 
-use crate::array::Stats;
+use crate::array::{Simd, Stats};
 use crate::error::{Error, Result};
 use crate::graph::DivRounding;
 use crate::numerics::IntFormat;
@@ -173,45 +173,26 @@ pub fn gemm_output(
     requant: &ChannelRequant,
     stats: &mut Stats,
 ) -> (Vec<i64>, PpuStats) {
-    gemm_output_on(OutputPath::detect(), acc, exact, drop_bits, n, bias, requant, stats)
+    gemm_output_on(output_path(), acc, exact, drop_bits, n, bias, requant, stats)
 }
 
-/// The compilation of [`gemm_output`] that runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OutputPath {
-    Portable,
+/// The compilation of [`gemm_output`] that runs: the CPU's
+/// [`Simd`] level (the one detection every engine uses), with AVX-512
+/// only where AVX-512 DQ is present too (the 64-bit integer conversions
+/// this compilation enables), else AVX2.
+fn output_path() -> Simd {
+    let level = Simd::detect();
     #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl OutputPath {
-    fn detect() -> OutputPath {
-        static PATH: std::sync::OnceLock<OutputPath> = std::sync::OnceLock::new();
-        *PATH.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512dq")
-                    && is_x86_feature_detected!("avx512vl")
-                    && is_x86_feature_detected!("avx512bw")
-                {
-                    return OutputPath::Avx512;
-                }
-                if is_x86_feature_detected!("avx2") {
-                    return OutputPath::Avx2;
-                }
-            }
-            OutputPath::Portable
-        })
+    if level == Simd::Avx512 && !is_x86_feature_detected!("avx512dq") {
+        return Simd::Avx2;
     }
+    level
 }
 
 #[allow(clippy::too_many_arguments)]
 #[allow(unsafe_code)]
 fn gemm_output_on(
-    path: OutputPath,
+    path: Simd,
     acc: &[i64],
     exact: &[i64],
     drop_bits: u32,
@@ -221,13 +202,14 @@ fn gemm_output_on(
     stats: &mut Stats,
 ) -> (Vec<i64>, PpuStats) {
     match path {
-        // SAFETY: `OutputPath::detect` chose the path from the CPU's
-        // features (tests pass only paths `detect` allows).
+        // SAFETY: `output_path` chose the path from the CPU's
+        // features (tests pass only paths it allows); other targets have
+        // only the portable compilation.
         #[cfg(target_arch = "x86_64")]
-        OutputPath::Avx512 => unsafe { gemm_output_avx512(acc, exact, drop_bits, n, bias, requant, stats) },
+        Simd::Avx512 => unsafe { gemm_output_avx512(acc, exact, drop_bits, n, bias, requant, stats) },
         #[cfg(target_arch = "x86_64")]
-        OutputPath::Avx2 => unsafe { gemm_output_avx2(acc, exact, drop_bits, n, bias, requant, stats) },
-        OutputPath::Portable => gemm_output_impl(acc, exact, drop_bits, n, bias, requant, stats),
+        Simd::Avx2 => unsafe { gemm_output_avx2(acc, exact, drop_bits, n, bias, requant, stats) },
+        _ => gemm_output_impl(acc, exact, drop_bits, n, bias, requant, stats),
     }
 }
 
@@ -841,14 +823,14 @@ mod tests {
     fn gemm_output_paths_agree() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
-        let mut paths = vec![OutputPath::Portable];
+        let mut paths = vec![Simd::Portable];
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") {
-                paths.push(OutputPath::Avx2);
+                paths.push(Simd::Avx2);
             }
-            if OutputPath::detect() == OutputPath::Avx512 {
-                paths.push(OutputPath::Avx512);
+            if output_path() == Simd::Avx512 {
+                paths.push(Simd::Avx512);
             }
         }
         for case in 0..40 {
@@ -870,8 +852,7 @@ mod tests {
                 .collect();
             let rq = ChannelRequant::new(scalers, rng.gen_range(-5..5), -128, 127).unwrap();
             let mut want_st = Stats::default();
-            let want =
-                gemm_output_on(OutputPath::Portable, &acc, &exact, d, n, Some(&bias), &rq, &mut want_st);
+            let want = gemm_output_on(Simd::Portable, &acc, &exact, d, n, Some(&bias), &rq, &mut want_st);
             for &p in &paths {
                 let mut st = Stats::default();
                 let got = gemm_output_on(p, &acc, &exact, d, n, Some(&bias), &rq, &mut st);
